@@ -1,0 +1,243 @@
+"""The data model every other part builds on. Invariants live in the database, not only in forms."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Project(models.Model):
+    class Kind(models.TextChoices):
+        BINARY = "binary", "Binary (pass/fail per criterion)"
+        PAIRWISE = "pairwise", "Pairwise (A/B/tie per criterion)"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        ARCHIVED = "archived", "Archived"
+
+    # Fewer criteria than this cannot describe quality well enough to activate a project.
+    MIN_CRITERIA_TO_ACTIVATE = 3
+    MAX_OVERLAP = 50
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    instructions = models.TextField(blank=True, help_text="Markdown shown to annotators above every item.")
+    overlap = models.PositiveSmallIntegerField(default=2, help_text="Annotators wanted per item.")
+    allow_tie = models.BooleanField(default=True, help_text="Pairwise only: offer Tie.")
+    require_note_on_fail = models.BooleanField(
+        default=False, help_text="Ask for a note whenever a criterion fails (or loses, in pairwise)."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=["binary", "pairwise"]), name="project_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=["draft", "active", "archived"]), name="project_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(overlap__gte=1, overlap__lte=50), name="project_overlap_range"),
+            models.CheckConstraint(condition=~Q(slug=""), name="project_slug_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_pairwise(self) -> bool:
+        return self.kind == self.Kind.PAIRWISE
+
+
+class RubricVersion(models.Model):
+    """An immutable snapshot of a project's criteria. Editing criteria makes a new version; labels keep theirs."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rubric_versions")
+    number = models.PositiveIntegerField()
+    note = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="rubric_version_number_unique"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="rubric_version_number_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug} rubric v{self.number}"
+
+
+class Criterion(models.Model):
+    rubric_version = models.ForeignKey(RubricVersion, on_delete=models.CASCADE, related_name="criteria")
+    key = models.SlugField(max_length=64)
+    name = models.CharField(max_length=200)
+    description = models.TextField()
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["rubric_version", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["rubric_version", "key"], name="criterion_key_unique_in_version"),
+            models.UniqueConstraint(fields=["rubric_version", "position"], name="criterion_position_unique_in_version"),
+            # Target of the composite foreign key from Label: a label's criterion belongs to the label's version.
+            models.UniqueConstraint(fields=["id", "rubric_version"], name="criterion_id_version_unique"),
+            models.CheckConstraint(condition=~Q(key=""), name="criterion_key_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.name})"
+
+
+class Item(models.Model):
+    class Source(models.TextChoices):
+        IMPORT = "import", "Import"
+        API = "api", "API"
+        SAMPLE = "sample", "Production sample"
+
+    class Split(models.TextChoices):
+        TRAIN = "train", "Train"
+        DEV = "dev", "Dev"
+        TEST = "test", "Test"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=255)
+    input = models.TextField()
+    output = models.TextField(blank=True, help_text="Binary projects.")
+    output_a = models.TextField(blank=True, help_text="Pairwise projects.")
+    output_b = models.TextField(blank=True, help_text="Pairwise projects.")
+    metadata = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.IMPORT)
+    split = models.CharField(max_length=8, choices=Split.choices)
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="item_external_id_unique"),
+            models.CheckConstraint(condition=Q(split__in=["train", "dev", "test"]), name="item_split_valid"),
+            models.CheckConstraint(condition=Q(source__in=["import", "api", "sample"]), name="item_source_valid"),
+            models.CheckConstraint(condition=~Q(external_id=""), name="item_external_id_not_empty"),
+        ]
+        indexes = [
+            # Serves split-filtered reads: judge runs on dev/test, exports by split.
+            models.Index(fields=["project", "split"], name="item_project_split_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug}/{self.external_id}"
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ANNOTATOR = "annotator", "Annotator"
+        LEAD = "lead", "Lead"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "role", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project"], name="membership_unique"),
+            models.CheckConstraint(condition=Q(role__in=["annotator", "lead"]), name="membership_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} of {self.project.slug}"
+
+
+class Label(models.Model):
+    """One annotator's judgment of one item on one criterion, under one rubric version.
+
+    Pairwise values are canonical: `a` means the item's output_a is better, whichever side it was shown on;
+    `shown_order` records what the annotator saw (`ab`: A on the left, `ba`: B on the left).
+    """
+
+    class Value(models.TextChoices):
+        PASS = "pass", "Pass"
+        FAIL = "fail", "Fail"
+        A = "a", "A is better"
+        B = "b", "B is better"
+        TIE = "tie", "Tie"
+
+    class Order(models.TextChoices):
+        AB = "ab", "A left, B right"
+        BA = "ba", "B left, A right"
+
+    BINARY_VALUES = frozenset({"pass", "fail"})
+    PAIRWISE_VALUES = frozenset({"a", "b", "tie"})
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="labels")
+    criterion = models.ForeignKey(Criterion, on_delete=models.PROTECT, related_name="labels")
+    rubric_version = models.ForeignKey(RubricVersion, on_delete=models.PROTECT, related_name="labels")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="labels")
+    value = models.CharField(max_length=8, choices=Value.choices)
+    note = models.TextField(blank=True)
+    # NULL, not "", for binary labels: the check constraint below ties NULL to binary values.
+    shown_order = models.CharField(max_length=2, choices=Order.choices, null=True, blank=True)  # noqa: DJ001
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Bumped on every edit: edits are compare-and-swap on this column, so two tabs cannot overwrite each other.
+    revision = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["item", "criterion", "annotator"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "criterion", "annotator", "rubric_version"], name="label_one_per_annotator"
+            ),
+            models.CheckConstraint(condition=Q(value__in=["pass", "fail", "a", "b", "tie"]), name="label_value_valid"),
+            models.CheckConstraint(
+                condition=Q(shown_order__isnull=True) | Q(shown_order__in=["ab", "ba"]),
+                name="label_shown_order_valid",
+            ),
+            # A binary value never carries a display order; a pairwise value always does.
+            models.CheckConstraint(
+                condition=(Q(value__in=["pass", "fail"]) & Q(shown_order__isnull=True))
+                | (Q(value__in=["a", "b", "tie"]) & Q(shown_order__isnull=False)),
+                name="label_order_matches_value",
+            ),
+            models.CheckConstraint(condition=Q(revision__gte=1), name="label_revision_positive"),
+        ]
+        indexes = [
+            # Serves the per-version reads: agreement reports and exports load one rubric version's labels.
+            models.Index(fields=["rubric_version", "criterion"], name="label_version_criterion_idx"),
+            models.Index(fields=["annotator", "created_at"], name="label_annotator_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} {self.value} on {self.item_id}/{self.criterion_id}"
+
+
+class Assignment(models.Model):
+    """A lease: the item is reserved for this annotator until `expires_at`. Ends on submit, skip or expiry."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    rubric_version = models.ForeignKey(RubricVersion, on_delete=models.CASCADE, related_name="assignments")
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="assignment_one_lease_per_annotator"),
+            models.CheckConstraint(condition=Q(expires_at__gt=models.F("created_at")), name="assignment_expires"),
+        ]
+        indexes = [
+            # Serves the queue's count of live leases per item and the expiry sweep.
+            models.Index(fields=["item", "expires_at"], name="assignment_item_expiry_idx"),
+            models.Index(fields=["expires_at"], name="assignment_expiry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} leased to {self.annotator_id} until {self.expires_at:%H:%M}"

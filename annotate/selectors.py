@@ -1,0 +1,133 @@
+"""Reads that views, commands and the API share, and the one access helper for projects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from annotate.models import Assignment, Criterion, Item, Label, Membership, Project, RubricVersion
+
+
+def project_role(user: User | AnonymousUser, project: Project) -> str | None:
+    """The user's role in the project (staff act as leads everywhere), or None for an outsider."""
+    if not user.is_authenticated or not user.is_active:
+        return None
+    if getattr(user, "is_staff", False):
+        return Membership.Role.LEAD
+    return Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
+
+
+def project_for_user(user: User | AnonymousUser, slug: str, *, role: str | None = None) -> tuple[Project, str]:
+    """The project `slug` and the user's role in it, or 404.
+
+    Every view and API call that touches a project goes through here. A user who is not a member, or an annotator
+    asking for a lead's page, gets the same 404 as for a project that does not exist: nobody learns that a project
+    exists by guessing its slug.
+    """
+    project = Project.objects.filter(slug=slug).first()
+    if project is None:
+        raise Http404("No such project.")
+    user_role = project_role(user, project)
+    if user_role is None or (role == Membership.Role.LEAD and user_role != Membership.Role.LEAD):
+        raise Http404("No such project.")
+    return project, user_role
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    project: Project
+    role: str
+    n_items: int
+    n_labels_mine: int
+
+
+def projects_for_user(user: User) -> list[ProjectRow]:
+    """The projects a user may open with their role and counts, in one query. Archived projects come last."""
+    if getattr(user, "is_staff", False):
+        projects: QuerySet[Project] = Project.objects.all()
+    else:
+        projects = Project.objects.filter(memberships__user=user)
+    projects = projects.annotate(
+        n_items=Count("items", distinct=True),
+        n_labels_mine=Count("items__labels", filter=Q(items__labels__annotator=user), distinct=True),
+    ).order_by("status", "name")
+    roles = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+    staff = getattr(user, "is_staff", False)
+    return [
+        ProjectRow(
+            project=p,
+            role=Membership.Role.LEAD if staff else roles[p.pk],
+            n_items=p.n_items,  # type: ignore[attr-defined]
+            n_labels_mine=p.n_labels_mine,  # type: ignore[attr-defined]
+        )
+        for p in projects
+    ]
+
+
+def rubric_current(*, project: Project) -> RubricVersion | None:
+    return project.rubric_versions.order_by("-number").first()
+
+
+def criteria_current(*, project: Project) -> QuerySet[Criterion]:
+    """The criteria of the project's newest rubric version, in order."""
+    return Criterion.objects.filter(
+        rubric_version__project=project,
+        rubric_version__number=project.rubric_versions.order_by("-number").values("number")[:1],
+    ).order_by("position")
+
+
+@dataclass(frozen=True)
+class ProjectStats:
+    n_items: int
+    items_by_split: dict[str, int]
+    n_labels: int
+    n_labels_current: int
+    n_complete: int
+    n_live_leases: int
+    n_annotators: int
+
+
+def project_stats(*, project: Project) -> ProjectStats:
+    """Counts for the project page. An item is complete when `overlap` annotators labeled every current criterion."""
+    current = rubric_current(project=project)
+    by_split = dict(
+        Item.objects.filter(project=project).values_list("split").annotate(n=Count("id")).values_list("split", "n")
+    )
+    labels = Label.objects.filter(item__project=project)
+    n_criteria = current.criteria.count() if current else 0
+    n_complete = 0
+    n_current = 0
+    if current is not None and n_criteria:
+        current_labels = labels.filter(rubric_version=current)
+        n_current = current_labels.count()
+        n_complete = _count_complete_items(rubric_version_id=current.pk, n_criteria=n_criteria, overlap=project.overlap)
+    return ProjectStats(
+        n_items=sum(by_split.values()),
+        items_by_split={split: by_split.get(split, 0) for split in Item.Split.values},
+        n_labels=labels.count(),
+        n_labels_current=n_current,
+        n_complete=n_complete,
+        n_live_leases=Assignment.objects.filter(item__project=project, expires_at__gt=timezone.now()).count(),
+        n_annotators=project.memberships.filter(role=Membership.Role.ANNOTATOR).count(),
+    )
+
+
+def _count_complete_items(*, rubric_version_id: int, n_criteria: int, overlap: int) -> int:
+    # Two levels of grouping (per annotator, then per item) that the ORM cannot express without a subquery per item.
+    sql = """
+        SELECT COUNT(*) FROM (
+            SELECT item_id FROM (
+                SELECT item_id, annotator_id FROM annotate_label WHERE rubric_version_id = %s
+                GROUP BY item_id, annotator_id HAVING COUNT(*) = %s
+            ) per_annotator GROUP BY item_id HAVING COUNT(*) >= %s
+        ) per_item
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [rubric_version_id, n_criteria, overlap])
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0

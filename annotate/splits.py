@@ -1,0 +1,37 @@
+"""Deterministic split assignment and content hashing for items. Pure functions, no database."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+
+# Train is where few-shot examples may come from; dev is where judge prompts are tuned; test is held out.
+DEFAULT_RATIOS: tuple[tuple[str, float], ...] = (("train", 0.2), ("dev", 0.4), ("test", 0.4))
+
+_SCALE = float(1 << 64)
+
+
+def split_for(project_key: str, external_id: str, ratios: tuple[tuple[str, float], ...] = DEFAULT_RATIOS) -> str:
+    """The split of an item: a stable function of the project and the item's external id.
+
+    The same pair always lands in the same split, on every machine and across re-imports, so a judge prompt tuned
+    on dev never meets its test items by accident.
+    """
+    total = sum(share for _, share in ratios)
+    if not ratios or total <= 0:
+        raise ValueError("ratios must name at least one split with a positive share")
+    digest = hashlib.sha256(f"{project_key}\x1f{external_id}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / _SCALE * total
+    cumulative = 0.0
+    for name, share in ratios:
+        cumulative += share
+        if point < cumulative:
+            return name
+    return ratios[-1][0]
+
+
+def content_hash(fields: Mapping[str, object]) -> str:
+    """A hash of an item's content fields: the default external id, and how re-imports spot changed content."""
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

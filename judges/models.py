@@ -1,0 +1,3 @@
+"""Judge prompts, versions, runs and verdicts arrive with the judges issue; this app holds them."""
+
+from __future__ import annotations

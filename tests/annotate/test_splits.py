@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from annotate.splits import DEFAULT_RATIOS, content_hash, split_for
+
+
+def test_the_split_is_a_stable_function_of_project_and_external_id():
+    first = [split_for("support-bot", f"ticket-{i}") for i in range(1000)]
+    again = [split_for("support-bot", f"ticket-{i}") for i in range(1000)]
+    assert first == again
+    # Pinned values: a change to the hashing would silently move items between dev and test.
+    assert [split_for("p", key) for key in "abcdef"] == ["test", "dev", "test", "dev", "dev", "dev"]
+
+
+def test_ten_thousand_items_land_close_to_the_twenty_forty_forty_target():
+    counts = Counter(split_for("support-bot", f"item-{i}") for i in range(10_000))
+    for name, share in DEFAULT_RATIOS:
+        # Binomial standard deviation at n=10k is at most 0.5%; 2% is four sigma.
+        assert abs(counts[name] / 10_000 - share) < 0.02, counts
+
+
+def test_the_same_external_id_can_land_in_different_splits_in_different_projects():
+    ids = [f"item-{i}" for i in range(200)]
+    assert [split_for("one", i) for i in ids] != [split_for("two", i) for i in ids]
+
+
+def test_custom_ratios_are_honoured_and_bad_ratios_refused():
+    assert {split_for("p", f"{i}", (("dev", 1.0),)) for i in range(100)} == {"dev"}
+    with pytest.raises(ValueError, match="positive share"):
+        split_for("p", "x", ())
+
+
+def test_the_content_hash_ignores_key_order_and_sees_every_character():
+    assert content_hash({"input": "a", "output": "b"}) == content_hash({"output": "b", "input": "a"})
+    assert content_hash({"input": "a", "output": "b"}) != content_hash({"input": "a", "output": "b "})

@@ -1,0 +1,86 @@
+"""Factories for the data model. Projects get their rubric through the service, as in real use."""
+
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from annotate import selectors, services
+from annotate.models import Item, Label, Membership, Project
+
+User = get_user_model()
+
+DEFAULT_CRITERIA = [
+    {"key": "acceptable", "name": "Acceptable", "description": "A user would be satisfied with it as it is."},
+    {"key": "follows_instructions", "name": "Follows the instruction", "description": "Does what was asked."},
+    {
+        "key": "factually_correct",
+        "name": "Factually correct",
+        "description": "No factual or arithmetic error.",
+    },
+]
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.org")
+    password = factory.django.Password("correct horse battery staple")
+
+
+class ProjectFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Project
+        skip_postgeneration_save = True
+
+    slug = factory.Sequence(lambda n: f"project-{n}")
+    name = factory.Sequence(lambda n: f"Project {n}")
+    kind = Project.Kind.BINARY
+    overlap = 2
+
+    @factory.post_generation
+    def criteria(self, create, extracted, **kwargs):
+        if create and extracted is not False:
+            services.rubric_set_criteria(project=self, criteria=extracted or DEFAULT_CRITERIA)
+
+
+class ItemFactory(factory.django.DjangoModelFactory):
+    """Builds through services.item_build so split and content hash are what production computes."""
+
+    class Meta:
+        model = Item
+
+    project = factory.SubFactory(ProjectFactory)
+    input = factory.Sequence(lambda n: f"Rewrite sentence {n} without errors.")
+    output = factory.Sequence(lambda n: f"Sentence {n}, rewritten.")
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        project = kwargs.pop("project")
+        external_id = kwargs.pop("external_id", None)
+        item = services.item_build(project=project, fields=kwargs, external_id=external_id)
+        item.save()
+        return item
+
+
+def membership(user, project, role=Membership.Role.ANNOTATOR) -> Membership:
+    return services.membership_set(project=project, user=user, role=role)
+
+
+def label(item: Item, annotator, key: str, value: str, **kwargs) -> Label:
+    criterion = selectors.criteria_current(project=item.project).get(key=key)
+    return Label.objects.create(
+        item=item,
+        criterion=criterion,
+        rubric_version_id=criterion.rubric_version_id,
+        annotator=annotator,
+        value=value,
+        shown_order=kwargs.pop("shown_order", "ab" if item.project.is_pairwise else None),
+        created_at=kwargs.pop("created_at", timezone.now()),
+        **kwargs,
+    )
