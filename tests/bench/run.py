@@ -1,0 +1,251 @@
+"""`make bench`: run the benchmarks against a fresh PostgreSQL database and write docs/benchmarks.md.
+
+Benchmarks are not tests: they measure, on this machine, the figures the issues name. Each section of the table says
+what was measured and at which scale, so a later run can be compared line by line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Row:
+    benchmark: str
+    scale: str
+    figure: str
+    value: str
+    target: str = ""
+
+
+def _bench_database() -> str:
+    """A fresh database beside the configured one, so benchmarks never touch real data."""
+    import psycopg
+    import psycopg.sql
+
+    base = os.environ["DATABASE_URL"]
+    name = base.rsplit("/", 1)[1].split("?")[0] + "_bench"
+    admin = base.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+def _setup_django() -> None:
+    os.environ["DATABASE_URL"] = _bench_database()
+    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotate.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- Foundation benchmarks ------------------------------------------------------------------------------------
+
+
+def bench_split_assignment() -> list[Row]:
+    from annotate.splits import split_for
+
+    n = 1_000_000
+    start = time.perf_counter()
+    for i in range(n):
+        split_for("bench-project", f"item-{i}")
+    elapsed = time.perf_counter() - start
+    return [Row("Split assignment (pure)", f"{n:,} ids", "ids/s", f"{n / elapsed:,.0f}")]
+
+
+def bench_item_insert() -> list[Row]:
+    """Build items through the service (hash + split) and bulk-insert them: the floor under every import."""
+    from annotate import services
+    from annotate.models import Item
+    from tests.factories import ProjectFactory
+
+    project = ProjectFactory(slug="bench-insert", kind="pairwise")
+
+    n = 100_000
+    start = time.perf_counter()
+    batch: list[Item] = []
+    for i in range(n):
+        batch.append(
+            services.item_build(
+                project=project,
+                fields={"input": f"Question {i}?", "output_a": f"Answer A {i}.", "output_b": f"Answer B {i}."},
+            )
+        )
+        if len(batch) == 5000:
+            Item.objects.bulk_create(batch)
+            batch = []
+    Item.objects.bulk_create(batch)
+    elapsed = time.perf_counter() - start
+    assert Item.objects.filter(project=project).count() == n
+    return [Row("Item build + bulk insert (Postgres)", f"{n:,} pairwise items", "rows/s", f"{n / elapsed:,.0f}")]
+
+
+def _seed_labels(project: Any, n_items: int, annotators: list[Any]) -> None:
+    """n_items items, each labeled on every criterion by `overlap` annotators, inserted with COPY."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from annotate import selectors, services
+    from annotate.models import Item
+
+    items = [
+        services.item_build(project=project, fields={"input": f"Prompt {i}", "output": f"Response {i}"})
+        for i in range(n_items)
+    ]
+    Item.objects.bulk_create(items, batch_size=5000)
+    criteria = list(selectors.criteria_current(project=project))
+    item_ids = list(Item.objects.filter(project=project).values_list("id", flat=True))
+    now = timezone.now().isoformat()
+    with connection.cursor() as cursor, cursor.copy(
+        "COPY annotate_label (item_id, criterion_id, rubric_version_id, annotator_id, value, note, revision, "
+        "created_at, updated_at) FROM STDIN"
+    ) as copy:
+        for n, item_id in enumerate(item_ids):
+            for k in range(project.overlap):
+                annotator = annotators[(n + k) % len(annotators)]
+                for criterion in criteria:
+                    value = "pass" if (item_id * 7 + k + criterion.position) % 5 else "fail"
+                    copy.write_row(
+                        (item_id, criterion.id, criterion.rubric_version_id, annotator.id, value, "", 1, now, now)
+                    )
+
+
+def bench_project_page() -> list[Row]:
+    """Server time of the project page (progress counts) as a lead sees it, on a project with 1,000,000 labels."""
+    from django.db import connection, reset_queries
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from annotate.models import Membership
+    from tests.factories import ProjectFactory, UserFactory, membership
+
+    project = ProjectFactory(slug="bench-page", overlap=3)
+    annotators = [UserFactory(username=f"bench-annotator-{i}") for i in range(20)]
+    lead = UserFactory(username="bench-lead")
+    membership(lead, project, Membership.Role.LEAD)
+    n_items = 111_112
+    _seed_labels(project, n_items, annotators)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    client = Client()
+    client.force_login(lead)
+    url = f"/p/{project.slug}/"
+    client.get(url)
+    timings = []
+    for _ in range(15):
+        reset_queries()
+        start = time.perf_counter()
+        response = client.get(url)
+        timings.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        client.get(url)
+    scale = f"{n_items:,} items, {n_items * 9:,} labels"
+    return [
+        Row("Project page, server time", scale, "median ms", f"{statistics.median(timings):.0f}"),
+        Row("Project page, server time", scale, "p99 ms", f"{_percentile(timings, 0.99):.0f}"),
+        Row("Project page, SQL queries", scale, "queries", str(len(queries))),
+    ]
+
+
+def bench_test_suite() -> list[Row]:
+    """How long `pytest` takes: the issue asks for a suite that stays under 10 minutes in CI."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": os.environ["ORIGINAL_DATABASE_URL"]},
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    summary = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
+    return [Row("Whole test suite (pytest)", summary.strip("= "), "seconds", f"{elapsed:.0f}", "< 600")]
+
+
+BENCHMARKS: list[Callable[[], list[Row]]] = [
+    bench_split_assignment,
+    bench_item_insert,
+    bench_project_page,
+    bench_test_suite,
+]
+
+
+def _write(rows: list[Row], seconds: float) -> Path:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (tests/bench/run.py); do not edit by hand. Each run replaces this file.",
+        "",
+        f"- Run: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit `{commit or 'uncommitted'}`, "
+        f"{seconds:.0f} s in all",
+        f"- Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"PostgreSQL and Redis on loopback",
+        f"- Peak RSS of the benchmark process: {_peak_rss_mb():.0f} MB",
+        "",
+        "| Benchmark | Scale | Figure | Value | Target |",
+        "| --- | --- | --- | ---: | --- |",
+    ]
+    lines += [f"| {r.benchmark} | {r.scale} | {r.figure} | {r.value} | {r.target} |" for r in rows]
+    path = ROOT / "docs" / "benchmarks.md"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main() -> int:
+    os.environ["ORIGINAL_DATABASE_URL"] = os.environ["DATABASE_URL"]
+    _setup_django()
+    start = time.perf_counter()
+    rows: list[Row] = []
+    only = set(sys.argv[1:])
+    for bench in BENCHMARKS:
+        if only and bench.__name__ not in only:
+            continue
+        t0 = time.perf_counter()
+        print(f"bench: {bench.__name__} ...", flush=True)
+        new = bench()
+        rows += new
+        for row in new:
+            print(f"  {row.benchmark} [{row.scale}] {row.figure}: {row.value}", flush=True)
+        print(f"  ({time.perf_counter() - t0:.1f} s)", flush=True)
+    path = _write(rows, time.perf_counter() - start)
+    print(f"bench: wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Browser tests: Debian's Chromium driven by Playwright against pytest-django's live server.
+
+Playwright's sync API keeps an event loop running in the test thread from `sync_playwright()` until it stops, so
+Django's async-safety guard would refuse the ORM calls the tests make there (factories, fixtures, DB assertions).
+DJANGO_ALLOW_ASYNC_UNSAFE lifts the guard, but only for this package: Playwright and the variable are package-scoped,
+set up before the first browser test and gone after the last. Set for the whole session (at import), the variable
+would leak into later tests and their subprocesses: `manage.py check --deploy` in tests/test_settings.py fails on
+it with async.E001, as it should in production. The test thread never runs Django code concurrently with the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+
+# Records every Content-Security-Policy violation the page reports, whatever the console says. Playwright injects
+# init scripts through the DevTools protocol, so this listener itself is not subject to the page's CSP.
+_RECORD_CSP_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push({directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample});
+});
+"""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/browser/ is a browser test: `-m "not browser"` leaves them all out."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="package", autouse=True)
+def allow_django_orm_beside_playwrights_loop() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+@pytest.fixture(scope="package")
+def browser(allow_django_orm_beside_playwrights_loop: None) -> Iterator[Browser]:
+    """One Chromium for all browser tests; stopped after the last one, so no event loop outlives this package."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium. "
+            "Install it with `apt-get update && apt-get install -y chromium` "
+            "(Playwright's own browser downloads are not used).",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page in its own context (no cookies shared between tests), with console errors recorded."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(10_000)
+    context.add_init_script(_RECORD_CSP_VIOLATIONS)
+    page = context.new_page()
+    errors: list[str] = []
+
+    def _on_console(message: ConsoleMessage) -> None:
+        # The app serves no favicon; Chromium's automatic request for it is not the page's doing.
+        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+            errors.append(message.text)
+
+    page.on("console", _on_console)
+    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+    page.console_errors = errors  # type: ignore[attr-defined]
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def console_errors(page: Page) -> list[str]:
+    """The console errors (and uncaught exceptions) the page reported so far."""
+    return list(page.console_errors)  # type: ignore[attr-defined]
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """Save a full-page screenshot to tests/browser/screenshots/<name>.png (gitignored) and return its path."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
