@@ -125,10 +125,13 @@ def _seed_labels(project: Any, n_items: int, annotators: list[Any]) -> None:
     criteria = list(selectors.criteria_current(project=project))
     item_ids = list(Item.objects.filter(project=project).values_list("id", flat=True))
     now = timezone.now().isoformat()
-    with connection.cursor() as cursor, cursor.copy(
-        "COPY annotate_label (item_id, criterion_id, rubric_version_id, annotator_id, value, note, revision, "
-        "created_at, updated_at) FROM STDIN"
-    ) as copy:
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(
+            "COPY annotate_label (item_id, criterion_id, rubric_version_id, annotator_id, value, note, revision, "
+            "created_at, updated_at) FROM STDIN"
+        ) as copy,
+    ):
         for n, item_id in enumerate(item_ids):
             for k in range(project.overlap):
                 annotator = annotators[(n + k) % len(annotators)]
