@@ -31,6 +31,10 @@ class Project(models.Model):
         default=False, help_text="Ask for a note whenever a criterion fails (or loses, in pairwise)."
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    # The newest rubric version, kept by services.rubric_set_criteria so the hot path reads it with the project.
+    current_rubric = models.ForeignKey(
+        "RubricVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -115,6 +119,17 @@ class Item(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.IMPORT)
     split = models.CharField(max_length=8, choices=Split.choices)
     content_hash = models.CharField(max_length=64)
+    # A stable pseudo-random position in the queue (from the same hash as the split), so annotators see items in a
+    # shuffled but reproducible order.
+    order_key = models.BigIntegerField(default=0)
+    # How many annotators have submitted every criterion of the project's current rubric version for this item.
+    # Maintained by the label services (and recomputed when the rubric changes); the queue orders on it.
+    n_submitted = models.PositiveSmallIntegerField(default=0)
+    # How many leases (state "leased", expired or not until the sweep removes them) reserve this item. Kept on the
+    # row, not counted, so that concurrent claims serialise on the item row: see services.queue_claim.
+    n_leased = models.PositiveSmallIntegerField(default=0)
+    # Items with a higher priority are offered first among equally complete ones (today's production sample: 1).
+    priority = models.SmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -124,10 +139,13 @@ class Item(models.Model):
             models.CheckConstraint(condition=Q(split__in=["train", "dev", "test"]), name="item_split_valid"),
             models.CheckConstraint(condition=Q(source__in=["import", "api", "sample"]), name="item_source_valid"),
             models.CheckConstraint(condition=~Q(external_id=""), name="item_external_id_not_empty"),
+            models.CheckConstraint(condition=Q(n_submitted__lte=50), name="item_n_submitted_bounded"),
         ]
         indexes = [
             # Serves split-filtered reads: judge runs on dev/test, exports by split.
             models.Index(fields=["project", "split"], name="item_project_split_idx"),
+            # Serves the queue's claim: open items, closest to complete first, then priority, then shuffled order.
+            models.Index(fields=["project", "-n_submitted", "-priority", "order_key"], name="item_queue_idx"),
         ]
 
     def __str__(self) -> str:
@@ -187,6 +205,9 @@ class Label(models.Model):
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     # Bumped on every edit: edits are compare-and-swap on this column, so two tabs cannot overwrite each other.
     revision = models.PositiveIntegerField(default=1)
+    # The key of the rendered form that wrote this label: a repeated submit of the same form is recognised and
+    # answered as a success instead of being stored twice or refused.
+    submission_key = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -194,7 +215,9 @@ class Label(models.Model):
         ordering = ["item", "criterion", "annotator"]
         constraints = [
             models.UniqueConstraint(
-                fields=["item", "criterion", "annotator", "rubric_version"], name="label_one_per_annotator"
+                # Column order serves "has this annotator labeled this item under this version" in the queue.
+                fields=["item", "annotator", "rubric_version", "criterion"],
+                name="label_one_per_annotator",
             ),
             models.CheckConstraint(condition=Q(value__in=["pass", "fail", "a", "b", "tie"]), name="label_value_valid"),
             models.CheckConstraint(
@@ -220,23 +243,33 @@ class Label(models.Model):
 
 
 class Assignment(models.Model):
-    """A lease: the item is reserved for this annotator until `expires_at`. Ends on submit, skip or expiry."""
+    """A lease: the item is reserved for this annotator until `expires_at`. Ends on submit, skip or expiry.
+
+    A skip keeps the row in state `skipped`: it no longer reserves the item, but keeps it out of this annotator's
+    queue.
+    """
+
+    class State(models.TextChoices):
+        LEASED = "leased", "Leased"
+        SKIPPED = "skipped", "Skipped"
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     rubric_version = models.ForeignKey(RubricVersion, on_delete=models.CASCADE, related_name="assignments")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.LEASED)
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["item", "annotator"], name="assignment_one_lease_per_annotator"),
+            models.CheckConstraint(condition=Q(state__in=["leased", "skipped"]), name="assignment_state_valid"),
             models.CheckConstraint(condition=Q(expires_at__gt=models.F("created_at")), name="assignment_expires"),
         ]
         indexes = [
             # Serves the queue's count of live leases per item and the expiry sweep.
             models.Index(fields=["item", "expires_at"], name="assignment_item_expiry_idx"),
-            models.Index(fields=["expires_at"], name="assignment_expiry_idx"),
+            models.Index(fields=["annotator", "state", "expires_at"], name="assignment_annotator_idx"),
         ]
 
     def __str__(self) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -29,10 +29,22 @@ def project_for_user(user: User | AnonymousUser, slug: str, *, role: str | None 
     asking for a lead's page, gets the same 404 as for a project that does not exist: nobody learns that a project
     exists by guessing its slug.
     """
-    project = Project.objects.filter(slug=slug).first()
+    project = (
+        Project.objects.filter(slug=slug)
+        .select_related("current_rubric")
+        .annotate(
+            my_role=Subquery(Membership.objects.filter(project=OuterRef("pk"), user_id=user.pk or 0).values("role")[:1])
+        )
+        .first()
+    )
     if project is None:
         raise Http404("No such project.")
-    user_role = project_role(user, project)
+    if not user.is_authenticated or not user.is_active:
+        user_role = None
+    elif getattr(user, "is_staff", False):
+        user_role = Membership.Role.LEAD
+    else:
+        user_role = project.my_role  # type: ignore[attr-defined]
     if user_role is None or (role == Membership.Role.LEAD and user_role != Membership.Role.LEAD):
         raise Http404("No such project.")
     return project, user_role
@@ -79,6 +91,23 @@ def criteria_current(*, project: Project) -> QuerySet[Criterion]:
         rubric_version__project=project,
         rubric_version__number=project.rubric_versions.order_by("-number").values("number")[:1],
     ).order_by("position")
+
+
+# Criteria of a rubric version never change (an edit makes a new version), so each process keeps them once.
+_CRITERIA_CACHE: dict[int, tuple[Criterion, ...]] = {}
+
+
+def criteria_of_version(rubric_version_id: int | None) -> tuple[Criterion, ...]:
+    """The criteria of one rubric version, in order; served from memory after the first read."""
+    if rubric_version_id is None:
+        return ()
+    cached = _CRITERIA_CACHE.get(rubric_version_id)
+    if cached is None:
+        cached = tuple(Criterion.objects.filter(rubric_version_id=rubric_version_id).order_by("position"))
+        if len(_CRITERIA_CACHE) > 1000:
+            _CRITERIA_CACHE.clear()
+        _CRITERIA_CACHE[rubric_version_id] = cached
+    return cached
 
 
 @dataclass(frozen=True)
@@ -131,3 +160,68 @@ def _count_complete_items(*, rubric_version_id: int, n_criteria: int, overlap: i
         cursor.execute(sql, [rubric_version_id, n_criteria, overlap])
         row = cursor.fetchone()
     return int(row[0]) if row else 0
+
+
+def labels_last_item(*, project: Project, annotator: User) -> int | None:
+    """The item this annotator most recently submitted in the project (current rubric), for Undo."""
+    return (
+        Label.objects.filter(item__project=project, annotator=annotator, rubric_version_id=project.current_rubric_id)
+        .order_by("-created_at", "-id")
+        .values_list("item_id", flat=True)
+        .first()
+    )
+
+
+def labels_of_annotator(*, project: Project, annotator: User, item_id: int) -> list[Label]:
+    """One annotator's own labels on one item under the current rubric (never anyone else's)."""
+    return list(
+        Label.objects.filter(
+            item__project=project, item_id=item_id, annotator=annotator, rubric_version_id=project.current_rubric_id
+        )
+        .select_related("item", "criterion")
+        .order_by("criterion__position")
+    )
+
+
+def history_of_annotator(*, project: Project, annotator: User) -> QuerySet[Item]:
+    """Items this annotator labeled in the project under the current rubric, newest first."""
+    return (
+        Item.objects.filter(
+            project=project, labels__annotator=annotator, labels__rubric_version_id=project.current_rubric_id
+        )
+        .annotate(
+            labeled_at=Max("labels__created_at"),
+            n_fail=Count("labels", filter=Q(labels__value="fail", labels__annotator=annotator)),
+        )
+        .order_by("-labeled_at", "-id")
+    )
+
+
+@dataclass(frozen=True)
+class AnnotatorProgress:
+    labeled_today: int
+    left_for_me: int
+    n_items: int
+    n_complete: int
+
+    @property
+    def completion_pct(self) -> int:
+        return round(100 * self.n_complete / self.n_items) if self.n_items else 0
+
+
+def annotator_progress(*, project: Project, annotator: User) -> AnnotatorProgress:
+    """Counts for the labeling screen's progress panel (off the submit path: the page loads it separately)."""
+    today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    mine = Label.objects.filter(item__project=project, annotator=annotator, rubric_version_id=project.current_rubric_id)
+    counts = Item.objects.filter(project=project).aggregate(
+        n_items=Count("id"),
+        n_complete=Count("id", filter=Q(n_submitted__gte=project.overlap)),
+        n_open=Count("id", filter=Q(n_submitted__lt=project.overlap)),
+    )
+    mine_open = mine.filter(item__n_submitted__lt=project.overlap).values("item_id").distinct().count()
+    return AnnotatorProgress(
+        labeled_today=mine.filter(created_at__gte=today).values("item_id").distinct().count(),
+        left_for_me=max(0, counts["n_open"] - mine_open),
+        n_items=counts["n_items"],
+        n_complete=counts["n_complete"],
+    )

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Count, Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
 from annotate import selectors
 from annotate.models import Assignment, Criterion, Item, Label, Membership, Project, RubricVersion
 from annotate.specs import ProjectSpec, SpecError
-from annotate.splits import content_hash, split_for
+from annotate.splits import content_hash, order_key, shown_order, split_for
 
 User = get_user_model()
 
@@ -70,6 +74,12 @@ def rubric_set_criteria(
             Criterion(rubric_version=version, key=key, name=name, description=description, position=i)
             for i, (key, name, description) in enumerate(wanted)
         )
+        Project.objects.filter(pk=project.pk).update(current_rubric=version)
+        project.current_rubric = version
+        # Leases and skips were for the old rubric: everyone starts the new version from a full queue.
+        Assignment.objects.filter(item__project=project).delete()
+        if current is not None:
+            queue_counts_refresh(project=project)
     return version
 
 
@@ -175,6 +185,7 @@ def item_build(
         metadata=metadata or {},
         source=source,
         split=split or split_for(project.slug, external_id),
+        order_key=order_key(project.slug, external_id),
         content_hash=digest,
         **content,
     )
@@ -200,13 +211,400 @@ def labels_bulk_import(*, project: Project, labels: Sequence[Label]) -> int:
             label.created_at = timezone.now()
     before = Label.objects.filter(item__project=project).count()
     Label.objects.bulk_create(labels, ignore_conflicts=True, batch_size=1000)
-    return Label.objects.filter(item__project=project).count() - before
+    created = Label.objects.filter(item__project=project).count() - before
+    if created:
+        queue_counts_refresh(project=project)
+    return created
 
 
 # --- Leases ---------------------------------------------------------------------------------------------------
 
 
-def assignments_expire(*, now: dt.datetime | None = None) -> int:
-    """Delete leases that have run out, so their items go back to the queue. Safe to run any number of times."""
-    deleted, _ = Assignment.objects.filter(expires_at__lte=now or timezone.now()).delete()
-    return deleted
+def assignments_expire(*, now: dt.datetime | None = None, batch: int = 5000) -> int:
+    """Delete leases that have run out, so their items go back to the queue. Safe to run any number of times.
+
+    Locks item rows before lease rows, in the same order as claims and submits, and skips items being written to
+    right now (the next sweep gets them), so it never deadlocks with annotators at work.
+    """
+    now = now or timezone.now()
+    expired = Assignment.objects.filter(state=Assignment.State.LEASED, expires_at__lte=now)
+    total = 0
+    while True:
+        with transaction.atomic():
+            item_ids = list(expired.values_list("item_id", flat=True).distinct()[:batch])
+            if not item_ids:
+                return total
+            locked = list(
+                Item.objects.select_for_update(skip_locked=True).filter(pk__in=item_ids).values_list("pk", flat=True)
+            )
+            counts = Counter(expired.filter(item_id__in=locked).values_list("item_id", flat=True))
+            expired.filter(item_id__in=locked).delete()
+            for item_id, n in counts.items():
+                Item.objects.filter(pk=item_id).update(n_leased=F("n_leased") - n)
+            total += sum(counts.values())
+        if len(item_ids) < batch or not locked:
+            return total
+
+
+def queue_counts_refresh(*, project: Project) -> None:
+    """Recompute every item's n_submitted and n_leased from the labels and leases themselves.
+
+    Runs after the rubric changes (no one has submitted the new version yet) and after label imports; also a repair.
+    """
+    current = selectors.rubric_current(project=project)
+    n_criteria = current.criteria.count() if current else 0
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Every item's row lock before counting, so no claim or submit interleaves with the recount.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM (SELECT 1 FROM annotate_item WHERE project_id = %s FOR UPDATE) locked",
+                    [project.pk],
+                )
+        Item.objects.filter(project=project).exclude(n_submitted=0, n_leased=0).update(n_submitted=0, n_leased=0)
+        per_item = Counter(
+            item_id
+            for item_id, _annotator in Label.objects.filter(item__project=project, rubric_version=current)
+            .values("item_id", "annotator_id")
+            .annotate(n=Count("id"))
+            .filter(n=n_criteria)
+            .values_list("item_id", "annotator_id")
+        )
+        leased = Counter(
+            Assignment.objects.filter(item__project=project, state=Assignment.State.LEASED).values_list(
+                "item_id", flat=True
+            )
+        )
+        Item.objects.bulk_update(
+            [Item(pk=pk, n_submitted=per_item[pk], n_leased=leased[pk]) for pk in set(per_item) | set(leased)],
+            ["n_submitted", "n_leased"],
+            batch_size=5000,
+        )
+
+
+# --- The labeling queue ---------------------------------------------------------------------------------------
+#
+# Invariants, kept in the same transaction as the rows they count:
+#   item.n_submitted = annotators who submitted every criterion of the current rubric version for the item;
+#   item.n_leased    = assignments in state "leased" on the item (expired ones count until the sweep removes them).
+# An item wants labels while n_submitted + n_leased < project.overlap. Every write that changes either count locks
+# the item row first, so claims, submits, skips and the sweep serialise per item and never push it past its overlap.
+
+
+class QueueError(Exception):
+    """A labeling action that cannot be done; `message` is for the annotator, `status` for HTTP."""
+
+    status = 409
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class ItemNotNeeded(QueueError):
+    status = 410
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    item: Item
+    duplicate: bool  # True when this exact form had already been saved: nothing was written this time.
+
+
+def _lease_seconds() -> int:
+    return int(settings.ASSIGNMENT_LEASE_SECONDS)
+
+
+_CLAIM_SQL = """
+WITH cand AS (
+    SELECT i.id FROM annotate_item i
+    WHERE i.project_id = %(project)s
+      AND i.n_submitted + i.n_leased < %(overlap)s
+      AND NOT EXISTS (
+          SELECT 1 FROM annotate_label l
+          WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s)
+      AND NOT EXISTS (
+          SELECT 1 FROM annotate_assignment a WHERE a.item_id = i.id AND a.annotator_id = %(user)s)
+    ORDER BY i.n_submitted DESC, i.priority DESC, i.order_key
+    LIMIT 1
+    FOR UPDATE OF i SKIP LOCKED
+), bumped AS (
+    UPDATE annotate_item i SET n_leased = i.n_leased + 1 FROM cand WHERE i.id = cand.id RETURNING i.*
+), leased AS (
+    INSERT INTO annotate_assignment (item_id, annotator_id, rubric_version_id, state, expires_at, created_at)
+    SELECT id, %(user)s, %(version)s, 'leased', %(expires)s, %(now)s FROM bumped
+    RETURNING item_id
+)
+SELECT bumped.* FROM bumped JOIN leased ON leased.item_id = bumped.id
+"""
+
+
+def queue_claim(*, project: Project, annotator: AuthUser, rubric_version_id: int) -> Item | None:
+    """Lease the next item this annotator should label, or None when the queue has nothing for them.
+
+    Order: items closest to complete, then higher priority (today's production sample), then the stable shuffled
+    order. On PostgreSQL this is one statement: the candidate row is locked with SKIP LOCKED, so concurrent claims
+    never wait on each other, and the lease count lives on that row, so a claim that meets a row another claim just
+    filled re-checks it against the new count (READ COMMITTED re-evaluation) instead of over-assigning it.
+    """
+    now = timezone.now()
+    expires = now + dt.timedelta(seconds=_lease_seconds())
+    params = {
+        "project": project.pk,
+        "overlap": project.overlap,
+        "user": annotator.pk,
+        "version": rubric_version_id,
+        "now": now,
+        "expires": expires,
+    }
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            return next(iter(Item.objects.raw(_CLAIM_SQL, params)), None)
+    # SQLite (the embedded demo): transactions take the write lock when they begin, so these steps are serialised.
+    with transaction.atomic():
+        item = (
+            Item.objects.filter(project=project, n_submitted__lt=project.overlap - F("n_leased"))
+            .exclude(
+                Exists(
+                    Label.objects.filter(item=OuterRef("pk"), annotator=annotator, rubric_version_id=rubric_version_id)
+                )
+            )
+            .exclude(Exists(Assignment.objects.filter(item=OuterRef("pk"), annotator=annotator)))
+            .order_by("-n_submitted", "-priority", "order_key")
+            .first()
+        )
+        if item is None:
+            return None
+        Item.objects.filter(pk=item.pk).update(n_leased=F("n_leased") + 1)
+        Assignment.objects.create(
+            item=item, annotator=annotator, rubric_version_id=rubric_version_id, expires_at=expires
+        )
+        item.n_leased += 1
+        return item
+
+
+def queue_leased_items(*, project: Project, annotator: AuthUser, rubric_version_id: int) -> list[Item]:
+    """The items this annotator holds live leases on in the project, oldest lease first."""
+    return list(
+        Item.objects.filter(
+            project=project,
+            assignments__annotator=annotator,
+            assignments__state=Assignment.State.LEASED,
+            assignments__rubric_version_id=rubric_version_id,
+            assignments__expires_at__gt=timezone.now(),
+        ).order_by("assignments__created_at", "assignments__id")
+    )
+
+
+def queue_fill(*, project: Project, annotator: AuthUser, rubric_version_id: int, want: int = 2) -> list[Item]:
+    """The annotator's current item and the prefetched next one: their live leases, topped up to `want`."""
+    items = queue_leased_items(project=project, annotator=annotator, rubric_version_id=rubric_version_id)
+    while len(items) < want:
+        item = queue_claim(project=project, annotator=annotator, rubric_version_id=rubric_version_id)
+        if item is None:
+            break
+        items.append(item)
+    return items
+
+
+def queue_renew(*, project: Project, annotator: AuthUser) -> int:
+    """Extend this annotator's live leases in the project (the page's heartbeat while they work)."""
+    now = timezone.now()
+    return Assignment.objects.filter(
+        item__project=project, annotator=annotator, state=Assignment.State.LEASED, expires_at__gt=now
+    ).update(expires_at=now + dt.timedelta(seconds=_lease_seconds()))
+
+
+@transaction.atomic
+def queue_skip(*, project: Project, annotator: AuthUser, item_id: int) -> None:
+    """Release the item. It stays out of this annotator's queue; others can have it at once."""
+    item = Item.objects.select_for_update().filter(project=project, pk=item_id).first()
+    if item is None:
+        raise QueueError("That item is not in this project.")
+    changed = Assignment.objects.filter(item=item, annotator=annotator, state=Assignment.State.LEASED).update(
+        state=Assignment.State.SKIPPED
+    )
+    if changed:
+        Item.objects.filter(pk=item.pk).update(n_leased=F("n_leased") - changed)
+    elif not Assignment.objects.filter(item=item, annotator=annotator).exists():
+        Assignment.objects.create(
+            item=item,
+            annotator=annotator,
+            rubric_version_id=RubricVersion.objects.filter(project=project)
+            .order_by("-number")
+            .values_list("pk", flat=True)[0],
+            state=Assignment.State.SKIPPED,
+            expires_at=timezone.now() + dt.timedelta(seconds=_lease_seconds()),
+        )
+
+
+def label_values_from_form(
+    *, project: Project, criteria: Sequence[Criterion], data: Any, shown: str | None
+) -> tuple[dict[str, str], list[str]]:
+    """Read one value per criterion from submitted form data; pairwise left/right become canonical a/b.
+
+    Returns (values by criterion key, problems). A problem names the criterion, for the annotator.
+    """
+    values: dict[str, str] = {}
+    problems: list[str] = []
+    for criterion in criteria:
+        raw = (data.get(f"c-{criterion.key}") or "").strip().lower()
+        if not raw:
+            problems.append(f"Choose a value for “{criterion.name}”.")
+            continue
+        if project.is_pairwise:
+            sides = {"left": "a", "right": "b"} if shown == Label.Order.AB else {"left": "b", "right": "a"}
+            value = sides.get(raw, raw if raw == "tie" else "")
+            if value == "tie" and not project.allow_tie:
+                value = ""
+        else:
+            value = raw if raw in Label.BINARY_VALUES else ""
+        if not value:
+            problems.append(f"“{raw[:20]}” is not a choice for “{criterion.name}”.")
+            continue
+        values[criterion.key] = value
+    return values, problems
+
+
+def _needs_note(project: Project, values: dict[str, str], shown: str | None) -> bool:
+    """A failing binary criterion, or (pairwise) any criterion not a tie, when the project asks for a note."""
+    if not project.require_note_on_fail:
+        return False
+    if project.is_pairwise:
+        return any(v in {"a", "b"} for v in values.values())
+    return any(v == "fail" for v in values.values())
+
+
+def label_submit(
+    *,
+    project: Project,
+    annotator: AuthUser,
+    item_id: int,
+    criteria: Sequence[Criterion],
+    values: dict[str, str],
+    note: str = "",
+    time_spent_ms: int | None = None,
+    submission_key: str = "",
+) -> SubmitOutcome:
+    """Save one annotator's labels for every criterion of an item, at once. Idempotent per `submission_key`.
+
+    A repeated submit of the same form (double click, retry after a timeout) is recognised and answered as saved.
+    A submit after the lease expired is still saved while the item wants labels; otherwise ItemNotNeeded says so.
+    """
+    if not criteria:
+        raise QueueError("This project has no criteria yet.")
+    version_id = criteria[0].rubric_version_id
+    missing = [c.name for c in criteria if c.key not in values]
+    if missing:
+        raise QueueError("Choose a value for " + ", ".join(f"“{m}”" for m in missing) + ".")
+    shown = shown_order(annotator.pk, item_id) if project.is_pairwise else None
+    for value in values.values():
+        try:
+            label_validate_value(project=project, value=value, shown_order=shown)
+        except ValidationError as exc:
+            raise QueueError(" ".join(exc.messages)) from None
+    note = note.strip()
+    if len(note) > 10_000:
+        raise QueueError("The note is too long (at most 10,000 characters).")
+    if not note and _needs_note(project, values, shown):
+        raise QueueError("This project asks for a note whenever something fails: say why.")
+    now = timezone.now()
+    with transaction.atomic():
+        mine = Assignment.objects.filter(item=OuterRef("pk"), annotator=annotator)
+        item = (
+            Item.objects.select_for_update(of=("self",))
+            .filter(project=project, pk=item_id)
+            .annotate(
+                my_state=Subquery(mine.values("state")[:1]),
+                my_expiry=Subquery(mine.values("expires_at")[:1]),
+                my_key=Subquery(
+                    Label.objects.filter(item=OuterRef("pk"), annotator=annotator, rubric_version_id=version_id).values(
+                        "submission_key"
+                    )[:1]
+                ),
+            )
+            .first()
+        )
+        if item is None:
+            raise QueueError("That item is not in this project.")
+        if item.my_key is not None:  # type: ignore[attr-defined]
+            if submission_key and item.my_key == submission_key:  # type: ignore[attr-defined]
+                return SubmitOutcome(item=item, duplicate=True)
+            raise QueueError(
+                "You have already labeled this item (perhaps in another tab). Open it from your history to change it."
+            )
+        holds_lease = item.my_state == Assignment.State.LEASED  # type: ignore[attr-defined]
+        live = holds_lease and item.my_expiry > now  # type: ignore[attr-defined]
+        others = item.n_leased - (1 if holds_lease else 0)
+        if not live and item.n_submitted + others >= project.overlap:
+            if holds_lease:
+                _release(item, annotator)
+            raise ItemNotNeeded(
+                "Your time on this item ran out and it has since got all the labels it needs, so your labels for it "
+                "were not saved. Here is the next item."
+            )
+        Label.objects.bulk_create(
+            Label(
+                item_id=item.pk,
+                criterion=criterion,
+                rubric_version_id=version_id,
+                annotator=annotator,
+                value=values[criterion.key],
+                note=note,
+                shown_order=shown,
+                time_spent_ms=time_spent_ms,
+                submission_key=submission_key[:64],
+                created_at=now,
+            )
+            for criterion in criteria
+        )
+        Item.objects.filter(pk=item.pk).update(
+            n_submitted=F("n_submitted") + 1, n_leased=F("n_leased") - (1 if holds_lease else 0)
+        )
+        if item.my_state is not None:  # type: ignore[attr-defined]
+            Assignment.objects.filter(item_id=item.pk, annotator=annotator).delete()
+    return SubmitOutcome(item=item, duplicate=False)
+
+
+def _release(item: Item, annotator: AuthUser) -> None:
+    deleted, _ = Assignment.objects.filter(item=item, annotator=annotator, state=Assignment.State.LEASED).delete()
+    if deleted:
+        Item.objects.filter(pk=item.pk).update(n_leased=F("n_leased") - deleted)
+
+
+@transaction.atomic
+def label_edit(
+    *,
+    project: Project,
+    annotator: AuthUser,
+    item_id: int,
+    criteria: Sequence[Criterion],
+    values: dict[str, str],
+    revisions: dict[str, int],
+    note: str = "",
+) -> list[Label]:
+    """Change an annotator's own labels on an item (Undo, history). Compare-and-swap on each label's revision."""
+    labels = {
+        label.criterion.key: label
+        for label in Label.objects.select_for_update(of=("self",))
+        .select_related("criterion")
+        .filter(item__project=project, item_id=item_id, annotator=annotator, criterion__in=list(criteria))
+    }
+    if not labels:
+        raise QueueError("You have no labels on that item under the current rubric.")
+    shown = shown_order(annotator.pk, item_id) if project.is_pairwise else None
+    note = note.strip()
+    if not note and _needs_note(project, values, shown):
+        raise QueueError("This project asks for a note whenever something fails: say why.")
+    changed = []
+    for key, label in labels.items():
+        if key not in values:
+            raise QueueError(f"Choose a value for “{label.criterion.name}”.")
+        if revisions.get(key) != label.revision:
+            raise QueueError("These labels were changed elsewhere since you opened them. Reload to see the latest.")
+        if label.value != values[key] or label.note != note:
+            label.value, label.note, label.revision = values[key], note, label.revision + 1
+            label.updated_at = timezone.now()
+            changed.append(label)
+    Label.objects.bulk_update(changed, ["value", "note", "revision", "updated_at"])
+    return changed

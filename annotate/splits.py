@@ -35,3 +35,15 @@ def content_hash(fields: Mapping[str, object]) -> str:
     """A hash of an item's content fields: the default external id, and how re-imports spot changed content."""
     canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def order_key(project_key: str, external_id: str) -> int:
+    """A stable pseudo-random signed 64-bit position in the project's queue."""
+    digest = hashlib.sha256(f"{project_key}\x1f{external_id}".encode()).digest()
+    return int.from_bytes(digest[8:16], "big", signed=True)
+
+
+def shown_order(annotator_id: int | None, item_id: int) -> str:
+    """Which output a pairwise item shows on the left for this annotator: "ab" (A left) or "ba". Stable, ~50/50."""
+    digest = hashlib.sha256(f"order\x1f{annotator_id}\x1f{item_id}".encode()).digest()
+    return "ab" if digest[0] & 1 == 0 else "ba"

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotate import selectors, services
 from annotate.forms import ProjectStatusForm
-from annotate.models import Membership, Project
+from annotate.models import Item, Membership, Project
+from annotate.splits import shown_order
 
 
 @require_GET
@@ -90,3 +95,252 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception:
         return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+# --- Labeling -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemCard:
+    """What the labeling form shows for one item: pairwise outputs already in the annotator's left/right order."""
+
+    item: Item
+    form_key: str
+    shown_order: str | None
+    left: str
+    right: str
+
+
+def _card(item: Item | None, user_id: int | None) -> ItemCard | None:
+    if item is None:
+        return None
+    shown = shown_order(user_id, item.pk) if item.output_a or item.output_b else None
+    left, right = (item.output_a, item.output_b) if shown != "ba" else (item.output_b, item.output_a)
+    return ItemCard(item=item, form_key=uuid.uuid4().hex, shown_order=shown, left=left, right=right)
+
+
+def _label_context(request: HttpRequest, project: Project, items: list[Item], **extra: object) -> dict[str, object]:
+    criteria = selectors.criteria_of_version(project.current_rubric_id)
+    user_id = request.user.pk
+    return {
+        "project": project,
+        "criteria": criteria,
+        "current": _card(items[0] if items else None, user_id),
+        "next": _card(items[1] if len(items) > 1 else None, user_id),
+        "values": {},
+        "note": "",
+        "error": "",
+        **extra,
+    }
+
+
+@require_GET
+@login_required
+def label_queue(request: HttpRequest, slug: str) -> HttpResponse:
+    """The labeling screen: the current item, with the next one already claimed and rendered (hidden)."""
+    project, _role = selectors.project_for_user(request.user, slug)
+    if project.status != Project.Status.ACTIVE or project.current_rubric_id is None:
+        return render(request, "annotate/label.html", {"project": project, "inactive": True})
+    items = services.queue_fill(project=project, annotator=request.user, rubric_version_id=project.current_rubric_id)  # type: ignore[arg-type]
+    return render(request, "annotate/label.html", _label_context(request, project, items))
+
+
+@require_POST
+@login_required
+def label_submit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
+    """Save every criterion of one item. htmx gets the newly prefetched item back; a plain POST is redirected."""
+    project, _role = selectors.project_for_user(request.user, slug)
+    criteria = selectors.criteria_of_version(project.current_rubric_id)
+    if project.status != Project.Status.ACTIVE or not criteria:
+        return _label_refused(request, project, item_id, "This project is not open for labeling right now.", 409)
+    shown = shown_order(request.user.pk, item_id) if project.is_pairwise else None
+    values, problems = services.label_values_from_form(
+        project=project, criteria=criteria, data=request.POST, shown=shown
+    )
+    note = request.POST.get("note", "")
+    try:
+        if problems:
+            raise services.QueueError(" ".join(problems))
+        services.label_submit(
+            project=project,
+            annotator=request.user,  # type: ignore[arg-type]
+            item_id=item_id,
+            criteria=criteria,
+            values=values,
+            note=note,
+            time_spent_ms=_time_spent(request.POST.get("time_spent_ms")),
+            submission_key=request.POST.get("form_key", ""),
+        )
+    except services.ItemNotNeeded as exc:
+        if not request.htmx:  # type: ignore[attr-defined]
+            messages.warning(request, exc.message)
+            return redirect("label_queue", slug=project.slug)
+        return _label_refused(request, project, item_id, exc.message, exc.status)
+    except services.QueueError as exc:
+        return _label_refused(request, project, item_id, exc.message, exc.status, values=request.POST, note=note)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect("label_queue", slug=project.slug)
+    # The client already shows the item it had prefetched; claim the one after it.
+    item = services.queue_claim(
+        project=project,
+        annotator=request.user,  # type: ignore[arg-type]
+        rubric_version_id=project.current_rubric_id,  # type: ignore[arg-type]
+    )
+    context = _label_context(request, project, [item] if item else [])
+    return render(request, "annotate/label.html#prefetched", {**context, "next": context["current"]})
+
+
+def _label_refused(
+    request: HttpRequest,
+    project: Project,
+    item_id: int,
+    message: str,
+    status: int,
+    *,
+    values: object = None,
+    note: str = "",
+) -> HttpResponse:
+    """The form again, still filled in, with the reason; the client keeps the annotator on this item."""
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "annotate/label.html#error", {"error": message}, status=status)
+    item = Item.objects.filter(project=project, pk=item_id).first()
+    context = _label_context(request, project, [item] if item else [], error=message, note=note)
+    context["values"] = _display_values(project, values, shown_order(request.user.pk, item_id))
+    return render(request, "annotate/label.html", context, status=status)
+
+
+def _display_values(project: Project, data: object, shown: str) -> dict[str, str]:
+    if not hasattr(data, "items"):
+        return {}
+    return {key[2:]: str(value) for key, value in data.items() if key.startswith("c-")}  # type: ignore[attr-defined]
+
+
+def _time_spent(raw: str | None) -> int | None:
+    try:
+        value = int(raw or "")
+    except ValueError:
+        return None
+    return value if 0 <= value <= 24 * 3600 * 1000 else None
+
+
+@require_POST
+@login_required
+def label_skip(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
+    project, _role = selectors.project_for_user(request.user, slug)
+    try:
+        services.queue_skip(project=project, annotator=request.user, item_id=item_id)  # type: ignore[arg-type]
+    except services.QueueError as exc:
+        return _label_refused(request, project, item_id, exc.message, exc.status)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect("label_queue", slug=project.slug)
+    item = services.queue_claim(
+        project=project,
+        annotator=request.user,  # type: ignore[arg-type]
+        rubric_version_id=project.current_rubric_id,  # type: ignore[arg-type]
+    )
+    context = _label_context(request, project, [item] if item else [])
+    return render(request, "annotate/label.html#prefetched", {**context, "next": context["current"]})
+
+
+@require_POST
+@login_required
+def label_heartbeat(request: HttpRequest, slug: str) -> HttpResponse:
+    """Keeps this annotator's leases alive while the labeling page is open."""
+    project, _role = selectors.project_for_user(request.user, slug)
+    services.queue_renew(project=project, annotator=request.user)  # type: ignore[arg-type]
+    return HttpResponse(status=204)
+
+
+@require_GET
+@login_required
+def label_undo(request: HttpRequest, slug: str) -> HttpResponse:
+    """Reopen the annotator's most recently submitted item in this project for correction."""
+    project, _role = selectors.project_for_user(request.user, slug)
+    last = selectors.labels_last_item(project=project, annotator=request.user)  # type: ignore[arg-type]
+    if last is None:
+        messages.info(request, "Nothing to undo yet: you have not submitted an item in this project.")
+        return redirect("label_queue", slug=project.slug)
+    return redirect("label_edit", slug=project.slug, item_id=last)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def label_edit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
+    """Change one's own labels on an item (Undo and history). Never shows anyone else's labels."""
+    project, _role = selectors.project_for_user(request.user, slug)
+    mine = selectors.labels_of_annotator(project=project, annotator=request.user, item_id=item_id)  # type: ignore[arg-type]
+    if not mine:
+        raise Http404("You have no labels on that item.")
+    item = mine[0].item
+    criteria = selectors.criteria_of_version(project.current_rubric_id)
+    shown = shown_order(request.user.pk, item.pk) if project.is_pairwise else None
+    error = ""
+    if request.method == "POST":
+        values, problems = services.label_values_from_form(
+            project=project, criteria=criteria, data=request.POST, shown=shown
+        )
+        revisions = {}
+        for criterion in criteria:
+            try:
+                revisions[criterion.key] = int(request.POST.get(f"rev-{criterion.key}", ""))
+            except ValueError:
+                revisions[criterion.key] = -1
+        try:
+            if problems:
+                raise services.QueueError(" ".join(problems))
+            services.label_edit(
+                project=project,
+                annotator=request.user,  # type: ignore[arg-type]
+                item_id=item.pk,
+                criteria=criteria,
+                values=values,
+                revisions=revisions,
+                note=request.POST.get("note", ""),
+            )
+        except services.QueueError as exc:
+            error = exc.message
+        else:
+            messages.success(request, "Your labels were updated.")
+            return redirect((request.POST.get("next") == "history" and "label_history") or "label_queue", slug=slug)
+    by_key = {label.criterion.key: label for label in mine}
+    display = {}
+    for key, label in by_key.items():
+        value = label.value
+        if project.is_pairwise and value in {"a", "b"}:
+            value = "left" if (value == "a") == (shown == "ab") else "right"
+        display[key] = value
+    return render(
+        request,
+        "annotate/label_edit.html",
+        {
+            "project": project,
+            "criteria": criteria,
+            "card": _card(item, request.user.pk),
+            "values": display,
+            "revisions": {key: label.revision for key, label in by_key.items()},
+            "note": mine[0].note,
+            "error": error,
+            "next": request.GET.get("next", request.POST.get("next", "")),
+        },
+        status=409 if error else 200,
+    )
+
+
+@require_GET
+@login_required
+def label_history(request: HttpRequest, slug: str) -> HttpResponse:
+    """The annotator's own submitted items in this project, newest first, with links to change them."""
+    project, _role = selectors.project_for_user(request.user, slug)
+    page = Paginator(selectors.history_of_annotator(project=project, annotator=request.user), 50).get_page(  # type: ignore[arg-type]
+        request.GET.get("page")
+    )
+    return render(request, "annotate/history.html", {"project": project, "page": page})
+
+
+@require_GET
+@login_required
+def label_progress(request: HttpRequest, slug: str) -> HttpResponse:
+    """Labeled today, left for this annotator, project completion: loaded beside the labeling form."""
+    project, _role = selectors.project_for_user(request.user, slug)
+    progress = selectors.annotator_progress(project=project, annotator=request.user)  # type: ignore[arg-type]
+    return render(request, "annotate/label.html#progress", {"project": project, "progress": progress})

@@ -11,6 +11,12 @@ from tests.factories import ItemFactory, ProjectFactory, UserFactory, membership
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings) -> None:
+    """Tests create many users; a slow hash is what production wants and what tests do not need."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def project(db) -> Project:
     return ProjectFactory(slug="support-bot", name="Support bot answers")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import nh3
 from django import template
+from django.utils.html import format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 
@@ -33,3 +36,51 @@ def render_markdown(text: str) -> str:
 def markdown_filter(text: str) -> SafeString:
     """Markdown to sanitized HTML. Script, event handlers and javascript: URLs never survive."""
     return mark_safe(render_markdown(text))  # noqa: S308 - the output of nh3.clean with an allowlist
+
+
+def as_transcript(text: str) -> list[tuple[str, str]] | None:
+    """A chat transcript, when the text is a JSON list of {"role", "content"} messages; otherwise None."""
+    stripped = (text or "").lstrip()
+    if not stripped.startswith("["):
+        return None
+    try:
+        data = json.loads(stripped)
+    except ValueError:
+        return None
+    if not isinstance(data, list) or not data:
+        return None
+    messages = []
+    for message in data:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            return None
+        content = message.get("content")
+        if not isinstance(content, str):
+            return None
+        messages.append((message["role"], content))
+    return messages
+
+
+@register.filter(name="render_text")
+def render_text_filter(text: str) -> SafeString:
+    """Item text for people: a chat transcript as messages, anything else as sanitized Markdown."""
+    transcript = as_transcript(text)
+    if transcript is None:
+        return mark_safe(f'<div class="prose">{render_markdown(text)}</div>')  # noqa: S308 - sanitized above
+    return format_html_join(
+        "",
+        '<div class="msg msg-{}"><div class="msg-role">{}</div><div class="prose">{}</div></div>',
+        ((_role_class(role), role, mark_safe(render_markdown(content))) for role, content in transcript),  # noqa: S308
+    )
+
+
+def _role_class(role: str) -> str:
+    return role if role in {"system", "user", "assistant", "tool"} else "other"
+
+
+@register.filter(name="get_item")
+def get_item(mapping: object, key: str) -> object:
+    """mapping[key] in a template, or "" when there is no such key (or no mapping)."""
+    if isinstance(mapping, dict):
+        return mapping.get(key, "")
+    getter = getattr(mapping, "get", None)
+    return getter(key, "") if callable(getter) else ""

@@ -7,38 +7,40 @@ import time
 import pytest
 from django.utils import timezone
 
-from annotate import selectors, services, tasks
-from annotate.models import Assignment
+from annotate import services, tasks
+from annotate.models import Assignment, Item
 
 
-def _lease(item, user, minutes: float) -> Assignment:
-    """A lease taken an hour ago that expires `minutes` from now (negative: already expired)."""
-    now = timezone.now()
-    lease = Assignment.objects.create(
-        item=item,
-        annotator=user,
-        rubric_version=selectors.rubric_current(project=item.project),
-        expires_at=now + timezone.timedelta(hours=1),
-    )
+def _lease(project, user, minutes: float) -> Assignment:
+    """Claim the user's next item through the queue, then move its expiry `minutes` from now (negative: expired)."""
+    item = services.queue_claim(project=project, annotator=user, rubric_version_id=project.current_rubric_id)
+    assert item is not None
+    lease = Assignment.objects.get(item=item, annotator=user)
     Assignment.objects.filter(pk=lease.pk).update(
-        created_at=now - timezone.timedelta(hours=1), expires_at=now + timezone.timedelta(minutes=minutes)
+        created_at=timezone.now() - timezone.timedelta(hours=1),
+        expires_at=timezone.now() + timezone.timedelta(minutes=minutes),
     )
     return lease
 
 
 @pytest.mark.django_db
-def test_expiring_leases_frees_only_the_expired_ones_and_is_safe_to_repeat(items, annotator, other_annotator):
-    _lease(items[0], annotator, minutes=-1)
-    live = _lease(items[1], other_annotator, minutes=5)
+def test_expiring_leases_frees_only_the_expired_ones_and_is_safe_to_repeat(project, items, annotator, other_annotator):
+    expired = _lease(project, annotator, minutes=-1)
+    live = _lease(project, other_annotator, minutes=5)
+    # Both annotators were given the same item: it wants two labels and is the first in the shuffled order.
+    assert expired.item_id == live.item_id
+    assert Item.objects.get(pk=expired.item_id).n_leased == 2
     assert services.assignments_expire() == 1
     assert services.assignments_expire() == 0
     assert list(Assignment.objects.values_list("pk", flat=True)) == [live.pk]
+    assert Item.objects.get(pk=live.item_id).n_leased == 1
 
 
-def test_the_worker_expires_leases_when_beat_enqueues_the_sweep(celery_worker, items, annotator):
-    _lease(items[0], annotator, minutes=-1)
+def test_the_worker_expires_leases_when_beat_enqueues_the_sweep(celery_worker, project, items, annotator):
+    lease = _lease(project, annotator, minutes=-1)
     tasks.assignments_expire.delay()
     deadline = time.monotonic() + 20
     while Assignment.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Assignment.objects.exists()
+    assert Item.objects.get(pk=lease.item_id).n_leased == 0

@@ -1,0 +1,277 @@
+"""The queue: who gets which item, leases, skips, submits, double submits, and concurrency on real Postgres."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from annotate import selectors, services
+from annotate.models import Assignment, Item, Label, Project
+from tests.factories import DEFAULT_CRITERIA, ItemFactory, ProjectFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+VALUES = {"acceptable": "pass", "follows_instructions": "pass", "factually_correct": "fail"}
+
+
+def _claim(project, user):
+    return services.queue_claim(project=project, annotator=user, rubric_version_id=project.current_rubric_id)
+
+
+def _submit(project, user, item, key="k1", values=None, **kwargs):
+    return services.label_submit(
+        project=project,
+        annotator=user,
+        item_id=item.pk,
+        criteria=selectors.criteria_of_version(project.current_rubric_id),
+        values=values or VALUES,
+        submission_key=key,
+        **kwargs,
+    )
+
+
+def _expire(leases) -> None:
+    now = timezone.now()
+    leases.update(created_at=now - timezone.timedelta(minutes=20), expires_at=now - timezone.timedelta(minutes=1))
+
+
+@pytest.fixture
+def active(project):
+    services.project_set_status(project=project, status="active")
+    project.refresh_from_db()
+    return project
+
+
+def test_an_annotator_is_offered_each_item_once_and_never_one_they_labeled(active, items, annotator):
+    seen = []
+    while (item := _claim(active, annotator)) is not None:
+        seen.append(item.pk)
+        _submit(active, annotator, item, key=f"k{item.pk}")
+    assert sorted(seen) == sorted(i.pk for i in items)
+    assert _claim(active, annotator) is None
+
+
+def test_an_item_is_never_given_to_more_annotators_than_its_overlap(active, items):
+    annotators = [UserFactory() for _ in range(5)]
+    for item in items:
+        Item.objects.filter(pk=item.pk)
+    claims = Counter()
+    for user in annotators:
+        for _ in range(len(items)):
+            item = _claim(active, user)
+            if item is None:
+                break
+            claims[item.pk] += 1
+    assert max(claims.values()) == active.overlap
+    assert sum(claims.values()) == active.overlap * len(items)
+
+
+def test_items_closest_to_complete_come_first_then_priority(active, annotator, other_annotator):
+    third = UserFactory()
+    a, b, c = (ItemFactory(project=active) for _ in range(3))
+    first = _claim(active, other_annotator)
+    _submit(active, other_annotator, first)
+    Item.objects.filter(pk__in=[x.pk for x in (a, b, c) if x.pk != first.pk][:1]).update(priority=1)
+    assert _claim(active, annotator).pk == first.pk  # one label already: closest to complete
+    prioritised = Item.objects.get(project=active, priority=1)
+    assert _claim(active, third).pk == prioritised.pk
+
+
+def test_the_shuffled_order_is_stable(active, items, annotator, other_annotator):
+    order_one = [_claim(active, annotator).pk for _ in items]
+    Assignment.objects.all().delete()
+    Item.objects.update(n_leased=0)
+    order_two = [_claim(active, other_annotator).pk for _ in items]
+    assert (
+        order_one
+        == order_two
+        == list(Item.objects.filter(project=active).order_by("order_key").values_list("pk", flat=True))
+    )
+
+
+def test_a_double_submit_stores_one_set_of_labels_and_answers_as_saved(active, items, annotator):
+    item = _claim(active, annotator)
+    assert _submit(active, annotator, item, key="form-1").duplicate is False
+    assert _submit(active, annotator, item, key="form-1").duplicate is True
+    assert Label.objects.filter(item=item, annotator=annotator).count() == 3
+    assert Item.objects.get(pk=item.pk).n_submitted == 1
+
+
+def test_a_second_tab_cannot_overwrite_labels_already_given(active, items, annotator):
+    item = _claim(active, annotator)
+    _submit(active, annotator, item, key="tab-1")
+    with pytest.raises(services.QueueError, match="already labeled this item"):
+        _submit(active, annotator, item, key="tab-2", values={**VALUES, "acceptable": "fail"})
+    assert set(Label.objects.filter(item=item).values_list("value", flat=True)) == {"pass", "fail"}
+    assert Label.objects.get(item=item, criterion__key="acceptable").value == "pass"
+
+
+def test_every_criterion_is_required_and_values_must_fit_the_kind(active, items, annotator):
+    item = _claim(active, annotator)
+    with pytest.raises(services.QueueError, match="Choose a value"):
+        _submit(active, annotator, item, values={"acceptable": "pass"})
+    with pytest.raises(services.QueueError, match="not a binary label"):
+        _submit(active, annotator, item, values={**VALUES, "acceptable": "a"})
+    assert not Label.objects.exists()
+
+
+def test_a_note_is_required_on_fail_when_the_project_asks(active, items, annotator):
+    Project.objects.filter(pk=active.pk).update(require_note_on_fail=True)
+    active.refresh_from_db()
+    item = _claim(active, annotator)
+    with pytest.raises(services.QueueError, match="note"):
+        _submit(active, annotator, item)
+    _submit(active, annotator, item, note="States a wrong date.")
+    assert Label.objects.filter(item=item, note="States a wrong date.").count() == 3
+
+
+def test_a_submit_after_the_lease_expired_is_saved_while_the_item_still_wants_labels(active, items, annotator):
+    item = _claim(active, annotator)
+    _expire(Assignment.objects.all())
+    _submit(active, annotator, item)
+    assert Item.objects.get(pk=item.pk).n_submitted == 1
+    assert Item.objects.get(pk=item.pk).n_leased == 0
+
+
+def test_a_late_submit_on_an_item_that_filled_up_is_refused_plainly_and_changes_nothing(active, items, annotator):
+    late = _claim(active, annotator)
+    _expire(Assignment.objects.filter(annotator=annotator))
+    services.assignments_expire()
+    for user in (UserFactory(), UserFactory()):
+        item = _claim(active, user)
+        assert item.pk == late.pk
+        _submit(active, user, item, key=f"k{user.pk}")
+    with pytest.raises(services.ItemNotNeeded, match="not saved"):
+        _submit(active, annotator, late)
+    assert Item.objects.get(pk=late.pk).n_submitted == 2
+    assert not Label.objects.filter(annotator=annotator).exists()
+
+
+def test_skip_releases_the_item_to_others_and_keeps_it_out_of_my_queue(active, annotator, other_annotator):
+    only = ItemFactory(project=active)
+    assert _claim(active, annotator).pk == only.pk
+    services.queue_skip(project=active, annotator=annotator, item_id=only.pk)
+    assert Item.objects.get(pk=only.pk).n_leased == 0
+    assert _claim(active, annotator) is None
+    assert _claim(active, other_annotator).pk == only.pk
+
+
+def test_an_item_id_from_another_project_is_refused(active, annotator):
+    foreign = ItemFactory(project=ProjectFactory())
+    with pytest.raises(services.QueueError, match="not in this project"):
+        _submit(active, annotator, foreign)
+    with pytest.raises(services.QueueError, match="not in this project"):
+        services.queue_skip(project=active, annotator=annotator, item_id=foreign.pk)
+
+
+def test_editing_is_compare_and_swap_on_the_revision(active, items, annotator):
+    item = _claim(active, annotator)
+    _submit(active, annotator, item)
+    criteria = selectors.criteria_of_version(active.current_rubric_id)
+    revisions = {c.key: 1 for c in criteria}
+    services.label_edit(
+        project=active,
+        annotator=annotator,
+        item_id=item.pk,
+        criteria=criteria,
+        values={**VALUES, "factually_correct": "pass"},
+        revisions=revisions,
+    )
+    assert Label.objects.get(item=item, criterion__key="factually_correct").revision == 2
+    with pytest.raises(services.QueueError, match="changed elsewhere"):
+        services.label_edit(
+            project=active,
+            annotator=annotator,
+            item_id=item.pk,
+            criteria=criteria,
+            values={**VALUES, "factually_correct": "fail"},
+            revisions=revisions,
+        )
+    assert Label.objects.get(item=item, criterion__key="factually_correct").value == "pass"
+
+
+def test_a_rubric_change_reopens_every_item_for_the_new_version(active, items, annotator):
+    item = _claim(active, annotator)
+    _submit(active, annotator, item)
+    services.rubric_set_criteria(
+        project=active,
+        criteria=[*DEFAULT_CRITERIA, {"key": "concise", "name": "Concise", "description": "No padding."}],
+    )
+    active.refresh_from_db()
+    assert Item.objects.get(pk=item.pk).n_submitted == 0
+    assert not Assignment.objects.exists()
+    offered = {_claim(active, annotator).pk for _ in items}
+    assert item.pk in offered
+
+
+def test_pairwise_labels_are_stored_in_canonical_terms_whatever_side_was_shown(db):
+    project = ProjectFactory(kind="pairwise", overlap=1)
+    services.project_set_status(project=project, status="active")
+    project.refresh_from_db()
+    users = [UserFactory() for _ in range(16)]
+    orders = Counter()
+    criteria = selectors.criteria_of_version(project.current_rubric_id)
+    for user in users:
+        item = ItemFactory(project=project, output="", output_a="A text", output_b="B text")
+        claimed = _claim(project, user)
+        assert claimed.pk == item.pk
+        from annotate.splits import shown_order
+
+        shown = shown_order(user.pk, item.pk)
+        orders[shown] += 1
+        values, problems = services.label_values_from_form(
+            project=project, criteria=criteria, data={f"c-{c.key}": "left" for c in criteria}, shown=shown
+        )
+        assert not problems
+        services.label_submit(project=project, annotator=user, item_id=item.pk, criteria=criteria, values=values)
+        stored = Label.objects.filter(item=item)
+        assert set(stored.values_list("shown_order", flat=True)) == {shown}
+        assert set(stored.values_list("value", flat=True)) == {"a" if shown == "ab" else "b"}
+    assert orders["ab"] > 0 and orders["ba"] > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fifty_annotators_claiming_at_once_never_exceed_the_overlap_or_share_a_lease():
+    project = ProjectFactory(overlap=2)
+    services.project_set_status(project=project, status="active")
+    project.refresh_from_db()
+    items = [ItemFactory(project=project) for _ in range(30)]
+    users = [UserFactory() for _ in range(50)]
+    barrier = threading.Barrier(len(users))
+    results: dict[int, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def work(user):
+        try:
+            barrier.wait()
+            mine = []
+            for _ in range(3):
+                item = _claim(project, user)
+                if item is None:
+                    break
+                mine.append(item.pk)
+            results[user.pk] = mine
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    per_item = Counter(pk for claims in results.values() for pk in claims)
+    assert max(per_item.values()) <= project.overlap
+    assert sum(per_item.values()) == project.overlap * len(items)  # every slot taken, none twice
+    for claims in results.values():
+        assert len(claims) == len(set(claims))  # nobody got the same item twice
+    leases = Counter(Assignment.objects.values_list("item_id", flat=True))
+    assert leases == per_item
+    assert dict(Item.objects.filter(n_leased__gt=0).values_list("pk", "n_leased")) == dict(leases)
+    assert connection.vendor == "postgresql"
