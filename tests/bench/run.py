@@ -1,5 +1,8 @@
 """`make bench`: run the benchmarks against a fresh PostgreSQL database and write docs/benchmarks.md.
 
+`make bench` runs them all; `python -m tests.bench.run bench_name ...` runs the named ones only. A feature area adds
+its benchmarks as `BENCHMARKS = [fn, ...]` in a `tests/bench/bench_<area>.py` module; each fn returns `Row`s.
+
 Benchmarks are not tests: they measure, on this machine, the figures the issues name. Each section of the table says
 what was measured and at which scale, so a later run can be compared line by line.
 """
@@ -7,7 +10,9 @@ what was measured and at which scale, so a later run can be compared line by lin
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
+import pkgutil
 import platform
 import resource
 import statistics
@@ -229,13 +234,22 @@ def _write(rows: list[Row], seconds: float) -> Path:
     return path
 
 
+def _all_benchmarks() -> list[Callable[[], list[Row]]]:
+    """This file's benchmarks, then BENCHMARKS from every tests/bench/bench_*.py module (one per feature area)."""
+    found = list(BENCHMARKS[:-1])
+    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
+        if info.name.startswith("bench_"):
+            found += importlib.import_module(f"tests.bench.{info.name}").BENCHMARKS
+    return [*found, BENCHMARKS[-1]]  # the whole test suite runs last
+
+
 def main() -> int:
     os.environ["ORIGINAL_DATABASE_URL"] = os.environ["DATABASE_URL"]
     _setup_django()
     start = time.perf_counter()
     rows: list[Row] = []
     only = set(sys.argv[1:])
-    for bench in BENCHMARKS:
+    for bench in _all_benchmarks():
         if only and bench.__name__ not in only:
             continue
         t0 = time.perf_counter()
