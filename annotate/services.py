@@ -358,8 +358,8 @@ def queue_claim(*, project: Project, annotator: AuthUser, rubric_version_id: int
         "expires": expires,
     }
     if connection.vendor == "postgresql":
-        with transaction.atomic():
-            return next(iter(Item.objects.raw(_CLAIM_SQL, params)), None)
+        # One statement, so atomic on its own: no transaction block needed around it.
+        return next(iter(Item.objects.raw(_CLAIM_SQL, params)), None)
     # SQLite (the embedded demo): transactions take the write lock when they begin, so these steps are serialised.
     with transaction.atomic():
         item = (
