@@ -1,0 +1,736 @@
+"""Agreement maths: human–human reliability, consensus, and judge–human agreement, as pure functions over numpy arrays.
+
+Every number a page shows about agreement is computed here and only here (views and reports format `Figure`s).
+
+Inputs are integer codes. Categories are 0..k-1: binary labels are `FAIL` = 0 and `PASS` = 1; pairwise labels are
+`A` = 0, `B` = 1 and `TIE` = 2. Human labels come as three aligned arrays: `item` (dense ids 0..N-1), `rater` (dense ids
+0..R-1) and `value`, one entry per label, with at most one label per rater per item (keep each rater's latest).
+
+Intervals are 95% bootstrap percentile intervals that resample items (the unit that was sampled), seeded so that the
+same data and seed give the same interval. Every figure here depends on the items only through how many items fall in
+each distinct "pattern" (an item's category counts, or a cell of a confusion table), so drawing N items with
+replacement is done exactly, and fast, by drawing the pattern counts from Multinomial(N, observed pattern shares):
+the cost is O(resamples × patterns), not O(resamples × items). See `_resample`.
+
+Refusals are explicit: a figure that is not defined on the data has `value=None` and a `reason`; no output is NaN.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+# The docstrings and reasons are shown on the pages and name the figures as statisticians write them (κ, α, θ, −, ×).
+# ruff: noqa: RUF001, RUF002, RUF003
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+FAIL, PASS = 0, 1
+A, B, TIE = 0, 1, 2
+
+N_BOOT = 1000
+CONFIDENCE = 0.95
+# A resample can lack what a figure needs (no human "fail" drawn, so no TNR). Up to this share of such resamples the
+# interval is taken over the others; past it no interval is given, because the missing resamples could sit in either
+# tail and the 95% bounds would be a guess.
+MAX_UNDEFINED_SHARE = 0.05
+
+_TAIL = (1.0 - CONFIDENCE) / 2
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One reported number with its 95% interval and the count of units (items) it is computed over.
+
+    `value is None` exactly when the figure is not defined on the data, and then `reason` says why in a sentence.
+    `ci_low`/`ci_high` are None when no interval can be given: resampling turned off (`n_boot=0`), fewer than two
+    items to resample, more than 5% of resamples where the figure is undefined, or every resample giving the same
+    value (say κ = 1 when all ratings agree), where a zero-width interval would claim a certainty the data do not
+    have. The one exception is a proportion of independent items (accuracy, TPR, ...) observed at exactly 0 or 1:
+    every resample gives that value too, so the interval is the exact (Clopper–Pearson) one, even for one item.
+    """
+
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.value is None) != (self.reason is not None):
+            raise ValueError("a Figure has a value or a reason, never both or neither")
+        if (self.ci_low is None) != (self.ci_high is None) or (self.value is None and self.ci_low is not None):
+            raise ValueError("a Figure's interval has both bounds or none, and only with a value")
+        for number in (self.value, self.ci_low, self.ci_high):
+            if number is not None and not math.isfinite(number):
+                raise ValueError(f"a Figure never holds {number!r}")
+        if self.n < 0:
+            raise ValueError("n counts units and cannot be negative")
+
+    @property
+    def defined(self) -> bool:
+        return self.value is not None
+
+
+def _undefined(n: int, reason: str) -> Figure:
+    return Figure(value=None, ci_low=None, ci_high=None, n=n, reason=reason)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Input checks and the shared machinery: unit patterns, resampling, turning ratios into Figures.
+
+
+def _codes(values: npt.ArrayLike, name: str, upper: int | None = None) -> IntArray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a one-dimensional array")
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer codes, not {arr.dtype}")
+    out = arr.astype(np.int64, copy=False)
+    low, high = int(out.min()), int(out.max())
+    if low < 0:
+        raise ValueError(f"{name} holds a negative code ({low})")
+    if upper is not None and high >= upper:
+        raise ValueError(f"{name} holds {high}, outside 0..{upper - 1}")
+    return out
+
+
+def _k(k: int) -> int:
+    if int(k) != k or k < 2:
+        raise ValueError("k, the number of categories, must be an integer of at least 2")
+    return int(k)
+
+
+def _aligned(*arrays: IntArray) -> None:
+    if len({a.size for a in arrays}) > 1:
+        raise ValueError(f"the arrays must be aligned, got lengths {[a.size for a in arrays]}")
+
+
+def _labels(
+    item: npt.ArrayLike, rater: npt.ArrayLike, value: npt.ArrayLike, k: int
+) -> tuple[IntArray, IntArray, IntArray, int]:
+    k = _k(k)
+    item_, rater_, value_ = _codes(item, "item"), _codes(rater, "rater"), _codes(value, "value", k)
+    _aligned(item_, rater_, value_)
+    if item_.size > 1:
+        n_raters = int(rater_.max()) + 1
+        key = item_ * n_raters + rater_
+        n_cells = (int(item_.max()) + 1) * n_raters
+        if n_cells <= 8 * item_.size + 4096:
+            duplicated = bool(np.bincount(key, minlength=n_cells).max() > 1)
+        else:
+            key = np.sort(key)
+            duplicated = bool((key[1:] == key[:-1]).any())
+        if duplicated:
+            raise ValueError("a rater labels an item more than once: keep one label per rater per item")
+    return item_, rater_, value_, k
+
+
+def _item_counts(item: IntArray, value: IntArray, k: int, n_items: int | None = None) -> IntArray:
+    """The N×k matrix of how many ratings each item got in each category (rows for unrated ids are zero)."""
+    n = n_items if n_items is not None else (int(item.max()) + 1 if item.size else 0)
+    return np.bincount(item * k + value, minlength=n * k).reshape(n, k).astype(np.int64, copy=False)
+
+
+def _patterns(rows: IntArray) -> tuple[IntArray, IntArray]:
+    """The distinct rows of a non-negative integer matrix and how many times each occurs."""
+    if rows.shape[0] == 0:
+        return rows, np.zeros(0, dtype=np.int64)
+    base = int(rows.max()) + 1
+    width = rows.shape[1]
+    if base**width < 2**62:
+        place = base ** np.arange(width, dtype=np.int64)
+        code = rows @ place
+        if base**width <= max(1 << 20, 4 * rows.shape[0]):
+            freq = np.bincount(code, minlength=base**width)
+            code = np.flatnonzero(freq)
+            freq = freq[code]
+        else:
+            code, freq = np.unique(code, return_counts=True)
+        return (code[:, None] // place) % base, freq.astype(np.int64)
+    distinct, freq = np.unique(rows, axis=0, return_counts=True)
+    return distinct.astype(np.int64), freq.astype(np.int64)
+
+
+def _check_boot(n_boot: int, seed: int) -> None:
+    if n_boot < 0:
+        raise ValueError("n_boot cannot be negative")
+    if seed < 0:
+        raise ValueError("seed must be a non-negative integer")
+
+
+def _resample(freq: IntArray, n_boot: int, rng: np.random.Generator) -> IntArray:
+    """Row 0 is `freq`, the number of units in each pattern; rows 1..n_boot are the same counts for a resample.
+
+    Drawing N units uniformly with replacement and counting how many fall in each pattern is, in distribution, the
+    same as drawing the counts from Multinomial(N, freq / N). Statistics that depend on units only through their
+    patterns are computed from these rows as weighted sums. With fewer than two units there is nothing to resample.
+    """
+    n = int(freq.sum())
+    if n_boot == 0 or n < 2:
+        return freq[None, :]
+    drawn = rng.multinomial(n, freq / n, size=n_boot).astype(np.int64)
+    return np.vstack([freq[None, :], drawn])
+
+
+def _interval(boot: FloatArray, n_undefined: int) -> tuple[float | None, float | None]:
+    total = boot.size + n_undefined
+    if boot.size == 0 or n_undefined > MAX_UNDEFINED_SHARE * total:
+        return None, None
+    low, high = np.quantile(boot, [_TAIL, 1.0 - _TAIL])
+    if low == high:
+        return None, None
+    return float(low), float(high)
+
+
+def _ratio_figure(
+    num: FloatArray, den: FloatArray, *, n: int, reason: str, intervals: bool, proportion: bool = False
+) -> Figure:
+    """num[0]/den[0] with a percentile interval over num[1:]/den[1:]; undefined where the denominator is 0.
+
+    Every denominator here is an integer-valued sum below 2**53, so `den != 0` is an exact test for "defined"; a
+    resample where the figure is undefined is counted (see MAX_UNDEFINED_SHARE), never turned into NaN.
+    """
+    if den[0] == 0:
+        return _undefined(n, reason)
+    value = float(num[0] / den[0])
+    if not intervals:
+        return Figure(value=value, ci_low=None, ci_high=None, n=n)
+    if proportion and value in (0.0, 1.0):
+        low, high = _clopper_pearson_at_boundary(value, int(den[0]))
+        return Figure(value=value, ci_low=low, ci_high=high, n=n)
+    if num.size == 1:
+        return Figure(value=value, ci_low=None, ci_high=None, n=n)
+    ok = den[1:] != 0
+    low_, high_ = _interval(num[1:][ok] / den[1:][ok], int((~ok).sum()))
+    return Figure(value=value, ci_low=low_, ci_high=high_, n=n)
+
+
+def _clopper_pearson_at_boundary(value: float, trials: int) -> tuple[float, float]:
+    """The exact 95% interval for a proportion observed as 0 of `trials` or `trials` of `trials`."""
+    bound = _TAIL ** (1.0 / trials)
+    return (bound, 1.0) if value == 1.0 else (0.0, 1.0 - bound)
+
+
+def _kappa_terms(tables: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Cohen's κ = num/den for a stack of k×k tables: (n·Σ agree − Σ row·col) / (n² − Σ row·col)."""
+    n = tables.sum(axis=(-2, -1))
+    agree = np.trace(tables, axis1=-2, axis2=-1)
+    chance = (tables.sum(axis=-1) * tables.sum(axis=-2)).sum(axis=-1)
+    return n * agree - chance, n * n - chance
+
+
+def _table_draws(table: IntArray, n_boot: int, seed: int | tuple[int, ...]) -> FloatArray:
+    """Observed and resampled k×k tables (shape (1+n_boot, k, k)), resampling the items the table counts."""
+    k = table.shape[0]
+    rng = np.random.default_rng(seed)
+    return _resample(table.reshape(-1), n_boot, rng).reshape(-1, k, k).astype(np.float64)
+
+
+def _table(x: IntArray, y: IntArray, k: int) -> IntArray:
+    return np.bincount(x * k + y, minlength=k * k).reshape(k, k).astype(np.int64, copy=False)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Human–human agreement.
+
+ONE_CATEGORY_KAPPA = "only one category present: κ is not defined"
+ONE_CATEGORY_ALPHA = "only one category present: α is not defined"
+NO_OVERLAP = "no items with two or more ratings"
+
+
+def percent_agreement(
+    item: npt.ArrayLike, rater: npt.ArrayLike, value: npt.ArrayLike, k: int, *, n_boot: int = N_BOOT, seed: int = 0
+) -> Figure:
+    """Percent agreement: the share of all pairs of ratings of the same item, by two different raters, that agree.
+
+    Computed over items with two or more ratings (`n` counts them); an item with m ratings contributes m(m-1)/2
+    pairs, so items with more raters weigh more.
+    """
+    _check_boot(n_boot, seed)
+    item_, _, value_, k = _labels(item, rater, value, k)
+    counts = _item_counts(item_, value_, k)
+    counts = counts[counts.sum(axis=1) >= 2]
+    reason = f"{NO_OVERLAP}: agreement is not defined"
+    if counts.shape[0] == 0:
+        return _undefined(0, reason)
+    patterns, freq = _patterns(counts)
+    m = patterns.sum(axis=1)
+    # Per item: twice the agreeing pairs, Σ_c n_c(n_c − 1), and twice all pairs, m(m − 1).
+    features = np.column_stack([(patterns**2).sum(axis=1) - m, m * (m - 1)]).astype(np.float64)
+    sums = _resample(freq, n_boot, np.random.default_rng(seed)).astype(np.float64) @ features
+    return _ratio_figure(sums[:, 0], sums[:, 1], n=counts.shape[0], reason=reason, intervals=n_boot > 0)
+
+
+def cohen_kappa(a: npt.ArrayLike, b: npt.ArrayLike, k: int, *, n_boot: int = N_BOOT, seed: int = 0) -> Figure:
+    """Cohen's κ: how much more often two raters agree than they would by chance given how often each uses each label.
+
+    κ = (p_o − p_e) / (1 − p_e), with p_o the share of items where a and b agree and p_e = Σ_c p_a(c)·p_b(c).
+    `a[i]` and `b[i]` are the two labels of item i; `n` is the number of items. Not defined when both raters used
+    one and the same category throughout (p_e = 1).
+    """
+    _check_boot(n_boot, seed)
+    k = _k(k)
+    a_, b_ = _codes(a, "a", k), _codes(b, "b", k)
+    _aligned(a_, b_)
+    if a_.size == 0:
+        return _undefined(0, "no items rated by both: κ is not defined")
+    num, den = _kappa_terms(_table_draws(_table(a_, b_, k), n_boot, seed))
+    return _ratio_figure(num, den, n=int(a_.size), reason=ONE_CATEGORY_KAPPA, intervals=n_boot > 0)
+
+
+class RaterPairKappa(NamedTuple):
+    rater_i: int
+    rater_j: int
+    n: int
+    kappa: Figure
+
+
+def pairwise_cohen_kappas(
+    item: npt.ArrayLike,
+    rater: npt.ArrayLike,
+    value: npt.ArrayLike,
+    k: int,
+    min_shared: int = 10,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> list[RaterPairKappa]:
+    """Cohen's κ for every pair of raters over the items both rated, as (rater_i, rater_j, n, Figure), i < j.
+
+    Pairs that share no item are left out. Pairs that share fewer than `min_shared` items are listed with κ not
+    reported, since κ on a handful of items says little. Each pair's interval is seeded from (seed, i, j), so it
+    does not change when other raters' labels do.
+    """
+    _check_boot(n_boot, seed)
+    item_, rater_, value_, k = _labels(item, rater, value, k)
+    if item_.size < 2:
+        return []
+    n_raters = int(rater_.max()) + 1
+    order = np.argsort(item_ * n_raters + rater_)
+    it, ra, va = item_[order], rater_[order], value_[order]
+    # Labels are sorted by item, then rater: the partners of label p within its item are p+1, p+2, ... and the loop
+    # runs over that offset (at most the largest number of ratings on one item), never over labels.
+    codes = []
+    for offset in range(1, n_raters):
+        first = np.flatnonzero(it[offset:] == it[:-offset])
+        if first.size == 0:
+            break
+        second = first + offset
+        codes.append(((ra[first] * n_raters + ra[second]) * k + va[first]) * k + va[second])
+    if not codes:
+        return []
+    code, count = np.unique(np.concatenate(codes), return_counts=True)
+    pair, cell = code // (k * k), code % (k * k)
+    pairs, which = np.unique(pair, return_inverse=True)
+    tables = np.zeros((pairs.size, k * k), dtype=np.int64)
+    np.add.at(tables, (which, cell), count)
+    out = []
+    for (i, j), table in zip(np.column_stack([pairs // n_raters, pairs % n_raters]).tolist(), tables, strict=True):
+        n = int(table.sum())
+        if n < min_shared:
+            shared = "1 item" if n == 1 else f"{n} items"
+            kappa = _undefined(n, f"only {shared} rated by both (fewer than {min_shared}): κ is not reported")
+        else:
+            num, den = _kappa_terms(_table_draws(table.reshape(k, k), n_boot, (seed, i, j)))
+            kappa = _ratio_figure(num, den, n=n, reason=ONE_CATEGORY_KAPPA, intervals=n_boot > 0)
+        out.append(RaterPairKappa(i, j, n, kappa))
+    return out
+
+
+def ratings_per_item_mode(item: npt.ArrayLike) -> int | None:
+    """The most common number of ratings per item among items with two or more (ties go to the larger number)."""
+    item_ = _codes(item, "item")
+    per_item = np.bincount(np.bincount(item_)) if item_.size else np.zeros(0, dtype=np.int64)
+    if per_item.size < 3 or not per_item[2:].any():
+        return None
+    return 2 + int(np.flatnonzero(per_item[2:] == per_item[2:].max()).max())
+
+
+def fleiss_kappa(
+    item: npt.ArrayLike,
+    rater: npt.ArrayLike,
+    value: npt.ArrayLike,
+    k: int,
+    *,
+    m: int | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> Figure:
+    """Fleiss' κ: how much more often the raters of an item agree than chance, over items rated by exactly m raters.
+
+    κ = (P̄ − P_e) / (1 − P_e), with P̄ the mean over items of the share of agreeing rater pairs and P_e = Σ_c p_c²
+    from the overall category shares. Fleiss' formula needs the same number of ratings on every item, so only items
+    with exactly m ratings count (`n` says how many); m defaults to `ratings_per_item_mode(item)`, the most common
+    number of ratings per item (ties to the larger, which keeps more ratings).
+    """
+    _check_boot(n_boot, seed)
+    item_, _, value_, k = _labels(item, rater, value, k)
+    if m is None:
+        m = ratings_per_item_mode(item_)
+        if m is None:
+            return _undefined(0, f"{NO_OVERLAP}: κ is not defined")
+    elif m < 2:
+        raise ValueError("Fleiss' κ needs m of at least 2 ratings per item")
+    counts = _item_counts(item_, value_, k)
+    counts = counts[counts.sum(axis=1) == m]
+    n = counts.shape[0]
+    if n == 0:
+        return _undefined(0, f"no items with exactly {m} ratings: κ is not defined")
+    patterns, freq = _patterns(counts)
+    features = np.column_stack([patterns, (patterns**2).sum(axis=1)]).astype(np.float64)
+    sums = _resample(freq, n_boot, np.random.default_rng(seed)).astype(np.float64) @ features
+    totals, square_sum = sums[:, :k], sums[:, k]
+    ratings = totals.sum(axis=1)  # N'·m for each resample
+    # κ·(N'm)² / (N'm)²: numerator (S2 − N'm)·N'm/(m−1) − Σ T_c², denominator (N'm)² − Σ T_c².
+    chance = (totals**2).sum(axis=1)
+    num = (square_sum - ratings) * ratings / (m - 1) - chance
+    den = ratings * ratings - chance
+    return _ratio_figure(num, den, n=n, reason=ONE_CATEGORY_KAPPA, intervals=n_boot > 0)
+
+
+def krippendorff_alpha_nominal(
+    item: npt.ArrayLike, rater: npt.ArrayLike, value: npt.ArrayLike, k: int, *, n_boot: int = N_BOOT, seed: int = 0
+) -> Figure:
+    """Krippendorff's α (nominal): 1 − observed disagreement / disagreement expected by chance, missing ratings allowed.
+
+    From the coincidence matrix o over items with two or more ratings (each such item with m ratings adds
+    n_c·n_c'/(m−1) to o[c, c'] for c ≠ c' and n_c(n_c−1)/(m−1) to o[c, c]): α = 1 − (n−1)·(n − Σ_c o[c, c]) /
+    (n² − Σ_c n_c²), with n_c the pairable ratings in category c and n their total. `n` counts the items used.
+    """
+    _check_boot(n_boot, seed)
+    item_, _, value_, k = _labels(item, rater, value, k)
+    counts = _item_counts(item_, value_, k)
+    counts = counts[counts.sum(axis=1) >= 2]
+    if counts.shape[0] == 0:
+        return _undefined(0, f"{NO_OVERLAP}: α is not defined")
+    patterns, freq = _patterns(counts)
+    m = patterns.sum(axis=1)
+    diagonal = ((patterns**2).sum(axis=1) - m) / (m - 1)
+    features = np.column_stack([patterns.astype(np.float64), diagonal])
+    sums = _resample(freq, n_boot, np.random.default_rng(seed)).astype(np.float64) @ features
+    per_category, observed = sums[:, :k], sums[:, k]
+    n = per_category.sum(axis=1)
+    den = n * n - (per_category**2).sum(axis=1)
+    num = den - (n - 1) * (n - observed)
+    return _ratio_figure(num, den, n=counts.shape[0], reason=ONE_CATEGORY_ALPHA, intervals=n_boot > 0)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Consensus.
+
+
+class Source(enum.IntEnum):
+    """Where an item's consensus label comes from."""
+
+    NONE = 0
+    MAJORITY = 1
+    GOLD = 2
+
+
+@dataclass(frozen=True, eq=False)
+class Consensus:
+    """Per-item consensus, arrays indexed by item id.
+
+    label: the label to use: gold where given, else the strict-majority label if its margin is at least
+        `min_margin`, else -1.
+    majority: the category more than half of the item's ratings chose, or -1 if none did.
+    margin: votes for the most chosen category minus votes for the runner-up (0 for an unrated item).
+    n_ratings: how many ratings the item has.
+    needs_adjudication: the item has ratings, no gold label, and no strict majority with enough margin.
+    source: `Source.GOLD`, `Source.MAJORITY` or `Source.NONE`, for `label`.
+    """
+
+    label: IntArray
+    majority: IntArray
+    margin: IntArray
+    n_ratings: IntArray
+    needs_adjudication: BoolArray
+    source: npt.NDArray[np.int8]
+
+
+def consensus(
+    item: npt.ArrayLike,
+    value: npt.ArrayLike,
+    k: int,
+    *,
+    min_margin: int = 1,
+    gold: npt.ArrayLike | None = None,
+    n_items: int | None = None,
+) -> Consensus:
+    """Consensus: each item's label by strict majority of its ratings (more than half), unless a gold label overrides.
+
+    Precondition: at most one rating per rater per item. `gold[i]` is item i's gold label, or -1 for none. Arrays
+    cover items 0..n_items-1, where n_items defaults to len(gold), else to the largest item id + 1. `min_margin` (≥ 1)
+    is the smallest lead over the runner-up that settles an item; a strict majority always leads by at least 1, so
+    the default asks for a strict majority only, and min_margin=2 also sends 2-to-1 splits to adjudication.
+    """
+    k = _k(k)
+    if min_margin < 1:
+        raise ValueError("min_margin must be at least 1")
+    item_, value_ = _codes(item, "item"), _codes(value, "value", k)
+    _aligned(item_, value_)
+    gold_: IntArray | None = None
+    if gold is not None:
+        gold_arr = np.asarray(gold)
+        if gold_arr.ndim != 1 or (gold_arr.size and not np.issubdtype(gold_arr.dtype, np.integer)):
+            raise ValueError("gold must be a one-dimensional array of integer codes (-1 for none)")
+        gold_ = gold_arr.astype(np.int64)
+        if gold_.size and (gold_.min() < -1 or gold_.max() >= k):
+            raise ValueError(f"gold holds a code outside -1..{k - 1}")
+        if n_items is None:
+            n_items = gold_.size
+        elif gold_.size != n_items:
+            raise ValueError("gold must have one entry per item")
+    if n_items is None:
+        n_items = int(item_.max()) + 1 if item_.size else 0
+    if item_.size and int(item_.max()) >= n_items:
+        raise ValueError("an item id is outside 0..n_items-1")
+    counts = _item_counts(item_, value_, k, n_items)
+    ranked = np.sort(counts, axis=1)
+    n_ratings = counts.sum(axis=1)
+    margin = ranked[:, -1] - ranked[:, -2]
+    has_majority = 2 * ranked[:, -1] > n_ratings
+    majority = np.where(has_majority, counts.argmax(axis=1), -1)
+    agreed = has_majority & (margin >= min_margin)
+    is_gold = gold_ >= 0 if gold_ is not None else np.zeros(n_items, dtype=np.bool_)
+    label = np.where(is_gold, gold_ if gold_ is not None else -1, np.where(agreed, majority, -1))
+    source = np.where(is_gold, Source.GOLD, np.where(agreed, Source.MAJORITY, Source.NONE)).astype(np.int8)
+    return Consensus(
+        label=label.astype(np.int64),
+        majority=majority.astype(np.int64),
+        margin=margin,
+        n_ratings=n_ratings,
+        needs_adjudication=(n_ratings > 0) & ~is_gold & ~agreed,
+        source=source,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Judge–human agreement.
+
+ConfusionMatrix = tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class BinaryJudgeReport:
+    """How a pass/fail judge agrees with human labels on the same items ("pass" is the positive class).
+
+    confusion: counts with rows = human, columns = judge, both in the order [fail, pass].
+    accuracy: the share of items where the judge gives the human label.
+    kappa: Cohen's κ between judge and human.
+    tpr: true positive rate, the share of items humans passed that the judge passes too.
+    tnr: true negative rate, the share of items humans failed that the judge fails too.
+    fail_precision: the share of items the judge fails that humans failed too.
+    fail_recall: the share of items humans failed that the judge catches (the same number as tnr).
+    """
+
+    n: int
+    confusion: ConfusionMatrix
+    accuracy: Figure
+    kappa: Figure
+    tpr: Figure
+    tnr: Figure
+    fail_precision: Figure
+    fail_recall: Figure
+
+
+def _aligned_verdicts(
+    first: npt.ArrayLike, second: npt.ArrayLike, k: int, names: tuple[str, str] = ("human", "judge")
+) -> tuple[IntArray, IntArray]:
+    first_, second_ = _codes(first, names[0], k), _codes(second, names[1], k)
+    _aligned(first_, second_)
+    return first_, second_
+
+
+def binary_judge_report(
+    human: npt.ArrayLike, judge: npt.ArrayLike, *, n_boot: int = N_BOOT, seed: int = 0
+) -> BinaryJudgeReport:
+    """Agreement of a pass/fail judge with the human label, item by item (`human[i]` and `judge[i]` label item i).
+
+    `human` is one settled label per item, e.g. `consensus(...).label` on the items whose source is not NONE.
+    Every interval comes from the same resamples of items.
+    """
+    _check_boot(n_boot, seed)
+    human_, judge_ = _aligned_verdicts(human, judge, 2)
+    table = _table(human_, judge_, 2)
+    n = int(human_.size)
+    t = _table_draws(table, n_boot, seed)
+    ff, fp, pf, pp = t[:, FAIL, FAIL], t[:, FAIL, PASS], t[:, PASS, FAIL], t[:, PASS, PASS]
+    kappa_num, kappa_den = _kappa_terms(t)
+    human_pass, human_fail = int(table[PASS].sum()), int(table[FAIL].sum())
+    judge_fail = int(table[:, FAIL].sum())
+    on = n_boot > 0
+    no_fail = "no items the humans failed: {} is not defined"
+    return BinaryJudgeReport(
+        n=n,
+        confusion=tuple(tuple(int(c) for c in row) for row in table),
+        accuracy=_ratio_figure(
+            ff + pp, t.sum(axis=(1, 2)), n=n, reason="no items: accuracy is not defined", intervals=on, proportion=True
+        ),
+        kappa=_ratio_figure(
+            kappa_num, kappa_den, n=n, reason=ONE_CATEGORY_KAPPA if n else "no items: κ is not defined", intervals=on
+        ),
+        tpr=_ratio_figure(
+            pp,
+            pf + pp,
+            n=human_pass,
+            reason="no items the humans passed: TPR is not defined",
+            intervals=on,
+            proportion=True,
+        ),
+        tnr=_ratio_figure(ff, ff + fp, n=human_fail, reason=no_fail.format("TNR"), intervals=on, proportion=True),
+        fail_precision=_ratio_figure(
+            ff,
+            ff + pf,
+            n=judge_fail,
+            reason="the judge failed no item: precision of fail is not defined",
+            intervals=on,
+            proportion=True,
+        ),
+        fail_recall=_ratio_figure(
+            ff, ff + fp, n=human_fail, reason=no_fail.format("recall of fail"), intervals=on, proportion=True
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class PairwiseJudgeReport:
+    """How an a/b/tie judge agrees with human preferences on the same items.
+
+    confusion: counts with rows = human, columns = judge, both in the order [a, b, tie].
+    agreement: the share of items where the judge gives the human verdict, a tie counting as a verdict.
+    agreement_without_ties: the same share over the items where neither the human nor the judge said tie
+        (its `n` says how many items that leaves).
+    kappa: Cohen's κ between judge and human over the three verdicts a, b and tie.
+    """
+
+    n: int
+    confusion: ConfusionMatrix
+    agreement: Figure
+    agreement_without_ties: Figure
+    kappa: Figure
+
+
+def pairwise_judge_report(
+    human: npt.ArrayLike, judge: npt.ArrayLike, *, n_boot: int = N_BOOT, seed: int = 0
+) -> PairwiseJudgeReport:
+    """Agreement of an a/b/tie judge with the human verdict, item by item (`human[i]` and `judge[i]` judge item i).
+
+    Every interval comes from the same resamples of all items, so the interval without ties also reflects how many
+    decisive items a resample happens to hold.
+    """
+    _check_boot(n_boot, seed)
+    human_, judge_ = _aligned_verdicts(human, judge, 3)
+    table = _table(human_, judge_, 3)
+    n = int(human_.size)
+    t = _table_draws(table, n_boot, seed)
+    decisive = t[:, :TIE, :TIE]
+    kappa_num, kappa_den = _kappa_terms(t)
+    on = n_boot > 0
+    return PairwiseJudgeReport(
+        n=n,
+        confusion=tuple(tuple(int(c) for c in row) for row in table),
+        agreement=_ratio_figure(
+            np.trace(t, axis1=1, axis2=2),
+            t.sum(axis=(1, 2)),
+            n=n,
+            reason="no items: agreement is not defined",
+            intervals=on,
+            proportion=True,
+        ),
+        agreement_without_ties=_ratio_figure(
+            np.trace(decisive, axis1=1, axis2=2),
+            decisive.sum(axis=(1, 2)),
+            n=int(table[:TIE, :TIE].sum()),
+            reason="no items where both the human and the judge chose a or b: agreement without ties is not defined",
+            intervals=on,
+            proportion=True,
+        ),
+        kappa=_ratio_figure(
+            kappa_num, kappa_den, n=n, reason=ONE_CATEGORY_KAPPA if n else "no items: κ is not defined", intervals=on
+        ),
+    )
+
+
+def position_consistency(
+    verdict_ab: npt.ArrayLike, verdict_ba: npt.ArrayLike, *, n_boot: int = N_BOOT, seed: int = 0
+) -> Figure:
+    """Position consistency: the share of items where the judge gives the same verdict with the two outputs swapped.
+
+    `verdict_ab[i]` is the verdict with the outputs shown in the order (a, b), `verdict_ba[i]` with them shown as
+    (b, a) but already mapped back to the canonical a/b/tie terms, so a consistent judge has them equal.
+    """
+    _check_boot(n_boot, seed)
+    ab, ba = _aligned_verdicts(verdict_ab, verdict_ba, 3, ("verdict_ab", "verdict_ba"))
+    same = int((ab == ba).sum())
+    freq = np.array([same, ab.size - same], dtype=np.int64)
+    draws = _resample(freq, n_boot, np.random.default_rng(seed)).astype(np.float64)
+    return _ratio_figure(
+        draws[:, 0],
+        draws.sum(axis=1),
+        n=int(ab.size),
+        reason="no items: position consistency is not defined",
+        intervals=n_boot > 0,
+        proportion=True,
+    )
+
+
+def corrected_pass_rate(
+    observed_pass_rate: float,
+    n_unlabeled: int,
+    tpr: float,
+    tnr: float,
+    n_pos: int,
+    n_neg: int,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> Figure:
+    """Corrected pass rate: the judge's pass rate on unlabeled items, corrected for its known errors (Rogan–Gladen).
+
+    θ = (p + TNR − 1) / (TPR + TNR − 1), clipped to [0, 1], where p is the judge's pass rate on `n_unlabeled` items
+    and TPR, TNR were measured on `n_pos` human-passed and `n_neg` human-failed items. Not defined when
+    TPR + TNR ≤ 1: such a judge is no better than chance and its verdicts carry no information about the true rate.
+    The interval draws p, TPR and TNR independently from their Jeffreys Beta(x + ½, n − x + ½) distributions, which
+    stay honest at rates of exactly 0 or 1, and recomputes θ.
+    """
+    _check_boot(n_boot, seed)
+    for name, rate in (("observed_pass_rate", observed_pass_rate), ("tpr", tpr), ("tnr", tnr)):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1]")
+    for name, count in (("n_unlabeled", n_unlabeled), ("n_pos", n_pos), ("n_neg", n_neg)):
+        if count < 0:
+            raise ValueError(f"{name} cannot be negative")
+    if n_unlabeled == 0:
+        return _undefined(0, "no unlabeled items: there is no pass rate to correct")
+    if n_pos == 0 or n_neg == 0:
+        return _undefined(n_unlabeled, "TPR and TNR need items humans passed and items humans failed")
+    youden = tpr + tnr - 1.0
+    if youden <= 0.0:
+        return _undefined(
+            n_unlabeled, "the judge is no better than chance (TPR + TNR ≤ 1): the pass rate cannot be corrected"
+        )
+    value = min(1.0, max(0.0, (observed_pass_rate + tnr - 1.0) / youden))
+    if n_boot == 0:
+        return Figure(value=value, ci_low=None, ci_high=None, n=n_unlabeled)
+    rng = np.random.default_rng(seed)
+
+    def draw(rate: float, count: int) -> FloatArray:
+        return rng.beta(rate * count + 0.5, (1.0 - rate) * count + 0.5, size=n_boot)
+
+    p, tpr_, tnr_ = draw(observed_pass_rate, n_unlabeled), draw(tpr, n_pos), draw(tnr, n_neg)
+    youden_ = tpr_ + tnr_ - 1.0
+    ok = youden_ > 0.0
+    theta = np.clip((p[ok] + tnr_[ok] - 1.0) / youden_[ok], 0.0, 1.0)
+    low, high = _interval(theta, int((~ok).sum()))
+    return Figure(value=value, ci_low=low, ci_high=high, n=n_unlabeled)

@@ -1,0 +1,588 @@
+"""The agreement maths against independent implementations, hand-worked examples and the edge cases a lead meets."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import warnings
+from collections import Counter
+from typing import Any
+
+import krippendorff
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_score, recall_score
+from statsmodels.stats.inter_rater import aggregate_raters
+from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
+
+from judges import agreement as ag
+from judges.agreement import FAIL, PASS, TIE, A, B, Figure
+
+# The reasons and worked examples are written with the figures' own symbols (κ, α, −), as the module writes them.
+# ruff: noqa: RUF001, RUF003
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Strategies and helpers.
+
+
+@st.composite
+def human_labels(draw: st.DrawFn, max_items: int = 12, max_raters: int = 5) -> tuple[np.ndarray, ...]:
+    """(item, rater, value, k): each item gets ratings from a random subset of raters, at most one each."""
+    k = draw(st.integers(2, 4))
+    n_raters = draw(st.integers(1, max_raters))
+    n_items = draw(st.integers(0, max_items))
+    item, rater, value = [], [], []
+    for i in range(n_items):
+        for r in draw(st.lists(st.integers(0, n_raters - 1), unique=True, max_size=n_raters)):
+            item.append(i)
+            rater.append(r)
+            value.append(draw(st.integers(0, k - 1)))
+    return (*(np.array(x, dtype=np.int64) for x in (item, rater, value)), k)
+
+
+def aligned_pairs(k: int, min_size: int = 0, max_size: int = 60) -> st.SearchStrategy[tuple[np.ndarray, np.ndarray]]:
+    return st.lists(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=min_size, max_size=max_size).map(
+        lambda pairs: (np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.int64))
+    )
+
+
+def figures_in(obj: Any) -> list[Figure]:
+    if isinstance(obj, Figure):
+        return [obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [f for field in dataclasses.fields(obj) for f in figures_in(getattr(obj, field.name))]
+    if isinstance(obj, list | tuple):
+        return [f for x in obj for f in figures_in(x)]
+    return []
+
+
+def assert_no_nan_anywhere(obj: Any) -> None:
+    """Walks every field, tuple, list and array of an output and fails on NaN or infinity."""
+    if isinstance(obj, float | np.floating):
+        assert math.isfinite(obj), obj
+    elif isinstance(obj, np.ndarray):
+        if obj.dtype.kind == "f":
+            assert np.isfinite(obj).all(), obj
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for field in dataclasses.fields(obj):
+            assert_no_nan_anywhere(getattr(obj, field.name))
+    elif isinstance(obj, list | tuple):
+        for x in obj:
+            assert_no_nan_anywhere(x)
+
+
+def assert_well_formed(figure: Figure) -> None:
+    assert isinstance(figure, Figure)
+    if figure.value is None:
+        assert figure.reason and figure.reason.strip(), figure
+        assert figure.ci_low is None and figure.ci_high is None
+    else:
+        assert figure.reason is None
+        assert (figure.ci_low is None) == (figure.ci_high is None)
+        if figure.ci_low is not None and figure.ci_high is not None:
+            assert figure.ci_low <= figure.ci_high
+
+
+def everything(item: np.ndarray, rater: np.ndarray, value: np.ndarray, k: int, n_boot: int = 40) -> list[Any]:
+    """Every public computation on one label set (judge reports use rater 0 as 'human' and rater 1 as 'judge')."""
+    boot = {"n_boot": n_boot, "seed": 3}
+    a, b = rater_columns(item, rater, value, 0, 1)
+    a3, b3 = np.minimum(a, 2), np.minimum(b, 2)
+    return [
+        ag.percent_agreement(item, rater, value, k, **boot),
+        ag.fleiss_kappa(item, rater, value, k, **boot),
+        ag.krippendorff_alpha_nominal(item, rater, value, k, **boot),
+        ag.pairwise_cohen_kappas(item, rater, value, k, min_shared=2, **boot),
+        ag.consensus(item, value, k),
+        ag.cohen_kappa(a, b, k, **boot),
+        ag.binary_judge_report(a % 2, b % 2, **boot),
+        ag.pairwise_judge_report(a3, b3, **boot),
+        ag.position_consistency(a3, b3, **boot),
+    ]
+
+
+def rater_columns(
+    item: np.ndarray, rater: np.ndarray, value: np.ndarray, i: int, j: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The labels of raters i and j on the items both rated, aligned by item."""
+    by_i = {int(t): int(v) for t, r, v in zip(item, rater, value, strict=True) if r == i}
+    by_j = {int(t): int(v) for t, r, v in zip(item, rater, value, strict=True) if r == j}
+    shared = sorted(by_i.keys() & by_j.keys())
+    return np.array([by_i[t] for t in shared], dtype=np.int64), np.array([by_j[t] for t in shared], dtype=np.int64)
+
+
+def quietly(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Calls a reference implementation that warns (and returns NaN) where the figure is undefined."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Against independent implementations.
+
+
+@SETTINGS
+@given(st.integers(2, 4).flatmap(lambda k: st.tuples(st.just(k), aligned_pairs(k, min_size=1))))
+def test_cohen_kappa_matches_sklearn_and_is_undefined_exactly_where_sklearn_gives_nan(case):
+    k, (a, b) = case
+    expected = quietly(cohen_kappa_score, a, b, labels=list(range(k)))
+    got = ag.cohen_kappa(a, b, k, n_boot=0)
+    assert got.n == a.size
+    if math.isnan(expected):
+        assert got.value is None and got.reason == "only one category present: κ is not defined"
+    else:
+        assert got.value == pytest.approx(expected, abs=1e-9)
+
+
+@SETTINGS
+@given(aligned_pairs(2))
+def test_the_binary_judge_report_matches_sklearn_figure_by_figure(case):
+    human, judge = case
+    report = ag.binary_judge_report(human, judge, n_boot=0)
+    assert report.n == human.size
+    if human.size == 0:
+        assert all(f.value is None for f in figures_in(report))
+        return
+    assert report.confusion == tuple(map(tuple, confusion_matrix(human, judge, labels=[FAIL, PASS]).tolist()))
+    expected = {
+        "accuracy": float(np.mean(human == judge)),
+        "kappa": quietly(cohen_kappa_score, human, judge, labels=[FAIL, PASS]),
+        "tpr": recall_score(human, judge, pos_label=PASS, labels=[FAIL, PASS], zero_division=np.nan),
+        "tnr": recall_score(human, judge, pos_label=FAIL, labels=[FAIL, PASS], zero_division=np.nan),
+        "fail_precision": precision_score(human, judge, pos_label=FAIL, labels=[FAIL, PASS], zero_division=np.nan),
+        "fail_recall": recall_score(human, judge, pos_label=FAIL, labels=[FAIL, PASS], zero_division=np.nan),
+    }
+    for name, want in expected.items():
+        figure = getattr(report, name)
+        if math.isnan(want):
+            assert figure.value is None and figure.reason, name
+        else:
+            assert figure.value == pytest.approx(want, abs=1e-9), name
+
+
+@SETTINGS
+@given(human_labels())
+def test_fleiss_kappa_matches_statsmodels_on_the_items_with_the_most_common_number_of_ratings(case):
+    item, rater, value, k = case
+    per_item = Counter(item.tolist())
+    shapes = Counter(m for m in per_item.values() if m >= 2)
+    got = ag.fleiss_kappa(item, rater, value, k, n_boot=0)
+    if not shapes:
+        assert got.value is None and got.reason and "two or more ratings" in got.reason
+        assert ag.ratings_per_item_mode(item) is None
+        return
+    m = max(shapes, key=lambda size: (shapes[size], size))
+    assert ag.ratings_per_item_mode(item) == m
+    rows = np.array([value[item == i] for i in sorted(per_item) if per_item[i] == m])
+    table, _ = aggregate_raters(rows, n_cat=k)
+    expected = quietly(statsmodels_fleiss_kappa, table, method="fleiss")
+    assert got.n == rows.shape[0]
+    if math.isnan(expected):
+        assert got.value is None and got.reason == "only one category present: κ is not defined"
+    else:
+        assert got.value == pytest.approx(expected, abs=1e-9)
+    # An explicit m uses exactly the items with m ratings.
+    assert ag.fleiss_kappa(item, rater, value, k, m=m, n_boot=0) == got
+
+
+@SETTINGS
+@given(human_labels())
+def test_krippendorff_alpha_matches_the_krippendorff_package_with_missing_ratings(case):
+    item, rater, value, k = case
+    got = ag.krippendorff_alpha_nominal(item, rater, value, k, n_boot=0)
+    if item.size == 0 or max(Counter(item.tolist()).values()) < 2:
+        assert got.value is None and got.reason == "no items with two or more ratings: α is not defined"
+        return
+    reliability = np.full((int(rater.max()) + 1, int(item.max()) + 1), np.nan)
+    reliability[rater, item] = value
+    expected = quietly(
+        krippendorff.alpha, reliability_data=reliability, level_of_measurement="nominal", value_domain=list(range(k))
+    )
+    assert got.n == sum(1 for m in Counter(item.tolist()).values() if m >= 2)
+    if math.isnan(expected):
+        assert got.value is None and got.reason == "only one category present: α is not defined"
+    else:
+        assert got.value == pytest.approx(expected, abs=1e-9)
+
+
+@SETTINGS
+@given(human_labels(max_items=25))
+def test_pairwise_kappas_cover_every_overlapping_pair_and_match_sklearn_pair_by_pair(case):
+    item, rater, value, k = case
+    got = ag.pairwise_cohen_kappas(item, rater, value, k, min_shared=3, n_boot=0)
+    raters = sorted(set(rater.tolist()))
+    expected_pairs = []
+    for i, j in itertools.combinations(raters, 2):
+        a, b = rater_columns(item, rater, value, i, j)
+        if a.size:
+            expected_pairs.append((i, j, a, b))
+    assert [(p.rater_i, p.rater_j, p.n) for p in got] == [(i, j, a.size) for i, j, a, _ in expected_pairs]
+    for pair, (_, _, a, b) in zip(got, expected_pairs, strict=True):
+        assert pair.kappa.n == a.size
+        if a.size < 3:
+            assert pair.kappa.value is None and pair.kappa.reason and "fewer than 3" in pair.kappa.reason
+            continue
+        expected = quietly(cohen_kappa_score, a, b, labels=list(range(k)))
+        if math.isnan(expected):
+            assert pair.kappa.value is None and pair.kappa.reason
+        else:
+            assert pair.kappa.value == pytest.approx(expected, abs=1e-9)
+
+
+@SETTINGS
+@given(human_labels())
+def test_percent_agreement_is_the_share_of_agreeing_rating_pairs_within_items(case):
+    item, rater, value, k = case
+    agree = total = 0
+    used = 0
+    for i in set(item.tolist()):
+        ratings = value[item == i].tolist()
+        if len(ratings) < 2:
+            continue
+        used += 1
+        for x, y in itertools.combinations(ratings, 2):
+            agree += x == y
+            total += 1
+    got = ag.percent_agreement(item, rater, value, k, n_boot=0)
+    assert got.n == used
+    if total == 0:
+        assert got.value is None and got.reason
+    else:
+        assert got.value == pytest.approx(agree / total, abs=1e-12)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Never NaN, and every figure defined or refused with a reason.
+
+
+@settings(max_examples=80, deadline=None)
+@given(human_labels(max_items=8, max_raters=4))
+def test_no_output_anywhere_is_nan_and_every_figure_is_defined_or_gives_a_reason(case):
+    item, rater, value, k = case
+    outputs = everything(item, rater, value, k)
+    assert_no_nan_anywhere(outputs)
+    for figure in figures_in(outputs):
+        assert_well_formed(figure)
+
+
+@SETTINGS
+@given(
+    p=st.floats(0, 1),
+    tpr=st.floats(0, 1),
+    tnr=st.floats(0, 1),
+    n_unlabeled=st.integers(0, 200),
+    n_pos=st.integers(0, 50),
+    n_neg=st.integers(0, 50),
+)
+def test_the_corrected_pass_rate_is_never_nan_and_stays_within_zero_and_one(p, tpr, tnr, n_unlabeled, n_pos, n_neg):
+    figure = ag.corrected_pass_rate(p, n_unlabeled, tpr, tnr, n_pos, n_neg, n_boot=50)
+    assert_well_formed(figure)
+    assert_no_nan_anywhere(figure)
+    for number in (figure.value, figure.ci_low, figure.ci_high):
+        assert number is None or 0.0 <= number <= 1.0
+
+
+def test_a_figure_refuses_to_hold_nan_or_a_value_without_its_reason_rules():
+    with pytest.raises(ValueError):
+        Figure(value=math.nan, ci_low=None, ci_high=None, n=3, reason=None)
+    with pytest.raises(ValueError):
+        Figure(value=None, ci_low=None, ci_high=None, n=0, reason=None)
+    with pytest.raises(ValueError):
+        Figure(value=0.5, ci_low=0.1, ci_high=None, n=3, reason=None)
+
+
+EMPTY = np.array([], dtype=np.int64)
+
+
+def test_empty_input_gives_no_figures_only_reasons():
+    outputs = everything(EMPTY, EMPTY, EMPTY, 2)
+    assert_no_nan_anywhere(outputs)
+    figures = figures_in(outputs)
+    assert figures and all(f.value is None and f.reason for f in figures)
+    assert (
+        ag.percent_agreement(EMPTY, EMPTY, EMPTY, 2).reason
+        == "no items with two or more ratings: agreement is not defined"
+    )
+    assert ag.cohen_kappa(EMPTY, EMPTY, 2).reason == "no items rated by both: κ is not defined"
+    assert ag.binary_judge_report(EMPTY, EMPTY).accuracy.reason == "no items: accuracy is not defined"
+    assert ag.pairwise_cohen_kappas(EMPTY, EMPTY, EMPTY, 2) == []
+    assert ag.consensus(EMPTY, EMPTY, 2).label.size == 0
+
+
+def test_one_category_only_leaves_kappa_and_alpha_undefined_but_agreement_at_one():
+    item = np.repeat(np.arange(30), 3)
+    rater = np.tile(np.arange(3), 30)
+    value = np.full(90, PASS)
+    assert ag.percent_agreement(item, rater, value, 2).value == 1.0
+    for figure in (
+        ag.fleiss_kappa(item, rater, value, 2),
+        ag.cohen_kappa(value[:30], value[30:60], 2),
+        *(p.kappa for p in ag.pairwise_cohen_kappas(item, rater, value, 2)),
+    ):
+        assert figure.value is None and figure.reason == "only one category present: κ is not defined"
+    alpha = ag.krippendorff_alpha_nominal(item, rater, value, 2)
+    assert alpha.value is None and alpha.reason == "only one category present: α is not defined"
+    report = ag.binary_judge_report(value, value)
+    assert report.tnr.value is None and report.tnr.reason == "no items the humans failed: TNR is not defined"
+    assert report.fail_precision.reason == "the judge failed no item: precision of fail is not defined"
+    assert report.tpr.value == 1.0 and report.accuracy.value == 1.0
+
+
+def test_when_everyone_agrees_the_figures_are_one_with_no_false_zero_width_interval():
+    item = np.repeat(np.arange(40), 2)
+    rater = np.tile([0, 1], 40)
+    value = np.repeat(np.arange(40) % 2, 2)
+    for figure in (
+        ag.percent_agreement(item, rater, value, 2),
+        ag.fleiss_kappa(item, rater, value, 2),
+        ag.krippendorff_alpha_nominal(item, rater, value, 2),
+        ag.pairwise_cohen_kappas(item, rater, value, 2)[0].kappa,
+    ):
+        assert figure.value == pytest.approx(1.0)
+        # Every resample also agrees perfectly: [1, 1] would claim certainty that 40 items cannot give.
+        assert figure.ci_low is None and figure.ci_high is None
+
+
+def test_a_perfect_judge_gets_the_exact_interval_not_one_to_one():
+    report = ag.binary_judge_report(np.array([PASS] * 12 + [FAIL] * 8), np.array([PASS] * 12 + [FAIL] * 8))
+    assert report.accuracy.value == 1.0
+    # Clopper–Pearson for 20 of 20: the lower bound is 0.025 ** (1 / 20) = 0.8316.
+    assert report.accuracy.ci_low == pytest.approx(0.025 ** (1 / 20)) and report.accuracy.ci_high == 1.0
+    assert report.tnr.ci_low == pytest.approx(0.025 ** (1 / 8))
+    wrong = ag.binary_judge_report(np.array([PASS] * 10), np.array([FAIL] * 10))
+    assert wrong.accuracy.value == 0.0 and wrong.accuracy.ci_high == pytest.approx(1 - 0.025 ** (1 / 10))
+
+
+def test_one_annotator_gives_no_human_agreement_figures():
+    item, rater, value = np.arange(10), np.zeros(10, dtype=np.int64), np.arange(10) % 2
+    for figure in (
+        ag.percent_agreement(item, rater, value, 2),
+        ag.fleiss_kappa(item, rater, value, 2),
+        ag.krippendorff_alpha_nominal(item, rater, value, 2),
+    ):
+        assert figure.value is None and figure.reason and figure.reason.startswith("no items with two or more ratings")
+    assert ag.pairwise_cohen_kappas(item, rater, value, 2) == []
+    assert (ag.consensus(item, value, 2).label == value).all()
+
+
+def test_a_single_item_gives_figures_without_intervals():
+    item, rater, value = np.zeros(3, dtype=np.int64), np.arange(3), np.array([PASS, PASS, FAIL])
+    agreement = ag.percent_agreement(item, rater, value, 2)
+    assert agreement.value == pytest.approx(1 / 3) and agreement.n == 1 and agreement.ci_low is None
+    # Hand-computed: P̄ = (2·1 + 0) / (3·2) = 1/3, P_e = (1/3)² + (2/3)² = 5/9, κ = (1/3 − 5/9) / (4/9) = −1/2.
+    assert ag.fleiss_kappa(item, rater, value, 2).value == pytest.approx(-0.5)
+    # o[pass, pass] = 2·1/2 = 1, n = 3, Σ n_c² = 5: α = 1 − 2·(3 − 1) / (9 − 5) = 0.
+    assert ag.krippendorff_alpha_nominal(item, rater, value, 2).value == pytest.approx(0.0)
+    one = ag.cohen_kappa([PASS], [FAIL], 2)
+    assert one.value == 0.0 and one.ci_low is None
+
+
+def test_bad_input_is_refused_rather_than_miscounted():
+    with pytest.raises(ValueError, match="more than once"):
+        ag.krippendorff_alpha_nominal([0, 0, 1], [3, 3, 4], [0, 1, 1], 2)
+    with pytest.raises(ValueError, match="outside"):
+        ag.cohen_kappa([0, 2], [0, 1], 2)
+    with pytest.raises(ValueError, match="aligned"):
+        ag.binary_judge_report([0, 1], [0])
+    with pytest.raises(ValueError, match="integer codes"):
+        ag.cohen_kappa(np.array([0.0, 1.0]), np.array([0.0, 1.0]), 2)
+    with pytest.raises(ValueError, match="negative"):
+        ag.percent_agreement([-1, 0], [0, 1], [0, 0], 2)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Bootstrap intervals.
+
+
+def typical_labels(seed: int = 7, n_items: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three of six raters per item; each rater copies the item's true label with probability 0.8."""
+    rng = np.random.default_rng(seed)
+    raters = np.argsort(rng.random((n_items, 6)), axis=1)[:, :3]
+    item = np.repeat(np.arange(n_items), 3)
+    truth = (rng.random(n_items) < 0.65).astype(np.int64)
+    value = np.where(rng.random(item.size) < 0.8, truth[item], 1 - truth[item])
+    return item, raters.reshape(-1), value
+
+
+def test_the_same_seed_gives_identical_intervals_and_another_seed_different_ones():
+    item, rater, value = typical_labels()
+    for fn in (ag.percent_agreement, ag.fleiss_kappa, ag.krippendorff_alpha_nominal):
+        assert fn(item, rater, value, 2, seed=11) == fn(item, rater, value, 2, seed=11)
+        assert fn(item, rater, value, 2, seed=11).ci_low != fn(item, rater, value, 2, seed=12).ci_low
+    human, judge = value[::3], value[1::3]
+    assert ag.binary_judge_report(human, judge, seed=5) == ag.binary_judge_report(human, judge, seed=5)
+    assert ag.binary_judge_report(human, judge, seed=5) != ag.binary_judge_report(human, judge, seed=6)
+    kappas = ag.pairwise_cohen_kappas(item, rater, value, 2, seed=2)
+    assert kappas == ag.pairwise_cohen_kappas(item, rater, value, 2, seed=2)
+    # A pair's interval depends on its own labels and the seed, not on the other raters.
+    only_0_1 = np.isin(rater, [0, 1])
+    alone = ag.pairwise_cohen_kappas(item[only_0_1], rater[only_0_1], value[only_0_1], 2, seed=2)
+    assert alone[0] == next(p for p in kappas if (p.rater_i, p.rater_j) == (0, 1))
+    assert ag.corrected_pass_rate(0.6, 300, 0.9, 0.8, 80, 60, seed=4) == ag.corrected_pass_rate(
+        0.6, 300, 0.9, 0.8, 80, 60, seed=4
+    )
+
+
+def test_on_typical_data_every_interval_exists_and_contains_its_estimate():
+    item, rater, value = typical_labels()
+    human, judge = value[::3], value[1::3]
+    verdicts = np.random.default_rng(1).integers(0, 3, size=(2, 300))
+    verdicts[1, :200] = verdicts[0, :200]
+    outputs = [
+        ag.percent_agreement(item, rater, value, 2),
+        ag.fleiss_kappa(item, rater, value, 2),
+        ag.krippendorff_alpha_nominal(item, rater, value, 2),
+        ag.pairwise_cohen_kappas(item, rater, value, 2),
+        ag.cohen_kappa(human, judge, 2),
+        ag.binary_judge_report(human, judge),
+        ag.pairwise_judge_report(verdicts[0], verdicts[1]),
+        ag.position_consistency(verdicts[0], verdicts[1]),
+        ag.corrected_pass_rate(0.6, 300, 0.9, 0.8, 80, 60),
+    ]
+    figures = figures_in(outputs)
+    assert len(figures) > 20
+    for figure in figures:
+        assert figure.value is not None and figure.ci_low is not None and figure.ci_high is not None, figure
+        assert figure.ci_low < figure.value < figure.ci_high, figure
+        assert figure.ci_high - figure.ci_low < 0.5, figure
+
+
+def test_resampling_pattern_counts_gives_the_same_interval_as_resampling_item_indices():
+    """The fast bootstrap draws how many items of each kind a resample holds; it must match drawing items by index."""
+    item, rater, value = typical_labels(seed=3, n_items=150)
+    counts = np.zeros((150, 2), dtype=np.int64)
+    np.add.at(counts, (item, value), 1)
+    rng = np.random.default_rng(99)
+    alphas = []
+    for _ in range(4000):
+        c = counts[rng.integers(0, 150, size=150)]
+        n_c = c.sum(axis=0)
+        n = n_c.sum()
+        observed = ((c**2).sum(axis=1) - 3).sum() / 2
+        alphas.append(1 - (n - 1) * (n - observed) / (n * n - (n_c**2).sum()))
+    naive_low, naive_high = np.quantile(alphas, [0.025, 0.975])
+    fast = ag.krippendorff_alpha_nominal(item, rater, value, 2, n_boot=4000, seed=1)
+    assert fast.ci_low == pytest.approx(naive_low, abs=0.015)
+    assert fast.ci_high == pytest.approx(naive_high, abs=0.015)
+
+
+def test_no_interval_is_given_when_too_many_resamples_lack_what_the_figure_needs():
+    # Two human "fail"s in 30 items: (28/30)**30 = 13% of resamples hold no fail, so TNR = 1/2 has no honest interval.
+    human = np.array([FAIL, FAIL] + [PASS] * 28)
+    judge = np.array([FAIL, PASS] + [PASS] * 24 + [FAIL] * 4)
+    report = ag.binary_judge_report(human, judge)
+    assert (report.tnr.value, report.tnr.n) == (0.5, 2)
+    assert report.tnr.ci_low is None and report.tnr.ci_high is None
+    assert report.fail_recall == report.tnr
+    assert report.tpr.value == pytest.approx(24 / 28) and report.tpr.ci_low is not None
+    # At 1 of 1 every resample that has the item gives 1: the exact interval says how little one item shows.
+    single = ag.binary_judge_report(np.array([FAIL] + [PASS] * 29), np.array([FAIL] + [PASS] * 29))
+    assert (single.tnr.value, single.tnr.ci_low, single.tnr.ci_high) == (1.0, pytest.approx(0.025), 1.0)
+
+
+def test_turning_resampling_off_gives_values_without_intervals():
+    item, rater, value = typical_labels()
+    figures = figures_in(
+        [
+            ag.krippendorff_alpha_nominal(item, rater, value, 2, n_boot=0),
+            ag.binary_judge_report(value[::3], value[1::3], n_boot=0),
+            ag.corrected_pass_rate(0.6, 300, 0.9, 0.8, 80, 60, n_boot=0),
+        ]
+    )
+    assert all(f.value is not None and f.ci_low is None for f in figures)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Hand-computed examples.
+
+
+def test_the_binary_judge_report_on_a_hand_worked_example():
+    # Confusion, rows = human, columns = judge, order [fail, pass]: [[3, 1], [2, 4]].
+    human = np.array([FAIL] * 4 + [PASS] * 6)
+    judge = np.array([FAIL, FAIL, FAIL, PASS, FAIL, FAIL, PASS, PASS, PASS, PASS])
+    report = ag.binary_judge_report(human, judge)
+    assert report.n == 10
+    assert report.confusion == ((3, 1), (2, 4))
+    assert report.accuracy.value == pytest.approx(7 / 10)
+    # p_o = 0.7; marginals human (4, 6), judge (5, 5): p_e = (20 + 30) / 100 = 0.5; κ = 0.2 / 0.5.
+    assert report.kappa.value == pytest.approx(0.4)
+    assert (report.tpr.value, report.tpr.n) == (pytest.approx(4 / 6), 6)
+    assert (report.tnr.value, report.tnr.n) == (pytest.approx(3 / 4), 4)
+    assert (report.fail_precision.value, report.fail_precision.n) == (pytest.approx(3 / 5), 5)
+    assert report.fail_recall == report.tnr
+
+
+def test_the_pairwise_judge_report_on_a_hand_worked_example():
+    human = np.array([A, A, B, B, TIE, TIE, A, B])
+    judge = np.array([A, B, B, TIE, TIE, A, A, B])
+    report = ag.pairwise_judge_report(human, judge)
+    assert report.confusion == ((2, 1, 0), (0, 2, 1), (1, 0, 1))
+    assert report.agreement.value == pytest.approx(5 / 8)
+    # Items 3, 4 and 5 have a tie on either side; of the other five, the judge agrees on four.
+    assert (report.agreement_without_ties.value, report.agreement_without_ties.n) == (pytest.approx(4 / 5), 5)
+    # Marginals (3, 3, 2) on both sides: p_e = 22/64, p_o = 40/64, κ = 18/42.
+    assert report.kappa.value == pytest.approx(3 / 7)
+
+
+def test_position_consistency_on_a_hand_worked_example():
+    figure = ag.position_consistency([A, B, TIE, A], [A, A, TIE, A])
+    assert (figure.value, figure.n) == (pytest.approx(3 / 4), 4)
+
+
+def test_the_rogan_gladen_correction_on_a_hand_worked_example():
+    figure = ag.corrected_pass_rate(0.6, 500, 0.9, 0.8, 200, 200)
+    assert figure.value == pytest.approx(0.4 / 0.7, abs=1e-12)
+    assert figure.ci_low is not None and figure.ci_high is not None
+    assert figure.ci_low < 0.4 / 0.7 < figure.ci_high
+    # Below the judge's false-pass rate the corrected rate clips to zero rather than going negative.
+    assert ag.corrected_pass_rate(0.1, 500, 0.9, 0.8, 200, 200).value == 0.0
+
+
+@pytest.mark.parametrize(("tpr", "tnr"), [(0.5, 0.5), (0.3, 0.6), (0.0, 0.0)])
+def test_a_judge_no_better_than_chance_gets_no_corrected_pass_rate(tpr, tnr):
+    figure = ag.corrected_pass_rate(0.6, 500, tpr, tnr, 200, 200)
+    assert figure.value is None
+    assert figure.reason == "the judge is no better than chance (TPR + TNR ≤ 1): the pass rate cannot be corrected"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Consensus.
+
+
+def test_consensus_takes_a_strict_majority_and_flags_the_rest_for_adjudication():
+    # item 0: pass pass fail; item 1: pass fail; item 2: a single fail; item 3: unrated; item 4: a b tie.
+    item = np.array([0, 0, 0, 1, 1, 2, 4, 4, 4])
+    value = np.array([PASS, PASS, FAIL, PASS, FAIL, FAIL, A, B, TIE])
+    result = ag.consensus(item, value, 3)
+    assert result.label.tolist() == [PASS, -1, FAIL, -1, -1]
+    assert result.majority.tolist() == [PASS, -1, FAIL, -1, -1]
+    assert result.margin.tolist() == [1, 0, 1, 0, 0]
+    assert result.n_ratings.tolist() == [3, 2, 1, 0, 3]
+    assert result.needs_adjudication.tolist() == [False, True, False, False, True]
+    assert result.source.tolist() == [ag.Source.MAJORITY, ag.Source.NONE, ag.Source.MAJORITY, ag.Source.NONE, 0]
+
+
+def test_a_higher_margin_sends_narrow_majorities_to_adjudication_but_keeps_the_majority_visible():
+    item = np.array([0, 0, 0, 1, 1, 1])
+    value = np.array([PASS, PASS, FAIL, PASS, PASS, PASS])
+    result = ag.consensus(item, value, 2, min_margin=2)
+    assert result.label.tolist() == [-1, PASS]
+    assert result.majority.tolist() == [PASS, PASS]
+    assert result.needs_adjudication.tolist() == [True, False]
+
+
+def test_gold_labels_override_the_majority_and_say_so():
+    item = np.array([0, 0, 1, 1, 1])
+    value = np.array([PASS, FAIL, FAIL, FAIL, PASS])
+    result = ag.consensus(item, value, 2, gold=np.array([PASS, PASS, -1]))
+    assert result.label.tolist() == [PASS, PASS, -1]
+    assert result.source.tolist() == [ag.Source.GOLD, ag.Source.GOLD, ag.Source.NONE]
+    assert result.majority.tolist() == [-1, FAIL, -1]
+    assert result.needs_adjudication.tolist() == [False, False, False]
