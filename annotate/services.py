@@ -319,6 +319,7 @@ _CLAIM_SQL = """
 WITH cand AS (
     SELECT i.id FROM annotate_item i
     WHERE i.project_id = %(project)s
+      AND i.n_submitted < %(overlap)s  -- a bound on item_queue_idx: complete items are never scanned
       AND i.n_submitted + i.n_leased < %(overlap)s
       AND NOT EXISTS (
           SELECT 1 FROM annotate_label l

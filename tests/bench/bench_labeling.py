@@ -1,0 +1,334 @@
+"""The annotator's round trip at scale: 1,000,000 items and 3,000,000 labels in PostgreSQL.
+
+1. One annotator, in process: server time of "submit labels + render the next item" (htmx POST), median and p99,
+   and the SQL statements it runs.
+2. 32 annotators over real HTTP against gunicorn for a fixed time: submissions per second, errors, and afterwards
+   the labels counted against the successful responses (none lost, none duplicated, no item past its overlap).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+from tests.bench.run import ROOT, Row, _percentile
+
+N_ITEMS = 1_000_000
+N_COMPLETE = 500_000  # items already labeled by two annotators on three criteria: 3,000,000 labels
+N_ANNOTATORS = 32
+CONCURRENT_SECONDS = 30
+PASSWORD = "bench-password-not-secret"
+FORM = {"c-acceptable": "pass", "c-follows_instructions": "pass", "c-factually_correct": "fail", "note": ""}
+
+
+def _seed():
+    """Items and labels written with COPY; the per-item counts set as the services would have left them."""
+    from django.contrib.auth.hashers import make_password
+    from django.db import connection
+    from django.utils import timezone
+
+    from annotate import selectors, services
+    from annotate.models import Membership, Project
+    from annotate.splits import content_hash, order_key, split_for
+    from tests.factories import ProjectFactory, UserFactory, membership
+
+    project = ProjectFactory(slug="bench-labeling", name="Bench labeling", overlap=2)
+    services.project_set_status(project=project, status="active")
+    project = Project.objects.get(pk=project.pk)
+    criteria = list(selectors.criteria_of_version(project.current_rubric_id))
+    seeded = [UserFactory(username=f"seed-annotator-{i}") for i in range(20)]
+    hashed = make_password(PASSWORD)
+    annotators = [UserFactory(username=f"bench-annotator-{i}", password=None) for i in range(N_ANNOTATORS)]
+    for user in annotators:
+        user.password = hashed
+        user.save(update_fields=["password"])
+        membership(user, project, Membership.Role.ANNOTATOR)
+    now = timezone.now().isoformat()
+    with connection.cursor() as cursor:
+        with cursor.copy(
+            "COPY annotate_item (project_id, external_id, input, output, output_a, output_b, metadata, source, split, "
+            "content_hash, order_key, n_submitted, n_leased, priority, created_at) FROM STDIN"
+        ) as copy:
+            for i in range(N_ITEMS):
+                external_id = f"item-{i}"
+                text_in, text_out = f"Summarise ticket {i} in one sentence.", f"Ticket {i} asks for a refund."
+                copy.write_row(
+                    (
+                        project.pk,
+                        external_id,
+                        text_in,
+                        text_out,
+                        "",
+                        "",
+                        "{}",
+                        "import",
+                        split_for(project.slug, external_id),
+                        content_hash({"input": text_in, "output": text_out}),
+                        order_key(project.slug, external_id),
+                        2 if i < N_COMPLETE else 0,
+                        0,
+                        0,
+                        now,
+                    )
+                )
+        cursor.execute(
+            "SELECT id FROM annotate_item WHERE project_id = %s ORDER BY id LIMIT %s", [project.pk, N_COMPLETE]
+        )
+        complete_ids = [row[0] for row in cursor.fetchall()]
+        with cursor.copy(
+            "COPY annotate_label (item_id, criterion_id, rubric_version_id, annotator_id, value, note, revision, "
+            "submission_key, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for n, item_id in enumerate(complete_ids):
+                for k in range(2):
+                    user = seeded[(n + k) % len(seeded)]
+                    for c in criteria:
+                        value = "pass" if (item_id + k + c.position) % 4 else "fail"
+                        copy.write_row((item_id, c.pk, c.rubric_version_id, user.pk, value, "", 1, "", now, now))
+        cursor.execute("ANALYZE")
+    return project, annotators
+
+
+def _form_fields(html: str) -> tuple[int, str] | None:
+    match = re.search(r'data-item="(\d+)"', html)
+    key = re.search(r'name="form_key" value="([0-9a-f]+)"', html)
+    return (int(match.group(1)), key.group(1)) if match and key else None
+
+
+def bench_submit_round_trip() -> list[Row]:
+    from django.db import connection, reset_queries
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from annotate.models import Label
+
+    t0 = time.perf_counter()
+    project, annotators = _seed()
+    seed_seconds = time.perf_counter() - t0
+    n_labels = Label.objects.filter(item__project=project).count()
+    scale = f"{N_ITEMS:,} items, {n_labels:,} labels"
+
+    client = Client()
+    client.force_login(annotators[0])
+    page = client.get(f"/p/{project.slug}/label/").content.decode()
+    forms = re.findall(r'<form class="item-form".*?</form>', page, re.S)
+    current, prefetched = _form_fields(forms[0]), _form_fields(forms[1])
+    timings, statements = [], []
+    for _ in range(400):
+        reset_queries()
+        with CaptureQueriesContext(connection) as captured:
+            start = time.perf_counter()
+            response = client.post(
+                f"/p/{project.slug}/label/{current[0]}/",
+                {**FORM, "form_key": current[1]},
+                headers={"HX-Request": "true"},
+            )
+            timings.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200, response.content[:300]
+        statements.append(
+            sum(1 for q in captured.captured_queries if q["sql"].strip().upper() not in {"BEGIN", "COMMIT"})
+        )
+        current, prefetched = prefetched, _form_fields(response.content.decode())
+    timings = timings[20:]  # the first requests warm the process caches
+    rows = [
+        Row(
+            "Submit + next item, server time (1 annotator)",
+            scale,
+            "median ms",
+            f"{statistics.median(timings):.1f}",
+            "≤ 15",
+        ),
+        Row(
+            "Submit + next item, server time (1 annotator)",
+            scale,
+            "p99 ms",
+            f"{_percentile(timings, 0.99):.1f}",
+            "≤ 50",
+        ),
+        Row("Submit + next item, SQL statements", scale, "statements (+ BEGIN/COMMIT)", str(max(statements)), "≤ 8"),
+        Row("Seeding the labeling benchmark (COPY)", scale, "seconds", f"{seed_seconds:.0f}"),
+    ]
+    rows += _concurrent(project, annotators[1:], scale)
+    return rows
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Annotator:
+    """A browser-like session over plain HTTP: log in with CSRF, open the queue, submit what it shows."""
+
+    def __init__(self, port: int, username: str, slug: str) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.cookies: dict[str, str] = {}
+        self.slug = slug
+        self.username = username
+        self.reconnects = 0
+
+    def _request(self, method: str, path: str, body: dict[str, str] | None = None, htmx: bool = False):
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), "Host": "127.0.0.1"}
+        data = None
+        if body is not None:
+            data = urllib.parse.urlencode(body)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            headers["X-CSRFToken"] = self.cookies.get("csrftoken", "")
+            headers["Referer"] = "http://127.0.0.1/"
+        if htmx:
+            headers["HX-Request"] = "true"
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed an idle keep-alive connection: reconnect and send the same request again. A
+            # repeated submit carries the same form key, so the server stores it once.
+            self.reconnects += 1
+            self.conn.close()
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+        text = response.read().decode()
+        for header, value in response.getheaders():
+            if header.lower() == "set-cookie":
+                name, _, rest = value.partition("=")
+                self.cookies[name] = rest.split(";", 1)[0]
+        return response.status, text
+
+    def start(self):
+        self._request("GET", "/login/")
+        status, _ = self._request(
+            "POST",
+            "/login/",
+            {"username": self.username, "password": PASSWORD, "csrfmiddlewaretoken": self.cookies["csrftoken"]},
+        )
+        assert status == 302, status
+        status, page = self._request("GET", f"/p/{self.slug}/label/")
+        forms = re.findall(r'<form class="item-form".*?</form>', page, re.S)
+        return _form_fields(forms[0]), _form_fields(forms[1])
+
+
+def _concurrent(project, annotators, scale: str) -> list[Row]:
+    from annotate.models import Item, Label
+
+    port = _free_port()
+    env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1", "HTTPS": "false", "DEBUG": "false"}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "annotate.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "3",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        clients = [_Annotator(port, u.username, project.slug) for u in annotators[:N_ANNOTATORS]]
+        states = [c.start() for c in clients]
+        ok = [0] * len(clients)
+        errors: list[str] = []
+        latencies: list[float] = []
+        stop = time.monotonic() + CONCURRENT_SECONDS
+        barrier = threading.Barrier(len(clients))
+
+        def work(i: int) -> None:
+            client, (current, prefetched) = clients[i], states[i]
+            barrier.wait()
+            while time.monotonic() < stop and current:
+                start = time.perf_counter()
+                try:
+                    status, text = client._request(
+                        "POST", f"/p/{project.slug}/label/{current[0]}/", {**FORM, "form_key": current[1]}, htmx=True
+                    )
+                except OSError as exc:
+                    errors.append(repr(exc))
+                    return
+                latencies.append((time.perf_counter() - start) * 1000)
+                if status != 200:
+                    errors.append(f"{status} {text[:120]}")
+                    return
+                ok[i] += 1
+                current, prefetched = prefetched, _form_fields(text)
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(clients))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    submitted = sum(ok)
+    users = [a.pk for a in annotators[:N_ANNOTATORS]]
+    stored = Label.objects.filter(annotator_id__in=users).count()
+    over = Item.objects.filter(project=project, n_submitted__gt=project.overlap).count()
+    per_item = Label.objects.filter(item__project=project).values("item_id", "annotator_id").distinct().count()
+    n_bench = f"{len(clients)} annotators, {CONCURRENT_SECONDS} s, gunicorn 3×4 gthread"
+    return [
+        Row(
+            "Concurrent submissions over HTTP",
+            f"{scale}; {n_bench}",
+            "submissions/s",
+            f"{submitted / elapsed:.0f}",
+            "≥ 300",
+        ),
+        Row("Concurrent submissions over HTTP", n_bench, "p99 client ms", f"{_percentile(latencies, 0.99):.0f}"),
+        Row("Concurrent submissions over HTTP", n_bench, "errors", str(len(errors)), "0"),
+        Row(
+            "Concurrent submissions over HTTP",
+            n_bench,
+            "keep-alive reconnects (request resent)",
+            str(sum(c.reconnects for c in clients)),
+        ),
+        Row(
+            "Concurrent submissions, labels counted after",
+            n_bench,
+            "stored / 3 × successful submits",
+            f"{stored} / {3 * submitted}",
+            "equal",
+        ),
+        Row("Concurrent submissions, items past their overlap", n_bench, "items", str(over), "0"),
+        Row(
+            "Concurrent submissions, (item, annotator) pairs",
+            n_bench,
+            "distinct pairs / labels ÷ 3",
+            f"{per_item} / {Label.objects.filter(item__project=project).count() // 3}",
+            "equal",
+        ),
+    ]
+
+
+BENCHMARKS = [bench_submit_round_trip]
+
+if __name__ == "__main__":  # pragma: no cover - run through tests.bench.run
+    print("run with: python -m tests.bench.run bench_submit_round_trip", file=sys.stderr)
+    Path()
