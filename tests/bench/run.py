@@ -134,7 +134,7 @@ def _seed_labels(project: Any, n_items: int, annotators: list[Any]) -> None:
         connection.cursor() as cursor,
         cursor.copy(
             "COPY annotate_label (item_id, criterion_id, rubric_version_id, annotator_id, value, note, revision, "
-            "created_at, updated_at) FROM STDIN"
+            "submission_key, created_at, updated_at) FROM STDIN"
         ) as copy,
     ):
         for n, item_id in enumerate(item_ids):
@@ -143,7 +143,7 @@ def _seed_labels(project: Any, n_items: int, annotators: list[Any]) -> None:
                 for criterion in criteria:
                     value = "pass" if (item_id * 7 + k + criterion.position) % 5 else "fail"
                     copy.write_row(
-                        (item_id, criterion.id, criterion.rubric_version_id, annotator.id, value, "", 1, now, now)
+                        (item_id, criterion.id, criterion.rubric_version_id, annotator.id, value, "", 1, "", now, now)
                     )
 
 
