@@ -9,6 +9,7 @@ what was measured and at which scale, so a later run can be compared line by lin
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import importlib
 import os
@@ -42,11 +43,20 @@ def _bench_database() -> str:
     import psycopg.sql
 
     base = os.environ["DATABASE_URL"]
-    name = base.rsplit("/", 1)[1].split("?")[0] + "_bench"
+    # One database per run, so two runs on one machine never drop each other's data; dropped again at exit.
+    name = base.rsplit("/", 1)[1].split("?")[0] + f"_bench_{os.getpid()}"
     admin = base.rsplit("/", 1)[0] + "/postgres"
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name))
+            )
+
+    drop()
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    atexit.register(drop)
     return base.rsplit("/", 1)[0] + "/" + name
 
 
