@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection
-from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Max, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -22,6 +22,13 @@ def project_role(user: User | AnonymousUser, project: Project) -> str | None:
     return Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
 
 
+_PROJECT_FOR_USER_SQL = """
+SELECT p.*, m.role AS my_role FROM annotate_project p
+LEFT JOIN annotate_membership m ON m.project_id = p.id AND m.user_id = %s
+WHERE p.slug = %s
+"""
+
+
 def project_for_user(user: User | AnonymousUser, slug: str, *, role: str | None = None) -> tuple[Project, str]:
     """The project `slug` and the user's role in it, or 404.
 
@@ -29,14 +36,8 @@ def project_for_user(user: User | AnonymousUser, slug: str, *, role: str | None 
     asking for a lead's page, gets the same 404 as for a project that does not exist: nobody learns that a project
     exists by guessing its slug.
     """
-    project = (
-        Project.objects.filter(slug=slug)
-        .select_related("current_rubric")
-        .annotate(
-            my_role=Subquery(Membership.objects.filter(project=OuterRef("pk"), user_id=user.pk or 0).values("role")[:1])
-        )
-        .first()
-    )
+    # One query for the project and the caller's membership: every page and API call starts here.
+    project = next(iter(Project.objects.raw(_PROJECT_FOR_USER_SQL, [user.pk or 0, slug])), None)
     if project is None:
         raise Http404("No such project.")
     if not user.is_authenticated or not user.is_active:

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Subquery
+from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 
 from annotate import selectors
@@ -476,6 +476,16 @@ def _needs_note(project: Project, values: dict[str, str], shown: str | None) -> 
     return any(v == "fail" for v in values.values())
 
 
+_SUBMIT_LOCK_SQL = """
+SELECT i.*, a.state AS my_state, a.expires_at AS my_expiry,
+    (SELECT l.submission_key FROM annotate_label l
+     WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s LIMIT 1) AS my_key
+FROM annotate_item i
+LEFT JOIN annotate_assignment a ON a.item_id = i.id AND a.annotator_id = %(user)s
+WHERE i.project_id = %(project)s AND i.id = %(item)s
+"""
+
+
 def label_submit(
     *,
     project: Project,
@@ -511,20 +521,16 @@ def label_submit(
         raise QueueError("This project asks for a note whenever something fails: say why.")
     now = timezone.now()
     with transaction.atomic():
-        mine = Assignment.objects.filter(item=OuterRef("pk"), annotator=annotator)
-        item = (
-            Item.objects.select_for_update(of=("self",))
-            .filter(project=project, pk=item_id)
-            .annotate(
-                my_state=Subquery(mine.values("state")[:1]),
-                my_expiry=Subquery(mine.values("expires_at")[:1]),
-                my_key=Subquery(
-                    Label.objects.filter(item=OuterRef("pk"), annotator=annotator, rubric_version_id=version_id).values(
-                        "submission_key"
-                    )[:1]
-                ),
-            )
-            .first()
+        # Raw SQL on the hottest path: the ORM's compile time for this query was a fifth of the request.
+        lock = " FOR UPDATE OF i" if connection.vendor == "postgresql" else ""
+        item = next(
+            iter(
+                Item.objects.raw(
+                    _SUBMIT_LOCK_SQL + lock,
+                    {"user": annotator.pk, "version": version_id, "project": project.pk, "item": item_id},
+                )
+            ),
+            None,
         )
         if item is None:
             raise QueueError("That item is not in this project.")
