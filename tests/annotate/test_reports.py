@@ -1,0 +1,79 @@
+"""Reports built from the database: the Tülu demo's real labels, loaded in one pass and coded for the maths."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from annotate.demo import demo_load
+from annotate.models import Label, Project
+from annotate.reports import labels_load, report_build
+from judges import agreement
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def demo(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    demo_load()
+    return Project.objects.get(slug="tulu-acceptability"), Project.objects.get(slug="tulu-preference")
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+    else:
+        yield node
+
+
+def test_labels_load_reads_every_label_of_the_version_with_its_code(demo):
+    binary, pairwise = demo
+    arrays = labels_load(project=pairwise, rubric_version=pairwise.current_rubric)
+    assert arrays.value.size == Label.objects.filter(rubric_version=pairwise.current_rubric).count()
+    stored = dict(
+        zip(
+            ("a", "b", "tie"),
+            (Label.objects.filter(item__project=pairwise, value=v).count() for v in ("a", "b", "tie")),
+            strict=True,
+        )
+    )
+    assert np.bincount(arrays.value, minlength=3).tolist() == [stored["a"], stored["b"], stored["tie"]]
+
+
+def test_the_report_has_the_documented_shape_and_no_nan(demo):
+    binary, _ = demo
+    report = report_build(project=binary, n_boot=200)
+    assert report["project"] == "tulu-acceptability" and report["rubric_version"] == 1
+    human = report["criteria"]["acceptable"]["human"]
+    assert human["n_labels"] == Label.objects.filter(item__project=binary, criterion__key="acceptable").count()
+    for key in ("percent_agreement", "fleiss_kappa", "krippendorff_alpha"):
+        assert set(human[key]) >= {"value", "ci_low", "ci_high", "n"}
+    # Criteria nobody has labeled yet are reported as not defined, with a reason, never as NaN.
+    empty = report["criteria"]["factually_correct"]["human"]
+    assert empty["n_labels"] == 0 and empty["krippendorff_alpha"]["value"] is None
+    assert empty["krippendorff_alpha"]["reason"]
+    assert not any(isinstance(v, float) and math.isnan(v) for v in _walk(report))
+    json.dumps(report)  # storable as is
+
+
+def test_the_reported_alpha_matches_the_maths_on_the_same_labels(demo):
+    binary, _ = demo
+    report = report_build(project=binary, n_boot=0)
+    rows = list(
+        Label.objects.filter(item__project=binary, criterion__key="acceptable").values_list(
+            "item_id", "annotator_id", "value"
+        )
+    )
+    _, item = np.unique([r[0] for r in rows], return_inverse=True)
+    _, rater = np.unique([r[1] for r in rows], return_inverse=True)
+    value = np.array([1 if r[2] == "pass" else 0 for r in rows])
+    expected = agreement.krippendorff_alpha_nominal(item, rater, value, 2, n_boot=0).value
+    assert report["criteria"]["acceptable"]["human"]["krippendorff_alpha"]["value"] == pytest.approx(expected)
