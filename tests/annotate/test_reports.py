@@ -35,7 +35,7 @@ def _walk(node):
 
 
 def test_labels_load_reads_every_label_of_the_version_with_its_code(demo):
-    binary, pairwise = demo
+    _binary, pairwise = demo
     arrays = labels_load(project=pairwise, rubric_version=pairwise.current_rubric)
     assert arrays.value.size == Label.objects.filter(rubric_version=pairwise.current_rubric).count()
     stored = dict(
