@@ -23,11 +23,13 @@ from pathlib import Path
 
 from tests.bench.run import ROOT, Row, _percentile
 
-N_ITEMS = 1_000_000
-N_COMPLETE = 500_000  # items already labeled by two annotators on three criteria: 3,000,000 labels
+# The scale; BENCH_LABEL_ITEMS makes a smaller run for trying settings quickly (not for the table).
+N_ITEMS = int(os.environ.get("BENCH_LABEL_ITEMS", 1_000_000))
+N_COMPLETE = N_ITEMS // 2  # items already labeled by two annotators on three criteria: 3 labels per item in all
 N_ANNOTATORS = 32
 CONCURRENT_SECONDS = 30
 PASSWORD = "bench-password-not-secret"
+GUNICORN_ARGS = os.environ.get("BENCH_GUNICORN", "--workers 3 --worker-class gthread --threads 4").split()
 FORM = {"c-acceptable": "pass", "c-follows_instructions": "pass", "c-factually_correct": "fail", "note": ""}
 
 
@@ -293,7 +295,7 @@ def _concurrent(project, annotators, scale: str) -> list[Row]:
     stored = Label.objects.filter(annotator_id__in=users).count()
     over = Item.objects.filter(project=project, n_submitted__gt=project.overlap).count()
     per_item = Label.objects.filter(item__project=project).values("item_id", "annotator_id").distinct().count()
-    n_bench = f"{len(clients)} annotators, {CONCURRENT_SECONDS} s, gunicorn 3×4 gthread"
+    n_bench = f"{len(clients)} annotators, {CONCURRENT_SECONDS} s, gunicorn {' '.join(GUNICORN_ARGS)}"
     return [
         Row(
             "Concurrent submissions over HTTP",
