@@ -2,7 +2,20 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from annotate.models import Assignment, Criterion, Item, Label, Membership, Project, RubricVersion
+from annotate.models import (
+    ApiToken,
+    Assignment,
+    Criterion,
+    DailySample,
+    ImportedUser,
+    ImportJob,
+    Item,
+    Label,
+    Membership,
+    ProductionRecord,
+    Project,
+    RubricVersion,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -64,3 +77,45 @@ class LabelAdmin(admin.ModelAdmin):
 class AssignmentAdmin(admin.ModelAdmin):
     list_display = ["item", "annotator", "expires_at"]
     raw_id_fields = ["item", "annotator", "rubric_version"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Staff can see and revoke tokens; nobody can read or set a secret here (only its hash exists)."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "prefix", "user__username"]
+    raw_id_fields = ["user"]
+    readonly_fields = ["prefix", "secret_hash", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request: object) -> bool:
+        return False  # tokens are made by their user, who alone sees the secret once
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ["project", "kind", "filename", "status", "created_by", "created_at"]
+    list_filter = ["kind", "status"]
+    raw_id_fields = ["project", "created_by"]
+
+
+@admin.register(ImportedUser)
+class ImportedUserAdmin(admin.ModelAdmin):
+    list_display = ["user", "project", "created_at"]
+    raw_id_fields = ["user", "project"]
+
+
+@admin.register(ProductionRecord)
+class ProductionRecordAdmin(admin.ModelAdmin):
+    list_display = ["project", "external_id", "received_on", "content_hash"]
+    list_filter = ["received_on"]
+    raw_id_fields = ["project"]
+    show_full_result_count = False
+
+
+@admin.register(DailySample)
+class DailySampleAdmin(admin.ModelAdmin):
+    list_display = ["project", "day", "n_records", "n_added", "created_at"]
+    list_filter = ["day"]
+    raw_id_fields = ["project"]

@@ -31,6 +31,12 @@ class Project(models.Model):
         default=False, help_text="Ask for a note whenever a criterion fails (or loses, in pairwise)."
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    # The daily production sample (annotate.samples): how many of the previous day's production records join the
+    # queue each day (0 turns it off), and the local hour (settings.TIME_ZONE) from which the day's sample is taken.
+    sample_size = models.PositiveSmallIntegerField(
+        default=50, help_text="Production records sampled into the queue each day (0: off)."
+    )
+    sample_hour = models.PositiveSmallIntegerField(default=6, help_text="Local hour (0-23) the daily sample is taken.")
     # The newest rubric version, kept by services.rubric_set_criteria so the hot path reads it with the project.
     current_rubric = models.ForeignKey(
         "RubricVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
@@ -47,6 +53,8 @@ class Project(models.Model):
             ),
             models.CheckConstraint(condition=Q(overlap__gte=1, overlap__lte=50), name="project_overlap_range"),
             models.CheckConstraint(condition=~Q(slug=""), name="project_slug_not_empty"),
+            models.CheckConstraint(condition=Q(sample_hour__lte=23), name="project_sample_hour_range"),
+            models.CheckConstraint(condition=Q(sample_size__lte=10_000), name="project_sample_size_bounded"),
         ]
 
     def __str__(self) -> str:
@@ -130,6 +138,8 @@ class Item(models.Model):
     n_leased = models.PositiveSmallIntegerField(default=0)
     # Items with a higher priority are offered first among equally complete ones (today's production sample: 1).
     priority = models.SmallIntegerField(default=0)
+    # The day a daily production sample put this item in the queue (NULL for items that came any other way).
+    sampled_on = models.DateField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -146,6 +156,10 @@ class Item(models.Model):
             models.Index(fields=["project", "split"], name="item_project_split_idx"),
             # Serves the queue's claim: open items, closest to complete first, then priority, then shuffled order.
             models.Index(fields=["project", "-n_submitted", "-priority", "order_key"], name="item_queue_idx"),
+            # Serves "today's sample" on the lead's dashboard and the job that lowers yesterday's sample's priority.
+            models.Index(
+                fields=["project", "sampled_on"], name="item_sampled_idx", condition=Q(sampled_on__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -274,3 +288,234 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id} leased to {self.annotator_id} until {self.expires_at:%H:%M}"
+
+
+# --- Getting data in: imports, API tokens, the daily production sample ----------------------------------------
+
+
+class ImportedUser(models.Model):
+    """Marks a user that a label import created for an unknown annotator name: inactive, without a password.
+
+    Such users only carry labels; they can never log in. Kept apart from the user model so that a deactivated real
+    account is never mistaken for an imported one.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="imported"
+    )
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} (imported)"
+
+
+class ApiToken(models.Model):
+    """A personal API token. Only a SHA-256 of its secret is stored: the full token is shown once, at creation.
+
+    A token acts as its user: it reaches exactly the projects and roles the user has, through the same access
+    helper as the pages. The public `prefix` finds the row; the secret is compared in constant time.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(prefix=""), name="api_token_prefix_not_empty"),
+            models.CheckConstraint(condition=~Q(secret_hash=""), name="api_token_hash_not_empty"),
+        ]
+        indexes = [models.Index(fields=["user", "-created_at"], name="api_token_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…) of {self.user}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class ImportJob(models.Model):
+    """One uploaded file on its way in: checked (preview), confirmed by the lead, then applied. The page polls it.
+
+    Status moves forward only, by conditional updates (`filter(status=...).update(...)`), so a task delivered
+    twice finds its job already claimed and does nothing.
+    """
+
+    class Kind(models.TextChoices):
+        ITEMS = "items", "Items"
+        LABELS = "labels", "Labels"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be checked"
+        PREVIEWING = "previewing", "Checking"
+        PREVIEWED = "previewed", "Checked: waiting for your confirmation"
+        INVALID = "invalid", "Refused: bad rows, nothing imported"
+        QUEUED = "queued", "Waiting to be imported"
+        APPLYING = "applying", "Importing"
+        DONE = "done", "Imported"
+        FAILED = "failed", "Failed: nothing imported"
+        EXPIRED = "expired", "Expired: never confirmed"
+
+    RUNNING = frozenset({Status.PENDING, Status.PREVIEWING, Status.QUEUED, Status.APPLYING})
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    # The name the file was uploaded under, shown back to the lead only. The stored file has a random name.
+    filename = models.CharField(max_length=255)
+    stored_name = models.CharField(max_length=64, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    file_format = models.CharField(max_length=8)
+    update_conflicts = models.BooleanField(default=False)
+    report = models.JSONField(default=dict, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    n_errors = models.PositiveIntegerField(default=0)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=["items", "labels"]), name="import_job_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=[
+                        "pending",
+                        "previewing",
+                        "previewed",
+                        "invalid",
+                        "queued",
+                        "applying",
+                        "done",
+                        "failed",
+                        "expired",
+                    ]
+                ),
+                name="import_job_status_valid",
+            ),
+            models.CheckConstraint(condition=Q(file_format__in=["jsonl", "csv"]), name="import_job_format_valid"),
+        ]
+        indexes = [
+            # Serves the import page's list of the project's recent jobs.
+            models.Index(fields=["project", "-created_at"], name="import_job_project_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} import {self.pk} into {self.project_id} ({self.status})"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in self.RUNNING
+
+
+class ProductionRecord(models.Model):
+    """One input/output pair a pipeline sent from real traffic. The daily sample draws items from these.
+
+    Records are deduplicated by content per day at the door (the unique constraint), so a pipeline that retries a
+    request, or logs the same answer twice, does not weigh twice in the sample.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="production_records")
+    external_id = models.CharField(max_length=255, blank=True)
+    input = models.TextField()
+    output = models.TextField(blank=True)
+    output_a = models.TextField(blank=True)
+    output_b = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64)
+    received_at = models.DateTimeField()
+    # The local day (settings.TIME_ZONE) of received_at: the unit the daily sample and the drift check work on.
+    received_on = models.DateField()
+
+    class Meta:
+        ordering = ["project", "received_at"]
+        constraints = [
+            # Also serves the daily job's read of one project's records of one day.
+            models.UniqueConstraint(
+                fields=["project", "received_on", "content_hash"], name="production_record_unique_per_day"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} record {self.content_hash[:12]} of {self.received_on}"
+
+
+class DailySample(models.Model):
+    """The production sample taken for one project on one day. Its unique row makes the daily job idempotent."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="daily_samples")
+    day = models.DateField(help_text="The day the sample was taken and its items joined the queue.")
+    records_day = models.DateField(help_text="The day whose production records were sampled (the day before).")
+    seed = models.CharField(max_length=64)
+    n_records = models.PositiveIntegerField(default=0)
+    n_candidates = models.PositiveIntegerField(default=0)
+    n_added = models.PositiveIntegerField(default=0)
+    # The structural drift check of the records day against the project's items (annotate.samples.drift_compare).
+    drift = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-day"]
+        constraints = [models.UniqueConstraint(fields=["project", "day"], name="daily_sample_one_per_day")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} sample of {self.day}: {self.n_added} items"
+
+
+class GoldLabel(models.Model):
+    """A lead's adjudicated label for an item on a criterion. Wherever a reference label is needed, gold beats
+    the annotators' majority (and the report says which one it used)."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="gold_labels")
+    criterion = models.ForeignKey(Criterion, on_delete=models.PROTECT, related_name="gold_labels")
+    value = models.CharField(max_length=8, choices=Label.Value.choices)
+    note = models.TextField(blank=True)
+    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "criterion"], name="gold_label_one_per_item_criterion"),
+            models.CheckConstraint(
+                condition=Q(value__in=["pass", "fail", "a", "b", "tie"]), name="gold_label_value_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"gold {self.value} on {self.item_id}/{self.criterion_id}"
+
+
+class AgreementReport(models.Model):
+    """The stored agreement report of one rubric version: pages read it, never compute it.
+
+    `n_labels` and `last_label_at` describe the labels it was computed from; a newer label or gold label makes it
+    stale, and the beat job recomputes it (see annotate.tasks.agreement_reports_refresh).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="agreement_reports")
+    rubric_version = models.ForeignKey(RubricVersion, on_delete=models.CASCADE, related_name="agreement_reports")
+    data = models.JSONField(default=dict)
+    n_labels = models.PositiveIntegerField(default=0)
+    last_label_at = models.DateTimeField(null=True, blank=True)
+    n_gold = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField()
+    seconds = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "rubric_version"], name="agreement_report_one_per_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"agreement report {self.project_id} v{self.rubric_version_id} at {self.computed_at:%Y-%m-%d %H:%M}"

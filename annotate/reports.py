@@ -7,7 +7,7 @@ figure comes from the pure functions in judges.agreement, which are tested again
 from __future__ import annotations
 
 import datetime as dt
-import io
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
-from annotate.models import Criterion, Label, Project, RubricVersion
+from annotate.models import AgreementReport, Criterion, GoldLabel, Label, Project, RubricVersion
 from judges import agreement
 
 BINARY_CODES = {"fail": agreement.FAIL, "pass": agreement.PASS}
@@ -51,6 +51,7 @@ class LabelArrays:
     rater: npt.NDArray[np.int64]  # 0..n_raters-1
     rater_ids: npt.NDArray[np.int64]
     value: npt.NDArray[np.int64]
+    time_ms: npt.NDArray[np.int64]  # time_spent_ms, -1 where unknown
 
 
 def _code_sql(kind: str) -> str:
@@ -64,22 +65,24 @@ def labels_load(*, project: Project, rubric_version: RubricVersion) -> LabelArra
     criteria = list(Criterion.objects.filter(rubric_version=rubric_version).order_by("position"))
     criterion_ids = [c.pk for c in criteria]
     if connection.vendor == "postgresql":
+        # One text value holding every label as five integers: one round trip and one numpy parse, with no
+        # Python object per label (a row-by-row COPY spent most of its time in per-row overhead).
         sql = (
-            f"COPY (SELECT criterion_id, item_id, annotator_id, {_code_sql(project.kind)} FROM annotate_label "  # noqa: S608 - constant SQL
-            f"WHERE rubric_version_id = {int(rubric_version.pk)}) TO STDOUT"
+            "SELECT string_agg(concat_ws(' ', criterion_id, item_id, annotator_id, "  # noqa: S608 - constant SQL
+            f"{_code_sql(project.kind)}, COALESCE(time_spent_ms, -1)), ' ') "
+            "FROM annotate_label WHERE rubric_version_id = %s"
         )
-        buffer = io.BytesIO()
-        with connection.cursor() as cursor, cursor.copy(sql) as copy:
-            for block in copy:
-                buffer.write(block)
-        raw = np.array(buffer.getvalue().split(), dtype=np.int64)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [rubric_version.pk])
+            text = cursor.fetchone()[0] or ""
+        raw = np.fromstring(text, dtype=np.int64, sep=" ") if text else np.zeros(0, dtype=np.int64)
     else:
         codes = PAIRWISE_CODES if project.is_pairwise else BINARY_CODES
         rows = Label.objects.filter(rubric_version=rubric_version).values_list(
-            "criterion_id", "item_id", "annotator_id", "value"
+            "criterion_id", "item_id", "annotator_id", "value", "time_spent_ms"
         )
-        raw = np.array([(c, i, a, codes[v]) for c, i, a, v in rows], dtype=np.int64).ravel()
-    table = raw.reshape(-1, 4)
+        raw = np.array([(c, i, a, codes[v], -1 if t is None else t) for c, i, a, v, t in rows], dtype=np.int64)
+    table = raw.reshape(-1, 5)
     item_ids, item = np.unique(table[:, 1], return_inverse=True)
     rater_ids, rater = np.unique(table[:, 2], return_inverse=True)
     position = {cid: n for n, cid in enumerate(criterion_ids)}
@@ -94,6 +97,7 @@ def labels_load(*, project: Project, rubric_version: RubricVersion) -> LabelArra
         rater=rater.astype(np.int64),
         rater_ids=rater_ids.astype(np.int64),
         value=table[:, 3].copy(),
+        time_ms=table[:, 4].copy(),
     )
 
 
@@ -109,20 +113,74 @@ def _usernames(ids: Iterable[int]) -> dict[int, str]:
     return dict(get_user_model().objects.filter(pk__in=list(ids)).values_list("pk", "username"))
 
 
+MAX_ADJUDICATION_IDS = 5000
+
+
+def _gold(criterion: Criterion, item_ids: npt.NDArray[np.int64], codes: dict[str, int]) -> npt.NDArray[np.int64]:
+    """Gold label codes aligned with `item_ids` (-1 where a lead has set none)."""
+    gold = np.full(item_ids.size, -1, dtype=np.int64)
+    rows = GoldLabel.objects.filter(criterion=criterion).values_list("item_id", "value")
+    if rows:
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        vals = np.array([codes[r[1]] for r in rows], dtype=np.int64)
+        pos = np.searchsorted(item_ids, ids)
+        found = (pos < item_ids.size) & (item_ids[np.minimum(pos, item_ids.size - 1)] == ids)
+        gold[pos[found]] = vals[found]
+    return gold
+
+
+def _annotators(
+    rater: npt.NDArray[np.int64],
+    item: npt.NDArray[np.int64],
+    value: npt.NDArray[np.int64],
+    label_: npt.NDArray[np.int64],
+    names: dict[int, str],
+    rater_ids: npt.NDArray[np.int64],
+    times: npt.NDArray[np.float64],
+) -> list[dict[str, Any]]:
+    """Per annotator: labels, agreement with the consensus label (where there is one), median seconds per item."""
+    reference = label_[item]
+    has_reference = reference >= 0
+    agree = (value == reference) & has_reference
+    n_labels = np.bincount(rater, minlength=rater_ids.size)
+    n_ref = np.bincount(rater, weights=has_reference, minlength=rater_ids.size)
+    n_agree = np.bincount(rater, weights=agree, minlength=rater_ids.size)
+    out = []
+    for r in np.flatnonzero(n_labels):
+        mine = times[(rater == r) & ~np.isnan(times)]
+        median_ms = float(np.median(mine)) if mine.size else None
+        out.append(
+            {
+                "annotator": names.get(int(rater_ids[r]), "?"),
+                "n_labels": int(n_labels[r]),
+                "n_with_consensus": int(n_ref[r]),
+                "agreement_with_consensus": float(n_agree[r] / n_ref[r]) if n_ref[r] else None,
+                "median_seconds_per_item": round(median_ms / 1000, 1) if median_ms is not None else None,
+                "items_per_hour": round(3_600_000 / median_ms) if median_ms else None,
+            }
+        )
+    return sorted(out, key=lambda a: a["annotator"])
+
+
 def human_report(
     *, project: Project, rubric_version: RubricVersion, n_boot: int = agreement.N_BOOT, min_shared: int = 10
 ) -> dict[str, Any]:
     """The human–human section of the report for every criterion of one rubric version."""
     arrays = labels_load(project=project, rubric_version=rubric_version)
     k = 3 if project.is_pairwise else 2
+    codes = PAIRWISE_CODES if project.is_pairwise else BINARY_CODES
     names = _usernames(arrays.rater_ids.tolist())
+    times = np.where(arrays.time_ms >= 0, arrays.time_ms, np.nan).astype(np.float64)
     criteria = list(Criterion.objects.filter(rubric_version=rubric_version).order_by("position"))
     out: dict[str, Any] = {}
     for n, criterion in enumerate(criteria):
         mask = arrays.criterion == n
         item, rater, value = arrays.item[mask], arrays.rater[mask], arrays.value[mask]
         # Compact item positions to this criterion's items, as the maths expects 0..n_items-1 without gaps.
-        _, item = np.unique(item, return_inverse=True)
+        positions, item = np.unique(item, return_inverse=True)
+        item_ids = arrays.item_ids[positions]
+        found = agreement.consensus(item, value, k, gold=_gold(criterion, item_ids, codes), n_items=item_ids.size)
+        needs = item_ids[found.needs_adjudication]
         pairs = agreement.pairwise_cohen_kappas(item, rater, value, k, min_shared=min_shared, n_boot=n_boot)
         out[criterion.key] = {
             "human": {
@@ -146,6 +204,15 @@ def human_report(
                     for p in pairs
                 ],
             },
+            "consensus": {
+                "n_items": int(item_ids.size),
+                "n_majority": int((found.source == agreement.Source.MAJORITY).sum()),
+                "n_gold": int((found.source == agreement.Source.GOLD).sum()),
+                "n_needs_adjudication": int(needs.size),
+                "needs_adjudication": needs[:MAX_ADJUDICATION_IDS].tolist(),
+                "reference": "gold where a lead set one, else the strict majority of the annotators",
+            },
+            "annotators": _annotators(rater, item, value, found.label, names, arrays.rater_ids, times[mask]),
             "judge": {},
         }
     return out
@@ -167,3 +234,72 @@ def report_build(*, project: Project, n_boot: int = agreement.N_BOOT) -> dict[st
 
 def _now() -> str:
     return timezone.now().astimezone(dt.UTC).isoformat()
+
+
+def report_stale(*, project: Project) -> bool:
+    """Whether the stored report of the current rubric version misses labels or gold labels given since."""
+    version_id = project.current_rubric_id
+    if version_id is None:
+        return False
+    stored = AgreementReport.objects.filter(project=project, rubric_version_id=version_id).first()
+    if stored is None:
+        return True
+    labels = Label.objects.filter(rubric_version_id=version_id)
+    latest = labels.order_by("-updated_at").values_list("updated_at", flat=True).first()
+    n_gold = GoldLabel.objects.filter(criterion__rubric_version_id=version_id).count()
+    return stored.n_labels != labels.count() or stored.last_label_at != latest or stored.n_gold != n_gold
+
+
+def report_refresh(*, project: Project, force: bool = False, n_boot: int = agreement.N_BOOT) -> AgreementReport | None:
+    """Compute and store the current rubric version's report when labels changed since the stored one."""
+    version = project.current_rubric
+    if version is None or not (force or report_stale(project=project)):
+        return AgreementReport.objects.filter(project=project, rubric_version=version).first() if version else None
+    labels = Label.objects.filter(rubric_version=version)
+    latest = labels.order_by("-updated_at").values_list("updated_at", flat=True).first()
+    n_labels = labels.count()
+    n_gold = GoldLabel.objects.filter(criterion__rubric_version=version).count()
+    started = time.perf_counter()
+    data = report_build(project=project, n_boot=n_boot)
+    report, _ = AgreementReport.objects.update_or_create(
+        project=project,
+        rubric_version=version,
+        defaults={
+            "data": data,
+            "n_labels": n_labels,
+            "last_label_at": latest,
+            "n_gold": n_gold,
+            "computed_at": timezone.now(),
+            "seconds": time.perf_counter() - started,
+        },
+    )
+    return report
+
+
+def figure_text(figure: dict[str, Any]) -> str:
+    """A stored figure for people: "0.71 [0.64, 0.78] (n=120)", or "not defined: <reason>"."""
+    if figure.get("value") is None:
+        return f"not defined: {figure.get('reason', 'no data')}"
+    text = f"{figure['value']:.3f}"
+    if figure.get("ci_low") is not None:
+        text += f" [{figure['ci_low']:.3f}, {figure['ci_high']:.3f}]"
+    return text + f" (n={figure['n']})"
+
+
+def report_with_judges(report: AgreementReport) -> dict[str, Any]:
+    """The stored report with the judge–human figures of every finished judge run on this rubric version."""
+    data = dict(report.data)
+    criteria = {key: dict(section) for key, section in data.get("criteria", {}).items()}
+    try:
+        from judges.models import JudgeRun
+    except ImportError:  # pragma: no cover - the judges app is part of the project
+        return data
+    runs = JudgeRun.objects.filter(
+        project_id=report.project_id, status="done", rubric_version_id=report.rubric_version_id
+    ).select_related("version__judge")
+    for run in runs:
+        key = run.version.judge.criterion_key
+        if key in criteria and run.report:
+            criteria[key]["judge"] = {**criteria[key].get("judge", {}), str(run.pk): run.report}
+    data["criteria"] = criteria
+    return data

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db import connection
 from django.db.models import Count, Max, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from annotate.models import Assignment, Criterion, Item, Label, Membership, Project, RubricVersion
+from annotate.models import Assignment, Criterion, GoldLabel, Item, Label, Membership, Project, RubricVersion
 
 
 def project_role(user: User | AnonymousUser, project: Project) -> str | None:
@@ -123,44 +122,25 @@ class ProjectStats:
 
 
 def project_stats(*, project: Project) -> ProjectStats:
-    """Counts for the project page. An item is complete when `overlap` annotators labeled every current criterion."""
-    current = rubric_current(project=project)
+    """Counts for the project page. An item is complete when `overlap` annotators submitted every criterion of the
+    current rubric: the queue keeps that count on each item (n_submitted), so this reads an index, not the labels."""
     by_split = dict(
         Item.objects.filter(project=project).values_list("split").annotate(n=Count("id")).values_list("split", "n")
     )
     labels = Label.objects.filter(item__project=project)
-    n_criteria = current.criteria.count() if current else 0
-    n_complete = 0
-    n_current = 0
-    if current is not None and n_criteria:
-        current_labels = labels.filter(rubric_version=current)
-        n_current = current_labels.count()
-        n_complete = _count_complete_items(rubric_version_id=current.pk, n_criteria=n_criteria, overlap=project.overlap)
     return ProjectStats(
         n_items=sum(by_split.values()),
         items_by_split={split: by_split.get(split, 0) for split in Item.Split.values},
         n_labels=labels.count(),
-        n_labels_current=n_current,
-        n_complete=n_complete,
-        n_live_leases=Assignment.objects.filter(item__project=project, expires_at__gt=timezone.now()).count(),
+        n_labels_current=Label.objects.filter(rubric_version_id=project.current_rubric_id).count()
+        if project.current_rubric_id
+        else 0,
+        n_complete=Item.objects.filter(project=project, n_submitted__gte=project.overlap).count(),
+        n_live_leases=Assignment.objects.filter(
+            item__project=project, state=Assignment.State.LEASED, expires_at__gt=timezone.now()
+        ).count(),
         n_annotators=project.memberships.filter(role=Membership.Role.ANNOTATOR).count(),
     )
-
-
-def _count_complete_items(*, rubric_version_id: int, n_criteria: int, overlap: int) -> int:
-    # Two levels of grouping (per annotator, then per item) that the ORM cannot express without a subquery per item.
-    sql = """
-        SELECT COUNT(*) FROM (
-            SELECT item_id FROM (
-                SELECT item_id, annotator_id FROM annotate_label WHERE rubric_version_id = %s
-                GROUP BY item_id, annotator_id HAVING COUNT(*) = %s
-            ) per_annotator GROUP BY item_id HAVING COUNT(*) >= %s
-        ) per_item
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [rubric_version_id, n_criteria, overlap])
-        row = cursor.fetchone()
-    return int(row[0]) if row else 0
 
 
 def labels_last_item(*, project: Project, annotator: User) -> int | None:
@@ -226,3 +206,24 @@ def annotator_progress(*, project: Project, annotator: User) -> AnnotatorProgres
         n_items=counts["n_items"],
         n_complete=counts["n_complete"],
     )
+
+
+@dataclass(frozen=True)
+class AdjudicationItem:
+    item: Item
+    labels: list[Label]
+    gold: GoldLabel | None
+
+
+def items_for_adjudication(*, project: Project, criterion: Criterion, item_ids: list[int]) -> list[AdjudicationItem]:
+    """Items with every annotator's label and note on one criterion, for a lead (never shown to annotators)."""
+    items = {i.pk: i for i in Item.objects.filter(project=project, pk__in=item_ids)}
+    labels: dict[int, list[Label]] = {}
+    for label in (
+        Label.objects.filter(item_id__in=items, criterion=criterion).select_related("annotator").order_by("created_at")
+    ):
+        labels.setdefault(label.item_id, []).append(label)
+    gold = {g.item_id: g for g in GoldLabel.objects.filter(item_id__in=items, criterion=criterion)}
+    return [
+        AdjudicationItem(item=items[pk], labels=labels.get(pk, []), gold=gold.get(pk)) for pk in item_ids if pk in items
+    ]

@@ -17,7 +17,7 @@ from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 
 from annotate import selectors
-from annotate.models import Assignment, Criterion, Item, Label, Membership, Project, RubricVersion
+from annotate.models import Assignment, Criterion, GoldLabel, Item, Label, Membership, Project, RubricVersion
 from annotate.specs import ProjectSpec, SpecError
 from annotate.splits import content_hash, order_key, shown_order, split_for
 
@@ -615,3 +615,24 @@ def label_edit(
             changed.append(label)
     Label.objects.bulk_update(changed, ["value", "note", "revision", "updated_at"])
     return changed
+
+
+# --- Adjudication ---------------------------------------------------------------------------------------------
+
+
+def gold_set(
+    *, project: Project, item_id: int, criterion_key: str, value: str, note: str, actor: AuthUser
+) -> GoldLabel:
+    """A lead's gold label for an item on a current criterion. Setting it again replaces value and note."""
+    criterion = next(
+        (c for c in selectors.criteria_of_version(project.current_rubric_id) if c.key == criterion_key), None
+    )
+    item = Item.objects.filter(project=project, pk=item_id).first()
+    if criterion is None or item is None:
+        raise ValidationError("That item or criterion is not in this project's current rubric.")
+    shown = Label.Order.AB if project.is_pairwise else None
+    label_validate_value(project=project, value=value, shown_order=shown)
+    gold, _ = GoldLabel.objects.update_or_create(
+        item=item, criterion=criterion, defaults={"value": value, "note": note.strip()[:10_000], "set_by": actor}
+    )
+    return gold

@@ -96,6 +96,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    # Only for its templates and static files: the API docs page loads Swagger UI from this app's own static files
+    # (shipped inside the locked django-ninja package), never from a CDN.
+    "ninja",
     "annotate",
     "judges",
 ]
@@ -171,13 +174,16 @@ else:
     }
     _broker_dir = VAR_DIR / "celery" / "broker"
     _processed_dir = VAR_DIR / "celery" / "processed"
-    for _folder in (_broker_dir, _processed_dir):
+    _control_dir = VAR_DIR / "celery" / "control"
+    for _folder in (_broker_dir, _processed_dir, _control_dir):
         _folder.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_processed_dir),
+        # Exchange tables too (kombu's default is ./control, in whatever directory the process started).
+        "control_folder": str(_control_dir),
         "store_processed": False,
     }
 
@@ -194,6 +200,11 @@ CELERY_BEAT_SCHEDULE = {
     "assignments-expire": {
         "task": "annotate.tasks.assignments_expire",
         "schedule": env_int("ASSIGNMENT_SWEEP_SECONDS", 60, minimum=5),
+    },
+    # Re-enqueues the chunks of judge runs that stopped progressing (a worker died mid-run).
+    "judge-runs-reconcile": {
+        "task": "judges.tasks.judge_runs_reconcile",
+        "schedule": env_int("JUDGE_RECONCILE_SECONDS", 30, minimum=5),
     },
 }
 
@@ -276,3 +287,158 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Getting data in: imports, the token API, the daily production sample -------------------------------------
+# Largest item or label file accepted, in bytes (browser upload, command and the stored upload alike).
+IMPORT_MAX_FILE_BYTES = env_int("IMPORT_MAX_FILE_BYTES", 2 * 1024**3, minimum=1024)
+# Longest text field (input, an output, a note, metadata as JSON) of one row, in characters.
+IMPORT_MAX_FIELD_CHARS = env_int("IMPORT_MAX_FIELD_CHARS", 200_000, minimum=100)
+# Most rows in one file or one API request's batch body.
+IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 5_000_000, minimum=1)
+# Uploads up to this size are checked and imported within the request; larger ones go to the Celery worker and the
+# page shows a progress bar.
+IMPORT_SYNC_MAX_BYTES = env_int("IMPORT_SYNC_MAX_BYTES", 1024 * 1024, minimum=0)
+# Browser uploads a user may start per hour (the queue must not be floodable).
+IMPORT_UPLOADS_PER_HOUR = env_int("IMPORT_UPLOADS_PER_HOUR", 30, minimum=1)
+# Where uploaded files wait between preview and import. Never served; web and worker must share it.
+IMPORT_UPLOAD_DIR = Path(env_str("IMPORT_UPLOAD_DIR", str(VAR_DIR / "uploads")))
+# An upload not confirmed within this many seconds is deleted, and its job marked expired.
+IMPORT_UPLOAD_TTL_SECONDS = env_int("IMPORT_UPLOAD_TTL_SECONDS", 24 * 3600, minimum=60)
+# Requests per minute one API token may make; more get 429.
+API_RATE_LIMIT = env_int("API_RATE_LIMIT", 600, minimum=1)
+# Most items, labels or records in one API request (more: 413). The body's size is bounded by
+# DATA_UPLOAD_MAX_MEMORY_SIZE (more: 413 too).
+API_MAX_BATCH = env_int("API_MAX_BATCH", 5_000, minimum=1)
+# How often beat looks for projects whose daily sample is due (each project's own hour; taking it is idempotent).
+SAMPLE_CHECK_SECONDS = env_int("SAMPLE_CHECK_SECONDS", 3600, minimum=60)
+
+CELERY_BEAT_SCHEDULE["samples-take-due"] = {
+    "task": "annotate.tasks.samples_take_due",
+    "schedule": SAMPLE_CHECK_SECONDS,
+}
+# Recomputes the stored agreement report of every project whose labels changed since (debounced by this period).
+CELERY_BEAT_SCHEDULE["agreement-reports-refresh"] = {
+    "task": "annotate.tasks.agreement_reports_refresh",
+    "schedule": env_int("AGREEMENT_REFRESH_SECONDS", 60, minimum=5),
+}
+CELERY_BEAT_SCHEDULE["import-uploads-expire"] = {
+    "task": "annotate.tasks.import_uploads_expire",
+    "schedule": 3600,
+}
+
+# --- Judges: LLM endpoints, prices, limits -------------------------------------------------------------------
+# Endpoints are configuration, never user input: a JSON list of {"name", "base_url", "key_env"} plus optional
+# "structured_outputs" (default true), "max_concurrency" (8), "rpm" (0: no limit), "timeout" (JUDGE_TIMEOUT_SECONDS)
+# and "max_tokens_param" ("max_tokens" or "max_completion_tokens"). key_env names the environment variable holding
+# the key; the key itself never enters settings, the database, logs or pages. A built-in "standin" endpoint points at
+# the loopback stand-in server (python -m judges.standin).
+JUDGE_ALLOWED_HOSTS = env_list("JUDGE_ALLOWED_HOSTS", ["api.openai.com", "127.0.0.1", "localhost"])
+# Hosts that may be reached over plain http (a vLLM or Ollama beside the app); every other host needs https.
+JUDGE_HTTP_HOSTS = env_list("JUDGE_HTTP_HOSTS", ["127.0.0.1", "localhost"])
+JUDGE_TIMEOUT_SECONDS = env_int("JUDGE_TIMEOUT_SECONDS", 60, minimum=1)
+
+
+def _judge_endpoints() -> list[dict[str, object]]:
+    import json
+    import re
+    from urllib.parse import urlsplit
+
+    raw = env_str(
+        "JUDGE_ENDPOINTS",
+        '[{"name": "openai", "base_url": "https://api.openai.com/v1", "key_env": "OPENAI_API_KEY", '
+        '"max_concurrency": 8, "rpm": 500}]',
+    )
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise ImproperlyConfigured("JUDGE_ENDPOINTS must be a JSON list of endpoint objects") from None
+    if not isinstance(parsed, list):
+        raise ImproperlyConfigured("JUDGE_ENDPOINTS must be a JSON list of endpoint objects")
+    known = {
+        "name",
+        "base_url",
+        "key_env",
+        "structured_outputs",
+        "max_concurrency",
+        "rpm",
+        "timeout",
+        "max_tokens_param",
+    }
+    names: set[str] = set()
+    for n, endpoint in enumerate(parsed):
+        if not isinstance(endpoint, dict) or not {"name", "base_url"} <= endpoint.keys():
+            raise ImproperlyConfigured(f"JUDGE_ENDPOINTS[{n}] needs at least a name and a base_url")
+        if unknown := set(endpoint) - known:
+            raise ImproperlyConfigured(f"JUDGE_ENDPOINTS[{n}] has unknown keys: {', '.join(sorted(unknown))}")
+        name = str(endpoint["name"])
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name) or name == "standin" or name in names:
+            raise ImproperlyConfigured(f"JUDGE_ENDPOINTS[{n}]: {name!r} must be a unique lowercase slug, not 'standin'")
+        names.add(name)
+        url = urlsplit(str(endpoint["base_url"]))
+        host = (url.hostname or "").lower()
+        if url.scheme not in {"http", "https"} or host not in JUDGE_ALLOWED_HOSTS or url.username or url.password:
+            raise ImproperlyConfigured(
+                f"JUDGE_ENDPOINTS[{n}] ({name}): the base_url must be http(s), without credentials, on a host "
+                f"listed in JUDGE_ALLOWED_HOSTS"
+            )
+        if url.scheme == "http" and host not in JUDGE_HTTP_HOSTS:
+            raise ImproperlyConfigured(f"JUDGE_ENDPOINTS[{n}] ({name}): {host} is not in JUDGE_HTTP_HOSTS; use https")
+        if endpoint.get("max_tokens_param", "max_tokens") not in {"max_tokens", "max_completion_tokens"}:
+            raise ImproperlyConfigured(f"JUDGE_ENDPOINTS[{n}]: max_tokens_param is max_tokens or max_completion_tokens")
+    return parsed
+
+
+JUDGE_ENDPOINTS = _judge_endpoints()
+# The stand-in model server (judges/standin.py) on loopback: `make run` starts it when OPENAI_API_KEY is not set.
+JUDGE_STANDIN_PORT = env_int("JUDGE_STANDIN_PORT", 8765, minimum=1)
+JUDGE_STANDIN_CONCURRENCY = env_int("JUDGE_STANDIN_CONCURRENCY", 32, minimum=1)
+JUDGE_STANDIN_RPM = env_int("JUDGE_STANDIN_RPM", 0, minimum=0)
+JUDGE_STANDIN_TIMEOUT_SECONDS = env_int("JUDGE_STANDIN_TIMEOUT_SECONDS", 30, minimum=1)
+
+
+def _judge_prices() -> dict[str, tuple[float, float]]:
+    import json
+
+    # USD per 1M tokens (input, output), as OpenAI lists them; override or extend with JUDGE_PRICES.
+    prices = {
+        "gpt-4o-2024-08-06": (2.50, 10.00),
+        "gpt-4o-2024-11-20": (2.50, 10.00),
+        "gpt-4o-mini-2024-07-18": (0.15, 0.60),
+        "gpt-4.1-2025-04-14": (2.00, 8.00),
+        "gpt-4.1-mini-2025-04-14": (0.40, 1.60),
+        "gpt-4.1-nano-2025-04-14": (0.10, 0.40),
+    }
+    raw = env_str("JUDGE_PRICES")
+    if raw:
+        try:
+            extra = json.loads(raw)
+            prices |= {str(model): (float(p["input"]), float(p["output"])) for model, p in extra.items()}
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise ImproperlyConfigured(
+                'JUDGE_PRICES must be JSON like {"model-2024-01-01": {"input": 2.5, "output": 10}} (USD per 1M tokens)'
+            ) from None
+    return prices
+
+
+JUDGE_PRICES = _judge_prices()
+# Retries of 429, 5xx, timeouts and connection errors: attempts per call, exponential backoff with full jitter from
+# the base up to the cap, and the longest Retry-After honoured.
+JUDGE_MAX_ATTEMPTS = env_int("JUDGE_MAX_ATTEMPTS", 6, minimum=1)
+JUDGE_BACKOFF_BASE_MS = env_int("JUDGE_BACKOFF_BASE_MS", 500, minimum=1)
+JUDGE_BACKOFF_MAX_MS = env_int("JUDGE_BACKOFF_MAX_MS", 30_000, minimum=1)
+JUDGE_RETRY_AFTER_MAX_SECONDS = env_int("JUDGE_RETRY_AFTER_MAX_SECONDS", 60, minimum=0)
+# A concurrency slot held by a worker that died comes back after the call timeout plus this grace.
+JUDGE_SLOT_GRACE_SECONDS = env_int("JUDGE_SLOT_GRACE_SECONDS", 5, minimum=1)
+# Items per Celery task; each task runs its calls in a thread pool as large as the endpoint's concurrency limit.
+JUDGE_CHUNK_SIZE = env_int("JUDGE_CHUNK_SIZE", 100, minimum=1)
+JUDGE_MAX_THREADS = env_int("JUDGE_MAX_THREADS", 64, minimum=1)
+# A run whose verdicts have not moved for this long gets its chunks re-enqueued by the reconciler; a chunk whose
+# worker has not reported for this long is taken over. Live workers report every few seconds.
+JUDGE_STALE_SECONDS = env_int("JUDGE_STALE_SECONDS", 90, minimum=3)
+# A chunk claimed this many times without finishing fails its run (a bug, not a dead worker).
+JUDGE_CHUNK_MAX_ATTEMPTS = env_int("JUDGE_CHUNK_MAX_ATTEMPTS", 5, minimum=1)
+# Judge runs one user may start per hour (the task queue must not be floodable).
+JUDGE_RUNS_PER_HOUR = env_int("JUDGE_RUNS_PER_HOUR", 60, minimum=1)
+# A chunk task also takes further queued chunks of its run while its thread pool has room, for this many seconds;
+# then it finishes what it holds, so that a worker's warm shutdown never waits long.
+JUDGE_TASK_PULL_SECONDS = env_int("JUDGE_TASK_PULL_SECONDS", 30, minimum=0)

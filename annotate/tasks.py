@@ -4,10 +4,59 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from annotate import services
+from annotate import imports, samples, services
 
 
 @shared_task(name="annotate.tasks.assignments_expire")
 def assignments_expire() -> int:
     """Return expired leases to the queue (beat runs this every ASSIGNMENT_SWEEP_SECONDS)."""
     return services.assignments_expire()
+
+
+@shared_task(name="annotate.tasks.import_job_preview")
+def import_job_preview(job_id: int) -> None:
+    """Check an uploaded file against its project, writing nothing (the job's claim makes a redelivery a no-op)."""
+    imports.import_job_preview(job_id=job_id)
+
+
+@shared_task(name="annotate.tasks.import_job_apply")
+def import_job_apply(job_id: int) -> None:
+    """Import a confirmed file, all or nothing (claimed like the preview; the import itself is idempotent)."""
+    imports.import_job_apply(job_id=job_id)
+
+
+@shared_task(name="annotate.tasks.import_uploads_expire")
+def import_uploads_expire() -> int:
+    """Delete uploads nobody confirmed in time (beat, hourly)."""
+    return imports.import_uploads_expire()
+
+
+@shared_task(name="annotate.tasks.samples_take_due")
+def samples_take_due() -> int:
+    """Take today's production sample for each project whose hour has come (beat, every SAMPLE_CHECK_SECONDS)."""
+    return samples.samples_take_due()
+
+
+@shared_task(name="annotate.tasks.agreement_reports_refresh")
+def agreement_reports_refresh() -> int:
+    """Recompute the stored report of each active project whose labels changed (beat, every minute)."""
+    from annotate import reports
+    from annotate.models import Project
+
+    n = 0
+    for project in Project.objects.filter(status=Project.Status.ACTIVE).select_related("current_rubric"):
+        if reports.report_stale(project=project):
+            reports.report_refresh(project=project, force=True)
+            n += 1
+    return n
+
+
+@shared_task(name="annotate.tasks.agreement_report_compute")
+def agreement_report_compute(project_id: int) -> None:
+    """Compute one project's report now (a lead's "Compute now"); a no-op when nothing changed since."""
+    from annotate import reports
+    from annotate.models import Project
+
+    project = Project.objects.select_related("current_rubric").filter(pk=project_id).first()
+    if project is not None:
+        reports.report_refresh(project=project)

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from annotate import views
+from annotate.api import api
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -20,6 +21,16 @@ urlpatterns = [
     path("p/<slug:slug>/label/heartbeat/", views.label_heartbeat, name="label_heartbeat"),
     path("p/<slug:slug>/label/progress/", views.label_progress, name="label_progress"),
     path("p/<slug:slug>/history/", views.label_history, name="label_history"),
+    path("p/<slug:slug>/agreement/", views.agreement_page, name="agreement_page"),
+    path("p/<slug:slug>/agreement/compute/", views.agreement_compute, name="agreement_compute"),
+    path("p/<slug:slug>/adjudicate/<slug:criterion_key>/", views.adjudicate, name="adjudicate"),
+    path("p/<slug:slug>/import/", views.import_start, name="import_start"),
+    path("p/<slug:slug>/import/<int:job_id>/", views.import_job, name="import_job"),
+    path("p/<slug:slug>/import/<int:job_id>/confirm/", views.import_confirm, name="import_confirm"),
+    path("settings/tokens/", views.token_list, name="token_list"),
+    path("settings/tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
+    path("api/v1/", api.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("", include("judges.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -5,19 +5,22 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import connection, transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import push_url, reswap, retarget
 
-from annotate import selectors, services
-from annotate.forms import ProjectStatusForm
-from annotate.models import Item, Membership, Project
+from annotate import imports, ratelimit, reports, samples, selectors, services, tasks, tokens
+from annotate.forms import ImportConfirmForm, ImportUploadForm, ProjectStatusForm, TokenCreateForm
+from annotate.models import AgreementReport, ImportJob, Item, Membership, Project
 from annotate.splits import shown_order
 
 
@@ -81,6 +84,7 @@ def _render_project(
     if is_lead:
         context["rubric_versions"] = project.rubric_versions.order_by("-number").select_related("created_by")
         context["members"] = project.memberships.select_related("user").order_by("role", "user__username")
+        context["today_sample"] = samples.sample_today(project=project)
     template = "annotate/project_detail.html" + (f"#{partial}" if partial else "")
     return render(request, template, context)
 
@@ -344,3 +348,206 @@ def label_progress(request: HttpRequest, slug: str) -> HttpResponse:
     project, _role = selectors.project_for_user(request.user, slug)
     progress = selectors.annotator_progress(project=project, annotator=request.user)  # type: ignore[arg-type]
     return render(request, "annotate/label.html#progress", {"project": project, "progress": progress})
+
+
+# --- Getting data in: item and label imports ------------------------------------------------------------------
+
+
+def _import_page(
+    request: HttpRequest, project: Project, form: ImportUploadForm, *, status: int = 200, error: str = ""
+) -> HttpResponse:
+    context = {
+        "project": project,
+        "form": form,
+        "error": error,
+        "jobs": project.import_jobs.select_related("created_by")[:10],
+        "max_bytes": settings.IMPORT_MAX_FILE_BYTES,
+        "max_chars": f"{settings.IMPORT_MAX_FIELD_CHARS:,}",
+    }
+    if request.htmx and status != 200:  # type: ignore[attr-defined]
+        # htmx swaps only 2xx answers: show the refusal in place of the form.
+        return reswap(retarget(render(request, "annotate/import.html#form", context), "#import-form-card"), "outerHTML")
+    template = "annotate/import.html" + ("#form" if request.htmx else "")  # type: ignore[attr-defined]
+    return render(request, template, context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def import_start(request: HttpRequest, slug: str) -> HttpResponse:
+    """Upload an item or label file. It is checked and previewed; nothing is written until the lead confirms."""
+    project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
+    if request.method == "GET":
+        return _import_page(request, project, ImportUploadForm(initial={"kind": request.GET.get("kind", "items")}))
+    # Refused before the body is read: the upload would be stored only to be thrown away.
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.IMPORT_MAX_FILE_BYTES + 65_536:
+        message = f"The file is too large: at most {settings.IMPORT_MAX_FILE_BYTES:,} bytes."
+        return _import_page(request, project, ImportUploadForm(), status=413, error=message)
+    if ratelimit.hit(f"import:{request.user.pk}", limit=settings.IMPORT_UPLOADS_PER_HOUR, per_seconds=3600):
+        message = f"You have started {settings.IMPORT_UPLOADS_PER_HOUR} imports in the last hour; wait a little."
+        return _import_page(request, project, ImportUploadForm(), status=429, error=message)
+    form = ImportUploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _import_page(request, project, form, status=400)
+    try:
+        job = imports.import_job_create(
+            project=project,
+            actor=request.user,
+            kind=form.cleaned_data["kind"],
+            upload=form.cleaned_data["file"],
+            fmt=form.cleaned_data["file_format"],
+        )
+    except imports.ImportRefused as exc:
+        return _import_page(request, project, form, status=exc.status, error=exc.message)
+    imports.import_job_start_preview(job=job)
+    url = reverse("import_job", args=[project.slug, job.pk])
+    if request.htmx:  # type: ignore[attr-defined]
+        job.refresh_from_db()
+        return push_url(_render_job(request, project, job, partial="job"), url)
+    return redirect(url)
+
+
+def _render_job(request: HttpRequest, project: Project, job: ImportJob, *, partial: str = "") -> HttpResponse:
+    context = {
+        "project": project,
+        "job": job,
+        "report": imports.ImportReport.from_dict(job.report) if job.report else None,
+        "progress": imports.import_job_progress(job) if job.is_running else None,
+        "confirm_form": ImportConfirmForm(),
+    }
+    return render(request, "annotate/import_job.html" + (f"#{partial}" if partial else ""), context)
+
+
+@require_GET
+@login_required
+def import_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
+    """One import: its progress while running (htmx polls this), then the preview, the bad rows, or the result."""
+    project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
+    job = get_object_or_404(ImportJob, project=project, pk=job_id)
+    return _render_job(request, project, job, partial="job" if request.htmx else "")  # type: ignore[attr-defined]
+
+
+@require_POST
+@login_required
+def import_confirm(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
+    """The lead confirms a checked file. A second submit of the same form finds the job already claimed."""
+    project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
+    job = get_object_or_404(ImportJob, project=project, pk=job_id)
+    form = ImportConfirmForm(request.POST)
+    imports.import_job_confirm(job=job, update=form.is_valid() and form.cleaned_data["update"])
+    if request.htmx:  # type: ignore[attr-defined]
+        job.refresh_from_db()
+        return _render_job(request, project, job, partial="job")
+    return redirect("import_job", slug=project.slug, job_id=job.pk)
+
+
+# --- Personal API tokens --------------------------------------------------------------------------------------
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+def token_list(request: HttpRequest) -> HttpResponse:
+    """The user's API tokens. A new token's full text is in this one response and nowhere else, ever."""
+    form = TokenCreateForm(request.POST or None)
+    created = ""
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                _token, created = tokens.token_create(user=request.user, name=form.cleaned_data["name"])  # type: ignore[arg-type]
+            except ValidationError as exc:
+                form.add_error("name", exc)
+            else:
+                form, status = TokenCreateForm(), 201
+    context = {"tokens": request.user.api_tokens.all(), "form": form, "created": created}  # type: ignore[union-attr]
+    if request.htmx:  # type: ignore[attr-defined]
+        # htmx swaps only 2xx answers, and the form with its error must show.
+        return render(request, "annotate/tokens.html#tokens", context)
+    return render(request, "annotate/tokens.html", context, status=status)
+
+
+@require_POST
+@login_required
+def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    """Revoke one of the user's own tokens at once; another user's token id is a 404."""
+    token = tokens.token_revoke(user=request.user, token_id=token_id)  # type: ignore[arg-type]
+    if token is None:
+        raise Http404("No such token.")
+    if request.htmx:  # type: ignore[attr-defined]
+        context = {"tokens": request.user.api_tokens.all(), "form": TokenCreateForm(), "created": ""}  # type: ignore[union-attr]
+        return render(request, "annotate/tokens.html#tokens", context)
+    messages.success(request, f"Token “{token.name}” is revoked: it no longer opens the API.")
+    return redirect("token_list")
+
+
+# --- Agreement and adjudication (leads) -----------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def agreement_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The stored human–human report with its definitions, per criterion and per annotator. Never computed here."""
+    project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
+    stored = AgreementReport.objects.filter(project=project, rubric_version_id=project.current_rubric_id).first()
+    data = reports.report_with_judges(stored) if stored else None
+    context = {
+        "project": project,
+        "report": stored,
+        "data": data,
+        "stale": stored is not None and reports.report_stale(project=project),
+        "definitions": reports.DEFINITIONS,
+    }
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "annotate/agreement.html#report", context)
+    return render(request, "annotate/agreement.html", context)
+
+
+@require_POST
+@login_required
+def agreement_compute(request: HttpRequest, slug: str) -> HttpResponse:
+    """Queue a recomputation now instead of waiting for the next beat."""
+    project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
+    transaction.on_commit(lambda: tasks.agreement_report_compute.delay(project.pk))
+    messages.info(request, "The report is being computed; this page shows it when it is ready.")
+    return redirect("agreement_page", slug=project.slug)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def adjudicate(request: HttpRequest, slug: str, criterion_key: str) -> HttpResponse:
+    """Items the annotators did not settle on one criterion, with every label and note, and a form for gold."""
+    project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
+    criteria = {c.key: c for c in selectors.criteria_of_version(project.current_rubric_id)}
+    criterion = criteria.get(criterion_key)
+    if criterion is None:
+        raise Http404("No such criterion in the current rubric.")
+    error = ""
+    if request.method == "POST":
+        try:
+            item_id = int(request.POST.get("item", ""))
+            services.gold_set(
+                project=project,
+                item_id=item_id,
+                criterion_key=criterion.key,
+                value=request.POST.get("value", ""),
+                note=request.POST.get("note", ""),
+                actor=request.user,  # type: ignore[arg-type]
+            )
+        except (ValueError, ValidationError) as exc:
+            error = " ".join(getattr(exc, "messages", [])) or "Choose an item and a value."
+        else:
+            messages.success(request, "Gold label saved. The report picks it up at its next refresh.")
+            return redirect("adjudicate", slug=project.slug, criterion_key=criterion.key)
+    stored = AgreementReport.objects.filter(project=project, rubric_version_id=project.current_rubric_id).first()
+    pending = (stored.data.get("criteria", {}).get(criterion.key, {}).get("consensus", {}) if stored else {}).get(
+        "needs_adjudication", []
+    )
+    page = Paginator(pending, 20).get_page(request.GET.get("page"))
+    items = selectors.items_for_adjudication(project=project, criterion=criterion, item_ids=list(page.object_list))
+    return render(
+        request,
+        "annotate/adjudicate.html",
+        {"project": project, "criterion": criterion, "page": page, "items": items, "error": error, "report": stored},
+        status=400 if error else 200,
+    )

@@ -26,7 +26,6 @@ import numpy as np
 import numpy.typing as npt
 
 # The docstrings and reasons are shown on the pages and name the figures as statisticians write them (κ, α, θ, −, ×).
-# ruff: noqa: RUF001, RUF002, RUF003
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]

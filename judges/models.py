@@ -1,3 +1,287 @@
-"""Judge prompts, versions, runs and verdicts arrive with the judges issue; this app holds them."""
+"""LLM judges: versioned prompts on pinned models, their runs over items, the verdicts, and the completion cache.
+
+Invariants live in Postgres: one judge per (project, criterion key), version numbers unique per judge, one verdict
+per (run, item, order), status and value choices. Writes go through judges.services only.
+"""
 
 from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotate.models import Item, Project, RubricVersion
+
+
+class Judge(models.Model):
+    """The LLM judge of one criterion of a project (one judge per criterion, as in EvalGen).
+
+    The criterion is named by its key, not by a row: criteria rows belong to one rubric version, and a judge outlives
+    rubric edits. A run resolves the key in the rubric version it is started under.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judges")
+    criterion_key = models.SlugField(max_length=64)
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "criterion_key"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "criterion_key"], name="judge_one_per_criterion"),
+            models.CheckConstraint(condition=~Q(criterion_key=""), name="judge_criterion_key_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug}/{self.criterion_key} judge"
+
+
+class JudgeVersion(models.Model):
+    """One immutable prompt + model + parameters of a judge. Editing makes version n+1 whose parent is this one.
+
+    Nothing updates a version after it is created (services.judge_version_create is the only writer), so a run's
+    verdicts always refer to exactly the prompt that produced them.
+    """
+
+    judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    change_note = models.CharField(max_length=500, blank=True)
+    system_template = models.TextField(blank=True)
+    user_template = models.TextField()
+    # The name of an endpoint in settings (JUDGE_ENDPOINTS or the built-in "standin"); never a URL from a user.
+    endpoint = models.CharField(max_length=64)
+    model = models.CharField(max_length=200)
+    # True when the lead ticked the override for a floating alias (gpt-4o, ...-latest): every page warns about it.
+    model_is_alias = models.BooleanField(default=False)
+    temperature = models.FloatField(default=0.0)
+    max_tokens = models.PositiveIntegerField(default=400)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["judge", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["judge", "number"], name="judge_version_number_unique"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="judge_version_number_positive"),
+            models.CheckConstraint(
+                condition=Q(temperature__gte=0) & Q(temperature__lte=2), name="judge_version_temperature_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_tokens__gte=1) & Q(max_tokens__lte=32000), name="judge_version_max_tokens_range"
+            ),
+            models.CheckConstraint(condition=~Q(model=""), name="judge_version_model_not_empty"),
+            models.CheckConstraint(condition=~Q(user_template=""), name="judge_version_user_template_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.judge} v{self.number}"
+
+    @property
+    def uses_standin(self) -> bool:
+        return self.endpoint == "standin"
+
+
+class FewShotExample(models.Model):
+    """A worked example shown to the judge through {{ examples }}. Only train items qualify (the service checks)."""
+
+    version = models.ForeignKey(JudgeVersion, on_delete=models.CASCADE, related_name="examples")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
+    position = models.PositiveSmallIntegerField()
+    # pass/fail for binary judges; a/b/tie (canonical: a = the item's output_a) for pairwise ones.
+    verdict = models.CharField(max_length=8)
+    reasoning = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["version", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "position"], name="few_shot_position_unique"),
+            models.UniqueConstraint(fields=["version", "item"], name="few_shot_item_unique"),
+            models.CheckConstraint(
+                condition=Q(verdict__in=["pass", "fail", "a", "b", "tie"]), name="few_shot_verdict_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"example {self.position} of {self.version}"
+
+
+class JudgeRun(models.Model):
+    """One judge version over a split or chosen items. Progress, tokens and cost are counted from the verdicts
+    (selectors.run_totals), so they can never disagree with them; the report is stored when the run is done."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Scope(models.TextChoices):
+        DEV = "dev", "Dev split"
+        TEST = "test", "Test split (held out)"
+        ALL = "all", "All items"
+        ITEMS = "items", "Chosen items"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judge_runs")
+    version = models.ForeignKey(JudgeVersion, on_delete=models.PROTECT, related_name="runs")
+    # The rubric version whose criterion text the prompt shows and whose human labels the report compares against.
+    rubric_version = models.ForeignKey(RubricVersion, on_delete=models.PROTECT, related_name="+")
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.DEV)
+    # For test runs: 1 for this judge's first run on the held-out split, 2 for the second... (shown on every page).
+    test_run_number = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    n_items = models.PositiveIntegerField(default=0)
+    n_calls = models.PositiveIntegerField(default=0, help_text="Verdicts wanted: items x orders.")
+    # The estimate shown before the run started: calls not already cached, tokens from the rendered text's length.
+    estimate = models.JSONField(default=dict, blank=True)
+    # Prices per 1M tokens (input, output) in USD when the run started; null when the model has no price in settings.
+    price_in = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    price_out = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    report = models.JSONField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # When a verdict was last stored: the reconciler re-enqueues the chunks of runs where this stops moving.
+    progress_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "done", "failed", "cancelled"]),
+                name="judge_run_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(scope__in=["dev", "test", "all", "items"]), name="judge_run_scope_valid"
+            ),
+            # A test-split run always carries its number; no other run does.
+            models.CheckConstraint(
+                condition=(Q(scope="test") & Q(test_run_number__isnull=False))
+                | (~Q(scope="test") & Q(test_run_number__isnull=True)),
+                name="judge_run_test_number_iff_test",
+            ),
+        ]
+        indexes = [
+            # Serves the reconciler's scan of unfinished runs.
+            models.Index(fields=["status", "progress_at"], name="judge_run_status_progress_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.version}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+
+class RunChunk(models.Model):
+    """A slice of a run's items, the unit a Celery task works on. Claimed by a conditional update with a token."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    run = models.ForeignKey(JudgeRun, on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField()
+    item_ids = models.JSONField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    # The claim of the task now working on the chunk; a worker that finds another token here stops.
+    token = models.CharField(max_length=32, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="run_chunk_number_unique"),
+            models.CheckConstraint(
+                condition=Q(state__in=["queued", "running", "done", "failed", "cancelled"]),
+                name="run_chunk_state_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.number} of run {self.run_id}"
+
+
+class Verdict(models.Model):
+    """The judge's answer for one item in one order of one run. Pairwise items are judged in both orders.
+
+    `value` is canonical: for pairwise, `a` means the item's output_a won whichever position it was shown in; `answer`
+    keeps what the model literally said. An answer that cannot be parsed is `invalid` with its raw text kept; a call
+    that failed after every retry is `error`. Neither is dropped or guessed.
+    """
+
+    class Order(models.TextChoices):
+        ONE = "one", "Single output"
+        AB = "ab", "A shown first"
+        BA = "ba", "B shown first"
+
+    class Status(models.TextChoices):
+        OK = "ok", "OK"
+        INVALID = "invalid", "Invalid answer"
+        ERROR = "error", "Call failed"
+
+    run = models.ForeignKey(JudgeRun, on_delete=models.CASCADE, related_name="verdicts")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    order = models.CharField(max_length=3, choices=Order.choices)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    value = models.CharField(max_length=8, blank=True)
+    answer = models.CharField(max_length=8, blank=True)
+    reasoning = models.TextField(blank=True)
+    raw = models.TextField(blank=True, help_text="The model's text, kept when it could not be parsed.")
+    error = models.CharField(max_length=120, blank=True, help_text="A short category, never a response body.")
+    cache_key = models.CharField(max_length=64, blank=True)
+    cached = models.BooleanField(default=False)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "item", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "item", "order"], name="verdict_one_per_run_item_order"),
+            models.CheckConstraint(condition=Q(order__in=["one", "ab", "ba"]), name="verdict_order_valid"),
+            models.CheckConstraint(condition=Q(status__in=["ok", "invalid", "error"]), name="verdict_status_valid"),
+            # An OK verdict has a value from the closed set; any other status has none.
+            models.CheckConstraint(
+                condition=(Q(status="ok") & Q(value__in=["pass", "fail", "a", "b", "tie"]))
+                | (~Q(status="ok") & Q(value="")),
+                name="verdict_value_matches_status",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.value} on {self.item_id}/{self.order}"
+
+
+class CachedCompletion(models.Model):
+    """An exact-match cache of model answers, stored as text and JSON (never pickled).
+
+    The key hashes the endpoint, model, rendered messages and parameters, so a re-run of any version whose rendered
+    request is identical reuses the answer and makes no call.
+    """
+
+    key = models.CharField(max_length=64, primary_key=True)
+    endpoint = models.CharField(max_length=64)
+    model = models.CharField(max_length=200)
+    content = models.TextField()
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.model} answer {self.key[:12]}"

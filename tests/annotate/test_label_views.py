@@ -143,13 +143,19 @@ def test_undo_opens_my_last_item_and_an_edit_saves_a_new_revision(client, active
     assert 'value="fail" checked' in edit.content.decode()
     saved = client.post(
         response.url,
-        {**FORM, "c-factually_correct": "pass", "rev-acceptable": 1, "rev-follows_instructions": 1,
-         "rev-factually_correct": 1},
+        {
+            **FORM,
+            "c-factually_correct": "pass",
+            "rev-acceptable": 1,
+            "rev-follows_instructions": 1,
+            "rev-factually_correct": 1,
+        },
     )
     assert saved.status_code == 302
     assert Label.objects.get(item=item, criterion__key="factually_correct").value == "pass"
-    stale = client.post(response.url, {**FORM, "rev-acceptable": 1, "rev-follows_instructions": 1,
-                                       "rev-factually_correct": 1})
+    stale = client.post(
+        response.url, {**FORM, "rev-acceptable": 1, "rev-follows_instructions": 1, "rev-factually_correct": 1}
+    )
     assert stale.status_code == 409
     assert "changed elsewhere" in stale.content.decode()
 
@@ -203,7 +209,7 @@ def test_pairwise_item_text_with_html_is_inert_and_markdown_tricks_render_safely
         project=project,
         input='[{"role": "user", "content": "<script>alert(1)</script> hi"}, {"role": "assistant", "content": "ok"}]',
         output="",
-        output_a='<img src=x onerror=alert(2)> <svg onload=alert(3)></svg> [x](javascript:alert(4))',
+        output_a="<img src=x onerror=alert(2)> <svg onload=alert(3)></svg> [x](javascript:alert(4))",
         output_b='<a href="javascript:alert(5)">click</a> ![img](javascript:alert(6)) <iframe src="//evil"></iframe>',
     )
     client.force_login(user)

@@ -39,12 +39,14 @@ def _active(kind: str, n_items: int, **fields):
     return project, user
 
 
-def _wait_saved(project, n: int) -> None:
+def _wait_saved(page: Page, project, n: int) -> None:
+    """Wait for n labels, letting Playwright work meanwhile: its sync API handles routes and events only while the
+    test thread is inside a Playwright call, so a plain sleep here would stall a routed request."""
     import time
 
     deadline = time.monotonic() + 10
     while Label.objects.filter(item__project=project).count() < n and time.monotonic() < deadline:
-        time.sleep(0.05)
+        page.wait_for_timeout(50)
 
 
 def test_an_annotator_labels_a_binary_queue_by_keyboard_only(page: Page, live_server):
@@ -63,7 +65,7 @@ def test_an_annotator_labels_a_binary_queue_by_keyboard_only(page: Page, live_se
         for key in keys:
             page.keyboard.press(key)
         page.keyboard.press("Enter")
-        _wait_saved(project, 3 * n)
+        _wait_saved(page, project, 3 * n)
     expect(page.get_by_role("heading", name="Nothing left for you here")).to_be_visible()
     screenshot(page, "label-binary-done")
     stored = list(
@@ -89,7 +91,7 @@ def test_an_annotator_labels_a_pairwise_queue_by_keyboard_and_the_sides_are_reco
         for _ in range(3):
             page.keyboard.press("1")  # Left is better, on every criterion
         page.keyboard.press("Enter")
-        _wait_saved(project, 3 * n)
+        _wait_saved(page, project, 3 * n)
     labels = Label.objects.filter(item__project=project).order_by("created_at", "item_id")
     per_item = {}
     for label in labels:
@@ -127,7 +129,7 @@ def test_a_failed_submit_keeps_the_form_filled_and_a_retry_saves_once(page: Page
     assert page.locator("#current input:checked").count() == 3
     assert not Label.objects.exists()
     page.keyboard.press("Enter")
-    _wait_saved(project, 3)
+    _wait_saved(page, project, 3)
     expect(page.locator("#current form")).not_to_have_attribute("data-item", first_item)
     assert Label.objects.filter(item_id=int(first_item)).count() == 3
     assert Item.objects.get(pk=int(first_item)).n_submitted == 1
@@ -154,7 +156,7 @@ def test_undo_reopens_the_last_item_and_the_help_overlay_lists_the_keys(page: Pa
     for key in ("1", "1", "1"):
         page.keyboard.press(key)
     page.keyboard.press("Enter")
-    _wait_saved(project, 3)
+    _wait_saved(page, project, 3)
     page.keyboard.press("u")
     expect(page.get_by_role("heading", name="Change your labels")).to_be_visible()
     page.get_by_text("Fail").first.click()

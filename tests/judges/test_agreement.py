@@ -22,7 +22,6 @@ from judges import agreement as ag
 from judges.agreement import FAIL, PASS, TIE, A, B, Figure
 
 # The reasons and worked examples are written with the figures' own symbols (κ, α, −), as the module writes them.
-# ruff: noqa: RUF001, RUF003
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

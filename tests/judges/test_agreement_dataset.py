@@ -23,7 +23,6 @@ import pytest
 from judges import agreement as ag
 
 # The formula is written with its own symbols, as the module writes it.
-# ruff: noqa: RUF002
 
 FULL = Path(__file__).resolve().parents[3] / "shared/datasets/tulu1-human-eval/eval_annotations_tulu_1.jsonl"
 SAMPLE = Path(__file__).resolve().parents[2] / "annotate/demo_data/tulu1_sample.jsonl"

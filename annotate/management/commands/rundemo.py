@@ -44,6 +44,9 @@ class Command(BaseCommand):
                 settings.CELERY_BEAT_SCHEDULE_FILENAME,
             ],
         }
+        if not os.environ.get("OPENAI_API_KEY"):
+            # No key for a real model: judges can talk to the offline stand-in (judges/standin.py) on loopback.
+            commands["standin"] = [python, "-m", "judges.standin", "--port", str(settings.JUDGE_STANDIN_PORT)]
         processes = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
         self.stdout.write(
             self.style.SUCCESS(f"annotate is at http://{options['host']}:{options['port']}/  (Ctrl-C stops everything)")

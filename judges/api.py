@@ -1,0 +1,222 @@
+"""The judges part of the token API: create versions, start runs, read and cancel them.
+
+Mounted on the project's NinjaAPI in annotate/api.py (`api.add_router("/", "judges.api.router")`), whose TokenAuth
+and per-token throttle apply; errors have its shape, {"detail": ..., "errors": [{"field", "message"}]}. This module
+imports nothing from annotate.api, so either can be imported first. Every endpoint goes through
+`annotate.selectors.project_for_user(..., role="lead")`, so annotators and outsiders get the same 404 as on the pages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+from ninja import Router, Schema, Status
+
+from annotate import selectors as annotate_selectors
+from annotate.models import Membership, Project
+from judges import selectors, services
+from judges.models import JudgeRun, JudgeVersion
+
+router = Router(tags=["judges"])
+
+
+def _user(request: HttpRequest) -> User | AnonymousUser:
+    """The caller: the user the API's TokenAuth returned (request.auth), else the request's user."""
+    auth = getattr(request, "auth", None)
+    return auth if isinstance(auth, User) else request.user  # type: ignore[return-value]
+
+
+def _project(request: HttpRequest, slug: str) -> Project:
+    project, _role = annotate_selectors.project_for_user(_user(request), slug, role=Membership.Role.LEAD)
+    return project
+
+
+class ExampleIn(Schema):
+    external_id: str
+    verdict: str
+    reasoning: str = ""
+
+
+class VersionIn(Schema):
+    user_template: str
+    system_template: str = ""
+    endpoint: str
+    model: str
+    temperature: float = 0.0
+    max_tokens: int = 400
+    examples: list[ExampleIn] = []
+    allow_alias: bool = False
+    parent_id: int | None = None
+    change_note: str = ""
+
+
+class VersionOut(Schema):
+    id: int
+    judge_id: int
+    number: int
+    parent_id: int | None
+    endpoint: str
+    model: str
+    model_is_alias: bool
+    offline_standin: bool
+    temperature: float
+    max_tokens: int
+    created_at: dt.datetime
+
+
+class RunIn(Schema):
+    scope: str = JudgeRun.Scope.DEV
+    confirm_test: bool = False
+    item_ids: list[int] | None = None
+
+
+class RunOut(Schema):
+    id: int
+    version_id: int
+    status: str
+    scope: str
+    test_run_number: int | None
+    n_items: int
+    n_calls: int
+    n_verdicts: int
+    calls_made: int
+    cache_hits: int
+    n_invalid: int
+    n_errors: int
+    tokens_in: int
+    tokens_out: int
+    estimate: dict[str, Any]
+    cost_actual_usd: str | None
+    model_is_alias: bool
+    offline_standin: bool
+    error: str
+    report: dict[str, Any] | None
+
+
+class FieldErrorOut(Schema):
+    field: str
+    message: str
+
+
+class ErrorOut(Schema):
+    detail: str
+    errors: list[FieldErrorOut] = []
+
+
+def _refused(exc: ValidationError) -> Status:
+    """A service's refusal as a 400 naming every problem (the API's shape for requests that cannot be done)."""
+    problems = list(exc.messages)
+    return Status(
+        400,
+        ErrorOut(
+            detail=problems[0] if len(problems) == 1 else f"{len(problems)} problems; nothing was written.",
+            errors=[FieldErrorOut(field="", message=m) for m in problems],
+        ),
+    )
+
+
+def _version_out(version: JudgeVersion) -> VersionOut:
+    return VersionOut(
+        id=version.pk,
+        judge_id=version.judge_id,
+        number=version.number,
+        parent_id=version.parent_id,
+        endpoint=version.endpoint,
+        model=version.model,
+        model_is_alias=version.model_is_alias,
+        offline_standin=version.uses_standin,
+        temperature=version.temperature,
+        max_tokens=version.max_tokens,
+        created_at=version.created_at,
+    )
+
+
+def _run_out(run: JudgeRun) -> RunOut:
+    totals = selectors.run_totals(run=run)
+    return RunOut(
+        id=run.pk,
+        version_id=run.version_id,
+        status=run.status,
+        scope=run.scope,
+        test_run_number=run.test_run_number,
+        n_items=run.n_items,
+        n_calls=run.n_calls,
+        n_verdicts=totals.n_verdicts,
+        calls_made=totals.calls_made,
+        cache_hits=totals.cache_hits,
+        n_invalid=totals.n_invalid,
+        n_errors=totals.n_errors,
+        tokens_in=totals.tokens_in,
+        tokens_out=totals.tokens_out,
+        estimate=run.estimate,
+        cost_actual_usd=None if totals.cost is None else f"{totals.cost:.6f}",
+        model_is_alias=run.version.model_is_alias,
+        offline_standin=run.version.uses_standin,
+        error=run.error,
+        report=run.report,
+    )
+
+
+@router.post("/projects/{slug}/judges/{judge_id}/versions", response={201: VersionOut, 400: ErrorOut, 404: ErrorOut})
+def version_create(request: HttpRequest, slug: str, judge_id: int, data: VersionIn) -> Status:
+    """A new version of a judge (versions are immutable; `parent_id` names the version it was edited from)."""
+    project = _project(request, slug)
+    judge = selectors.judge_for_project(project=project, judge_id=judge_id)
+    parent = None
+    if data.parent_id is not None:
+        parent = selectors.version_for_project(project=project, version_id=data.parent_id)
+    try:
+        version = services.judge_version_create(
+            judge=judge,
+            user_template=data.user_template,
+            system_template=data.system_template,
+            endpoint=data.endpoint,
+            model=data.model,
+            temperature=data.temperature,
+            max_tokens=data.max_tokens,
+            examples=[services.ExampleData(e.external_id, e.verdict, e.reasoning) for e in data.examples],
+            allow_alias=data.allow_alias,
+            parent=parent,
+            change_note=data.change_note,
+            actor=_user(request),
+        )
+    except ValidationError as exc:
+        return _refused(exc)
+    return Status(201, _version_out(version))
+
+
+@router.post("/projects/{slug}/judge-versions/{version_id}/runs", response={201: RunOut, 400: ErrorOut, 404: ErrorOut})
+def run_start(request: HttpRequest, slug: str, version_id: int, data: RunIn) -> Status:
+    """Start a run: dev by default; `all`; `items` with `item_ids`; `test` only with `confirm_test` (counted)."""
+    project = _project(request, slug)
+    version = selectors.version_for_project(project=project, version_id=version_id)
+    try:
+        run = services.judge_run_start(
+            version=version,
+            scope=data.scope,
+            item_ids=data.item_ids,
+            confirm_test=data.confirm_test,
+            actor=_user(request),
+        )
+    except ValidationError as exc:
+        return _refused(exc)
+    return Status(201, _run_out(run))
+
+
+@router.get("/projects/{slug}/judge-runs/{run_id}", response={200: RunOut, 404: ErrorOut})
+def run_read(request: HttpRequest, slug: str, run_id: int) -> RunOut:
+    """A run's status, progress, cache hits, tokens, cost, and its judge–human report once done."""
+    project = _project(request, slug)
+    return _run_out(selectors.run_for_project(project=project, run_id=run_id))
+
+
+@router.post("/projects/{slug}/judge-runs/{run_id}/cancel", response={200: RunOut, 404: ErrorOut})
+def run_cancel(request: HttpRequest, slug: str, run_id: int) -> RunOut:
+    project = _project(request, slug)
+    run = selectors.run_for_project(project=project, run_id=run_id)
+    services.judge_run_cancel(run=run)
+    return _run_out(run)

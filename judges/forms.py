@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from annotate.models import Project
+from judges import llm, prompts, services
+from judges.models import JudgeRun
+
+
+def endpoint_choices() -> list[tuple[str, str]]:
+    choices = []
+    for name, endpoint in llm.endpoints().items():
+        if name == llm.STANDIN:
+            label = "standin (offline stand-in, not a real model)"
+        elif not llm.endpoint_has_key(endpoint):
+            label = f"{name} (its key {endpoint.key_env} is not set)"
+        else:
+            label = name
+        choices.append((name, label))
+    return choices
+
+
+def default_endpoint() -> str:
+    """The first configured endpoint whose key is set, else the offline stand-in."""
+    usable = [name for name, e in llm.endpoints().items() if name != llm.STANDIN and llm.endpoint_has_key(e)]
+    return usable[0] if usable else llm.STANDIN
+
+
+class JudgeVersionForm(forms.Form):
+    """The prompt editor. Checks what the service checks, so problems show next to their fields."""
+
+    system_template = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), required=False, strip=False)
+    user_template = forms.CharField(widget=forms.Textarea(attrs={"rows": 10}), strip=False)
+    endpoint = forms.ChoiceField(choices=())
+    model = forms.CharField(max_length=200, help_text="A dated snapshot, such as gpt-4o-2024-08-06.")
+    allow_alias = forms.BooleanField(
+        required=False, label="Accept a floating alias (the model behind it can change without notice)"
+    )
+    temperature = forms.FloatField(min_value=0, max_value=2, initial=0)
+    max_tokens = forms.IntegerField(min_value=1, max_value=32000, initial=400)
+    examples = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        required=False,
+        help_text="One per line: the external id of a TRAIN item, its verdict, and optionally | the reasoning.",
+    )
+    change_note = forms.CharField(max_length=500, required=False)
+
+    def __init__(self, *args: Any, project: Project, needs_note: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.project = project
+        self.needs_note = needs_note
+        self.fields["endpoint"].choices = endpoint_choices()  # type: ignore[attr-defined]
+        self.fields["change_note"].required = needs_note
+        self.parsed_examples: list[services.ExampleData] = []
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        kind = self.project.kind
+        for field in ("system_template", "user_template"):
+            for problem in prompts.template_problems(data.get(field, "") or "", kind=kind):
+                self.add_error(field, problem)
+        examples, problems = services.examples_parse(data.get("examples", "") or "")
+        for problem in problems + services.examples_problems(project=self.project, examples=examples):
+            self.add_error("examples", problem)
+        self.parsed_examples = examples
+        uses_examples = any(
+            "examples" in prompts.placeholders_used(data.get(f, "") or "") for f in ("system_template", "user_template")
+        )
+        if examples and not uses_examples:
+            self.add_error("user_template", "Add {{ examples }} where the few-shot examples should go.")
+        model = (data.get("model") or "").strip()
+        if model and not prompts.model_is_pinned(model) and not data.get("allow_alias"):
+            self.add_error(
+                "model",
+                f"{model!r} is a floating alias: use a dated snapshot (such as gpt-4o-2024-08-06), or tick the "
+                f"override below to accept that the model may change under you.",
+            )
+        return data
+
+
+class NewJudgeForm(JudgeVersionForm):
+    criterion_key = forms.ChoiceField(label="Criterion", choices=())
+    name = forms.CharField(max_length=200, required=False, help_text="Defaults to the criterion's name.")
+
+    field_order = ["criterion_key", "name"]
+
+    def __init__(self, *args: Any, criteria: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["criterion_key"].choices = criteria  # type: ignore[attr-defined]
+
+
+class RunStartForm(forms.Form):
+    scope = forms.ChoiceField(
+        choices=[(JudgeRun.Scope.DEV, "Dev split"), (JudgeRun.Scope.ALL, "All items"), (JudgeRun.Scope.TEST, "Test")],
+        initial=JudgeRun.Scope.DEV,
+    )
+    confirm_test = forms.BooleanField(required=False)

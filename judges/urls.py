@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from judges import views
+
+app_name = "judges"
+
+urlpatterns = [
+    path("p/<slug:slug>/judges/", views.judge_list, name="judge_list"),
+    path("p/<slug:slug>/judges/new/", views.judge_new, name="judge_new"),
+    path("p/<slug:slug>/judges/check/", views.template_check, name="template_check"),
+    path("p/<slug:slug>/judges/<int:judge_id>/", views.judge_detail, name="judge_detail"),
+    path("p/<slug:slug>/judges/<int:judge_id>/versions/new/", views.version_new, name="version_new"),
+    path("p/<slug:slug>/judges/versions/<int:version_id>/", views.version_detail, name="version_detail"),
+    path("p/<slug:slug>/judges/versions/<int:version_id>/run/", views.run_start, name="run_start"),
+    path("p/<slug:slug>/judges/runs/<int:run_id>/", views.run_detail, name="run_detail"),
+    path("p/<slug:slug>/judges/runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+]

@@ -1,0 +1,119 @@
+"""Stored agreement reports, the command that prints them, adjudication, and who may see them."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils.html import escape
+
+from annotate import reports, services, tasks
+from annotate.demo import demo_load
+from annotate.models import AgreementReport, GoldLabel, Label, Membership, Project
+from tests.factories import UserFactory, membership
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def demo(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    demo_load()
+    pairwise = Project.objects.select_related("current_rubric").get(slug="tulu-preference")
+    lead = UserFactory(username="demo-lead-test")
+    membership(lead, pairwise, Membership.Role.LEAD)
+    return pairwise, lead
+
+
+def test_the_command_prints_the_documented_json_schema(demo):
+    project, _ = demo
+    out = StringIO()
+    call_command("agreement_report", project.slug, "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert data["project"] == "tulu-preference" and data["rubric_version"] == 1
+    human = data["criteria"]["overall"]["human"]
+    assert set(human) >= {
+        "n_items",
+        "n_labels",
+        "n_annotators",
+        "percent_agreement",
+        "fleiss_kappa",
+        "krippendorff_alpha",
+        "pairwise_cohen_kappa",
+    }
+    for figure in ("percent_agreement", "fleiss_kappa", "krippendorff_alpha"):
+        assert set(human[figure]) >= {"value", "ci_low", "ci_high"}
+    assert human["n_labels"] == Label.objects.filter(item__project=project, criterion__key="overall").count()
+    assert data["criteria"]["overall"]["judge"] == {}
+    assert AgreementReport.objects.filter(project=project).count() == 1
+
+
+def test_the_report_is_served_from_storage_and_recomputed_only_when_labels_change(demo):
+    project, _ = demo
+    first = reports.report_refresh(project=project)
+    assert not reports.report_stale(project=project)
+    again = reports.report_refresh(project=project)
+    assert again.computed_at == first.computed_at
+    Label.objects.filter(item__project=project).first().delete()
+    assert reports.report_stale(project=project)
+    assert tasks.agreement_reports_refresh() >= 1
+    assert AgreementReport.objects.get(pk=first.pk).n_labels == first.n_labels - 1
+
+
+def test_a_gold_label_settles_an_item_and_the_report_says_so(demo, client):
+    project, lead = demo
+    report = reports.report_refresh(project=project)
+    consensus = report.data["criteria"]["overall"]["consensus"]
+    assert consensus["n_needs_adjudication"] > 0  # real data: some doubly-labeled items disagree
+    item_id = consensus["needs_adjudication"][0]
+    client.force_login(lead)
+    page = client.get(reverse("adjudicate", args=[project.slug, "overall"]))
+    assert page.status_code == 200 and "Save gold label" in page.content.decode()
+    response = client.post(
+        reverse("adjudicate", args=[project.slug, "overall"]), {"item": item_id, "value": "tie", "note": "Both fine."}
+    )
+    assert response.status_code == 302
+    assert GoldLabel.objects.get(item_id=item_id).value == "tie"
+    refreshed = reports.report_refresh(project=project)
+    after = refreshed.data["criteria"]["overall"]["consensus"]
+    assert after["n_gold"] == 1 and after["n_needs_adjudication"] == consensus["n_needs_adjudication"] - 1
+    bad = client.post(reverse("adjudicate", args=[project.slug, "overall"]), {"item": item_id, "value": "pass"})
+    assert bad.status_code == 400 and GoldLabel.objects.get(item_id=item_id).value == "tie"
+
+
+def test_the_agreement_page_shows_figures_with_their_definitions(demo, client):
+    project, lead = demo
+    reports.report_refresh(project=project)
+    client.force_login(lead)
+    page = client.get(reverse("agreement_page", args=[project.slug])).content.decode()
+    assert "Krippendorff" in page and escape(reports.DEFINITIONS["krippendorff_alpha"]) in page
+    assert "nan" not in page.lower().replace("nano", "")
+    partial = client.get(reverse("agreement_page", args=[project.slug]), headers={"HX-Request": "true"})
+    assert partial.content.decode().lstrip().startswith('<div id="report">')
+
+
+def test_annotators_and_outsiders_get_404_on_agreement_and_adjudication(demo, client, outsider):
+    project, _ = demo
+    annotator = UserFactory(username="ann-only")
+    membership(annotator, project, Membership.Role.ANNOTATOR)
+    for user in (annotator, outsider):
+        client.force_login(user)
+        assert client.get(reverse("agreement_page", args=[project.slug])).status_code == 404
+        assert client.post(reverse("agreement_compute", args=[project.slug])).status_code == 404
+        assert client.get(reverse("adjudicate", args=[project.slug, "overall"])).status_code == 404
+        assert (
+            client.post(reverse("adjudicate", args=[project.slug, "overall"]), {"item": 1, "value": "a"}).status_code
+            == 404
+        )
+    assert not GoldLabel.objects.exists()
+
+
+def test_gold_set_refuses_items_of_other_projects(demo):
+    project, lead = demo
+    other = Project.objects.get(slug="tulu-acceptability")
+    foreign = other.items.first()
+    with pytest.raises(Exception, match="not in this project"):
+        services.gold_set(project=project, item_id=foreign.pk, criterion_key="overall", value="a", note="", actor=lead)
