@@ -134,13 +134,18 @@ def _annotators(
     item: npt.NDArray[np.int64],
     value: npt.NDArray[np.int64],
     label_: npt.NDArray[np.int64],
+    comparable: npt.NDArray[np.bool_],
     names: dict[int, str],
     rater_ids: npt.NDArray[np.int64],
     times: npt.NDArray[np.float64],
 ) -> list[dict[str, Any]]:
-    """Per annotator: labels, agreement with the consensus label (where there is one), median seconds per item."""
+    """Per annotator: labels, agreement with the consensus label, median seconds per item.
+
+    Only items where the consensus is more than the annotator's own label count: gold labels, or items that two or
+    more annotators labeled (a lone label always "agrees" with itself).
+    """
     reference = label_[item]
-    has_reference = reference >= 0
+    has_reference = (reference >= 0) & comparable[item]
     agree = (value == reference) & has_reference
     n_labels = np.bincount(rater, minlength=rater_ids.size)
     n_ref = np.bincount(rater, weights=has_reference, minlength=rater_ids.size)
@@ -212,7 +217,16 @@ def human_report(
                 "needs_adjudication": needs[:MAX_ADJUDICATION_IDS].tolist(),
                 "reference": "gold where a lead set one, else the strict majority of the annotators",
             },
-            "annotators": _annotators(rater, item, value, found.label, names, arrays.rater_ids, times[mask]),
+            "annotators": _annotators(
+                rater,
+                item,
+                value,
+                found.label,
+                (found.n_ratings >= 2) | (found.source == agreement.Source.GOLD),
+                names,
+                arrays.rater_ids,
+                times[mask],
+            ),
             "judge": {},
         }
     return out

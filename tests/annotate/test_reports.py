@@ -77,3 +77,15 @@ def test_the_reported_alpha_matches_the_maths_on_the_same_labels(demo):
     value = np.array([1 if r[2] == "pass" else 0 for r in rows])
     expected = agreement.krippendorff_alpha_nominal(item, rater, value, 2, n_boot=0).value
     assert report["criteria"]["acceptable"]["human"]["krippendorff_alpha"]["value"] == pytest.approx(expected)
+
+
+def test_agreement_with_consensus_counts_only_items_someone_else_labeled_too(demo):
+    _, pairwise = demo
+    report = report_build(project=pairwise, n_boot=0)
+    annotators = report["criteria"]["overall"]["annotators"]
+    assert annotators
+    for row in annotators:
+        assert row["n_with_consensus"] <= row["n_labels"]
+    # Most Tülu items have one annotator: their lone labels must not count as agreeing with themselves.
+    assert sum(r["n_with_consensus"] for r in annotators) < sum(r["n_labels"] for r in annotators)
+    assert any(r["agreement_with_consensus"] is not None and r["agreement_with_consensus"] < 1 for r in annotators)
