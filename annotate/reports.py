@@ -52,6 +52,7 @@ class LabelArrays:
     rater_ids: npt.NDArray[np.int64]
     value: npt.NDArray[np.int64]
     time_ms: npt.NDArray[np.int64]  # time_spent_ms, -1 where unknown
+    hour: npt.NDArray[np.int64]  # hours since the epoch when the label was given
 
 
 def _code_sql(kind: str) -> str:
@@ -69,7 +70,8 @@ def labels_load(*, project: Project, rubric_version: RubricVersion) -> LabelArra
         # Python object per label (a row-by-row COPY spent most of its time in per-row overhead).
         sql = (
             "SELECT string_agg(concat_ws(' ', criterion_id, item_id, annotator_id, "  # noqa: S608 - constant SQL
-            f"{_code_sql(project.kind)}, COALESCE(time_spent_ms, -1)), ' ') "
+            f"{_code_sql(project.kind)}, COALESCE(time_spent_ms, -1), "
+            "floor(extract(epoch FROM created_at) / 3600)::bigint), ' ') "
             "FROM annotate_label WHERE rubric_version_id = %s"
         )
         with connection.cursor() as cursor:
@@ -79,10 +81,16 @@ def labels_load(*, project: Project, rubric_version: RubricVersion) -> LabelArra
     else:
         codes = PAIRWISE_CODES if project.is_pairwise else BINARY_CODES
         rows = Label.objects.filter(rubric_version=rubric_version).values_list(
-            "criterion_id", "item_id", "annotator_id", "value", "time_spent_ms"
+            "criterion_id", "item_id", "annotator_id", "value", "time_spent_ms", "created_at"
         )
-        raw = np.array([(c, i, a, codes[v], -1 if t is None else t) for c, i, a, v, t in rows], dtype=np.int64)
-    table = raw.reshape(-1, 5)
+        raw = np.array(
+            [
+                (c, i, a, codes[v], -1 if t is None else t, int(created.timestamp() // 3600))
+                for c, i, a, v, t, created in rows
+            ],
+            dtype=np.int64,
+        )
+    table = raw.reshape(-1, 6)
     item_ids, item = np.unique(table[:, 1], return_inverse=True)
     rater_ids, rater = np.unique(table[:, 2], return_inverse=True)
     position = {cid: n for n, cid in enumerate(criterion_ids)}
@@ -98,6 +106,7 @@ def labels_load(*, project: Project, rubric_version: RubricVersion) -> LabelArra
         rater_ids=rater_ids.astype(np.int64),
         value=table[:, 3].copy(),
         time_ms=table[:, 4].copy(),
+        hour=table[:, 5].copy(),
     )
 
 
@@ -116,7 +125,7 @@ def _usernames(ids: Iterable[int]) -> dict[int, str]:
 MAX_ADJUDICATION_IDS = 5000
 
 
-def _gold(criterion: Criterion, item_ids: npt.NDArray[np.int64], codes: dict[str, int]) -> npt.NDArray[np.int64]:
+def gold_codes(criterion: Criterion, item_ids: npt.NDArray[np.int64], codes: dict[str, int]) -> npt.NDArray[np.int64]:
     """Gold label codes aligned with `item_ids` (-1 where a lead has set none)."""
     gold = np.full(item_ids.size, -1, dtype=np.int64)
     rows = GoldLabel.objects.filter(criterion=criterion).values_list("item_id", "value")
@@ -138,6 +147,7 @@ def _annotators(
     names: dict[int, str],
     rater_ids: npt.NDArray[np.int64],
     times: npt.NDArray[np.float64],
+    hours: npt.NDArray[np.int64],
 ) -> list[dict[str, Any]]:
     """Per annotator: labels, agreement with the consensus label, median seconds per item.
 
@@ -150,6 +160,9 @@ def _annotators(
     n_labels = np.bincount(rater, minlength=rater_ids.size)
     n_ref = np.bincount(rater, weights=has_reference, minlength=rater_ids.size)
     n_agree = np.bincount(rater, weights=agree, minlength=rater_ids.size)
+    # Labels per hour of work: labels over the number of distinct clock hours in which the annotator labeled.
+    active = np.unique(np.stack([rater, hours], axis=1), axis=0)[:, 0] if rater.size else np.zeros(0, dtype=np.int64)
+    n_hours = np.bincount(active, minlength=rater_ids.size)
     out = []
     for r in np.flatnonzero(n_labels):
         mine = times[(rater == r) & ~np.isnan(times)]
@@ -161,7 +174,7 @@ def _annotators(
                 "n_with_consensus": int(n_ref[r]),
                 "agreement_with_consensus": float(n_agree[r] / n_ref[r]) if n_ref[r] else None,
                 "median_seconds_per_item": round(median_ms / 1000, 1) if median_ms is not None else None,
-                "items_per_hour": round(3_600_000 / median_ms) if median_ms else None,
+                "labels_per_active_hour": round(float(n_labels[r] / n_hours[r]), 1) if n_hours[r] else None,
             }
         )
     return sorted(out, key=lambda a: a["annotator"])
@@ -184,7 +197,7 @@ def human_report(
         # Compact item positions to this criterion's items, as the maths expects 0..n_items-1 without gaps.
         positions, item = np.unique(item, return_inverse=True)
         item_ids = arrays.item_ids[positions]
-        found = agreement.consensus(item, value, k, gold=_gold(criterion, item_ids, codes), n_items=item_ids.size)
+        found = agreement.consensus(item, value, k, gold=gold_codes(criterion, item_ids, codes), n_items=item_ids.size)
         needs = item_ids[found.needs_adjudication]
         pairs = agreement.pairwise_cohen_kappas(item, rater, value, k, min_shared=min_shared, n_boot=n_boot)
         out[criterion.key] = {
@@ -226,6 +239,7 @@ def human_report(
                 names,
                 arrays.rater_ids,
                 times[mask],
+                arrays.hour[mask],
             ),
             "judge": {},
         }

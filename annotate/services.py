@@ -486,6 +486,20 @@ WHERE i.project_id = %(project)s AND i.id = %(item)s
 """
 
 
+_SUBMIT_WRITE_SQL = """
+WITH labels AS (
+    INSERT INTO annotate_label (item_id, criterion_id, rubric_version_id, annotator_id, value, note, shown_order,
+                                time_spent_ms, revision, submission_key, created_at, updated_at)
+    SELECT %(item)s, c.criterion_id, %(version)s, %(user)s, c.value, %(note)s, %(shown)s, %(time)s, 1, %(key)s,
+           %(now)s, %(now)s
+    FROM unnest(%(criteria)s::bigint[], %(values)s::text[]) AS c(criterion_id, value)
+), counts AS (
+    UPDATE annotate_item SET n_submitted = n_submitted + 1, n_leased = n_leased - %(released)s WHERE id = %(item)s
+)
+DELETE FROM annotate_assignment WHERE item_id = %(item)s AND annotator_id = %(user)s
+"""
+
+
 def label_submit(
     *,
     project: Project,
@@ -550,25 +564,44 @@ def label_submit(
                 "Your time on this item ran out and it has since got all the labels it needs, so your labels for it "
                 "were not saved. Here is the next item."
             )
-        Label.objects.bulk_create(
-            Label(
-                item_id=item.pk,
-                criterion=criterion,
-                rubric_version_id=version_id,
-                annotator=annotator,
-                value=values[criterion.key],
-                note=note,
-                shown_order=shown,
-                time_spent_ms=time_spent_ms,
-                submission_key=submission_key[:64],
-                created_at=now,
+        if connection.vendor == "postgresql":
+            # One statement for the three writes (labels, the item's counts, the lease): the hottest write path.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _SUBMIT_WRITE_SQL,
+                    {
+                        "item": item.pk,
+                        "criteria": [c.pk for c in criteria],
+                        "values": [values[c.key] for c in criteria],
+                        "version": version_id,
+                        "user": annotator.pk,
+                        "note": note,
+                        "shown": shown,
+                        "time": time_spent_ms,
+                        "key": submission_key[:64],
+                        "now": now,
+                        "released": 1 if holds_lease else 0,
+                    },
+                )
+        else:
+            Label.objects.bulk_create(
+                Label(
+                    item_id=item.pk,
+                    criterion=criterion,
+                    rubric_version_id=version_id,
+                    annotator=annotator,
+                    value=values[criterion.key],
+                    note=note,
+                    shown_order=shown,
+                    time_spent_ms=time_spent_ms,
+                    submission_key=submission_key[:64],
+                    created_at=now,
+                )
+                for criterion in criteria
             )
-            for criterion in criteria
-        )
-        Item.objects.filter(pk=item.pk).update(
-            n_submitted=F("n_submitted") + 1, n_leased=F("n_leased") - (1 if holds_lease else 0)
-        )
-        if item.my_state is not None:  # type: ignore[attr-defined]
+            Item.objects.filter(pk=item.pk).update(
+                n_submitted=F("n_submitted") + 1, n_leased=F("n_leased") - (1 if holds_lease else 0)
+            )
             Assignment.objects.filter(item_id=item.pk, annotator=annotator).delete()
     return SubmitOutcome(item=item, duplicate=False)
 

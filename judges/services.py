@@ -653,10 +653,10 @@ def run_finish_if_complete(*, run_id: int) -> bool:
 def run_report(*, run: JudgeRun) -> dict[str, object]:
     """The judge–human report for a run, as stored JSON (numbers from judges.agreement; this only arranges them).
 
-    Human reference per item: the strict majority of the humans' labels on the judge's criterion under the run's
-    rubric version. Items without one (unlabeled production samples, or split votes) are judged but not compared.
-    Pairwise items count only when the judge gave the same verdict in both orders; the share that did not is the
-    position bias.
+    Human reference per item: a lead's gold label where there is one, else the strict majority of the humans' labels
+    on the judge's criterion under the run's rubric version. Items without one (unlabeled production samples, or
+    split votes) are judged but not compared. Pairwise items count only when the judge gave the same verdict in both
+    orders; the share that did not is the position bias.
     """
     project = run.version.judge.project
     kind = project.kind
@@ -689,7 +689,10 @@ def run_report(*, run: JudgeRun) -> dict[str, object]:
     if criterion is not None and criterion.pk in arrays.criterion_ids:
         mask = arrays.criterion == arrays.criterion_ids.index(criterion.pk)
         item_ids, item = np.unique(arrays.item_ids[arrays.item[mask]], return_inverse=True)
-        majority = agreement.consensus(item, arrays.value[mask], 3 if pairwise else 2, n_items=item_ids.size).label
+        gold = reports.gold_codes(criterion, item_ids, codes)
+        majority = agreement.consensus(
+            item, arrays.value[mask], 3 if pairwise else 2, gold=gold, n_items=item_ids.size
+        ).label
         for item_id, code in zip(item_ids.tolist(), majority.tolist(), strict=True):
             if code >= 0 and item_id in by_item:  # labeled items outside the run are not its business
                 human[item_id] = code
@@ -709,7 +712,10 @@ def run_report(*, run: JudgeRun) -> dict[str, object]:
         "n_invalid": status_counts[Verdict.Status.INVALID],
         "n_errors": status_counts[Verdict.Status.ERROR],
         "judge_counts": dict(Counter(judge_value.values())),
-        "reference": "strict majority of the humans' labels on the criterion under the run's rubric version",
+        "reference": (
+            "a lead's gold label where set, else the strict majority of the humans' labels on the criterion under "
+            "the run's rubric version"
+        ),
     }
     if pairwise:
         result = agreement.pairwise_judge_report(human_codes, judge_codes)
