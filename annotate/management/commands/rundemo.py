@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -47,7 +49,13 @@ class Command(BaseCommand):
         if not os.environ.get("OPENAI_API_KEY"):
             # No key for a real model: judges can talk to the offline stand-in (judges/standin.py) on loopback.
             commands["standin"] = [python, "-m", "judges.standin", "--port", str(settings.JUDGE_STANDIN_PORT)]
-        processes = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
+        # If whatever started us (make, a terminal) goes away without a Ctrl-C, stop everything rather than leave
+        # a worker or the stand-in holding its port.
+        _die_with_parent()
+        processes = {
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, preexec_fn=_die_with_parent)
+            for name, cmd in commands.items()
+        }
         self.stdout.write(
             self.style.SUCCESS(f"annotate is at http://{options['host']}:{options['port']}/  (Ctrl-C stops everything)")
         )
@@ -64,6 +72,15 @@ class Command(BaseCommand):
         finally:
             _stop(processes)
             self.stdout.write("Stopped.")
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this process when its parent exits (a no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
