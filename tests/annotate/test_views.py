@@ -120,3 +120,15 @@ def test_every_page_carries_an_enforced_content_security_policy_without_inline_s
 
 def test_healthz_reports_the_database(client, db):
     assert client.get(reverse("healthz")).json() == {"status": "ok"}
+
+
+def test_logins_are_throttled_after_repeated_failures(client, lead, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    for _ in range(2):
+        response = client.post(reverse("login"), {"username": lead.username, "password": "wrong"})
+        assert response.status_code == 200
+    # The third failure reaches the limit: from now on even the right password is refused for a while.
+    assert client.post(reverse("login"), {"username": lead.username, "password": "wrong"}).status_code == 429
+    locked = client.post(reverse("login"), {"username": lead.username, "password": PASSWORD})
+    assert locked.status_code == 429
+    assert client.get(reverse("home")).status_code == 302  # the right password did not get in while locked out
