@@ -19,15 +19,16 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse
-from ninja import NinjaAPI, Schema, Status
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from ninja import NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, Throttled, ValidationError
 from ninja.security import HttpBearer
 from ninja.throttling import BaseThrottle
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
-from annotate import imports, ratelimit, samples, selectors, services, tokens
+from annotate import exports, imports, ratelimit, samples, selectors, services, tokens
 from annotate.models import Item, Membership, Project
 from annotate.specs import ProjectSpec, SpecError
 
@@ -552,6 +553,38 @@ def samples_push(request: HttpRequest, slug: str, payload: RecordBatchIn) -> dic
     except imports.ImportInvalid as exc:
         raise _import_errors(exc, "records") from None
     return {"received": result.received, "duplicates": result.duplicates}
+
+
+class ExportQuery(Schema):
+    format: Literal["jsonl", "csv", "openai-evals", "preference"] = "jsonl"
+    split: Literal["train", "dev", "test"] | None = None
+    min_labels: int = Field(0, ge=0, le=Project.MAX_OVERLAP)
+    consensus_only: bool = False
+    adjudicated_only: bool = False
+    criterion: list[str] = Field(default_factory=list)
+    individual: bool = False
+
+
+@api.get("/projects/{slug}/export", response=_ERRORS, tags=["data"])
+def project_export(request: HttpRequest, slug: str, query: Query[ExportQuery]) -> HttpResponseBase:
+    """Stream the current rubric version's items and reference labels (lead only), as the export page does."""
+    project, _role = _project(request, slug, role=Membership.Role.LEAD)
+    options = exports.ExportOptions(
+        fmt=query.format,
+        split=query.split,
+        min_labels=query.min_labels,
+        consensus_only=query.consensus_only,
+        adjudicated_only=query.adjudicated_only,
+        criteria=tuple(query.criterion),
+        individual=query.individual,
+    )
+    try:
+        export = exports.export_prepare(project=project, options=options)
+    except exports.ExportRefused as exc:
+        raise ApiError(400, str(exc)) from None
+    response = StreamingHttpResponse(exports.chunks(export.lines()), content_type=exports.CONTENT_TYPES[query.format])
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 api.add_router("/", "judges.api.router")  # judges: versions and runs (judges/api.py)

@@ -27,6 +27,8 @@ urlpatterns = [
     path("p/<slug:slug>/import/", views.import_start, name="import_start"),
     path("p/<slug:slug>/import/<int:job_id>/", views.import_job, name="import_job"),
     path("p/<slug:slug>/import/<int:job_id>/confirm/", views.import_confirm, name="import_confirm"),
+    path("p/<slug:slug>/export/", views.export_page, name="export_page"),
+    path("p/<slug:slug>/export/download/", views.export_download, name="export_download"),
     path("settings/tokens/", views.token_list, name="token_list"),
     path("settings/tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
     path("api/v1/", api.urls),

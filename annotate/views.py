@@ -11,15 +11,16 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connection, transaction
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url, reswap, retarget
 
-from annotate import imports, ratelimit, reports, samples, selectors, services, tasks, tokens
-from annotate.forms import ImportConfirmForm, ImportUploadForm, ProjectStatusForm, TokenCreateForm
+from annotate import exports, imports, ratelimit, reports, samples, selectors, services, tasks, tokens
+from annotate.forms import ExportForm, ImportConfirmForm, ImportUploadForm, ProjectStatusForm, TokenCreateForm
 from annotate.models import AgreementReport, ImportJob, Item, Membership, Project
 from annotate.splits import shown_order
 
@@ -551,3 +552,55 @@ def adjudicate(request: HttpRequest, slug: str, criterion_key: str) -> HttpRespo
         {"project": project, "criterion": criterion, "page": page, "items": items, "error": error, "report": stored},
         status=400 if error else 200,
     )
+
+
+# --- Getting data out -----------------------------------------------------------------------------------------
+
+
+def _export_form(project: Project, data: QueryDict | None = None) -> ExportForm:
+    keys = list(selectors.criteria_current(project=project).values_list("key", flat=True))
+    return ExportForm(data, criterion_keys=keys)
+
+
+def _export_page(
+    request: HttpRequest, project: Project, form: ExportForm, *, status: int = 200, error: str = ""
+) -> HttpResponse:
+    context = {"project": project, "form": form, "error": error}
+    return render(request, "annotate/export.html", context, status=status)
+
+
+@require_GET
+@login_required
+def export_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The export options; the form asks export_download for the file."""
+    project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
+    return _export_page(request, project, _export_form(project))
+
+
+@require_GET
+@login_required
+def export_download(request: HttpRequest, slug: str) -> HttpResponseBase:
+    """The export as a download, streamed row by row from the database."""
+    project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
+    form = _export_form(project, request.GET)
+    if not form.is_valid():
+        return _export_page(request, project, form, status=400)
+    data = form.cleaned_data
+    options = exports.ExportOptions(
+        fmt=data["format"],
+        split=data["split"] or None,
+        min_labels=data["min_labels"] or 0,
+        consensus_only=data["consensus_only"],
+        adjudicated_only=data["adjudicated_only"],
+        criteria=tuple(data["criterion"]),
+        individual=data["individual"],
+    )
+    try:
+        export = exports.export_prepare(project=project, options=options)
+    except exports.ExportRefused as exc:
+        return _export_page(request, project, form, status=400, error=str(exc))
+    filename = f"{project.slug}-v{export.manifest['rubric_version']}-{options.fmt}.{exports.EXTENSIONS[options.fmt]}"
+    response = StreamingHttpResponse(exports.chunks(export.lines()), content_type=exports.CONTENT_TYPES[options.fmt])
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

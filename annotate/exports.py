@@ -1,0 +1,399 @@
+"""Getting data out: one project's current rubric version as JSON Lines, CSV, OpenAI evals samples or preference pairs.
+
+The reference labels are computed once per criterion with numpy (gold where a lead set one, else the strict
+majority, as in the agreement report); items, and labels when asked for, are then streamed from server-side cursors
+in item id order, so memory stays flat however large the project. Same data and options give byte-identical output.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from annotate import reports
+from annotate.models import Criterion, GoldLabel, Item, Label, Project
+from judges import agreement
+
+FORMATS = ("jsonl", "csv", "openai-evals", "preference")
+CONTENT_TYPES = {
+    "jsonl": "application/jsonl; charset=utf-8",
+    "csv": "text/csv; charset=utf-8",
+    "openai-evals": "application/jsonl; charset=utf-8",
+    "preference": "application/jsonl; charset=utf-8",
+}
+EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "openai-evals": "jsonl", "preference": "jsonl"}
+CHUNK_SIZE = 2000
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
+_SOURCES = {agreement.Source.GOLD: "gold", agreement.Source.MAJORITY: "majority"}
+
+
+class ExportRefused(ValueError):
+    """The options cannot be honoured for this project; the message says why, for people."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    fmt: str = "jsonl"
+    split: str | None = None
+    min_labels: int = 0
+    consensus_only: bool = False
+    adjudicated_only: bool = False
+    # An allowlist of the current rubric's criterion keys (empty: all). openai-evals and preference use exactly one:
+    # the one given, or the rubric's first.
+    criteria: tuple[str, ...] = ()
+    individual: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "min_labels": self.min_labels,
+            "consensus_only": self.consensus_only,
+            "adjudicated_only": self.adjudicated_only,
+            "criteria": list(self.criteria),
+            "individual": self.individual,
+        }
+
+
+@dataclass
+class _Reference:
+    """One criterion's reference labels as Python lists aligned with `_Plan.item_ids` (fast per-row access)."""
+
+    criterion: Criterion
+    label: list[str | None]
+    source: list[str | None]
+    margin: list[int]
+    n_labels: list[int]
+
+
+@dataclass
+class Export:
+    """A prepared export: iterate `lines()` once, then read `manifest` (its counts are final after the last line)."""
+
+    project: Project
+    options: ExportOptions
+    criteria: list[Criterion]
+    references: list[_Reference]
+    position: dict[int, int]
+    n_annotators: list[int]
+    usernames: dict[int, str]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def lines(self) -> Iterator[str]:
+        """Each output line, newline included. A CSV export starts with its header line."""
+        counts = self.manifest["counts"]
+        fmt = self.options.fmt
+        writer = _CsvLine(self._csv_header()) if fmt == "csv" else None
+        if writer is not None:
+            yield writer.line(writer.header)
+        for item, labels in self._items():
+            refs = self._refs(item["id"])
+            if not self._wanted(item["id"], refs):
+                counts["items_filtered_out"] += 1
+                continue
+            if fmt in ("jsonl", "csv"):
+                row = self._row(item, refs, labels)
+                counts["labels"] += sum(r["n_labels"] for r in row["labels"].values())
+                if self.options.individual:
+                    counts["individual_labels"] += sum(len(r["individual"]) for r in row["labels"].values())
+                counts["rows"] += 1
+                yield _json_line(row) if writer is None else writer.line(self._csv_cells(row))
+                continue
+            ref = refs[0]
+            if ref["reference"] is None:
+                counts["items_without_consensus"] += 1
+                continue
+            if fmt == "openai-evals":
+                line = {"input": _messages(item["input"]), "ideal": ref["reference"], "completion": item["output"]}
+            elif ref["reference"] == "tie":
+                counts["ties"] += 1
+                continue
+            else:
+                better, worse = ("output_a", "output_b") if ref["reference"] == "a" else ("output_b", "output_a")
+                line = {"prompt": item["input"], "chosen": item[better], "rejected": item[worse]}
+            counts["labels"] += ref["n_labels"]
+            counts["rows"] += 1
+            yield _json_line(line)
+
+    def _refs(self, item_id: int) -> list[dict[str, Any]]:
+        pos = self.position.get(item_id)
+        out: list[dict[str, Any]] = []
+        for ref in self.references:
+            if pos is None:
+                out.append({"reference": None, "source": None, "margin": None, "n_labels": 0})
+            else:
+                n = ref.n_labels[pos]
+                out.append(
+                    {
+                        "reference": ref.label[pos],
+                        "source": ref.source[pos],
+                        "margin": ref.margin[pos] if n else None,
+                        "n_labels": n,
+                    }
+                )
+        return out
+
+    def _wanted(self, item_id: int, refs: list[dict[str, Any]]) -> bool:
+        options = self.options
+        if options.consensus_only and any(r["reference"] is None for r in refs):
+            return False
+        if options.adjudicated_only and not any(r["source"] == "gold" for r in refs):
+            return False
+        if options.min_labels <= 0:
+            return True
+        pos = self.position.get(item_id)
+        return pos is not None and self.n_annotators[pos] >= options.min_labels
+
+    def _items(self) -> Iterator[tuple[dict[str, Any], list[tuple[int, int, str, str]]]]:
+        """Items in id order, each with its labels (criterion_id, annotator_id, value, note) when asked for."""
+        fields = ("id", "external_id", "input", "output", "output_a", "output_b", "metadata", "split")
+        items = Item.objects.filter(project=self.project).order_by("id")
+        if self.options.split:
+            items = items.filter(split=self.options.split)
+        rows = (dict(zip(fields, row, strict=True)) for row in items.values_list(*fields).iterator(CHUNK_SIZE))
+        if not self.options.individual:
+            for item in rows:
+                yield item, []
+            return
+        labels = Label.objects.filter(
+            rubric_version_id=self.project.current_rubric_id, criterion__in=[c.pk for c in self.criteria]
+        )
+        if self.options.split:
+            labels = labels.filter(item__split=self.options.split)
+        label_rows = labels.order_by("item_id").values_list("item_id", "criterion_id", "annotator_id", "value", "note")
+        # A merge join of two streams sorted by item id: never more than one item's labels in memory.
+        stream = iter(label_rows.iterator(CHUNK_SIZE))
+        pending = next(stream, None)
+        for item in rows:
+            mine = []
+            while pending is not None and pending[0] <= item["id"]:
+                if pending[0] == item["id"]:
+                    mine.append(pending[1:])
+                pending = next(stream, None)
+            yield item, mine
+
+    def _row(self, item: dict[str, Any], refs: list[dict[str, Any]], labels: list[Any]) -> dict[str, Any]:
+        row: dict[str, Any] = {"external_id": item["external_id"], "input": item["input"]}
+        if self.project.is_pairwise:
+            row |= {"output_a": item["output_a"], "output_b": item["output_b"]}
+        else:
+            row["output"] = item["output"]
+        row |= {"metadata": item["metadata"], "split": item["split"], "rubric_version": self.manifest["rubric_version"]}
+        row["labels"] = {}
+        for criterion, ref in zip(self.criteria, refs, strict=True):
+            entry = dict(ref)
+            if self.options.individual:
+                entry["individual"] = sorted(
+                    (
+                        {"annotator": self.usernames.get(annotator_id, "?"), "value": value, "note": note}
+                        for criterion_id, annotator_id, value, note in labels
+                        if criterion_id == criterion.pk
+                    ),
+                    key=lambda e: (e["annotator"], e["value"], e["note"]),
+                )
+            row["labels"][criterion.key] = entry
+        return row
+
+    def _csv_header(self) -> list[str]:
+        head = ["external_id", "input"]
+        head += ["output_a", "output_b"] if self.project.is_pairwise else ["output"]
+        head += ["metadata", "split", "rubric_version"]
+        for criterion in self.criteria:
+            head += [f"{criterion.key}.{name}" for name in ("reference", "source", "margin", "n_labels")]
+            if self.options.individual:
+                head.append(f"{criterion.key}.individual")
+        return head
+
+    def _csv_cells(self, row: dict[str, Any]) -> list[Any]:
+        cells: list[Any] = [row["external_id"], row["input"]]
+        cells += [row["output_a"], row["output_b"]] if self.project.is_pairwise else [row["output"]]
+        cells += [json.dumps(row["metadata"], ensure_ascii=False), row["split"], row["rubric_version"]]
+        for criterion in self.criteria:
+            entry = row["labels"][criterion.key]
+            cells += [entry["reference"], entry["source"], entry["margin"], entry["n_labels"]]
+            if self.options.individual:
+                cells.append(json.dumps(entry["individual"], ensure_ascii=False))
+        return cells
+
+
+class _CsvLine:
+    def __init__(self, header: list[str]) -> None:
+        self.header = header
+        self.buffer = io.StringIO()
+        self.writer = csv.writer(self.buffer, lineterminator="\r\n")
+
+    def line(self, cells: list[Any]) -> str:
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        self.writer.writerow([csv_cell(c) for c in cells])
+        return self.buffer.getvalue()
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell a spreadsheet shows as text: a leading apostrophe on strings it would otherwise run as a formula."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _json_line(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False) + "\n"
+
+
+def _messages(text: str) -> list[dict[str, Any]]:
+    """An item's input as chat messages: a stored transcript as it is, plain text as one user message."""
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and parsed and all(isinstance(m, dict) and "role" in m for m in parsed):
+            return parsed
+    return [{"role": "user", "content": text}]
+
+
+@cache
+def app_version() -> str | None:
+    try:
+        with open(settings.BASE_DIR / "pyproject.toml", "rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return None
+
+
+def _criteria(project: Project, options: ExportOptions) -> list[Criterion]:
+    current = list(Criterion.objects.filter(rubric_version_id=project.current_rubric_id).order_by("position"))
+    by_key = {c.key: c for c in current}
+    unknown = sorted(set(options.criteria) - by_key.keys())
+    if unknown:
+        raise ExportRefused(
+            f"Unknown criterion {', '.join(unknown)}: the current rubric has {', '.join(by_key) or 'none'}."
+        )
+    chosen = [by_key[key] for key in dict.fromkeys(options.criteria)] if options.criteria else current
+    if options.fmt in ("openai-evals", "preference"):
+        if len(options.criteria) > 1:
+            raise ExportRefused(f"The {options.fmt} format uses one criterion: choose one.")
+        chosen = chosen[:1]
+    if not chosen:
+        raise ExportRefused("The current rubric has no criteria.")
+    return chosen
+
+
+def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime | None = None) -> Export:
+    """Check the options and compute the reference labels; the rows are produced when `lines()` is iterated.
+
+    Raises ExportRefused with a message for people when the options do not fit the project.
+    """
+    if options.fmt not in FORMATS:
+        raise ExportRefused(f"Unknown format {options.fmt!r}: choose one of {', '.join(FORMATS)}.")
+    if options.split and options.split not in Item.Split.values:
+        raise ExportRefused(f"Unknown split {options.split!r}: choose one of {', '.join(Item.Split.values)}.")
+    if options.min_labels < 0:
+        raise ExportRefused("The minimum number of labels cannot be negative.")
+    if options.fmt == "preference" and not project.is_pairwise:
+        raise ExportRefused("Preference pairs need a pairwise project: this one is binary.")
+    if options.fmt == "openai-evals" and project.is_pairwise:
+        raise ExportRefused(
+            "OpenAI evals samples have one ideal answer, which a pairwise project does not give: "
+            "export preference pairs instead."
+        )
+    version = project.current_rubric
+    if version is None:
+        raise ExportRefused("This project has no rubric yet, so there is nothing to export.")
+    criteria = _criteria(project, options)
+
+    arrays = reports.labels_load(project=project, rubric_version=version)
+    codes = reports.PAIRWISE_CODES if project.is_pairwise else reports.BINARY_CODES
+    names = {code: value for value, code in codes.items()}
+    k = len(codes)
+    # Items with a gold label but no labels still have a reference: they join the labeled items.
+    gold_ids = GoldLabel.objects.filter(criterion__in=criteria).values_list("item_id", flat=True)
+    item_ids = np.union1d(arrays.item_ids, np.fromiter(gold_ids, dtype=np.int64))
+    item_pos = np.searchsorted(item_ids, arrays.item_ids)[arrays.item] if arrays.item.size else arrays.item
+    all_positions = {
+        c.pk: n for n, c in enumerate(Criterion.objects.filter(rubric_version=version).order_by("position"))
+    }
+    references = []
+    for criterion in criteria:
+        mask = arrays.criterion == all_positions[criterion.pk]
+        found = agreement.consensus(
+            item_pos[mask],
+            arrays.value[mask],
+            k,
+            gold=reports.gold_codes(criterion, item_ids, codes),
+            n_items=item_ids.size,
+        )
+        references.append(
+            _Reference(
+                criterion=criterion,
+                label=[names.get(code) for code in found.label.tolist()],
+                source=[_SOURCES.get(agreement.Source(s)) for s in found.source.tolist()],
+                margin=found.margin.tolist(),
+                n_labels=found.n_ratings.tolist(),
+            )
+        )
+    # Annotators per item, over the exported criteria: what --min-labels counts.
+    chosen = np.isin(arrays.criterion, [all_positions[c.pk] for c in criteria])
+    pairs = np.unique(np.stack([item_pos[chosen], arrays.rater[chosen]], axis=1), axis=0)
+    n_annotators = np.bincount(pairs[:, 0], minlength=item_ids.size) if pairs.size else np.zeros(item_ids.size)
+    usernames: dict[int, str] = {}
+    if options.individual:
+        usernames = dict(
+            get_user_model().objects.filter(pk__in=arrays.rater_ids.tolist()).values_list("pk", "username")
+        )
+    export = Export(
+        project=project,
+        options=options,
+        criteria=criteria,
+        references=references,
+        position={item_id: n for n, item_id in enumerate(item_ids.tolist())},
+        n_annotators=[int(n) for n in n_annotators.tolist()],
+        usernames=usernames,
+    )
+    export.manifest = {
+        "project": project.slug,
+        "kind": project.kind,
+        "rubric_version": version.number,
+        "format": options.fmt,
+        "criteria": [c.key for c in criteria],
+        "filters": options.as_dict(),
+        "counts": {
+            "rows": 0,
+            "labels": 0,
+            "individual_labels": 0,
+            "items_filtered_out": 0,
+            "items_without_consensus": 0,
+            "ties": 0,
+        },
+        "app_version": app_version(),
+        "generated_at": (now or timezone.now()).astimezone(dt.UTC).isoformat(),
+    }
+    return export
+
+
+def chunks(lines: Iterator[str], size: int = 65_536) -> Iterator[bytes]:
+    """Lines joined into blocks of about `size` bytes, for a streaming response (one write per line is slow)."""
+    parts: list[str] = []
+    n = 0
+    for line in lines:
+        parts.append(line)
+        n += len(line)
+        if n >= size:
+            yield "".join(parts).encode()
+            parts, n = [], 0
+    if parts:
+        yield "".join(parts).encode()

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotate import exports
+from annotate.models import Item, Project
+
+
+class Command(BaseCommand):
+    help = (
+        "Export a project's items with their reference labels (gold, else the strict majority) for the current rubric "
+        "version. The manifest goes to FILE.manifest.json, or to stderr when writing to stdout."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("slug")
+        parser.add_argument("--format", dest="fmt", choices=exports.FORMATS, default="jsonl")
+        parser.add_argument("-o", "--output", help="file to write (default: stdout)")
+        parser.add_argument("--split", choices=Item.Split.values)
+        parser.add_argument("--min-labels", type=int, default=0, help="only items labeled by at least N annotators")
+        parser.add_argument(
+            "--consensus-only", action="store_true", help="only items with a reference label on every criterion"
+        )
+        parser.add_argument(
+            "--adjudicated-only", action="store_true", help="only items with a gold label on some exported criterion"
+        )
+        parser.add_argument("--criterion", action="append", default=[], help="export this criterion only (repeatable)")
+        parser.add_argument("--individual", action="store_true", help="add every label with annotator and note")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        project = Project.objects.select_related("current_rubric").filter(slug=options["slug"]).first()
+        if project is None:
+            raise CommandError(f"No project with slug {options['slug']!r}.")
+        export_options = exports.ExportOptions(
+            fmt=options["fmt"],
+            split=options["split"],
+            min_labels=options["min_labels"],
+            consensus_only=options["consensus_only"],
+            adjudicated_only=options["adjudicated_only"],
+            criteria=tuple(options["criterion"]),
+            individual=options["individual"],
+        )
+        try:
+            export = exports.export_prepare(project=project, options=export_options)
+        except exports.ExportRefused as exc:
+            raise CommandError(str(exc)) from exc
+        path = options["output"]
+        if path and path != "-":
+            # Written beside the target and renamed at the end: a failed export never leaves half a file.
+            partial = Path(f"{path}.partial")
+            with partial.open("w", encoding="utf-8", newline="") as f:
+                f.writelines(export.lines())
+            os.replace(partial, path)
+            Path(f"{path}.manifest.json").write_text(json.dumps(export.manifest, indent=2) + "\n", encoding="utf-8")
+            counts = export.manifest["counts"]
+            self.stderr.write(f"Wrote {counts['rows']:,} rows to {path} (manifest: {path}.manifest.json).")
+            return
+        for line in export.lines():
+            self.stdout.write(line, ending="")
+        self.stderr.write(json.dumps(export.manifest, indent=2))

@@ -1,0 +1,311 @@
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from annotate import exports, reports, services, tokens
+from annotate.demo import demo_load
+from annotate.models import GoldLabel, Membership, Project
+from tests.factories import ProjectFactory, UserFactory, label, membership
+
+pytestmark = pytest.mark.django_db
+
+NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+def _item(project, external_id, *, split="train", metadata=None, **fields):
+    defaults = {"output_a": "A", "output_b": "B"} if project.is_pairwise else {"output": "Out"}
+    item = services.item_build(
+        project=project,
+        fields={"input": f"Prompt {external_id}", **defaults, **fields},
+        external_id=external_id,
+        split=split,
+        metadata=metadata,
+    )
+    item.save()
+    return item
+
+
+def _run(project, **options):
+    project = Project.objects.select_related("current_rubric").get(pk=project.pk)
+    export = exports.export_prepare(project=project, options=exports.ExportOptions(**options), now=NOW)
+    text = "".join(export.lines())
+    return text, export.manifest
+
+
+def _jsonl(project, **options):
+    text, manifest = _run(project, **options)
+    return [json.loads(line) for line in text.splitlines()], manifest
+
+
+@pytest.fixture
+def binary(project, lead, annotator, other_annotator):
+    """Three items: agreed pass, a 1–1 split the lead adjudicated to fail, and one nobody labeled."""
+    third = UserFactory(username="tess-annotator")
+    membership(third, project)
+    agreed = _item(project, "agreed", split="train", metadata={"source": "chat"})
+    split = _item(project, "split", split="dev")
+    _item(project, "unlabeled", split="test")
+    for user in (annotator, other_annotator, third):
+        label(agreed, user, "acceptable", "pass", note=f"fine says {user.username}")
+    label(agreed, annotator, "factually_correct", "fail")
+    label(split, annotator, "acceptable", "pass")
+    label(split, other_annotator, "acceptable", "fail")
+    criterion = project.current_rubric.criteria.get(key="acceptable")
+    GoldLabel.objects.create(item=split, criterion=criterion, value="fail", set_by=lead)
+    return project
+
+
+def test_jsonl_has_one_row_per_item_with_reference_source_margin_and_counts(binary):
+    rows, manifest = _jsonl(binary)
+    assert [r["external_id"] for r in rows] == ["agreed", "split", "unlabeled"]
+    first = rows[0]
+    assert set(first) == {"external_id", "input", "output", "metadata", "split", "rubric_version", "labels"}
+    assert first["metadata"] == {"source": "chat"} and first["split"] == "train" and first["rubric_version"] == 1
+    assert list(first["labels"]) == ["acceptable", "follows_instructions", "factually_correct"]
+    assert first["labels"]["acceptable"] == {"reference": "pass", "source": "majority", "margin": 3, "n_labels": 3}
+    # One lone label is a strict majority of one.
+    assert first["labels"]["factually_correct"] == {
+        "reference": "fail",
+        "source": "majority",
+        "margin": 1,
+        "n_labels": 1,
+    }
+    assert first["labels"]["follows_instructions"] == {
+        "reference": None,
+        "source": None,
+        "margin": None,
+        "n_labels": 0,
+    }
+    assert rows[2]["labels"]["acceptable"]["reference"] is None
+    assert manifest["counts"]["rows"] == 3 and manifest["counts"]["labels"] == 6
+    assert manifest["project"] == "support-bot" and manifest["rubric_version"] == 1 and manifest["format"] == "jsonl"
+    assert manifest["generated_at"] == "2026-01-02T03:04:05+00:00"
+    assert manifest["app_version"] == "0.1.0"
+
+
+def test_a_gold_label_beats_the_majority(binary, lead, annotator, other_annotator):
+    agreed = binary.items.get(external_id="agreed")
+    GoldLabel.objects.create(
+        item=agreed, criterion=binary.current_rubric.criteria.get(key="acceptable"), value="fail", set_by=lead
+    )
+    rows, _ = _jsonl(binary)
+    assert rows[0]["labels"]["acceptable"]["reference"] == "fail"
+    assert rows[0]["labels"]["acceptable"]["source"] == "gold"
+    # The 1–1 split has no majority: its reference is the lead's gold label.
+    assert rows[1]["labels"]["acceptable"] == {"reference": "fail", "source": "gold", "margin": 0, "n_labels": 2}
+
+
+def test_individual_labels_carry_annotator_and_note_in_a_stable_order(binary):
+    rows, manifest = _jsonl(binary, individual=True)
+    assert rows[0]["labels"]["acceptable"]["individual"] == [
+        {"annotator": "ada-annotator", "value": "pass", "note": "fine says ada-annotator"},
+        {"annotator": "omar-annotator", "value": "pass", "note": "fine says omar-annotator"},
+        {"annotator": "tess-annotator", "value": "pass", "note": "fine says tess-annotator"},
+    ]
+    assert rows[2]["labels"]["acceptable"]["individual"] == []
+    assert manifest["counts"]["individual_labels"] == 6
+
+
+def test_filters_select_items_and_criteria(binary):
+    rows, manifest = _jsonl(binary, split="dev")
+    assert [r["external_id"] for r in rows] == ["split"]
+    assert manifest["counts"]["items_filtered_out"] == 0  # the split is a query filter, not a skip
+    rows, manifest = _jsonl(binary, min_labels=3)
+    assert [r["external_id"] for r in rows] == ["agreed"]
+    assert manifest["counts"]["items_filtered_out"] == 2
+    rows, _ = _jsonl(binary, adjudicated_only=True)
+    assert [r["external_id"] for r in rows] == ["split"]
+    rows, _ = _jsonl(binary, consensus_only=True, criteria=("acceptable",))
+    assert [r["external_id"] for r in rows] == ["agreed", "split"]
+    assert list(rows[0]["labels"]) == ["acceptable"]
+    # Every exported criterion needs a reference: "follows_instructions" has none anywhere.
+    rows, _ = _jsonl(binary, consensus_only=True)
+    assert rows == []
+
+
+def test_unknown_options_are_refused_with_a_message(binary):
+    for options, message in [
+        ({"criteria": ("acceptable", "nope'; DROP")}, "Unknown criterion"),
+        ({"fmt": "xml"}, "Unknown format"),
+        ({"split": "holdout"}, "Unknown split"),
+        ({"fmt": "preference"}, "pairwise"),
+        ({"fmt": "openai-evals", "criteria": ("acceptable", "factually_correct")}, "one criterion"),
+    ]:
+        with pytest.raises(exports.ExportRefused, match=message):
+            _run(binary, **options)
+
+
+def test_two_runs_are_byte_identical(binary):
+    for fmt in ("jsonl", "csv", "openai-evals"):
+        first, manifest_1 = _run(binary, fmt=fmt, individual=True)
+        second, manifest_2 = _run(binary, fmt=fmt, individual=True)
+        assert first.encode() == second.encode() and manifest_1 == manifest_2
+
+
+def test_csv_reads_back_and_neutralises_formulas(project, annotator):
+    dangerous = _item(project, "=cmd|' /C calc'!A0", input="+SUM(1,2)", output="@risk", metadata={"k": "v"})
+    _item(project, "plain", input="-1 is fine?", output="\tTabbed")
+    _item(project, "cr", input="\rCR", output="fine")
+    label(dangerous, annotator, "acceptable", "fail", note="=HYPERLINK(1)")
+    text, manifest = _run(project, fmt="csv", individual=True)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0])[:7] == [
+        "external_id",
+        "input",
+        "output",
+        "metadata",
+        "split",
+        "rubric_version",
+        "acceptable.reference",
+    ]
+    assert rows[0]["external_id"] == "'=cmd|' /C calc'!A0"
+    assert rows[0]["input"] == "'+SUM(1,2)" and rows[0]["output"] == "'@risk"
+    assert json.loads(rows[0]["metadata"]) == {"k": "v"}
+    assert rows[0]["acceptable.reference"] == "fail" and rows[0]["acceptable.source"] == "majority"
+    assert rows[0]["acceptable.n_labels"] == "1" and rows[0]["acceptable.margin"] == "1"
+    assert json.loads(rows[0]["acceptable.individual"])[0]["note"] == "=HYPERLINK(1)"  # inside JSON, not a cell start
+    assert rows[1]["input"] == "'-1 is fine?" and rows[1]["output"] == "'\tTabbed"
+    assert rows[2]["input"] == "'\rCR" and rows[2]["output"] == "fine"
+    # PostgreSQL text cannot hold NUL, but a cell can come from elsewhere (metadata JSON is escaped).
+    assert exports.csv_cell("\0nul") == "'\0nul" and exports.csv_cell(-3) == -3
+    assert rows[1]["acceptable.reference"] == "" and rows[1]["acceptable.margin"] == ""
+    assert manifest["counts"]["rows"] == 3
+
+
+def test_openai_evals_samples_have_messages_and_the_ideal_label(binary):
+    lines, manifest = _jsonl(binary, fmt="openai-evals")
+    assert lines == [
+        {"input": [{"role": "user", "content": "Prompt agreed"}], "ideal": "pass", "completion": "Out"},
+        {"input": [{"role": "user", "content": "Prompt split"}], "ideal": "fail", "completion": "Out"},
+    ]
+    assert manifest["criteria"] == ["acceptable"] and manifest["counts"]["items_without_consensus"] == 1
+
+
+def test_openai_evals_refuses_a_pairwise_project(db):
+    pairwise = ProjectFactory(slug="pairs", kind="pairwise")
+    with pytest.raises(exports.ExportRefused, match="preference"):
+        _run(pairwise, fmt="openai-evals")
+
+
+def test_preference_pairs_follow_the_consensus_and_count_ties_and_splits(db):
+    pairwise = ProjectFactory(slug="pairs", kind="pairwise")
+    lead, a1, a2, a3 = (UserFactory(username=n) for n in ("pl", "p1", "p2", "p3"))
+    membership(lead, pairwise, Membership.Role.LEAD)
+    a_wins = _item(pairwise, "a-wins", output_a="good A", output_b="bad B")
+    b_wins = _item(pairwise, "b-wins", output_a="bad A", output_b="good B")
+    tie = _item(pairwise, "tie")
+    split = _item(pairwise, "split")
+    gold = _item(pairwise, "gold", output_a="gold A", output_b="gold B")
+    for user, value in ((a1, "a"), (a2, "a"), (a3, "b")):
+        label(a_wins, user, "acceptable", value)
+    for user in (a1, a2):
+        label(b_wins, user, "acceptable", "b")
+        label(tie, user, "acceptable", "tie")
+    label(split, a1, "acceptable", "a")
+    label(split, a2, "acceptable", "b")
+    label(gold, a1, "acceptable", "a")
+    label(gold, a2, "acceptable", "a")
+    GoldLabel.objects.create(
+        item=gold, criterion=pairwise.current_rubric.criteria.get(key="acceptable"), value="b", set_by=lead
+    )
+    lines, manifest = _jsonl(pairwise, fmt="preference")
+    assert lines == [
+        {"prompt": "Prompt a-wins", "chosen": "good A", "rejected": "bad B"},
+        {"prompt": "Prompt b-wins", "chosen": "good B", "rejected": "bad A"},
+        {"prompt": "Prompt gold", "chosen": "gold B", "rejected": "gold A"},
+    ]
+    counts = manifest["counts"]
+    assert (counts["rows"], counts["ties"], counts["items_without_consensus"]) == (3, 1, 1)
+    rows, _ = _jsonl(pairwise)
+    assert set(rows[0]) >= {"output_a", "output_b"} and "output" not in rows[0]
+
+
+def test_the_command_writes_the_file_and_its_manifest(binary, tmp_path):
+    target = tmp_path / "out.jsonl"
+    call_command("export_labels", "support-bot", "--format", "jsonl", "-o", str(target), "--individual")
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    manifest = json.loads((tmp_path / "out.jsonl.manifest.json").read_text())
+    assert len(rows) == 3 and manifest["counts"]["rows"] == 3 and manifest["filters"]["individual"] is True
+    assert not (tmp_path / "out.jsonl.partial").exists()
+
+
+def test_the_command_writes_to_stdout_and_the_manifest_to_stderr(binary, capsys):
+    call_command("export_labels", "support-bot", "--format", "csv", "--criterion", "acceptable", "--split", "dev")
+    out, err = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["external_id"] for r in rows] == ["split"]
+    assert json.loads(err)["counts"]["rows"] == 1
+    with pytest.raises(CommandError, match="Unknown criterion"):
+        call_command("export_labels", "support-bot", "--criterion", "missing")
+
+
+def test_the_lead_downloads_a_streamed_attachment(client, binary, lead):
+    client.force_login(lead)
+    page = client.get("/p/support-bot/")
+    assert "/p/support-bot/export/" in page.content.decode()
+    form = client.get("/p/support-bot/export/")
+    assert form.status_code == 200 and 'action="/p/support-bot/export/download/"' in form.content.decode()
+    response = client.get("/p/support-bot/export/download/", {"format": "csv", "criterion": ["acceptable"]})
+    assert response.status_code == 200 and response.streaming
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"] == 'attachment; filename="support-bot-v1-csv.csv"'
+    assert response["X-Content-Type-Options"] == "nosniff"
+    body = b"".join(response.streaming_content).decode()
+    assert [r["external_id"] for r in csv.DictReader(io.StringIO(body))] == ["agreed", "split", "unlabeled"]
+
+
+def test_bad_options_show_the_form_again_with_the_reason(client, binary, lead):
+    client.force_login(lead)
+    response = client.get("/p/support-bot/export/download/", {"format": "preference"})
+    assert response.status_code == 400 and "pairwise" in response.content.decode()
+    response = client.get("/p/support-bot/export/download/", {"format": "jsonl", "criterion": ["missing"]})
+    assert response.status_code == 400 and "missing" in response.content.decode()
+
+
+@pytest.mark.parametrize("persona", ["annotator", "outsider"])
+def test_annotators_and_outsiders_get_404(client, binary, persona, request):
+    client.force_login(request.getfixturevalue(persona))
+    assert client.get("/p/support-bot/export/").status_code == 404
+    assert client.get("/p/support-bot/export/download/", {"format": "jsonl"}).status_code == 404
+
+
+def test_the_tulu_demo_exports_its_consensus(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    demo_load()
+    pairwise = Project.objects.select_related("current_rubric").get(slug="tulu-preference")
+    report = reports.report_build(project=pairwise, n_boot=10)["criteria"]["overall"]["consensus"]
+    lines, manifest = _jsonl(pairwise, fmt="preference", criteria=("overall",))
+    counts = manifest["counts"]
+    assert counts["rows"] + counts["ties"] == report["n_majority"] + report["n_gold"]
+    assert counts["rows"] > 0 and all(set(line) == {"prompt", "chosen", "rejected"} for line in lines)
+    binary = Project.objects.get(slug="tulu-acceptability")
+    rows, manifest = _jsonl(binary, individual=True, criteria=("acceptable",))
+    assert manifest["counts"]["individual_labels"] == binary.items.filter(labels__isnull=False).count()
+    assert [r["external_id"] for r in rows] == list(binary.items.order_by("id").values_list("external_id", flat=True))
+
+
+def test_the_api_streams_the_export_to_a_lead_token_only(client, binary, lead, annotator, outsider):
+    _row, raw = tokens.token_create(user=lead, name="export")
+    response = client.get(
+        "/api/v1/projects/support-bot/export",
+        {"format": "jsonl", "criterion": ["acceptable"], "split": "train"},
+        headers={"Authorization": f"Bearer {raw}"},
+    )
+    assert response.status_code == 200 and response["X-Content-Type-Options"] == "nosniff"
+    rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert [r["external_id"] for r in rows] == ["agreed"] and list(rows[0]["labels"]) == ["acceptable"]
+    refused = client.get(
+        "/api/v1/projects/support-bot/export", {"format": "preference"}, headers={"Authorization": f"Bearer {raw}"}
+    )
+    assert refused.status_code == 400 and "pairwise" in refused.json()["detail"]
+    for user in (annotator, outsider):
+        _row, other = tokens.token_create(user=user, name="export")
+        response = client.get("/api/v1/projects/support-bot/export", headers={"Authorization": f"Bearer {other}"})
+        assert response.status_code == 404
