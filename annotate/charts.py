@@ -104,7 +104,7 @@ def interval_bars(
             f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top - 4}" y2="{top + row_h * len(rows)}" '
             f'stroke="{GRID}"/>'
         )
-        body.append(_text(x(tick), top + row_h * len(rows) + 16, fmt(tick, 1), anchor="middle", fill=MUTED, size=11))
+        body.append(_text(x(tick), top + row_h * len(rows) + 16, _tick(tick), anchor="middle", fill=MUTED, size=11))
     descs = []
     for i, row in enumerate(rows):
         y = top + i * row_h
@@ -146,6 +146,11 @@ def _short_interval(lo: float | None, hi: float | None, digits: int) -> str:
 
 def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _tick(value: float) -> str:
+    """An axis label: as few digits as the value needs (0, 0.25, 0.5, 1)."""
+    return f"{value:.3g}"
 
 
 def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
@@ -261,7 +266,7 @@ def line_chart(
     body = []
     for tick in _ticks(lo, hi):
         body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" stroke="{GRID}"/>')
-        body.append(_text(left - 6, py(tick) + 4, fmt(tick, 1), anchor="end", fill=MUTED, size=11))
+        body.append(_text(left - 6, py(tick) + 4, _tick(tick), anchor="end", fill=MUTED, size=11))
     for i, name in enumerate(labels):
         body.append(_text(px(i), height - 10, _clip(name, 12), anchor="middle", fill=MUTED, size=11))
     descs = []
@@ -336,7 +341,7 @@ def scatter(
     ]
     for tick in _ticks(lo, hi):
         body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" stroke="{GRID}"/>')
-        body.append(_text(left - 6, py(tick) + 4, fmt(tick, 1), anchor="end", fill=MUTED, size=11))
+        body.append(_text(left - 6, py(tick) + 4, _tick(tick), anchor="end", fill=MUTED, size=11))
     for tick in _ticks(0.0, x_hi):
         body.append(_text(px(tick), top + plot_h + 14, fmt(tick, 2), anchor="middle", fill=MUTED, size=11))
     descs = []
