@@ -295,7 +295,8 @@ def _longest_increasing(values: list[int]) -> set[int]:
         for j in range(i):
             if values[j] < values[i] and best[j] + 1 > best[i]:
                 best[i], prev[i] = best[j] + 1, j
-    i = max(range(len(values)), key=lambda k: (best[k], -k))
+    # Among equally long runs, the one ending last: after swapping two neighbours, the one that went up "moved".
+    i = max(range(len(values)), key=lambda k: (best[k], k))
     chosen = set()
     while i != -1:
         chosen.add(i)

@@ -42,6 +42,11 @@ def _htmx(request: HttpRequest) -> bool:
     return bool(getattr(request, "htmx", False))
 
 
+def _status(request: HttpRequest, *, failed: bool) -> int:
+    """422 for a refused plain POST; 200 for htmx, which swaps only 2xx answers in and the error is in the swap."""
+    return 422 if failed and not _htmx(request) else 200
+
+
 def _require_creator(request: HttpRequest) -> None:
     if not services.project_may_create(request.user):
         raise PermissionDenied("Only staff and people with the “add project” permission can create projects.")
@@ -288,7 +293,7 @@ def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
         "versions": project.rubric_versions.order_by("-number").select_related("created_by")[:10],
     }
     template = "annotate/setup/criteria.html" + ("#editor" if _htmx(request) else "")
-    return render(request, template, context, status=422 if problems else 200)
+    return render(request, template, context, status=_status(request, failed=bool(problems)))
 
 
 # --- Members --------------------------------------------------------------------------------------------------
@@ -349,7 +354,7 @@ def project_members(request: HttpRequest, slug: str) -> HttpResponse:
         "notice": notice,
     }
     template = "annotate/setup/members.html" + ("#members" if _htmx(request) else "")
-    return render(request, template, context, status=422 if error else 200)
+    return render(request, template, context, status=_status(request, failed=bool(error)))
 
 
 def _int(value: str | None) -> int:

@@ -420,6 +420,10 @@ def test_the_members_card_answers_htmx_with_the_card_alone(client, project, lead
     html = response.content.decode()
     assert response.status_code == 200 and 'id="members"' in html and "<html" not in html
     assert "Added sam as annotator." in html
+    # A refusal is swapped in too (htmx swaps only 2xx answers), with the error in the card.
+    response = client.post(url, {"action": "add", "identifier": "sam", "role": "lead"}, headers={"HX-Request": "true"})
+    assert response.status_code == 200 and 'role="alert"' in response.content.decode()
+    assert "sam is already annotator" in response.content.decode()
 
 
 def test_a_membership_of_another_project_cannot_be_touched_from_this_one(client, project, lead, outsider):
