@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 
@@ -166,6 +167,9 @@ def project_may_create(user: AuthUser | Any) -> bool:
     return bool(user.is_staff or user.has_perm("annotate.add_project"))
 
 
+_SLUG_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # the spec's rule (annotate.specs.Slug)
+
+
 def _project_fields_check(*, name: str, overlap: int) -> None:
     if not name.strip():
         raise ValidationError("Give the project a name.")
@@ -191,18 +195,28 @@ def project_create(
     if kind not in Project.Kind.values:
         raise ValidationError(f"Unknown kind {kind!r}: choose binary or pairwise.")
     _project_fields_check(name=name, overlap=overlap)
+    if not _SLUG_RE.fullmatch(slug):
+        raise ValidationError(
+            "Choose an address of lowercase letters, digits, dashes and underscores, starting with a letter or digit."
+        )
+    taken = ValidationError(f"The address “{slug}” is taken by another project; choose another.")
     if Project.objects.filter(slug=slug).exists():
-        raise ValidationError(f"The address “{slug}” is taken by another project; choose another.")
-    project = Project.objects.create(
-        slug=slug,
-        name=name.strip(),
-        kind=kind,
-        instructions=instructions,
-        overlap=overlap,
-        allow_tie=allow_tie,
-        require_note_on_fail=require_note_on_fail,
-        status=Project.Status.DRAFT,
-    )
+        raise taken
+    try:
+        # A savepoint, so a concurrent create of the same slug is reported like any other taken address.
+        with transaction.atomic():
+            project = Project.objects.create(
+                slug=slug,
+                name=name.strip(),
+                kind=kind,
+                instructions=instructions,
+                overlap=overlap,
+                allow_tie=allow_tie,
+                require_note_on_fail=require_note_on_fail,
+                status=Project.Status.DRAFT,
+            )
+    except IntegrityError:
+        raise taken from None
     Membership.objects.create(user=creator, project=project, role=Membership.Role.LEAD)
     return project
 

@@ -73,6 +73,9 @@ def _settings_values(form: ProjectSettingsForm, project: Project | None = None) 
 def project_new(request: HttpRequest) -> HttpResponse:
     _require_creator(request)
     form = ProjectNewForm(request.POST or None, initial={"kind": Project.Kind.BINARY, "overlap": 2, "allow_tie": True})
+    if request.method == "POST" and "preview" in request.POST:
+        # Without JavaScript, the Preview button posts the form here: show the preview, create nothing.
+        return render(request, "annotate/setup/project_new.html", {"form": form, "preview_source": _posted(request)})
     if request.method == "POST" and form.is_valid():
         slug = form.cleaned_data["slug"] or slugify(form.cleaned_data["name"])[:64].strip("-")
         try:
@@ -84,7 +87,7 @@ def project_new(request: HttpRequest) -> HttpResponse:
                 request, f"Project created. Add its criteria next: at least {MIN_CRITERIA} are needed to activate it."
             )
             return redirect("project_criteria", slug=project.slug)
-    return render(request, "annotate/setup/project_new.html", {"form": form})
+    return render(request, "annotate/setup/project_new.html", {"form": form, "preview_source": _posted(request)})
 
 
 @require_POST
@@ -130,8 +133,8 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
         "status_error": status_error,
         "n_criteria": selectors.criteria_current(project=project).count(),
         "min_criteria": MIN_CRITERIA,
-        # Without JavaScript, the Preview button posts the whole form here and the page shows the result.
-        "preview_text": request.POST.get("instructions", "") if "preview" in request.POST else None,
+        # The preview shows what is in the form: after a refused save, or the Preview button without JavaScript.
+        "preview_source": _posted(request) if request.POST.get("form") == "settings" else project.instructions,
     }
     return render(request, "annotate/setup/settings.html", context, status=422 if status_error else 200)
 
@@ -143,10 +146,13 @@ def project_preview(request: HttpRequest, slug: str) -> HttpResponse:
     return _preview(request)
 
 
+def _posted(request: HttpRequest) -> str:
+    return str(request.POST.get("instructions", ""))[:50_000]
+
+
 def _preview(request: HttpRequest) -> HttpResponse:
     """The instructions rendered exactly as annotators will see them (the same sanitising Markdown filter)."""
-    text = request.POST.get("instructions", "")[:50_000]
-    return render(request, "annotate/setup/_preview.html", {"text": text})
+    return render(request, "annotate/setup/_preview.html", {"text": _posted(request)})
 
 
 # --- Criteria -------------------------------------------------------------------------------------------------
@@ -171,22 +177,26 @@ def _rows_from_post(post: Any) -> list[CriterionData]:
     ]
 
 
-def _apply_edit(rows: list[CriterionData], action: str) -> list[CriterionData]:
-    """Add, remove or move a row: the editor's buttons. Nothing is saved."""
+def _apply_edit(rows: list[CriterionData], action: str) -> tuple[list[CriterionData], str]:
+    """Add, remove or move a row: the editor's buttons. Nothing is saved. Also returns the id of the control that
+    should have the focus afterwards (the new row's name, or the moved row's same button), for keyboard users."""
     verb, _, index = action.partition("-")
     if verb == "add" and len(rows) < MAX_CRITERIA:
-        return [*rows, CriterionData(key="", name="", description="")]
+        return [*rows, CriterionData(key="", name="", description="")], f"form-{len(rows)}-name"
     if not index.isdigit() or int(index) >= len(rows):
-        return rows
+        return rows, ""
     i = int(index)
     rows = list(rows)
     if verb == "remove":
         del rows[i]
-    elif verb == "up" and i > 0:
+        return rows, "add-criterion"
+    if verb == "up" and i > 0:
         rows[i - 1], rows[i] = rows[i], rows[i - 1]
-    elif verb == "down" and i < len(rows) - 1:
+        return rows, f"up-{i - 1}" if i > 1 else f"down-{i - 1}"
+    if verb == "down" and i < len(rows) - 1:
         rows[i + 1], rows[i] = rows[i], rows[i + 1]
-    return rows
+        return rows, f"down-{i + 1}" if i + 1 < len(rows) - 1 else f"up-{i + 1}"
+    return rows, ""
 
 
 def _checked(rows: list[CriterionData], project: Project) -> tuple[list[CriterionData], list[str]]:
@@ -247,6 +257,8 @@ def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
     problems: list[str] = []
     changes: list[services.RubricChange] = []
     reviewing = False
+    stale = ""
+    focus = ""
     action = request.POST.get("action", "")
     if request.method == "POST":
         rows = _rows_from_post(request.POST)
@@ -254,15 +266,23 @@ def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
             posted_base = int(request.POST.get("base", base))
         except ValueError:
             posted_base = base
-        if action in {"review", "save"}:
+        if action == "save" and posted_base != base:
+            # The summary the lead confirmed no longer describes what would be written: show the draft again.
             rows, problems = _checked(rows, project)
-            if posted_base != base:
-                problems.append(f"Someone saved rubric v{base} while you were editing: review against it again.")
+            problems.insert(0, f"Someone saved rubric v{base} while you were reviewing. Review your edits against it.")
+        elif action in {"review", "save"}:
+            rows, problems = _checked(rows, project)
             changes = [] if problems else services.rubric_diff(old=saved, new=rows)
             reviewing = not problems
+            if posted_base != base:
+                stale = (
+                    f"Rubric v{base} was saved by someone else while you were editing: these changes are against it."
+                )
         else:
-            rows = _apply_edit(rows, action)
-        if action == "save" and not problems and changes:
+            # Edits of the draft keep the version it started from, so its review can say when the rubric moved.
+            rows, focus = _apply_edit(rows, action)
+            base = posted_base
+        if action == "save" and not problems:
             try:
                 version = services.rubric_save_edit(
                     project=project,
@@ -273,7 +293,9 @@ def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
             except ValidationError as exc:
                 problems, reviewing = list(exc.messages), False
             else:
-                if version is not None:
+                if version is None:
+                    messages.info(request, "Nothing changed, so no new rubric version was made.")
+                else:
                     messages.success(request, f"Saved rubric v{version.number}.")
                 url = reverse("project_criteria", args=[project.slug])
                 return HttpResponseClientRedirect(url) if _htmx(request) else redirect(url)
@@ -288,6 +310,8 @@ def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
         "problems": problems,
         "changes": changes,
         "reviewing": reviewing,
+        "stale": stale,
+        "focus": focus,
         "min_criteria": MIN_CRITERIA,
         "n_labels_current": Label.objects.filter(rubric_version=current).count() if current else 0,
         "versions": project.rubric_versions.order_by("-number").select_related("created_by")[:10],
@@ -333,7 +357,8 @@ def project_members(request: HttpRequest, slug: str) -> HttpResponse:
                 else:
                     name = _member_name(project, membership_id)
                     kept = services.member_remove(project=project, membership_id=membership_id)
-                    notice = f"Removed {name}. Their {kept} label{'s' if kept != 1 else ''} stay in the project."
+                    labels = f"{kept} label stays" if kept == 1 else f"{kept} labels stay"
+                    notice = f"Removed {name}. Their {labels} in the project."
                     if membership_id and not selectors.project_role(request.user, project):
                         messages.success(request, notice)
                         home = reverse("home")

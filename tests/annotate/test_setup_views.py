@@ -79,6 +79,21 @@ def test_users_without_the_permission_cannot_create_projects_and_see_no_link(cli
     assert not Project.objects.filter(slug="x").exists()
 
 
+def test_the_new_project_preview_button_without_javascript_previews_and_creates_nothing(client, creator):
+    client.force_login(creator)
+    data = {"name": "Refunds", "kind": "binary", "overlap": 2, "instructions": "## Be brief", "preview": "1"}
+    response = client.post(reverse("project_new"), data)
+    assert response.status_code == 200 and "<h2>Be brief</h2>" in response.content.decode()
+    assert not Project.objects.exists()
+
+
+def test_an_address_that_cannot_be_made_from_the_name_is_asked_for(client, creator):
+    client.force_login(creator)
+    response = client.post(reverse("project_new"), {"name": "???", "kind": "binary", "overlap": 2})
+    assert response.status_code == 200 and "Choose an address" in response.content.decode()
+    assert not Project.objects.exists()
+
+
 def test_the_new_project_form_reports_bad_fields_without_creating_anything(client, creator):
     client.force_login(creator)
     response = client.post(reverse("project_new"), {"name": "", "kind": "ternary", "overlap": 99})
@@ -272,6 +287,21 @@ def test_a_save_against_a_rubric_that_moved_on_is_refused(client, project, lead)
     assert _versions(project) == [1, 2]
 
 
+def test_a_review_says_when_the_rubric_moved_on_since_the_editor_was_opened(client, project, lead):
+    client.force_login(lead)
+    url = reverse("project_criteria", args=[project.slug])
+    rows = [dict(c) for c in DEFAULT_CRITERIA]
+    # The draft was opened on v1 and someone saved v2 meanwhile: the review is against v2 and says so.
+    services.rubric_set_criteria(
+        project=project, criteria=[*DEFAULT_CRITERIA, {"key": "x", "name": "X", "description": "x"}]
+    )
+    html = client.post(url, _criteria_post(rows, action="add", base=1)).content.decode()
+    assert 'name="base" value="1"' in html
+    html = client.post(url, _criteria_post(rows, action="review", base=1)).content.decode()
+    assert "Rubric v2 was saved by someone else" in html and "remove “X”" in html and "Save as v3" in html
+    assert 'name="base" value="2"' in html
+
+
 def test_an_active_project_keeps_at_least_three_criteria(client, project, lead):
     services.project_set_status(project=project, status="active")
     client.force_login(lead)
@@ -388,7 +418,7 @@ def test_removing_a_member_keeps_their_labels_and_releases_their_leases(client, 
     url = reverse("project_members", args=[project.slug])
     theirs = Membership.objects.get(project=project, user=annotator)
     response = client.post(url, {"action": "remove", "membership": theirs.pk}, follow=True)
-    assert "Removed ada-annotator. Their 1 label stay" in response.content.decode()
+    assert "Removed ada-annotator. Their 1 label stays in the project." in response.content.decode()
     assert not Membership.objects.filter(pk=theirs.pk).exists()
     assert Label.objects.filter(annotator=annotator).count() == 1
     assert not Assignment.objects.filter(annotator=annotator).exists()

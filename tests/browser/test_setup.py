@@ -53,6 +53,7 @@ def test_a_lead_sets_up_a_project_from_scratch(page: Page, live_server):
     for n, _ in enumerate(BINARY_SPEC["criteria"], start=1):
         page.get_by_role("button", name="+ Add a criterion").click()
         expect(editor.locator("fieldset.criterion-row")).to_have_count(n)
+        expect(editor.locator(f"#form-{n - 1}-name")).to_be_focused()  # the new row is ready for typing
     for i, criterion in enumerate(BINARY_SPEC["criteria"]):
         editor.locator(f"#form-{i}-name").fill(criterion["name"])
         editor.locator(f"#form-{i}-description").fill(criterion["description"])
@@ -68,6 +69,7 @@ def test_a_lead_sets_up_a_project_from_scratch(page: Page, live_server):
     editor.locator("#form-1-description").fill("It does exactly what was asked, in the requested format.")
     page.get_by_role("button", name="Move criterion 3 up").click()
     expect(editor.locator("#form-1-name")).to_have_value("Factually correct")
+    expect(editor.locator("#up-1")).to_be_focused()  # the focus follows the moved criterion
     page.get_by_role("button", name="Review changes").click()
     expect(editor).to_contain_text("v2 will:")
     expect(editor.locator("li.change")).to_contain_text(
