@@ -359,14 +359,16 @@ def project_members(request: HttpRequest, slug: str) -> HttpResponse:
                     kept = services.member_remove(project=project, membership_id=membership_id)
                     labels = f"{kept} label stays" if kept == 1 else f"{kept} labels stay"
                     notice = f"Removed {name}. Their {labels} in the project."
-                    if membership_id and not selectors.project_role(request.user, project):
-                        messages.success(request, notice)
-                        home = reverse("home")
-                        return HttpResponseClientRedirect(home) if _htmx(request) else redirect(home)
             else:
                 raise ValidationError("Unknown action.")
         except ValidationError as exc:
             error = " ".join(exc.messages)
+        role = selectors.project_role(request.user, project) if not error else LEAD
+        if role != LEAD:
+            # The lead removed themselves or stepped down: this page is no longer theirs.
+            messages.success(request, notice)
+            away = reverse("project_detail", args=[project.slug]) if role else reverse("home")
+            return HttpResponseClientRedirect(away) if _htmx(request) else redirect(away)
         if not _htmx(request) and not error:
             messages.success(request, notice)
             return redirect("project_members", slug=project.slug)

@@ -403,9 +403,11 @@ def test_a_lead_changes_a_role_but_never_demotes_the_last_lead(client, project, 
     theirs = Membership.objects.get(project=project, user=annotator)
     client.post(url, {"action": "role", "membership": theirs.pk, "role": "lead"})
     assert Membership.objects.get(pk=theirs.pk).role == "lead"
-    # With a second lead, the first may step down.
-    client.post(url, {"action": "role", "membership": own.pk, "role": "annotator"})
+    # With a second lead, the first may step down, and lands on the project page: this one is no longer theirs.
+    response = client.post(url, {"action": "role", "membership": own.pk, "role": "annotator"})
+    assert response.status_code == 302 and response.url == reverse("project_detail", args=[project.slug])
     assert Membership.objects.get(pk=own.pk).role == "annotator"
+    assert client.get(url).status_code == 404
 
 
 def test_removing_a_member_keeps_their_labels_and_releases_their_leases(client, project, lead, annotator):
