@@ -87,7 +87,8 @@ def project_new(request: HttpRequest) -> HttpResponse:
                 request, f"Project created. Add its criteria next: at least {MIN_CRITERIA} are needed to activate it."
             )
             return redirect("project_criteria", slug=project.slug)
-    return render(request, "annotate/setup/project_new.html", {"form": form, "preview_source": _posted(request)})
+    context = {"form": form, "preview_source": _posted(request)}
+    return render(request, "annotate/setup/project_new.html", context, status=422 if form.is_bound else 200)
 
 
 @require_POST
@@ -136,7 +137,8 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
         # The preview shows what is in the form: after a refused save, or the Preview button without JavaScript.
         "preview_source": _posted(request) if request.POST.get("form") == "settings" else project.instructions,
     }
-    return render(request, "annotate/setup/settings.html", context, status=422 if status_error else 200)
+    refused = bool(status_error) or (form.is_bound and "preview" not in request.POST and not form.is_valid())
+    return render(request, "annotate/setup/settings.html", context, status=422 if refused else 200)
 
 
 @require_POST

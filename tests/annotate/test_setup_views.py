@@ -63,7 +63,7 @@ def test_staff_may_create_projects_and_a_taken_address_is_refused_with_a_clear_e
     response = client.post(
         reverse("project_new"), {"name": "Another", "slug": project.slug, "kind": "binary", "overlap": 2}
     )
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert f"The address “{project.slug}” is taken" in response.content.decode()
     assert Project.objects.count() == 1
 
@@ -90,7 +90,7 @@ def test_the_new_project_preview_button_without_javascript_previews_and_creates_
 def test_an_address_that_cannot_be_made_from_the_name_is_asked_for(client, creator):
     client.force_login(creator)
     response = client.post(reverse("project_new"), {"name": "???", "kind": "binary", "overlap": 2})
-    assert response.status_code == 200 and "Choose an address" in response.content.decode()
+    assert response.status_code == 422 and "Choose an address" in response.content.decode()
     assert not Project.objects.exists()
 
 
@@ -98,7 +98,7 @@ def test_the_new_project_form_reports_bad_fields_without_creating_anything(clien
     client.force_login(creator)
     response = client.post(reverse("project_new"), {"name": "", "kind": "ternary", "overlap": 99})
     page = response.content.decode()
-    assert response.status_code == 200 and "This field is required" in page
+    assert response.status_code == 422 and "This field is required" in page
     assert "Select a valid choice" in page and "less than or equal to 50" in page
     assert not Project.objects.exists()
 
@@ -525,3 +525,12 @@ def test_setup_posts_are_csrf_protected(project, lead, creator):
     assert response.status_code == 302
     project.refresh_from_db()
     assert project.status == "archived"
+
+
+def test_the_setup_pages_do_not_query_per_member_or_criterion(client, project, lead, django_assert_max_num_queries):
+    for n in range(20):
+        membership(UserFactory(username=f"member-{n}"), project, "annotator")
+    client.force_login(lead)
+    for name in ("project_members", "project_criteria", "project_settings"):
+        with django_assert_max_num_queries(10):
+            assert client.get(reverse(name, args=[project.slug])).status_code == 200
