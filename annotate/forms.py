@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from annotate.models import ImportJob, Item, Project
+from annotate.models import ImportJob, Item, Membership, Project
 
 
 class ProjectStatusForm(forms.Form):
@@ -55,3 +55,71 @@ class ExportForm(forms.Form):
     def __init__(self, *args: Any, criterion_keys: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["criterion"].choices = [(key, key) for key in criterion_keys]  # type: ignore[attr-defined]
+
+
+# --- Setting projects up (annotate.setup_views) ---------------------------------------------------------------
+
+
+class ProjectSettingsForm(forms.Form):
+    """A project's settings. `kind_locked` disables the kind (the service refuses a change anyway)."""
+
+    name = forms.CharField(max_length=200)
+    kind = forms.ChoiceField(choices=Project.Kind.choices, widget=forms.RadioSelect)
+    instructions = forms.CharField(
+        required=False,
+        max_length=50_000,
+        widget=forms.Textarea(attrs={"rows": 12}),
+        help_text="Markdown, shown to annotators above every item.",
+    )
+    overlap = forms.IntegerField(
+        min_value=1, max_value=Project.MAX_OVERLAP, help_text="How many annotators label each item."
+    )
+    allow_tie = forms.BooleanField(required=False, label="Offer “Tie” (pairwise projects)")
+    require_note_on_fail = forms.BooleanField(
+        required=False, label="Ask for a note whenever a criterion fails (or loses, in pairwise)"
+    )
+
+    def __init__(self, *args: Any, kind_locked: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if kind_locked:
+            self.fields["kind"].disabled = True
+            self.fields["kind"].help_text = "Fixed: the project has items, whose fields depend on the kind."
+
+
+class ProjectNewForm(ProjectSettingsForm):
+    slug = forms.SlugField(
+        max_length=64,
+        required=False,
+        label="Address",
+        help_text="Lowercase letters, digits and dashes, used in links (/p/<address>/). Empty: made from the name.",
+    )
+    field_order = ["name", "slug", "kind", "instructions", "overlap", "allow_tie", "require_note_on_fail"]
+
+    def clean_slug(self) -> str:
+        slug: str = self.cleaned_data.get("slug") or ""
+        if slug and not slug[0].isalnum():
+            raise forms.ValidationError("Start the address with a letter or digit.")
+        return slug.lower()
+
+
+class CriterionForm(forms.Form):
+    """One row of the criteria editor. The key is optional on a new row (made from the name)."""
+
+    key = forms.SlugField(max_length=64, required=False, help_text="Used in exports, the API and judges.")
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(
+        max_length=5000, widget=forms.Textarea(attrs={"rows": 2}), label="Definition", help_text="What passes."
+    )
+    existing = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+
+CriterionFormSet = forms.formset_factory(CriterionForm, extra=0, max_num=50, absolute_max=50, validate_max=True)
+
+
+class MemberAddForm(forms.Form):
+    identifier = forms.CharField(max_length=254, label="Username or email")
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.ANNOTATOR)
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Membership.Role.choices)

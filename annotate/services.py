@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 
@@ -150,6 +151,281 @@ def membership_set(*, project: Project, user: AuthUser, role: str) -> Membership
         raise ValidationError(f"Unknown role {role!r}.")
     membership, _ = Membership.objects.update_or_create(user=user, project=project, defaults={"role": role})
     return membership
+
+
+# --- Setting projects up in the browser ------------------------------------------------------------------------
+
+
+def project_may_create(user: AuthUser | Any) -> bool:
+    """Who may create projects: staff, and users granted the `annotate.add_project` permission (in the admin).
+
+    Everyone else is refused (403 on the page): creating a project is an installation-level decision, not a
+    project-level one, so no project role grants it.
+    """
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    return bool(user.is_staff or user.has_perm("annotate.add_project"))
+
+
+_SLUG_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # the spec's rule (annotate.specs.Slug)
+
+
+def _project_fields_check(*, name: str, overlap: int) -> None:
+    if not name.strip():
+        raise ValidationError("Give the project a name.")
+    if not 1 <= overlap <= Project.MAX_OVERLAP:
+        raise ValidationError(f"Overlap must be between 1 and {Project.MAX_OVERLAP} annotators per item.")
+
+
+@transaction.atomic
+def project_create(
+    *,
+    creator: AuthUser,
+    slug: str,
+    name: str,
+    kind: str,
+    instructions: str = "",
+    overlap: int = 2,
+    allow_tie: bool = True,
+    require_note_on_fail: bool = False,
+) -> Project:
+    """Create a draft project with the creator as its lead. It has no rubric yet: criteria come next."""
+    if not project_may_create(creator):
+        raise ValidationError("You may not create projects; ask an administrator.")
+    if kind not in Project.Kind.values:
+        raise ValidationError(f"Unknown kind {kind!r}: choose binary or pairwise.")
+    _project_fields_check(name=name, overlap=overlap)
+    if not _SLUG_RE.fullmatch(slug):
+        raise ValidationError(
+            "Choose an address of lowercase letters, digits, dashes and underscores, starting with a letter or digit."
+        )
+    taken = ValidationError(f"The address “{slug}” is taken by another project; choose another.")
+    if Project.objects.filter(slug=slug).exists():
+        raise taken
+    try:
+        # A savepoint, so a concurrent create of the same slug is reported like any other taken address.
+        with transaction.atomic():
+            project = Project.objects.create(
+                slug=slug,
+                name=name.strip(),
+                kind=kind,
+                instructions=instructions,
+                overlap=overlap,
+                allow_tie=allow_tie,
+                require_note_on_fail=require_note_on_fail,
+                status=Project.Status.DRAFT,
+            )
+    except IntegrityError:
+        raise taken from None
+    Membership.objects.create(user=creator, project=project, role=Membership.Role.LEAD)
+    return project
+
+
+def project_kind_locked(*, project: Project) -> bool:
+    """The kind cannot change once items (and so possibly labels) exist: their fields and values depend on it."""
+    return Item.objects.filter(project=project).exists() or Label.objects.filter(item__project=project).exists()
+
+
+@transaction.atomic
+def project_update(
+    *,
+    project: Project,
+    name: str,
+    kind: str,
+    instructions: str,
+    overlap: int,
+    allow_tie: bool,
+    require_note_on_fail: bool,
+) -> Project:
+    """Change a project's settings. The kind can change only while the project has no items or labels."""
+    locked = Project.objects.select_for_update().get(pk=project.pk)
+    _project_fields_check(name=name, overlap=overlap)
+    if kind != locked.kind:
+        if kind not in Project.Kind.values:
+            raise ValidationError(f"Unknown kind {kind!r}: choose binary or pairwise.")
+        if project_kind_locked(project=locked):
+            raise ValidationError(
+                f"The kind cannot change: this project already has items, which are {locked.get_kind_display()}."
+            )
+    for field, value in {
+        "name": name.strip(),
+        "kind": kind,
+        "instructions": instructions,
+        "overlap": overlap,
+        "allow_tie": allow_tie,
+        "require_note_on_fail": require_note_on_fail,
+    }.items():
+        setattr(locked, field, value)
+        setattr(project, field, value)
+    locked.save()
+    return project
+
+
+@dataclass(frozen=True)
+class RubricChange:
+    """One line of "v4 will: …": what saving the edited criteria does to the current rubric."""
+
+    action: str  # add, remove, rename, define, move
+    text: str
+
+
+def rubric_diff(*, old: Sequence[CriterionData], new: Sequence[CriterionData]) -> list[RubricChange]:
+    """The changes that turn the `old` criteria into the `new` ones, matched by key; [] when they are the same.
+
+    A move is reported only for criteria whose order relative to the others changed: the kept criteria that form
+    the longest run in their old order stay put, every other kept criterion "moves".
+    """
+    old_by_key = {c["key"]: c for c in old}
+    new_by_key = {c["key"]: c for c in new}
+    changes = [RubricChange("add", f"add “{c['name']}”") for c in new if c["key"] not in old_by_key]
+    changes += [RubricChange("remove", f"remove “{c['name']}”") for c in old if c["key"] not in new_by_key]
+    for c in new:
+        before = old_by_key.get(c["key"])
+        if before is None:
+            continue
+        if before["name"] != c["name"]:
+            changes.append(RubricChange("rename", f"rename “{before['name']}” to “{c['name']}”"))
+        if before["description"] != c["description"]:
+            changes.append(RubricChange("define", f"change the definition of “{c['name']}”"))
+    old_rank = {c["key"]: i for i, c in enumerate(c for c in old if c["key"] in new_by_key)}
+    kept = [c for c in new if c["key"] in old_rank]
+    staying = _longest_increasing(
+        [old_rank[c["key"]] for c in kept],
+    )
+    for i, c in enumerate(kept):
+        if i not in staying:
+            position = next(n for n, x in enumerate(new, start=1) if x["key"] == c["key"])
+            changes.append(RubricChange("move", f"move “{c['name']}” to position {position}"))
+    return changes
+
+
+def _longest_increasing(values: list[int]) -> set[int]:
+    """Indexes of one longest strictly increasing subsequence of `values` (O(n²): rubrics are short)."""
+    if not values:
+        return set()
+    best = [1] * len(values)
+    prev = [-1] * len(values)
+    for i in range(len(values)):
+        for j in range(i):
+            if values[j] < values[i] and best[j] + 1 > best[i]:
+                best[i], prev[i] = best[j] + 1, j
+    # Among equally long runs, the one ending last: after swapping two neighbours, the one that went up "moved".
+    i = max(range(len(values)), key=lambda k: (best[k], k))
+    chosen = set()
+    while i != -1:
+        chosen.add(i)
+        i = prev[i]
+    return chosen
+
+
+def rubric_save_edit(
+    *, project: Project, criteria: Sequence[CriterionData], base_number: int, actor: AuthUser
+) -> RubricVersion | None:
+    """Save criteria a lead reviewed against rubric version `base_number` (0: no rubric yet).
+
+    Refuses when the rubric moved on since the review, so nobody confirms a summary that no longer describes
+    what will be written. None when nothing changed (no version is made).
+    """
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        current = selectors.rubric_current(project=project)
+        if (current.number if current else 0) != base_number:
+            raise ValidationError(
+                f"Someone saved rubric v{current.number if current else 0} while you were editing: "
+                "review your changes against it again."
+            )
+        project.refresh_from_db(fields=["status"])
+        return rubric_set_criteria(project=project, criteria=criteria, actor=actor, note="edited in the browser")
+
+
+def member_find(*, identifier: str) -> AuthUser:
+    """The active user with this username, or else this email address (both case-insensitive). ValidationError
+    names what was not found, or asks for the username when an email address belongs to several accounts."""
+    identifier = identifier.strip()
+    if not identifier:
+        raise ValidationError("Enter a username or an email address.")
+    users = list(User.objects.filter(username__iexact=identifier)[:2])
+    if not users and "@" in identifier:
+        users = list(User.objects.filter(email__iexact=identifier)[:2])
+    if not users:
+        raise ValidationError(f"No user has the username or email address “{identifier}”.")
+    if len(users) > 1:
+        raise ValidationError(f"Several accounts match “{identifier}”: add them by username instead.")
+    user = users[0]
+    if not user.is_active:
+        raise ValidationError(f"The account “{user.get_username()}” is inactive and cannot be a member.")
+    return user
+
+
+@transaction.atomic
+def member_add(*, project: Project, identifier: str, role: str) -> Membership:
+    """Add a user, found by username or email, to the project with `role`. Refuses a user who is a member."""
+    if role not in Membership.Role.values:
+        raise ValidationError(f"Unknown role {role!r}: choose lead or annotator.")
+    user = member_find(identifier=identifier)
+    existing = Membership.objects.filter(project=project, user=user).first()
+    if existing is not None:
+        raise ValidationError(
+            f"{user.get_username()} is already {existing.get_role_display().lower()} of this project; "
+            "change their role in the list instead."
+        )
+    return Membership.objects.create(project=project, user=user, role=role)
+
+
+def _lead_count_other_than(project: Project, membership: Membership) -> int:
+    return (
+        Membership.objects.filter(project=project, role=Membership.Role.LEAD, user__is_active=True)
+        .exclude(pk=membership.pk)
+        .count()
+    )
+
+
+def _membership_locked(project: Project, membership_id: int) -> Membership:
+    """The membership, with the project row locked: role changes and removals serialise per project, so two
+    leads demoting each other at once cannot leave the project without one."""
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    membership = Membership.objects.select_related("user").filter(project=project, pk=membership_id).first()
+    if membership is None:
+        raise ValidationError("That person is not a member of this project.")
+    return membership
+
+
+@transaction.atomic
+def member_set_role(*, project: Project, membership_id: int, role: str) -> Membership:
+    """Change a member's role. The last lead cannot be made an annotator."""
+    if role not in Membership.Role.values:
+        raise ValidationError(f"Unknown role {role!r}: choose lead or annotator.")
+    membership = _membership_locked(project, membership_id)
+    if membership.role == role:
+        return membership
+    if membership.role == Membership.Role.LEAD and not _lead_count_other_than(project, membership):
+        raise ValidationError(
+            f"{membership.user.get_username()} is the project's only lead: make someone else lead first."
+        )
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def member_remove(*, project: Project, membership_id: int) -> int:
+    """Remove a member. Their labels stay (they count in agreement and exports); their leases are released so
+    others can take those items at once. The last lead cannot be removed. Returns how many labels they keep."""
+    membership = _membership_locked(project, membership_id)
+    if membership.role == Membership.Role.LEAD and not _lead_count_other_than(project, membership):
+        raise ValidationError(
+            f"{membership.user.get_username()} is the project's only lead: make someone else lead first."
+        )
+    leases = Assignment.objects.filter(item__project=project, annotator=membership.user)
+    # Items before leases, in id order, as the queue and the sweep lock them: no deadlock with annotators at work.
+    item_ids = sorted(set(leases.filter(state=Assignment.State.LEASED).values_list("item_id", flat=True)))
+    list(Item.objects.select_for_update().filter(pk__in=item_ids).order_by("pk").values_list("pk", flat=True))
+    held = Counter(leases.filter(state=Assignment.State.LEASED).values_list("item_id", flat=True))
+    leases.delete()
+    for item_id, n in held.items():
+        Item.objects.filter(pk=item_id).update(n_leased=F("n_leased") - n)
+    membership.delete()
+    return Label.objects.filter(item__project=project, annotator=membership.user).count()
 
 
 # --- Items and labels -----------------------------------------------------------------------------------------

@@ -4,14 +4,20 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from annotate import views
+from annotate import setup_views, views
 from annotate.api import api
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("projects/new/", setup_views.project_new, name="project_new"),
+    path("projects/new/preview/", setup_views.project_new_preview, name="project_new_preview"),
     path("p/<slug:slug>/", views.project_detail, name="project_detail"),
+    path("p/<slug:slug>/settings/", setup_views.project_settings, name="project_settings"),
+    path("p/<slug:slug>/settings/preview/", setup_views.project_preview, name="project_preview"),
+    path("p/<slug:slug>/criteria/", setup_views.project_criteria, name="project_criteria"),
+    path("p/<slug:slug>/members/", setup_views.project_members, name="project_members"),
     path("p/<slug:slug>/status/", views.project_status, name="project_status"),
     path("p/<slug:slug>/label/", views.label_queue, name="label_queue"),
     path("p/<slug:slug>/label/<int:item_id>/", views.label_submit, name="label_submit"),

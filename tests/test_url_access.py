@@ -26,6 +26,9 @@ NOT_PROJECT_PAGES = {
     "healthz": {200},
     "settings/tokens/": {200},  # their own tokens only (test below)
     "settings/tokens/<int:token_id>/revoke/": {405},  # a POST only; the POST on someone else's token is a 404
+    # Creating projects is for staff and holders of annotate.add_project; anyone else is refused (test below).
+    "projects/new/": {403},
+    "projects/new/preview/": {405},  # a POST only; the POST is refused with 403 too
 }
 
 
@@ -110,12 +113,32 @@ def test_an_outsider_gets_404_on_every_project_url_and_changes_nothing(client, v
 
 def test_an_annotator_gets_404_on_every_lead_page(client, victim, annotator):
     client.force_login(annotator)
-    lead_only = ("status/", "agreement/", "adjudicate/", "import/", "judges/", "export/")
+    lead_only = (
+        "status/",
+        "agreement/",
+        "adjudicate/",
+        "import/",
+        "judges/",
+        "export/",
+        "settings/",
+        "criteria/",
+        "members/",
+    )
     for pattern in _patterns(get_resolver().url_patterns):
         if pattern.startswith("p/<slug:slug>/") and pattern.removeprefix("p/<slug:slug>/").startswith(lead_only):
             url = _url(pattern, victim)
             assert client.get(url).status_code in {404, 405}, url
             assert client.post(url, {"status": "archived"}).status_code in {404, 405}, url
+
+
+def test_only_staff_and_project_creators_may_create_projects(client, outsider, lead, annotator):
+    for user in (outsider, lead, annotator):
+        client.force_login(user)
+        before = Project.objects.count()
+        assert client.get("/projects/new/").status_code == 403
+        assert client.post("/projects/new/", {"name": "Mine", "kind": "binary", "overlap": 2}).status_code == 403
+        assert client.post("/projects/new/preview/", {"instructions": "# hi"}).status_code == 403
+        assert Project.objects.count() == before
 
 
 def test_the_admin_is_closed_to_non_staff(client, outsider, lead):
