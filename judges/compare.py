@@ -272,7 +272,7 @@ def target_check(
     if target == "kappa_human":
         if human_kappa is None:
             return TargetCheck("unknown", (), "No human–human κ is stored for this criterion yet.")
-        wanted = {"kappa": human_kappa}
+        wanted: dict[str, float | None] = {"kappa": human_kappa}
     else:
         key = {"agreement": "accuracy"}
         wanted = {name: thresholds.get(key.get(name, name)) for name in names}
