@@ -102,7 +102,7 @@ class RunStartForm(forms.Form):
 class JudgeTargetForm(forms.Form):
     """The bar a run must clear for the judge to count as calibrated."""
 
-    target = forms.ChoiceField(choices=(), required=False, label="Target")
+    target = forms.ChoiceField(choices=(), required=False, label="Kind of target")
     target_tpr = forms.FloatField(min_value=0, max_value=1, required=False, label="TPR at least")
     target_tnr = forms.FloatField(min_value=0, max_value=1, required=False, label="TNR at least")
     target_kappa = forms.FloatField(min_value=-1, max_value=1, required=False, label="κ at least")
