@@ -519,9 +519,15 @@ def _report_context(project: Project, run: JudgeRun) -> dict[str, Any]:
     check = selectors.run_target_check(run=run)
     split = "test" if run.scope == JudgeRun.Scope.TEST else run.get_scope_display().lower()
     labels = report.get("labels", [])
+    order = ("tpr", "tnr", "kappa", "accuracy", "fail_precision", "agreement", "agreement_without_ties")
+    figures = report.get("figures", {})
+    # Recall of fail is the same number as TNR: listed once.
+    rows = [(name, figures[name]) for name in order if name in figures]
+    rows += [(name, data) for name, data in figures.items() if name not in order and name != "fail_recall"]
     return {
         "check": check,
         "split": split,
+        "figure_rows": rows,
         "definitions": compare.DEFINITIONS,
         "figure_names": compare.LABELS,
         "bars": _figure_bars(report, check, title=f"Judge–human agreement on the {split}, with 95% intervals")
@@ -679,8 +685,8 @@ def compare_runs(request: HttpRequest, slug: str) -> HttpResponse:
     if _htmx(request):
         if request.GET.get("poll") and not context["pending"]:
             return HttpResponseClientRefresh()
-        part = "flips" if request.GET.get("part") == "flips" and ready else "comparison"
-        return render(request, f"judges/compare.html#{part}", context)
-    highlight = {r.version_id for r in (a, b) if r is not None}
-    context["history_chart"] = _history_chart(judge, highlight=highlight)
-    return render(request, "judges/compare.html", context)
+        if request.GET.get("part") == "flips" and ready:
+            return render(request, "judges/compare.html#flips", context)
+    if ready:
+        context["history_chart"] = _history_chart(judge, highlight={r.version_id for r in (a, b) if r is not None})
+    return render(request, "judges/compare.html" + ("#comparison" if _htmx(request) else ""), context)

@@ -16,15 +16,16 @@ from judges.models import Judge, JudgeRun, JudgeVersion
 from tests.browser.conftest import console_errors, screenshot
 from tests.browser.test_login_and_project import csp_problems, log_in_by_keyboard
 from tests.factories import membership
-from tests.judges.conftest import MODEL, standin, standin_server  # noqa: F401 - fixtures used below
+from tests.judges.conftest import MODEL, standin, standin_server  # noqa: F401 - fixtures, used by name below
 
-pytestmark = pytest.mark.usefixtures("transactional_db")
+# The stand-in model server, and settings pointing the "standin" endpoint at it.
+pytestmark = pytest.mark.usefixtures("transactional_db", "standin")
 
 CHILD_TEMPLATE = "{{ examples }}The user asked:\n{{ input }}\n\nThe assistant answered:\n{{ output }}"
 
 
 def test_a_lead_walks_the_judge_loop_from_first_version_to_comparison(
-    page: Page, live_server, lead, celery_worker, standin, settings, tmp_path
+    page: Page, live_server, lead, celery_worker, settings, tmp_path
 ):
     settings.VAR_DIR = tmp_path
     demo_load()
