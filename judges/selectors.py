@@ -6,8 +6,10 @@ to it, so an id from another project is a 404 like any other.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, cast
 
@@ -630,9 +632,6 @@ class ModelChoice:
 
 def prompt_key(version: JudgeVersion, examples: Sequence[tuple[str, str, str]]) -> str:
     """Versions with the same key send the same prompt (templates and few-shot examples); only the model differs."""
-    import hashlib
-    import json
-
     text = json.dumps([version.system_template, version.user_template, list(examples)])
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -677,7 +676,7 @@ def model_choices(*, judge: Judge) -> list[list[ModelChoice]]:
         best = min(meeting, key=lambda c: (c.cost_per_1000, -c.version.number)) if meeting else None
         out.append(
             sorted(
-                (ModelChoice(**{**c.__dict__, "best": c is best}) for c in group),
+                (replace(c, best=c is best) for c in group),
                 key=lambda c: (c.cost_per_1000 is None, c.cost_per_1000 or 0),
             )
         )

@@ -6,6 +6,7 @@ version or run up inside that project, so an annotator, an outsider or an id fro
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import urlencode
 
@@ -192,7 +193,7 @@ def _target_form(judge: Judge, data: Any = None) -> forms.JudgeTargetForm:
     return forms.JudgeTargetForm(data, judge=judge, initial=initial)
 
 
-def _history_chart(judge: Judge, *, highlight: set[int] = frozenset()) -> SafeString | None:  # type: ignore[assignment]
+def _history_chart(judge: Judge, *, highlight: frozenset[int] | set[int] = frozenset()) -> SafeString | None:
     """The alignment figures of every version's newest finished dev run, as lines across versions."""
     done = selectors.latest_done_runs(judge=judge)
     if not done:
@@ -220,10 +221,13 @@ def _history_chart(judge: Judge, *, highlight: set[int] = frozenset()) -> SafeSt
     elif judge.target == "accuracy" and judge.project.is_pairwise and judge.target_accuracy is not None:
         goals = {judge.target_accuracy}
     target = goals.pop() if len(goals) == 1 else None
+    lows = [p.lo if p.lo is not None else p.value for s in series for p in s.points if p.value is not None]
+    # κ can fall below 0: then the scale goes down far enough to show it, in steps of a quarter.
+    low = min(0.0, math.floor(min(lows, default=0.0) * 4) / 4)
     return charts.line_chart(
         series,
         title=f"Alignment of each version of {judge.name} on dev (newest finished run), with 95% intervals",
-        lo=0.0,
+        lo=low,
         hi=1.0,
         target=target,
         width=640,

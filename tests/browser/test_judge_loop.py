@@ -100,4 +100,10 @@ def test_a_lead_walks_the_judge_loop_from_first_version_to_comparison(
     if flipped.count():
         expect(flipped.first).to_contain_text("v1 · run")
         expect(flipped.first).to_contain_text("v2 · run")
+
+    # The judge's page: alignment across versions.
+    page.goto(base + reverse("judges:judge_detail", args=[project.slug, judge.pk]))
+    expect(page.get_by_role("heading", name="Alignment across versions")).to_be_visible()
+    expect(page.locator("svg.chart-line circle")).to_have_count(6)  # TPR, TNR, κ for v1 and v2
+    screenshot(page, "judge-detail")
     assert csp_problems(page) == [] and console_errors(page) == []
