@@ -59,19 +59,19 @@ def judge_list(request: HttpRequest, slug: str) -> HttpResponse:
         if row.judge is None or row.judge.pk not in latest:
             continue
         run = latest[row.judge.pk]
-        name = (compare.target_figures(target=row.judge.target, kind=project.kind) or ("kappa",))[-1]
-        data = (run.report or {}).get("figures", {}).get(name, {})
-        goal = next((line.target for line in checks[row.judge.pk].lines if line.figure == name), None)
-        bars.append(
-            charts.Bar(
-                f"{row.criterion.name}: {compare.LABELS[name]}",
-                data.get("value"),
-                data.get("ci_low"),
-                data.get("ci_high"),
-                note=f"v{run.version.number}, run #{run.pk}",
-                target=goal,
+        for name in compare.target_figures(target=row.judge.target, kind=project.kind) or ("kappa",):
+            data = (run.report or {}).get("figures", {}).get(name, {})
+            goal = next((line.target for line in checks[row.judge.pk].lines if line.figure == name), None)
+            bars.append(
+                charts.Bar(
+                    f"{row.criterion.name}: {compare.LABELS[name]}",
+                    data.get("value"),
+                    data.get("ci_low"),
+                    data.get("ci_high"),
+                    note=f"v{run.version.number}, run #{run.pk}",
+                    target=goal,
+                )
             )
-        )
     context = {
         "project": project,
         "rows": rows,

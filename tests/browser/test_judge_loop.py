@@ -106,4 +106,8 @@ def test_a_lead_walks_the_judge_loop_from_first_version_to_comparison(
     expect(page.get_by_role("heading", name="Alignment across versions")).to_be_visible()
     expect(page.locator("svg.chart-line circle")).to_have_count(6)  # TPR, TNR, κ for v1 and v2
     screenshot(page, "judge-detail")
+    page.get_by_role("link", name="Judges").click()
+    expect(page.get_by_role("heading", name="Latest alignment per criterion")).to_be_visible()
+    expect(page.get_by_role("row", name=re.compile("Acceptable"))).to_contain_text("not yet")
+    screenshot(page, "judge-list")
     assert csp_problems(page) == [] and console_errors(page) == []
