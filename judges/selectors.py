@@ -496,7 +496,10 @@ def item_cards(
             .order_by("item_id", "annotator__username")
         ):
             labels.setdefault(label.item_id, []).append(label)
-        gold = {g.item_id: g for g in GoldLabel.objects.filter(item_id__in=ids, criterion=criterion)}
+        gold = {
+            g.item_id: g
+            for g in GoldLabel.objects.filter(item_id__in=ids, criterion=criterion).select_related("set_by")
+        }
     verdicts: dict[tuple[int, int], list[Verdict]] = {}
     for verdict in Verdict.objects.filter(run__in=[r.pk for r in runs], item_id__in=ids).order_by("order"):
         verdicts.setdefault((verdict.item_id, verdict.run_id), []).append(verdict)

@@ -523,7 +523,11 @@ def _report_context(project: Project, run: JudgeRun) -> dict[str, Any]:
     check = selectors.run_target_check(run=run)
     split = "test" if run.scope == JudgeRun.Scope.TEST else run.get_scope_display().lower()
     labels = report.get("labels", [])
-    order = ("tpr", "tnr", "kappa", "accuracy", "fail_precision", "agreement", "agreement_without_ties")
+    order = (
+        ("agreement", "agreement_without_ties", "kappa", "position_consistency")
+        if report.get("kind") == "pairwise"
+        else ("tpr", "tnr", "kappa", "accuracy", "fail_precision")
+    )
     figures = report.get("figures", {})
     # Recall of fail is the same number as TNR: listed once.
     rows = [(name, figures[name]) for name in order if name in figures]

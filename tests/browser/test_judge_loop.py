@@ -83,6 +83,7 @@ def test_a_lead_walks_the_judge_loop_from_first_version_to_comparison(
     expect(page.locator("#check")).to_contain_text("Unknown placeholder {{ verdict_hint }}")
     page.get_by_label("User template").fill(CHILD_TEMPLATE)
     expect(page.locator("#check")).to_contain_text("Every placeholder is known")
+    screenshot(page, "judge-editor")
     page.get_by_label("Change note").fill("Plain labels instead of XML tags")
     page.get_by_role("button", name="Save and run on dev").click()
     expect(page).to_have_url(re.compile(r"/judges/compare/\?va=\d+&vb=\d+$"))
@@ -110,4 +111,36 @@ def test_a_lead_walks_the_judge_loop_from_first_version_to_comparison(
     expect(page.get_by_role("heading", name="Latest alignment per criterion")).to_be_visible()
     expect(page.get_by_role("row", name=re.compile("Acceptable"))).to_contain_text("not yet")
     screenshot(page, "judge-list")
+    assert csp_problems(page) == [] and console_errors(page) == []
+
+
+def test_a_pairwise_report_shows_position_consistency_and_the_order_filter(
+    page: Page, live_server, lead, celery_worker, settings, tmp_path
+):
+    from judges import prompts, services
+
+    settings.VAR_DIR = tmp_path
+    demo_load()
+    project = Project.objects.get(slug="tulu-preference")
+    membership(lead, project, Membership.Role.LEAD)
+    judge = services.judge_create(project=project, criterion_key="overall", actor=lead)
+    version = services.judge_version_create(
+        judge=judge,
+        system_template=prompts.DEFAULT_SYSTEM["pairwise"],
+        user_template=prompts.DEFAULT_USER["pairwise"],
+        endpoint="standin",
+        model=MODEL,
+        actor=lead,
+    )
+    services.judge_target_set(judge=judge, target="kappa", numbers={"target_kappa": 0.4})
+    log_in_by_keyboard(page, live_server.url, lead.username)
+    page.goto(live_server.url + reverse("judges:version_detail", args=[project.slug, version.pk]))
+    page.get_by_role("button", name="Start run").click()
+    expect(page.get_by_role("heading", name="Judge vs humans")).to_be_visible(timeout=60_000)
+    expect(page.locator("table.figure-table")).to_contain_text("Position consistency")
+    expect(page.get_by_label("Calibration verdict")).to_contain_text("κ")
+    expect(page.locator("svg.chart-heatmap")).to_contain_text("tie")
+    screenshot(page, "judge-report-pairwise")
+    page.get_by_role("link", name=re.compile("Inconsistent order")).click()
+    expect(page).to_have_url(re.compile(r"\?kind=order"))
     assert csp_problems(page) == [] and console_errors(page) == []

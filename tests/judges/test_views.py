@@ -533,3 +533,18 @@ def test_pairwise_disagreements_include_answers_that_change_with_the_order(clien
     assert "A shown first" in fragment and "B shown first" in fragment
     page = client.get(url).content.decode()
     assert "Position consistency" in page and "Position bias" in page
+
+
+def test_the_report_and_comparison_pages_stay_within_their_query_budgets(
+    client, lead, project, version, labeled, django_assert_max_num_queries
+):
+    """A page of cards costs the same few queries whatever the number of items, labels or gold labels."""
+    first = _run_now(version)
+    from tests.judges.conftest import make_version
+
+    second = _run_now(make_version(version.judge, system_template="Be strict.", change_note="x", parent=version))
+    client.force_login(lead)
+    with django_assert_max_num_queries(18):
+        client.get(reverse("judges:run_detail", args=[project.slug, first.pk]))
+    with django_assert_max_num_queries(16):
+        client.get(reverse("judges:compare", args=[project.slug]) + f"?a={first.pk}&b={second.pk}")
