@@ -79,6 +79,7 @@ def judge_create(*, project: Project, criterion_key: str, name: str = "", actor:
         raise ValidationError(f"The criterion “{criterion.name}” already has a judge: add a version to it.") from None
 
 
+TARGET_FIELDS = ("target_tpr", "target_tnr", "target_kappa", "target_accuracy")
 TARGET_NUMBERS = {
     Judge.Target.TPR_TNR: ("target_tpr", "target_tnr"),
     Judge.Target.KAPPA: ("target_kappa",),
@@ -100,9 +101,6 @@ def judge_target_set(*, judge: Judge, target: str, numbers: dict[str, float | No
     Judge.objects.filter(pk=judge.pk).update(target=target, **fields)
     judge.refresh_from_db(fields=["target", *TARGET_FIELDS])
     return judge
-
-
-TARGET_FIELDS = ("target_tpr", "target_tnr", "target_kappa", "target_accuracy")
 
 
 @dataclass(frozen=True)
