@@ -75,6 +75,8 @@ class Bar:
     lo: float | None = None
     hi: float | None = None
     note: str = ""
+    # A target for this row only (the chart's `target` applies to every row): drawn as a tick, colours the bar.
+    target: float | None = None
 
 
 def interval_bars(
@@ -118,7 +120,8 @@ def interval_bars(
             body.append(_text(label_w + 6, mid + 4, "not enough labels", fill=MUTED, size=11))
             continue
         left, right = sorted((origin, x(row.value)))
-        colour = ACCENT if target is None else (GOOD if row.value >= target else BAD)
+        goal = row.target if row.target is not None else target
+        colour = ACCENT if goal is None else (GOOD if row.value >= goal else BAD)
         body.append(
             f'<rect class="bar" x="{left:.1f}" y="{y + 6}" width="{max(right - left, 1.5):.1f}" height="{row_h - 12}" '
             f'fill="{colour}" fill-opacity="0.8"><title>{escape(text)}</title></rect>'
@@ -130,6 +133,10 @@ def interval_bars(
                 f'<line x1="{x1:.1f}" x2="{x1:.1f}" y1="{mid - 5}" y2="{mid + 5}"/>'
                 f'<line x1="{x2:.1f}" x2="{x2:.1f}" y1="{mid - 5}" y2="{mid + 5}"/></g>'
             )
+        if row.target is not None:
+            tx = x(row.target)
+            body.append(_target_line(tx, tx, y + 2, y + row_h - 2, f"{row.label} target {fmt(row.target, digits)}"))
+            descs[-1] += f"; target {fmt(row.target, digits)}"
         body.append(
             _text(width - value_w + 8, mid + 4, f"{fmt(row.value, digits)}{_short_interval(row.lo, row.hi, digits)}")
         )

@@ -6,7 +6,7 @@ from django import forms
 
 from annotate.models import Project
 from judges import llm, prompts, services
-from judges.models import JudgeRun
+from judges.models import Judge, JudgeRun
 
 
 def endpoint_choices() -> list[tuple[str, str]]:
@@ -97,3 +97,37 @@ class RunStartForm(forms.Form):
         initial=JudgeRun.Scope.DEV,
     )
     confirm_test = forms.BooleanField(required=False)
+
+
+class JudgeTargetForm(forms.Form):
+    """The bar a run must clear for the judge to count as calibrated."""
+
+    target = forms.ChoiceField(choices=(), required=False, label="Kind of target")
+    target_tpr = forms.FloatField(min_value=0, max_value=1, required=False, label="TPR at least")
+    target_tnr = forms.FloatField(min_value=0, max_value=1, required=False, label="TNR at least")
+    target_kappa = forms.FloatField(min_value=-1, max_value=1, required=False, label="κ at least")
+    target_accuracy = forms.FloatField(min_value=0, max_value=1, required=False, label="Accuracy at least")
+
+    NEEDS = {
+        Judge.Target.TPR_TNR: ("target_tpr", "target_tnr"),
+        Judge.Target.KAPPA: ("target_kappa",),
+        Judge.Target.ACCURACY: ("target_accuracy",),
+    }
+
+    def __init__(self, *args: Any, judge: Judge, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.judge = judge
+        pairwise = judge.project.is_pairwise
+        self.fields["target"].choices = [  # type: ignore[attr-defined]
+            (value, label) for value, label in Judge.Target.choices if not (pairwise and value == Judge.Target.TPR_TNR)
+        ]
+        if pairwise:
+            del self.fields["target_tpr"], self.fields["target_tnr"]
+            self.fields["target_accuracy"].label = "Agreement at least"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for name in self.NEEDS.get(data.get("target", ""), ()):
+            if data.get(name) is None:
+                self.add_error(name, "This target needs a number here.")
+        return data

@@ -26,11 +26,56 @@ class Judge(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Target(models.TextChoices):
+        NONE = "", "No target yet"
+        TPR_TNR = "tpr_tnr", "TPR and TNR at least"
+        KAPPA = "kappa", "Cohen's κ at least"
+        KAPPA_HUMAN = "kappa_human", "κ at least the humans' own κ on this criterion"
+        ACCURACY = "accuracy", "Accuracy (agreement) at least"
+
+    # The bar a run must clear to call this judge calibrated (judges.compare.target_check reads these). Which numbers
+    # are set follows the kind; the constraints below keep each in its range and require the ones the kind needs.
+    target = models.CharField(max_length=16, choices=Target.choices, blank=True, default="")
+    target_tpr = models.FloatField(null=True, blank=True)
+    target_tnr = models.FloatField(null=True, blank=True)
+    target_kappa = models.FloatField(null=True, blank=True)
+    target_accuracy = models.FloatField(null=True, blank=True)
+
     class Meta:
         ordering = ["project", "criterion_key"]
         constraints = [
             models.UniqueConstraint(fields=["project", "criterion_key"], name="judge_one_per_criterion"),
             models.CheckConstraint(condition=~Q(criterion_key=""), name="judge_criterion_key_not_empty"),
+            models.CheckConstraint(
+                condition=Q(target__in=["", "tpr_tnr", "kappa", "kappa_human", "accuracy"]), name="judge_target_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(target_tpr__isnull=True) | (Q(target_tpr__gte=0) & Q(target_tpr__lte=1)),
+                name="judge_target_tpr_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(target_tnr__isnull=True) | (Q(target_tnr__gte=0) & Q(target_tnr__lte=1)),
+                name="judge_target_tnr_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(target_kappa__isnull=True) | (Q(target_kappa__gte=-1) & Q(target_kappa__lte=1)),
+                name="judge_target_kappa_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(target_accuracy__isnull=True) | (Q(target_accuracy__gte=0) & Q(target_accuracy__lte=1)),
+                name="judge_target_accuracy_range",
+            ),
+            # The numbers the chosen kind of target needs are set.
+            models.CheckConstraint(
+                condition=~Q(target="tpr_tnr") | (Q(target_tpr__isnull=False) & Q(target_tnr__isnull=False)),
+                name="judge_target_tpr_tnr_set",
+            ),
+            models.CheckConstraint(
+                condition=~Q(target="kappa") | Q(target_kappa__isnull=False), name="judge_target_kappa_set"
+            ),
+            models.CheckConstraint(
+                condition=~Q(target="accuracy") | Q(target_accuracy__isnull=False), name="judge_target_accuracy_set"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -6,18 +6,22 @@ to it, so an id from another project is a 404 like any other.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
+import numpy as np
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 from django.http import Http404
 
+from annotate import reports
 from annotate import selectors as annotate_selectors
-from annotate.models import Criterion, Item, Project, RubricVersion
-from judges import llm, prompts
+from annotate.models import AgreementReport, Criterion, GoldLabel, Item, Label, Project, RubricVersion
+from judges import agreement, compare, llm, prompts
 from judges.models import CachedCompletion, FewShotExample, Judge, JudgeRun, JudgeVersion, Verdict
 
 MILLION = Decimal(1_000_000)
@@ -360,3 +364,336 @@ def verdicts_of_run(*, run: JudgeRun, show: str = "all") -> QuerySet[Verdict]:
 def train_items(*, project: Project, limit: int = 50) -> list[Item]:
     """Train items a lead may pick few-shot examples from."""
     return list(Item.objects.filter(project=project, split=Item.Split.TRAIN).order_by("id")[:limit])
+
+
+# --- The human reference, disagreements and comparisons (the judge report pages) ---------------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    value: str  # pass/fail or a/b/tie
+    source: str  # "gold" or "majority"
+
+
+def human_reference(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -> dict[int, Reference]:
+    """Each labeled item's human reference for the run's criterion, exactly as services.run_report settles it: a
+    lead's gold label where there is one, else the strict majority of the humans' labels under the run's rubric
+    version. Items with split votes have none. `item_ids` narrows the result (the run's items, say)."""
+    project = run.project
+    pairwise = project.kind == Project.Kind.PAIRWISE
+    codes = reports.PAIRWISE_CODES if pairwise else reports.BINARY_CODES
+    names = {code: name for name, code in codes.items()}
+    criterion = criterion_of_run(rubric_version=run.rubric_version, key=run.version.judge.criterion_key)
+    arrays = reports.labels_load(project=project, rubric_version=run.rubric_version)
+    if criterion is None or criterion.pk not in arrays.criterion_ids:
+        return {}
+    mask = arrays.criterion == arrays.criterion_ids.index(criterion.pk)
+    ids, item = np.unique(arrays.item_ids[arrays.item[mask]], return_inverse=True)
+    gold = reports.gold_codes(criterion, ids, codes)
+    found = agreement.consensus(item, arrays.value[mask], 3 if pairwise else 2, gold=gold, n_items=ids.size)
+    wanted = None if item_ids is None else set(item_ids)
+    out = {}
+    for item_id, code, source in zip(ids.tolist(), found.label.tolist(), found.source.tolist(), strict=True):
+        if code >= 0 and (wanted is None or item_id in wanted):
+            kind = "gold" if source == agreement.Source.GOLD else "majority"
+            out[item_id] = Reference(names[code], kind)
+    return out
+
+
+def judge_values(*, run: JudgeRun) -> tuple[dict[int, str], set[int]]:
+    """The run's settled verdict per item (binary: the OK verdict; pairwise: the verdict given in both orders), and
+    the pairwise items whose two orders disagree (position-inconsistent)."""
+    pairwise = run.project.kind == Project.Kind.PAIRWISE
+    by_item: dict[int, dict[str, str | None]] = {}
+    rows = Verdict.objects.filter(run=run).values_list("item_id", "order", "status", "value")
+    for item_id, order, status, value in rows.iterator(chunk_size=5000):
+        by_item.setdefault(item_id, {})[order] = value if status == Verdict.Status.OK else None
+    values: dict[int, str] = {}
+    inconsistent: set[int] = set()
+    for item_id, orders in by_item.items():
+        if pairwise:
+            first, second = orders.get(Verdict.Order.AB), orders.get(Verdict.Order.BA)
+            if first is not None and second is not None:
+                if first == second:
+                    values[item_id] = first
+                else:
+                    inconsistent.add(item_id)
+        elif orders.get(Verdict.Order.ONE):
+            values[item_id] = str(orders[Verdict.Order.ONE])
+    return values, inconsistent
+
+
+# The kinds of disagreement a lead filters by, per project kind: (key, label).
+DISAGREEMENT_KINDS = {
+    "binary": (("lenient", "Judge too lenient (passes what humans failed)"), ("strict", "Judge too strict")),
+    "pairwise": (
+        ("lenient", "Judge prefers the output humans rejected"),
+        ("strict", "Judge and humans differ on a tie"),
+        ("order", "Inconsistent order (the answer changes with the order)"),
+    ),
+}
+
+
+def disagreement_kind(*, judge: str, human: str) -> str:
+    """lenient: the judge passes what humans failed, or prefers the output they rejected. strict: the judge fails what
+    humans passed, or a tie on one side only."""
+    if judge == "pass" or (judge in ("a", "b") and human in ("a", "b")):
+        return "lenient"
+    return "strict"
+
+
+@dataclass(frozen=True)
+class Disagreements:
+    rows: list[tuple[int, str]]  # (item id, kind), by item id
+    counts: dict[str, int]
+    reference: dict[int, Reference]
+
+
+def disagreements_of_run(*, run: JudgeRun) -> Disagreements:
+    """Every item where the run's judge and the humans differ, and every position-inconsistent pairwise item."""
+    values, inconsistent = judge_values(run=run)
+    reference = human_reference(run=run, item_ids=set(values) | inconsistent)
+    rows = []
+    for item_id in sorted(set(values) | inconsistent):
+        if item_id in inconsistent:
+            rows.append((item_id, "order"))
+        elif item_id in reference and values[item_id] != reference[item_id].value:
+            rows.append((item_id, disagreement_kind(judge=values[item_id], human=reference[item_id].value)))
+    counts = {key: 0 for key, _ in DISAGREEMENT_KINDS[run.project.kind]}
+    for _, kind in rows:
+        counts[kind] = counts.get(kind, 0) + 1
+    return Disagreements(rows, counts, reference)
+
+
+@dataclass(frozen=True)
+class ItemCard:
+    """One item as the report pages show it: the text, every human label with its note, and each run's verdicts."""
+
+    item: Item
+    kind: str
+    reference: Reference | None
+    labels: list[Label]
+    gold: GoldLabel | None
+    verdicts: dict[int, list[Verdict]]  # run id -> verdicts of that run on the item, in order
+
+
+def item_cards(
+    *, runs: Sequence[JudgeRun], items: Sequence[tuple[int, str]], reference: dict[int, Reference]
+) -> list[ItemCard]:
+    """Cards for a page of items (a handful of queries, whatever the page size)."""
+    if not runs or not items:
+        return []
+    run = runs[-1]
+    ids = [item_id for item_id, _ in items]
+    criterion = criterion_of_run(rubric_version=run.rubric_version, key=run.version.judge.criterion_key)
+    by_id = Item.objects.in_bulk(ids)
+    labels: dict[int, list[Label]] = {}
+    gold: dict[int, GoldLabel] = {}
+    if criterion is not None:
+        for label in (
+            Label.objects.filter(item_id__in=ids, criterion=criterion)
+            .select_related("annotator")
+            .order_by("item_id", "annotator__username")
+        ):
+            labels.setdefault(label.item_id, []).append(label)
+        gold = {
+            g.item_id: g
+            for g in GoldLabel.objects.filter(item_id__in=ids, criterion=criterion).select_related("set_by")
+        }
+    verdicts: dict[tuple[int, int], list[Verdict]] = {}
+    for verdict in Verdict.objects.filter(run__in=[r.pk for r in runs], item_id__in=ids).order_by("order"):
+        verdicts.setdefault((verdict.item_id, verdict.run_id), []).append(verdict)
+    return [
+        ItemCard(
+            item=by_id[item_id],
+            kind=kind,
+            reference=reference.get(item_id),
+            labels=labels.get(item_id, []),
+            gold=gold.get(item_id),
+            verdicts={r.pk: verdicts.get((item_id, r.pk), []) for r in runs},
+        )
+        for item_id, kind in items
+        if item_id in by_id
+    ]
+
+
+def human_kappa(*, run: JudgeRun) -> float | None:
+    """The humans' own κ on the run's criterion (Fleiss' κ among annotators) from the stored agreement report of the
+    run's rubric version, or None when no report is stored or the figure is not defined."""
+    stored = AgreementReport.objects.filter(project=run.project, rubric_version=run.rubric_version).first()
+    if stored is None:
+        return None
+    section = stored.data.get("criteria", {}).get(run.version.judge.criterion_key, {})
+    value = section.get("human", {}).get("fleiss_kappa", {}).get("value")
+    return float(value) if value is not None else None
+
+
+def target_of(judge: Judge) -> dict[str, float | None]:
+    return {
+        "tpr": judge.target_tpr,
+        "tnr": judge.target_tnr,
+        "kappa": judge.target_kappa,
+        "accuracy": judge.target_accuracy,
+    }
+
+
+def run_target_check(*, run: JudgeRun, human_kappa_value: float | None = None) -> compare.TargetCheck:
+    judge = run.version.judge
+    if not run.report:
+        return compare.TargetCheck("unknown", (), "The run has no report yet.")
+    if judge.target == Judge.Target.KAPPA_HUMAN and human_kappa_value is None:
+        human_kappa_value = human_kappa(run=run)
+    return compare.target_check(
+        target=judge.target,
+        thresholds=target_of(judge),
+        kind=run.report.get("kind", run.project.kind),
+        figures=run.report.get("figures", {}),
+        human_kappa=human_kappa_value,
+    )
+
+
+def latest_done_run(*, version: JudgeVersion, scope: str = JudgeRun.Scope.DEV) -> JudgeRun | None:
+    return (
+        JudgeRun.objects.filter(version=version, scope=scope, status=JudgeRun.Status.DONE)
+        .select_related("version__judge", "rubric_version")
+        .order_by("-id")
+        .first()
+    )
+
+
+def latest_run(*, version: JudgeVersion, scope: str = JudgeRun.Scope.DEV) -> JudgeRun | None:
+    """The newest run of the version on the scope that is done or still going (not failed or cancelled)."""
+    return (
+        JudgeRun.objects.filter(version=version, scope=scope)
+        .exclude(status__in=[JudgeRun.Status.FAILED, JudgeRun.Status.CANCELLED])
+        .select_related("version__judge", "rubric_version")
+        .order_by("-id")
+        .first()
+    )
+
+
+def latest_done_runs(*, judge: Judge, scope: str = JudgeRun.Scope.DEV) -> dict[int, JudgeRun]:
+    """Per version of the judge, its newest finished run on the scope (one query)."""
+    out: dict[int, JudgeRun] = {}
+    runs = (
+        JudgeRun.objects.filter(version__judge=judge, scope=scope, status=JudgeRun.Status.DONE)
+        .select_related("version", "rubric_version")
+        .order_by("version_id", "-id")
+    )
+    for run in runs:
+        out.setdefault(run.version_id, run)
+    return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: JudgeRun
+    b: JudgeRun
+    deltas: list[compare.Delta]
+    flips: compare.Flips
+    common: list[int]  # item ids, aligned with the positions in `flips`
+    n_only_a: int
+    n_only_b: int
+    reference: dict[int, Reference]
+
+
+def comparison(*, a: JudgeRun, b: JudgeRun, n_boot: int = agreement.N_BOOT) -> Comparison:
+    """Two finished runs of the same judge on the items both settled a verdict on and the humans have a reference for
+    (under run b's rubric version: one reference for both)."""
+    kind = a.project.kind
+    codes = {"fail": agreement.FAIL, "pass": agreement.PASS, "a": agreement.A, "b": agreement.B, "tie": agreement.TIE}
+    values_a, _ = judge_values(run=a)
+    values_b, _ = judge_values(run=b)
+    reference = human_reference(run=b, item_ids=set(values_a) | set(values_b))
+    common = sorted(set(values_a) & set(values_b) & set(reference))
+    human = np.array([codes[reference[i].value] for i in common], dtype=np.int64)
+    va = np.array([codes[values_a[i]] for i in common], dtype=np.int64)
+    vb = np.array([codes[values_b[i]] for i in common], dtype=np.int64)
+    return Comparison(
+        a=a,
+        b=b,
+        deltas=compare.paired_deltas(human, va, vb, kind=kind, n_boot=n_boot),
+        flips=compare.flips(human, va, vb, kind=kind),
+        common=common,
+        n_only_a=len((set(values_a) - set(values_b)) & set(reference)),
+        n_only_b=len((set(values_b) - set(values_a)) & set(reference)),
+        reference=reference,
+    )
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One configuration (a version: same templates, one model) with its newest finished dev run."""
+
+    version: JudgeVersion
+    run: JudgeRun
+    figure: dict[str, Any]  # the figure the target is about, else κ
+    cost_per_1000: Decimal | None  # as if every verdict were a call: cache hits priced like misses
+    check: compare.TargetCheck
+    best: bool = False
+
+
+def prompt_key(version: JudgeVersion, examples: Sequence[tuple[str, str, str]]) -> str:
+    """Versions with the same key send the same prompt (templates and few-shot examples); only the model differs."""
+    text = json.dumps([version.system_template, version.user_template, list(examples)])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def model_choices(*, judge: Judge) -> list[list[ModelChoice]]:
+    """Groups of versions with the same prompt on two or more models, each with its newest dev run's agreement and
+    cost per 1,000 verdicts; in each group the cheapest configuration that meets the target is marked `best`."""
+    runs = latest_done_runs(judge=judge)
+    if not runs:
+        return []
+    examples: dict[int, list[tuple[str, str, str]]] = {}
+    for ex in FewShotExample.objects.filter(version_id__in=list(runs)).order_by("position"):
+        examples.setdefault(ex.version_id, []).append((str(ex.item_id), ex.verdict, ex.reasoning))
+    tokens = {
+        row["run_id"]: row
+        for row in Verdict.objects.filter(run__in=list(runs.values()))
+        .values("run_id")
+        .annotate(n=Count("id"), tin=Sum("tokens_in", default=0), tout=Sum("tokens_out", default=0))
+    }
+    groups: dict[str, list[ModelChoice]] = {}
+    figure_name = (compare.target_figures(target=judge.target, kind=judge.project.kind) or ("kappa",))[0]
+    for version_id, run in runs.items():
+        version = run.version
+        row = tokens.get(run.pk, {"n": 0, "tin": 0, "tout": 0})
+        cost = cost_of(row["tin"], row["tout"], run.price_in, run.price_out)
+        per_1000 = cost * 1000 / row["n"] if cost is not None and row["n"] else None
+        version.judge = judge
+        run.version = version
+        choice = ModelChoice(
+            version=version,
+            run=run,
+            figure=(run.report or {}).get("figures", {}).get(figure_name, {}),
+            cost_per_1000=per_1000,
+            check=run_target_check(run=run),
+        )
+        groups.setdefault(prompt_key(version, examples.get(version_id, [])), []).append(choice)
+    out = []
+    for group in groups.values():
+        if len({c.version.model for c in group}) < 2:
+            continue
+        meeting = [c for c in group if c.check.status == "calibrated" and c.cost_per_1000 is not None]
+        best = min(meeting, key=lambda c: (c.cost_per_1000, -c.version.number)) if meeting else None
+        out.append(
+            sorted(
+                (replace(c, best=c is best) for c in group),
+                key=lambda c: (c.cost_per_1000 is None, c.cost_per_1000 or 0),
+            )
+        )
+    return out
+
+
+def latest_alignment(*, project: Project) -> dict[int, JudgeRun]:
+    """Per judge of the project, its newest finished run on dev (the judge list's "latest alignment")."""
+    out: dict[int, JudgeRun] = {}
+    runs = (
+        JudgeRun.objects.filter(project=project, scope=JudgeRun.Scope.DEV, status=JudgeRun.Status.DONE)
+        .select_related("version__judge", "rubric_version")
+        .order_by("-id")
+    )
+    for run in runs:
+        out.setdefault(run.version.judge_id, run)
+    return out

@@ -79,6 +79,30 @@ def judge_create(*, project: Project, criterion_key: str, name: str = "", actor:
         raise ValidationError(f"The criterion “{criterion.name}” already has a judge: add a version to it.") from None
 
 
+TARGET_FIELDS = ("target_tpr", "target_tnr", "target_kappa", "target_accuracy")
+TARGET_NUMBERS = {
+    Judge.Target.TPR_TNR: ("target_tpr", "target_tnr"),
+    Judge.Target.KAPPA: ("target_kappa",),
+    Judge.Target.ACCURACY: ("target_accuracy",),
+}
+
+
+def judge_target_set(*, judge: Judge, target: str, numbers: dict[str, float | None]) -> Judge:
+    """Set the bar a run must clear for the judge to count as calibrated. Numbers the kind of target does not use are
+    cleared, so what is stored is exactly the target shown; the ranges are checked by Postgres constraints."""
+    if target not in Judge.Target.values:
+        raise ValidationError(f"Unknown target {target!r}.")
+    if target == Judge.Target.TPR_TNR and judge.project.is_pairwise:
+        raise ValidationError("TPR and TNR targets apply to pass/fail judges only.")
+    used = TARGET_NUMBERS.get(Judge.Target(target), ())
+    fields = {name: (numbers.get(name) if name in used else None) for name in TARGET_FIELDS}
+    if missing := [name for name in used if fields[name] is None]:
+        raise ValidationError(f"This target needs {', '.join(missing)}.")
+    Judge.objects.filter(pk=judge.pk).update(target=target, **fields)
+    judge.refresh_from_db(fields=["target", *TARGET_FIELDS])
+    return judge
+
+
 @dataclass(frozen=True)
 class ExampleData:
     external_id: str

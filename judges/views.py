@@ -6,22 +6,26 @@ version or run up inside that project, so an annotator, an outsider or an id fro
 
 from __future__ import annotations
 
+import math
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
+from annotate import charts
 from annotate import selectors as annotate_selectors
 from annotate.models import Item, Membership, Project
-from judges import forms, llm, prompts, selectors, services
+from judges import compare, forms, llm, prompts, selectors, services
 from judges.models import Judge, JudgeRun, JudgeVersion
 
 LEAD = Membership.Role.LEAD
@@ -47,7 +51,38 @@ def _errors(exc: ValidationError) -> list[str]:
 @login_required
 def judge_list(request: HttpRequest, slug: str) -> HttpResponse:
     project = _lead_project(request, slug)
-    context = {"project": project, "rows": selectors.judges_for_project(project=project)}
+    rows = selectors.judges_for_project(project=project)
+    latest = selectors.latest_alignment(project=project)
+    checks = {judge_id: selectors.run_target_check(run=run) for judge_id, run in latest.items()}
+    bars = []
+    for row in rows:
+        if row.judge is None or row.judge.pk not in latest:
+            continue
+        run = latest[row.judge.pk]
+        for name in compare.target_figures(target=row.judge.target, kind=project.kind) or ("kappa",):
+            data = (run.report or {}).get("figures", {}).get(name, {})
+            goal = next((line.target for line in checks[row.judge.pk].lines if line.figure == name), None)
+            bars.append(
+                charts.Bar(
+                    f"{row.criterion.name}: {compare.LABELS[name]}",
+                    data.get("value"),
+                    data.get("ci_low"),
+                    data.get("ci_high"),
+                    note=f"v{run.version.number}, run #{run.pk}",
+                    target=goal,
+                )
+            )
+    context = {
+        "project": project,
+        "rows": rows,
+        "latest": latest,
+        "checks": checks,
+        "alignment_chart": charts.interval_bars(
+            bars, title="Latest alignment of each judge on dev, with 95% intervals and targets", lo=0.0, hi=1.0
+        )
+        if bars
+        else None,
+    }
     return render(request, "judges/judge_list.html" + ("#judges" if _htmx(request) else ""), context)
 
 
@@ -148,7 +183,130 @@ def judge_detail(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse
         "totals": selectors.runs_totals(runs=runs),
         "n_test_runs": selectors.test_runs_count(judge=judge),
     }
+    if not _htmx(request):
+        context |= _judge_extras(judge)
     return render(request, "judges/judge_detail.html" + ("#runs" if _htmx(request) else ""), context)
+
+
+def _target_form(judge: Judge, data: Any = None) -> forms.JudgeTargetForm:
+    initial = {"target": judge.target} | {name: getattr(judge, name) for name in services.TARGET_FIELDS}
+    return forms.JudgeTargetForm(data, judge=judge, initial=initial)
+
+
+def _history_chart(judge: Judge, *, highlight: frozenset[int] | set[int] = frozenset()) -> SafeString | None:
+    """The alignment figures of every version's newest finished dev run, as lines across versions."""
+    done = selectors.latest_done_runs(judge=judge)
+    if not done:
+        return None
+    versions = sorted(done.values(), key=lambda r: r.version.number)
+    names = ("agreement", "kappa", "position_consistency") if judge.project.is_pairwise else ("tpr", "tnr", "kappa")
+    series = []
+    for name in names:
+        points = []
+        for run in versions:
+            data = (run.report or {}).get("figures", {}).get(name, {})
+            points.append(
+                charts.Point(
+                    f"v{run.version.number}",
+                    data.get("value"),
+                    data.get("ci_low"),
+                    data.get("ci_high"),
+                    highlight=run.version_id in highlight,
+                )
+            )
+        series.append(charts.Series(compare.LABELS[name], points))
+    goals = {v for v in (judge.target_tpr, judge.target_tnr) if v is not None} if judge.target == "tpr_tnr" else set()
+    if judge.target == "kappa":
+        goals = {judge.target_kappa} if judge.target_kappa is not None else set()
+    elif judge.target == "accuracy" and judge.project.is_pairwise and judge.target_accuracy is not None:
+        goals = {judge.target_accuracy}
+    target = goals.pop() if len(goals) == 1 else None
+    lows = [p.lo if p.lo is not None else p.value for s in series for p in s.points if p.value is not None]
+    # κ can fall below 0: then the scale goes down far enough to show it, in steps of a quarter.
+    low = min(0.0, math.floor(min(lows, default=0.0) * 4) / 4)
+    return charts.line_chart(
+        series,
+        title=f"Alignment of each version of {judge.name} on dev (newest finished run), with 95% intervals",
+        lo=low,
+        hi=1.0,
+        target=target,
+        width=640,
+    )
+
+
+def _judge_extras(judge: Judge) -> dict[str, Any]:
+    groups = selectors.model_choices(judge=judge)
+    scatters = []
+    for group in groups:
+        figure_name = (compare.target_figures(target=judge.target, kind=judge.project.kind) or ("kappa",))[0]
+        points = [
+            charts.Point(
+                f"v{c.version.number} {c.version.model}",
+                c.figure.get("value"),
+                c.figure.get("ci_low"),
+                c.figure.get("ci_high"),
+                xv=float(c.cost_per_1000) if c.cost_per_1000 is not None else None,
+                highlight=c.best,
+                note="cheapest that meets the target" if c.best else "",
+            )
+            for c in group
+        ]
+        line = next((ln.target for c in group for ln in c.check.lines if ln.figure == figure_name), None)
+        scatters.append(
+            (
+                group,
+                charts.scatter(
+                    points,
+                    title=f"{compare.LABELS[figure_name]} against cost per 1,000 verdicts, same prompt on each model",
+                    x_title="USD per 1,000 verdicts",
+                    y_title=compare.LABELS[figure_name],
+                    target=line,
+                ),
+            )
+        )
+    return {
+        "target_form": _target_form(judge),
+        "history_chart": _history_chart(judge),
+        "model_groups": scatters,
+        "choice_figure": compare.LABELS[
+            (compare.target_figures(target=judge.target, kind=judge.project.kind) or ("kappa",))[0]
+        ],
+    }
+
+
+@require_POST
+@login_required
+def judge_target(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse:
+    """Set the judge's target (the bar for "calibrated")."""
+    project = _lead_project(request, slug)
+    judge = selectors.judge_for_project(project=project, judge_id=judge_id)
+    form = _target_form(judge, request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.judge_target_set(
+                judge=judge, target=data["target"], numbers={name: data.get(name) for name in services.TARGET_FIELDS}
+            )
+        except ValidationError as exc:
+            for message in _errors(exc):
+                form.add_error(None, message)
+        else:
+            if _htmx(request):
+                context = {"project": project, "judge": judge, "target_form": _target_form(judge), "saved": True}
+                return render(request, "judges/judge_detail.html#target", context)
+            messages.success(request, "Target saved.")
+            return redirect("judges:judge_detail", slug=project.slug, judge_id=judge.pk)
+    if _htmx(request):
+        return render(
+            request,
+            "judges/judge_detail.html#target",
+            {"project": project, "judge": judge, "target_form": form},
+            status=422,
+        )
+    messages.error(
+        request, "The target was not saved: " + " ".join(str(e) for errs in form.errors.values() for e in errs)
+    )
+    return redirect("judges:judge_detail", slug=project.slug, judge_id=judge.pk)
 
 
 @require_http_methods(["GET", "POST"])
@@ -173,17 +331,33 @@ def version_new(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse:
                 form.add_error(None, message)
         else:
             messages.success(request, f"Version {version.number} saved.")
+            if request.POST.get("then") == "run":
+                return _to(request, _run_and_compare(request, project, version))
             return _to(request, reverse("judges:version_detail", args=[project.slug, version.pk]))
     context = _editor_context(
         project,
         form,
         judge=judge,
+        n_test_runs=selectors.test_runs_count(judge=judge),
         parent=parent,
         title=f"New version of “{judge.name}”",
         action=reverse("judges:version_new", args=[slug, judge.pk]),
     )
     template = "judges/version_form.html" + ("#editor" if _htmx(request) and request.method == "POST" else "")
     return render(request, template, context, status=422 if form.errors else 200)
+
+
+def _run_and_compare(request: HttpRequest, project: Project, version: JudgeVersion) -> str:
+    """Start the new version on dev and say where to go: the comparison with its parent, which shows the run's
+    progress until it is done (or the run page, for a first version)."""
+    try:
+        run = services.judge_run_start(version=version, scope=JudgeRun.Scope.DEV, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, "The run did not start: " + " ".join(_errors(exc)))
+        return reverse("judges:version_detail", args=[project.slug, version.pk])
+    if version.parent_id is None:
+        return reverse("judges:run_detail", args=[project.slug, run.pk])
+    return reverse("judges:compare", args=[project.slug]) + f"?va={version.parent_id}&vb={version.pk}"
 
 
 @require_POST
@@ -311,7 +485,6 @@ def _run_context(project: Project, run: JudgeRun, request: HttpRequest | None = 
         "progress_pct": round(100 * totals.n_verdicts / run.n_calls) if run.n_calls else 100,
         "limiter_shared": llm.limiter_is_shared(),
         "report": run.report,
-        "confusion_rows": list(zip(run.report["labels"], run.report["confusion"], strict=True)) if run.report else [],
     }
     if request is not None:
         show = request.GET.get("show", "all")
@@ -321,15 +494,105 @@ def _run_context(project: Project, run: JudgeRun, request: HttpRequest | None = 
     return context
 
 
+def _figure_bars(report: dict[str, Any], check: compare.TargetCheck, *, title: str) -> SafeString:
+    """The run's headline figures as interval bars, each with its own target where the judge has one."""
+    names = (
+        ("agreement", "kappa", "position_consistency")
+        if report.get("kind") == "pairwise"
+        else ("tpr", "tnr", "kappa", "accuracy")
+    )
+    goals = {line.figure: line.target for line in check.lines}
+    figures = report.get("figures", {})
+    rows = [
+        charts.Bar(
+            compare.LABELS[name],
+            figures.get(name, {}).get("value"),
+            figures.get(name, {}).get("ci_low"),
+            figures.get(name, {}).get("ci_high"),
+            target=goals.get(name),
+        )
+        for name in names
+    ]
+    low = -1.0 if any((r.lo if r.lo is not None else r.value or 0) < 0 for r in rows) else 0.0
+    return charts.interval_bars(rows, title=title, lo=low, hi=1.0)
+
+
+def _report_context(project: Project, run: JudgeRun) -> dict[str, Any]:
+    """The judge report of a finished run: target verdict, figures, charts and reference counts."""
+    report = run.report or {}
+    check = selectors.run_target_check(run=run)
+    split = "test" if run.scope == JudgeRun.Scope.TEST else run.get_scope_display().lower()
+    labels = report.get("labels", [])
+    order = (
+        ("agreement", "agreement_without_ties", "kappa", "position_consistency")
+        if report.get("kind") == "pairwise"
+        else ("tpr", "tnr", "kappa", "accuracy", "fail_precision")
+    )
+    figures = report.get("figures", {})
+    # Recall of fail is the same number as TNR: listed once.
+    rows = [(name, figures[name]) for name in order if name in figures]
+    rows += [(name, data) for name, data in figures.items() if name not in order and name != "fail_recall"]
+    return {
+        "check": check,
+        "split": split,
+        "figure_rows": rows,
+        "definitions": compare.DEFINITIONS,
+        "figure_names": compare.LABELS,
+        "bars": _figure_bars(report, check, title=f"Judge–human agreement on the {split}, with 95% intervals")
+        if report
+        else None,
+        "heatmap": charts.heatmap(
+            report["confusion"],
+            row_labels=labels,
+            col_labels=labels,
+            title="Confusion matrix: humans (rows) against the judge (columns)",
+        )
+        if report.get("confusion")
+        else None,
+    }
+
+
+def _disagreement_context(request: HttpRequest, run: JudgeRun) -> dict[str, Any]:
+    found = selectors.disagreements_of_run(run=run)
+    kinds = selectors.DISAGREEMENT_KINDS[run.project.kind]
+    wanted = request.GET.get("kind", "")
+    wanted = wanted if wanted in dict(kinds) else ""
+    rows = [row for row in found.rows if not wanted or row[1] == wanted]
+    page = Paginator(rows, 10).get_page(request.GET.get("dpage"))
+    sources = {"gold": 0, "majority": 0}
+    for ref in found.reference.values():
+        sources[ref.source] += 1
+    return {
+        "kinds": kinds,
+        "kind_labels": dict(kinds),
+        "card_runs": [(f"Judge (v{run.version.number})", run)],
+        "kind": wanted,
+        "kind_counts": found.counts,
+        "n_disagreements": len(found.rows),
+        "dpage": page,
+        "cards": selectors.item_cards(runs=[run], items=list(page.object_list), reference=found.reference),
+        "sources": sources,
+    }
+
+
 @require_GET
 @login_required
 def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
-    """The run page. While the run is active its progress fragment polls this URL every second (htmx)."""
+    """The run page and its report. While the run is active its progress fragment polls this URL every second
+    (htmx); once the run is over the poll reloads the page, so the report and the disagreements appear."""
     project = _lead_project(request, slug)
     run = selectors.run_for_project(project=project, run_id=run_id)
+    if _htmx(request) and request.GET.get("part") == "disagreements":
+        context = _run_context(project, run) | _disagreement_context(request, run)
+        return render(request, "judges/run_detail.html#disagreements", context)
     if _htmx(request):
+        if request.GET.get("poll") and not run.is_active:
+            return HttpResponseClientRefresh()
         return render(request, "judges/run_detail.html#progress", _run_context(project, run))
-    return render(request, "judges/run_detail.html", _run_context(project, run, request))
+    context = _run_context(project, run, request) | {"n_test_runs": selectors.test_runs_count(judge=run.version.judge)}
+    if run.report:
+        context |= _report_context(project, run) | _disagreement_context(request, run)
+    return render(request, "judges/run_detail.html", context)
 
 
 @require_POST
@@ -352,3 +615,86 @@ def _to(request: HttpRequest, url: str) -> HttpResponse:
     if _htmx(request):
         return HttpResponseClientRedirect(url)
     return redirect(url)
+
+
+# --- Comparing two runs ---------------------------------------------------------------------------------------
+
+FLIP_KINDS = (("fixed", "Fixed (was wrong, now right)"), ("broken", "Broken (was right, now wrong)"))
+
+
+def _compare_runs(request: HttpRequest, project: Project) -> tuple[JudgeRun | None, JudgeRun | None, list[str]]:
+    """The two runs named by ?a=&b= (run ids) or ?va=&vb= (version ids: their newest run on ?scope=, default dev)."""
+    problems = []
+    scope = request.GET.get("scope", JudgeRun.Scope.DEV)
+    scope = scope if scope in (JudgeRun.Scope.DEV, JudgeRun.Scope.ALL, JudgeRun.Scope.TEST) else JudgeRun.Scope.DEV
+    found: list[JudgeRun | None] = []
+    for run_key, version_key in (("a", "va"), ("b", "vb")):
+        run_id, version_id = request.GET.get(run_key, ""), request.GET.get(version_key, "")
+        if run_id.isdigit():
+            found.append(selectors.run_for_project(project=project, run_id=int(run_id)))
+        elif version_id.isdigit():
+            version = selectors.version_for_project(project=project, version_id=int(version_id))
+            run = selectors.latest_run(version=version, scope=scope)
+            if run is None:
+                problems.append(f"v{version.number} has no run on the {scope} split yet.")
+            found.append(run)
+        else:
+            raise Http404("Name two runs (?a=&b=) or two versions (?va=&vb=).")
+    a, b = found
+    if a is not None and b is not None and a.version.judge_id != b.version.judge_id:
+        raise Http404("Both runs must belong to the same judge.")
+    return a, b, problems
+
+
+@require_GET
+@login_required
+def compare_runs(request: HttpRequest, slug: str) -> HttpResponse:
+    """Two runs of one judge on the same items: deltas with paired intervals, flipped items, and the history of
+    every version. While a run is still going, the comparison shows its progress and polls this URL (htmx)."""
+    project = _lead_project(request, slug)
+    a, b, problems = _compare_runs(request, project)
+    judge = (a or b).version.judge if (a or b) else None  # type: ignore[union-attr]
+    if judge is None:
+        raise Http404("No runs to compare.")
+    context: dict[str, Any] = {
+        "project": project,
+        "judge": judge,
+        "a": a,
+        "b": b,
+        "problems": problems,
+        "n_test_runs": selectors.test_runs_count(judge=judge),
+        "query": urlencode([(k, v) for k, v in request.GET.items() if k in ("a", "b", "va", "vb", "scope")]),
+        "pending": [r for r in (a, b) if r is not None and r.is_active],
+        "sides": [("A · before", a), ("B · after", b)],
+    }
+    context["progress"] = [(r, selectors.run_totals(run=r)) for r in context["pending"]]
+    ready = a is not None and b is not None and a.status == b.status == JudgeRun.Status.DONE
+    if ready:
+        assert a is not None and b is not None
+        result = selectors.comparison(a=a, b=b)
+        flip = request.GET.get("flip", "fixed")
+        flip = flip if flip in dict(FLIP_KINDS) else "fixed"
+        positions = result.flips.fixed if flip == "fixed" else result.flips.broken
+        rows = [(result.common[int(i)], flip) for i in positions]
+        page = Paginator(rows, 10).get_page(request.GET.get("fpage"))
+        context |= {
+            "result": result,
+            "flip": flip,
+            "flip_kinds": FLIP_KINDS,
+            "kind_labels": dict(FLIP_KINDS),
+            "fpage": page,
+            "cards": selectors.item_cards(runs=[a, b], items=list(page.object_list), reference=result.reference),
+            "card_runs": [(f"v{a.version.number} · run #{a.pk}", a), (f"v{b.version.number} · run #{b.pk}", b)],
+            "check_a": selectors.run_target_check(run=a),
+            "check_b": selectors.run_target_check(run=b),
+            "same_rubric": a.rubric_version_id == b.rubric_version_id,
+            "definitions": compare.DEFINITIONS,
+        }
+    if _htmx(request):
+        if request.GET.get("poll") and not context["pending"]:
+            return HttpResponseClientRefresh()
+        if request.GET.get("part") == "flips" and ready:
+            return render(request, "judges/compare.html#flips", context)
+    if ready:
+        context["history_chart"] = _history_chart(judge, highlight={r.version_id for r in (a, b) if r is not None})
+    return render(request, "judges/compare.html" + ("#comparison" if _htmx(request) else ""), context)

@@ -88,3 +88,15 @@ def test_column_chart() -> None:
     root = _parse(charts.column_chart([("Mon", 3), ("Tue", 0), ("Wed", 12)], title="labels per day", unit="labels"))
     assert len(root.findall(f".//{NS}rect")) == 3
     assert charts.fmt(float("nan")) == "–"
+
+
+def test_interval_bars_take_a_target_per_row() -> None:
+    svg = charts.interval_bars(
+        [charts.Bar("TPR", 0.95, 0.9, 0.99, target=0.9), charts.Bar("TNR", 0.78, 0.6, 0.9, target=0.9)], title="t"
+    )
+    root = _parse(svg)
+    bars = root.findall(f".//{NS}rect[@class='bar']")
+    assert [b.get("fill") for b in bars] == [charts.GOOD, charts.BAD]
+    assert len(root.findall(f".//{NS}line[@class='target']")) == 2
+    desc = root.find(f"{NS}desc")
+    assert desc is not None and desc.text is not None and "TNR: 0.78 (95% CI 0.60 to 0.90); target 0.90" in desc.text

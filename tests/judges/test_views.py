@@ -41,13 +41,15 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
         ("post", reverse("judges:run_start", args=[slug, version.pk])),
         ("get", reverse("judges:run_detail", args=[slug, run.pk])),
         ("post", reverse("judges:run_cancel", args=[slug, run.pk])),
+        ("post", reverse("judges:judge_target", args=[slug, judge])),
+        ("get", reverse("judges:compare", args=[slug]) + f"?a={run.pk}&b={run.pk}"),
     ]
 
 
 def test_every_judges_url_is_covered_here():
     from judges.urls import urlpatterns
 
-    assert len(urlpatterns) == 9  # _urls lists each, with GET and POST where a view takes both
+    assert len(urlpatterns) == 11  # _urls lists each, with GET and POST where a view takes both
 
 
 def test_outsiders_and_annotators_get_404_on_every_judges_page(client, project, version, done_run, outsider, annotator):
@@ -302,3 +304,247 @@ def test_no_page_carries_inline_script_or_style(client, lead, project, version, 
             assert not re.search(r"<script(?![^>]*\bsrc=)", page), url
             assert " style=" not in page and "<style" not in page, url
             assert not re.search(r"\son[a-z]+\s*=", page), url
+
+
+# --- The judge report, targets, disagreements, comparison, model choice ----------------------------------------
+
+
+def _run_now(version, scope: str = "dev") -> JudgeRun:
+    run = services.judge_run_start(version=version, scope=scope, confirm_test=scope == "test")
+    for chunk in RunChunk.objects.filter(run=run):
+        services.judge_chunk_process(chunk_id=chunk.pk)
+    run.refresh_from_db()
+    return run
+
+
+@pytest.fixture
+def labeled(project, lead, annotator, other_annotator, standin):
+    """Six dev items, the stand-in failing outputs that say WRONG. Humans: 0 fail (judge fails), 1 fail (judge
+    passes: too lenient), 2 pass (judge fails: too strict), 3 pass (judge passes), 4 split 1–1 (no reference),
+    5 pass by both annotators but a lead's gold label says fail (judge fails: agrees with gold)."""
+    from annotate.models import GoldLabel
+    from tests.factories import label
+
+    standin.configure(rule="keyword")
+    outputs = ["WRONG total.", "Fine.", "WRONG but fine.", "Correct.", "Maybe.", "WRONG date."]
+    items = [make_item(project, n, output=text) for n, text in enumerate(outputs)]
+    votes = {0: "ff", 1: "ff", 2: "pp", 3: "pp", 4: "pf", 5: "pp"}
+    for n, pair in votes.items():
+        value = {"p": "pass", "f": "fail"}
+        label(items[n], annotator, "acceptable", value[pair[0]], note="<b>too vague</b>" if n == 1 else "")
+        label(items[n], other_annotator, "acceptable", value[pair[1]])
+    criterion = project.current_rubric.criteria.get(key="acceptable")
+    GoldLabel.objects.create(item=items[5], criterion=criterion, value="fail", set_by=lead)
+    return items
+
+
+def test_the_report_states_split_reference_figures_charts_and_the_disagreements(
+    client, lead, project, version, labeled
+):
+    run = _run_now(version)
+    client.force_login(lead)
+    page = client.get(reverse("judges:run_detail", args=[project.slug, run.pk])).content.decode()
+    assert "Measured on the <strong>dev split</strong>: 5 items compared" in page
+    assert "(1 item), else the strict <strong>majority</strong> of the annotators (4 items)" in page
+    assert 'class="chart chart-bars"' in page and 'class="chart chart-heatmap"' in page
+    assert '<abbr title="True negative rate: of the items the humans failed' in page
+    assert "No target set." in page
+    # The disagreements are exactly the off-diagonal cells of the stored confusion matrix.
+    confusion = run.report["confusion"]
+    assert confusion == [[2, 1], [1, 1]]
+    assert 'Disagreements <span class="badge">2</span>' in page
+    cards = page.split('id="disagreements"')[1].split('aria-labelledby="verdicts-h"')[0]
+    assert "<code>item-1</code>" in cards and "<code>item-2</code>" in cards and "<code>item-3</code>" not in cards
+    # Each human label with its note, escaped; the judge's verdict and reasoning.
+    assert "&lt;b&gt;too vague&lt;/b&gt;" in page and "<b>too vague</b>" not in page
+    assert "ada-annotator" in page and "Stand-in rule &#x27;keyword&#x27;" in page
+
+
+def test_disagreements_filter_by_kind_as_an_htmx_fragment_and_without_js(client, lead, project, version, labeled):
+    run = _run_now(version)
+    client.force_login(lead)
+    url = reverse("judges:run_detail", args=[project.slug, run.pk])
+    fragment = client.get(url + "?kind=lenient&part=disagreements", headers=HX).content.decode()
+    assert fragment.lstrip().startswith('<div id="disagreements">') and "<html" not in fragment
+    assert "<code>item-1</code>" in fragment and "<code>item-2</code>" not in fragment
+    page = client.get(url + "?kind=strict").content.decode()
+    cards = page.split('id="disagreements"')[1].split('aria-labelledby="verdicts-h"')[0]
+    assert "<code>item-2</code>" in cards and "<code>item-1</code>" not in cards and "<html" in page
+
+
+def test_a_target_gives_the_run_its_verdict_line_and_is_checked_by_the_form_and_postgres(
+    client, lead, project, version, labeled
+):
+    from django.db import IntegrityError, transaction
+
+    run = _run_now(version)
+    judge = version.judge
+    client.force_login(lead)
+    target_url = reverse("judges:judge_target", args=[project.slug, judge.pk])
+    refused = client.post(target_url, {"target": "tpr_tnr", "target_tpr": "0.9"}, headers=HX)
+    assert refused.status_code == 422 and "This target needs a number here." in refused.content.decode()
+    judge.refresh_from_db()
+    assert judge.target == ""
+    saved = client.post(target_url, {"target": "tpr_tnr", "target_tpr": "0.4", "target_tnr": "0.9"}, headers=HX)
+    assert saved.status_code == 200 and "Target saved." in saved.content.decode()
+    run_url = reverse("judges:run_detail", args=[project.slug, run.pk])
+    page = client.get(run_url).content.decode()
+    # TPR = 1/2 (items 2, 3), TNR = 2/3 (items 0, 1, 5).
+    assert "<strong>Not yet:</strong> TNR 0.67 &lt; 0.90" in page
+    assert "TPR <strong>0.50</strong> ≥ target 0.40" in page and "95% lower bound" in page
+    assert "a figure meets its target when its point estimate does" in page
+    client.post(target_url, {"target": "tpr_tnr", "target_tpr": "0.4", "target_tnr": "0.6"})
+    assert "<strong>Calibrated on dev split</strong>" in client.get(run_url).content.decode()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Judge.objects.filter(pk=judge.pk).update(target_tnr=1.5)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Judge.objects.filter(pk=judge.pk).update(target="kappa", target_kappa=None)
+
+
+def test_the_human_kappa_target_reads_the_stored_agreement_report(client, lead, project, version, labeled):
+    from annotate import reports
+
+    run = _run_now(version)
+    services.judge_target_set(judge=version.judge, target="kappa_human", numbers={})
+    client.force_login(lead)
+    url = reverse("judges:run_detail", args=[project.slug, run.pk])
+    assert "No human–human κ is stored for this criterion yet." in client.get(url).content.decode()
+    stored = reports.report_refresh(project=project, force=True, n_boot=0)
+    human = stored.data["criteria"]["acceptable"]["human"]["fleiss_kappa"]["value"]
+    page = client.get(url).content.decode()
+    assert f"&lt; target {human:.2f}" in page and "The target κ is the humans' own agreement" in page
+
+
+def test_a_child_version_saved_and_run_on_dev_lands_on_the_comparison(client, lead, project, version, labeled):
+    _run_now(version)
+    client.force_login(lead)
+    data = _editor(
+        user_template="<input>{{ input }}</input><output>{{ output }} WRONG</output>",
+        change_note="Everything fails",
+        parent=str(version.pk),
+        then="run",
+    )
+    del data["criterion_key"], data["name"]
+    response = client.post(reverse("judges:version_new", args=[project.slug, version.judge_id]), data)
+    child = JudgeVersion.objects.get(number=2)
+    compare_url = reverse("judges:compare", args=[project.slug]) + f"?va={version.pk}&vb={child.pk}"
+    assert response["Location"] == compare_url
+    run = JudgeRun.objects.get(version=child)
+    assert run.scope == "dev" and run.status == "queued"
+    # While it runs, the comparison shows its progress and polls.
+    waiting = client.get(compare_url).content.decode()
+    assert 'hx-trigger="every 1s"' in waiting and "The comparison appears here when it is done" in waiting
+    for chunk in RunChunk.objects.filter(run=run):
+        services.judge_chunk_process(chunk_id=chunk.pk)
+    refresh = client.get(compare_url + "&poll=1", headers=HX)
+    assert refresh["HX-Refresh"] == "true"
+    page = client.get(compare_url).content.decode()
+    # Under v2 everything fails: item 1 (humans fail) is fixed, item 3 (humans pass) broken.
+    assert '<span class="big">1</span> fixed' in page and '<span class="big">1</span> broken' in page
+    assert "<code>item-1</code>" in page and 'class="chart chart-line"' in page
+    broken = client.get(compare_url + "&flip=broken&part=flips", headers=HX).content.decode()
+    assert (
+        broken.lstrip().startswith('<div id="flips">')
+        and "<code>item-3</code>" in broken
+        and "<code>item-1</code>" not in broken
+    )
+    assert "v1 · run" in broken and "v2 · run" in broken
+
+
+def test_compare_refuses_runs_of_different_judges_and_missing_runs(client, lead, project, version, labeled):
+    run = _run_now(version)
+    other = services.judge_create(project=project, criterion_key="factually_correct")
+    from tests.judges.conftest import make_version
+
+    other_run = _run_now(make_version(other))
+    client.force_login(lead)
+    url = reverse("judges:compare", args=[project.slug])
+    assert client.get(url + f"?a={run.pk}&b={other_run.pk}").status_code == 404
+    assert client.get(url).status_code == 404
+    child = make_version(version.judge, change_note="x", parent=version)
+    page = client.get(url + f"?va={version.pk}&vb={child.pk}").content.decode()
+    assert "v2 has no run on the dev split yet." in page
+
+
+def test_the_judge_page_picks_the_cheapest_model_that_meets_the_target(
+    client, lead, project, version, labeled, settings
+):
+    from tests.judges.conftest import make_version
+
+    settings.JUDGE_PRICES = {**settings.JUDGE_PRICES, "standin-small-2025-01-01": (0.1, 0.4)}
+    _run_now(version)
+    small = make_version(version.judge, model="standin-small-2025-01-01", change_note="Smaller model", parent=version)
+    _run_now(small)
+    services.judge_target_set(judge=version.judge, target="tpr_tnr", numbers={"target_tpr": 0.4, "target_tnr": 0.6})
+    client.force_login(lead)
+    page = client.get(reverse("judges:judge_detail", args=[project.slug, version.judge_id])).content.decode()
+    assert "Model choice: the same prompt on several models" in page and 'class="chart chart-scatter"' in page
+    best = page.split('<tr class="best">')[1].split("</tr>")[0]
+    assert "standin-small-2025-01-01" in best and "cheapest that meets the target" in best
+    scatter = page.split('class="chart chart-scatter"')[1].split("</svg>")[0]
+    assert "v2 standin-small-2025-01-01" in scatter and "cheapest that meets the target" in scatter
+    assert 'class="chart chart-line"' in page  # alignment across versions
+
+
+def test_every_page_of_a_judge_counts_the_looks_at_test_and_warns_after_the_first(
+    client, lead, project, version, labeled
+):
+    make_item(project, 50, split="test")
+    dev_run = _run_now(version)
+    _run_now(version, "test")
+    client.force_login(lead)
+    slug, judge = project.slug, version.judge_id
+    pages = [
+        reverse("judges:judge_detail", args=[slug, judge]),
+        reverse("judges:run_detail", args=[slug, dev_run.pk]),
+        reverse("judges:version_new", args=[slug, judge]),
+    ]
+    for url in pages:
+        assert "looked at once" in client.get(url).content.decode(), url
+    _run_now(version, "test")
+    for url in pages:
+        assert "has been looked at 2 times" in client.get(url).content.decode(), url
+
+
+def test_the_list_shows_each_judges_latest_alignment(client, lead, project, version, labeled):
+    run = _run_now(version)
+    client.force_login(lead)
+    page = client.get(reverse("judges:judge_list", args=[project.slug])).content.decode()
+    assert "Latest alignment per criterion" in page and f"v1 · #{run.pk}" in page
+    assert "Acceptable: Cohen&#x27;s κ" in page
+
+
+def test_pairwise_disagreements_include_answers_that_change_with_the_order(client, lead, standin):
+    from annotate.models import Membership
+    from tests.factories import ProjectFactory, label, membership
+    from tests.judges.conftest import make_version
+
+    pairwise = ProjectFactory(slug="duel", kind="pairwise")
+    membership(lead, pairwise, Membership.Role.LEAD)
+    standin.configure(rule="first")  # always the output shown first: inconsistent on every item
+    item = make_item(pairwise, 1, input="Q1", output_a="One answer", output_b="Another answer")
+    label(item, lead, "acceptable", "a", shown_order="ab")
+    version = make_version(services.judge_create(project=pairwise, criterion_key="acceptable"))
+    run = _run_now(version)
+    client.force_login(lead)
+    url = reverse("judges:run_detail", args=[pairwise.slug, run.pk])
+    fragment = client.get(url + "?kind=order&part=disagreements", headers=HX).content.decode()
+    assert "<code>item-1</code>" in fragment and "Inconsistent order" in fragment
+    assert "A shown first" in fragment and "B shown first" in fragment
+    page = client.get(url).content.decode()
+    assert "Position consistency" in page and "Position bias" in page
+
+
+def test_the_report_and_comparison_pages_stay_within_their_query_budgets(
+    client, lead, project, version, labeled, django_assert_max_num_queries
+):
+    """A page of cards costs the same few queries whatever the number of items, labels or gold labels."""
+    first = _run_now(version)
+    from tests.judges.conftest import make_version
+
+    second = _run_now(make_version(version.judge, system_template="Be strict.", change_note="x", parent=version))
+    client.force_login(lead)
+    with django_assert_max_num_queries(18):
+        client.get(reverse("judges:run_detail", args=[project.slug, first.pk]))
+    with django_assert_max_num_queries(16):
+        client.get(reverse("judges:compare", args=[project.slug]) + f"?a={first.pk}&b={second.pk}")
