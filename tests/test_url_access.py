@@ -110,7 +110,7 @@ def test_an_outsider_gets_404_on_every_project_url_and_changes_nothing(client, v
 
 def test_an_annotator_gets_404_on_every_lead_page(client, victim, annotator):
     client.force_login(annotator)
-    lead_only = ("status/", "agreement/", "adjudicate/", "import/", "judges/", "export/")
+    lead_only = ("status/", "agreement/", "adjudicate/", "import/", "judges/", "export/", "rubric/")
     for pattern in _patterns(get_resolver().url_patterns):
         if pattern.startswith("p/<slug:slug>/") and pattern.removeprefix("p/<slug:slug>/").startswith(lead_only):
             url = _url(pattern, victim)
