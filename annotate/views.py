@@ -627,7 +627,7 @@ def _drift_chart(rows: list[drift.VersionRow]) -> object:
     for row in ordered:
         for c in row.criteria:
             keys.setdefault(c.key, c.name)
-    if not any(row.agreement for row in ordered):
+    if not any(a.alpha.get("value") is not None for row in ordered for a in row.agreement):
         return None
     series = []
     for key, name in keys.items():
@@ -645,7 +645,10 @@ def _drift_chart(rows: list[drift.VersionRow]) -> object:
                 )
             )
         series.append(charts.Series(name, points))
-    low = min((p.lo if p.lo is not None else (p.value or 0)) for s in series for p in s.points if p.value is not None)
+    low = min(
+        ((p.lo if p.lo is not None else (p.value or 0.0)) for s in series for p in s.points if p.value is not None),
+        default=0.0,
+    )
     return charts.line_chart(
         series,
         title="Human–human agreement (Krippendorff's α) per criterion across rubric versions",
