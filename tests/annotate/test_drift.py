@@ -251,14 +251,14 @@ def drifted(active, lead, annotator, other_annotator):
 
 
 def test_the_drift_page_shows_the_timeline_chart_outdated_items_and_stale_judges(client, lead, drifted):
-    project, items = drifted
+    project, _ = drifted
     client.force_login(lead)
     page = client.get(reverse("rubric_timeline", args=[project.slug])).content.decode()
     assert "Rubric v2" in page and "Rubric v1" in page and "definition changed" in page
     assert "No factual or arithmetic error, checked against the source." in page
     assert "Sharper factual criterion" in page
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="chart chart-line"' in page
-    assert "<strong class=\"big-number\">27</strong> items have labels under an older rubric version" in page
+    assert '<strong class="big-number">27</strong> items have labels under an older rubric version' in page
     assert "Page 1 of 2" in page
     assert "1 judge to re-run under v2" in page
     assert "The last calibration run was on an older rubric version. Calibrated on rubric v1." in page
@@ -288,9 +288,7 @@ def test_queueing_for_relabeling_from_the_page_answers_htmx_and_plain_posts(clie
     assert "All 27 items labeled under an older version were already queued." in response.content.decode()
 
 
-def test_annotators_and_outsiders_get_404_on_the_drift_pages_and_change_nothing(
-    client, drifted, annotator, outsider
-):
+def test_annotators_and_outsiders_get_404_on_the_drift_pages_and_change_nothing(client, drifted, annotator, outsider):
     project, _ = drifted
     for user in (annotator, outsider):
         client.force_login(user)
