@@ -313,7 +313,8 @@ THROUGHPUT_CACHE_SECONDS = 60
 
 
 def throughput_cache_key(*, project: Project, today: dt.date, days: int = 14) -> str:
-    return f"dashboard:throughput:{project.pk}:{today.isoformat()}:{days}"
+    # The creation time too: a database restored or recreated with the same ids never reads another's counts.
+    return f"dashboard:throughput:{project.pk}:{project.created_at.timestamp():.6f}:{today.isoformat()}:{days}"
 
 
 def throughput_cached(*, project: Project, days: int = 14) -> Throughput:

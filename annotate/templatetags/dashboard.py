@@ -35,5 +35,13 @@ def figure(value: dict[str, Any] | None, digits: int = 2) -> str:
 
 
 @register.filter
+def figure_value(value: dict[str, Any] | None, digits: int = 2) -> str:
+    """Only the value of a stored figure (its interval shown elsewhere), or an en dash."""
+    if not value or value.get("value") is None:
+        return "–"
+    return f"{value['value']:.{digits}f}"
+
+
+@register.filter
 def signed(value: int) -> str:
     return f"+{value:,}" if value > 0 else f"{value:,}"

@@ -88,3 +88,12 @@ def test_column_chart() -> None:
     root = _parse(charts.column_chart([("Mon", 3), ("Tue", 0), ("Wed", 12)], title="labels per day", unit="labels"))
     assert len(root.findall(f".//{NS}rect")) == 3
     assert charts.fmt(float("nan")) == "–"
+
+
+def test_a_line_chart_legend_can_hold_longer_names() -> None:
+    series = [charts.Series("Follows the instruction", [charts.Point("v1", 0.4), charts.Point("v2", 0.5)])]
+    short = _parse(charts.line_chart(series, title="t"))
+    long = _parse(charts.line_chart(series, title="t", legend_chars=24))
+    texts = [t.text for t in short.findall(f".//{NS}text")]
+    assert "Follows the i…" in texts and "Follows the instruction" not in texts
+    assert "Follows the instruction" in [t.text for t in long.findall(f".//{NS}text")]
