@@ -619,13 +619,17 @@ def adjudicate(request: HttpRequest, slug: str, criterion_key: str) -> HttpRespo
 
 
 def _drift_context(request: HttpRequest, project: Project) -> dict[str, object]:
-    outdated = drift.items_outdated(project=project)
-    page = Paginator(outdated, 25).get_page(request.GET.get("page"))
+    counts = drift.outdated_counts(project=project)
+    paginator = Paginator(drift.items_outdated(project=project), 25)
+    paginator.count = counts.n_outdated  # counted above, with the queued ones, in the same pass
+    page = paginator.get_page(request.GET.get("page"))
+    with drift.hash_joins():
+        items = list(page.object_list)
     return {
         "project": project,
         "page": page,
-        "outdated": drift.outdated_page_rows(project=project, items=list(page.object_list)),
-        "n_relabel_pending": drift.relabel_pending(project=project),
+        "outdated": drift.outdated_page_rows(project=project, items=items),
+        "n_relabel_pending": counts.n_queued,
     }
 
 
