@@ -173,3 +173,20 @@ def test_the_lead_reads_the_dashboard_and_queues_drifted_items_for_relabeling(
 
     assert csp_problems(page) == []
     assert console_errors(page) == []
+
+
+def test_an_annotator_sees_their_own_progress_and_no_lead_page(page: Page, live_server, demo_two_versions):
+    project, _ = demo_two_versions
+    annotator = UserFactory(username="ada-annotator")
+    membership(annotator, project, Membership.Role.ANNOTATOR)
+    base = live_server.url
+    log_in_by_keyboard(page, base, annotator.username)
+    page.goto(base + reverse("project_detail", args=[project.slug]))
+    expect(page.get_by_role("heading", name="Your progress")).to_be_visible()
+    expect(page.get_by_role("link", name="Start labeling")).to_be_visible()
+    for lead_heading in ("Human–human agreement", "Adjudication queue", "Annotators' throughput", "Judges"):
+        expect(page.get_by_role("heading", name=lead_heading)).to_have_count(0)
+    expect(page.locator("svg.chart")).to_have_count(0)
+    screenshot(page, "project-annotator")
+    response = page.goto(base + reverse("rubric_timeline", args=[project.slug]))
+    assert response is not None and response.status == 404
