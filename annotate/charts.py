@@ -255,10 +255,13 @@ def line_chart(
     width: int = 560,
     height: int = 220,
     digits: int = 2,
+    legend_chars: int = 14,
 ) -> SafeString:
     """Figures across ordered categories (versions, rubric versions): one line per series, intervals as bands of
-    whiskers, a dashed target line."""
-    left, right, top, bottom = 44, 120, 12, 30
+    whiskers, a dashed target line. Legend entries are clipped to `legend_chars` characters; a longer legend takes
+    its room from the plot."""
+    left, top, bottom = 44, 12, 30
+    right = 120 if legend_chars <= 14 else 34 + 6 * legend_chars
     plot_w, plot_h = width - left - right, height - top - bottom
     labels = [p.label for p in series[0].points] if series else []
     n = max(len(labels), 1)
@@ -298,7 +301,7 @@ def line_chart(
             )
         body.append(
             f'<rect x="{width - right + 10}" y="{top + 16 * k}" width="10" height="10" fill="{colour}"/>'
-            + _text(width - right + 24, top + 16 * k + 9, _clip(s.name, 14), size=11)
+            + _text(width - right + 24, top + 16 * k + 9, _clip(s.name, legend_chars), size=11)
         )
     if target is not None:
         body.append(_target_line(left, left + plot_w, py(target), py(target), f"{target_label} {fmt(target, digits)}"))

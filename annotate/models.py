@@ -136,7 +136,11 @@ class Item(models.Model):
     # How many leases (state "leased", expired or not until the sweep removes them) reserve this item. Kept on the
     # row, not counted, so that concurrent claims serialise on the item row: see services.queue_claim.
     n_leased = models.PositiveSmallIntegerField(default=0)
-    # Items with a higher priority are offered first among equally complete ones (today's production sample: 1).
+    # Items with a higher priority are offered first among equally complete ones: today's production sample, or items
+    # a lead queued for re-labeling under the current rubric (annotate.drift.relabel_queue).
+    PRIORITY_NORMAL = 0
+    PRIORITY_SAMPLE = 1
+    PRIORITY_RELABEL = 2
     priority = models.SmallIntegerField(default=0)
     # The day a daily production sample put this item in the queue (NULL for items that came any other way).
     sampled_on = models.DateField(null=True, blank=True)
@@ -150,6 +154,8 @@ class Item(models.Model):
             models.CheckConstraint(condition=Q(source__in=["import", "api", "sample"]), name="item_source_valid"),
             models.CheckConstraint(condition=~Q(external_id=""), name="item_external_id_not_empty"),
             models.CheckConstraint(condition=Q(n_submitted__lte=50), name="item_n_submitted_bounded"),
+            # The queue's priorities are a closed set (PRIORITY_*): a stray value would silently reorder the queue.
+            models.CheckConstraint(condition=Q(priority__in=[0, 1, 2]), name="item_priority_known"),
         ]
         indexes = [
             # Serves split-filtered reads: judge runs on dev/test, exports by split.
@@ -250,6 +256,9 @@ class Label(models.Model):
             # Serves the per-version reads: agreement reports and exports load one rubric version's labels.
             models.Index(fields=["rubric_version", "criterion"], name="label_version_criterion_idx"),
             models.Index(fields=["annotator", "created_at"], name="label_annotator_created_idx"),
+            # Serves the lead dashboard's throughput (labels per annotator per day in a recent window, read from the
+            # index alone) and its label counts per rubric version.
+            models.Index(fields=["rubric_version", "created_at", "annotator"], name="label_version_created_idx"),
         ]
 
     def __str__(self) -> str:

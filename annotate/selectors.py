@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Count, Max, Q, QuerySet
+from django.core.cache import cache
+from django.db.models import Count, Max, Q, QuerySet, Sum, Value
+from django.db.models.functions import Least, TruncDate
 from django.http import Http404
 from django.utils import timezone
 
-from annotate.models import Assignment, Criterion, GoldLabel, Item, Label, Membership, Project, RubricVersion
+from annotate.models import (
+    AgreementReport,
+    Assignment,
+    Criterion,
+    GoldLabel,
+    Item,
+    Label,
+    Membership,
+    Project,
+    RubricVersion,
+)
 
 
 def project_role(user: User | AnonymousUser, project: Project) -> str | None:
@@ -114,32 +129,64 @@ def criteria_of_version(rubric_version_id: int | None) -> tuple[Criterion, ...]:
 class ProjectStats:
     n_items: int
     items_by_split: dict[str, int]
-    n_labels: int
-    n_labels_current: int
+    n_labels: int | None  # None when not counted (the dashboard reads label counts from the stored report)
+    n_labels_current: int | None
     n_complete: int
     n_live_leases: int
     n_annotators: int
+    # Annotators' complete submissions under the current rubric, each item counted up to its overlap: with
+    # n_items * overlap it gives the share of the labeling work done.
+    n_submissions: int = 0
+    work_total: int = 0  # n_items * overlap
+
+    @property
+    def work_pct(self) -> int:
+        """Share of the labeling work done (submissions over items x overlap), rounded down so 100 means done."""
+        return (100 * self.n_submissions) // self.work_total if self.work_total else 0
+
+    @property
+    def complete_pct(self) -> int:
+        return (100 * self.n_complete) // self.n_items if self.n_items else 0
 
 
-def project_stats(*, project: Project) -> ProjectStats:
+def project_stats(*, project: Project, count_labels: bool = True) -> ProjectStats:
     """Counts for the project page. An item is complete when `overlap` annotators submitted every criterion of the
-    current rubric: the queue keeps that count on each item (n_submitted), so this reads an index, not the labels."""
-    by_split = dict(
-        Item.objects.filter(project=project).values_list("split").annotate(n=Count("id")).values_list("split", "n")
+    current rubric: the queue keeps that count on each item (n_submitted), so this reads the items, not the labels.
+
+    Labels are counted once, grouped by rubric version (an index-only scan of label_version_created_idx), which gives
+    both the total and the current version's count; the join through items that this replaced read every label row.
+    """
+    items = Item.objects.filter(project=project).aggregate(
+        n=Count("id"),
+        train=Count("id", filter=Q(split=Item.Split.TRAIN)),
+        dev=Count("id", filter=Q(split=Item.Split.DEV)),
+        test=Count("id", filter=Q(split=Item.Split.TEST)),
+        complete=Count("id", filter=Q(n_submitted__gte=project.overlap)),
+        submissions=Sum(Least("n_submitted", Value(project.overlap)), default=0),
     )
-    labels = Label.objects.filter(item__project=project)
+    per_version = labels_per_version(project=project) if count_labels else None
     return ProjectStats(
-        n_items=sum(by_split.values()),
-        items_by_split={split: by_split.get(split, 0) for split in Item.Split.values},
-        n_labels=labels.count(),
-        n_labels_current=Label.objects.filter(rubric_version_id=project.current_rubric_id).count()
-        if project.current_rubric_id
-        else 0,
-        n_complete=Item.objects.filter(project=project, n_submitted__gte=project.overlap).count(),
+        n_items=items["n"],
+        items_by_split={split: items[split] for split in Item.Split.values},
+        n_labels=sum(per_version.values()) if per_version is not None else None,
+        n_labels_current=per_version.get(project.current_rubric_id or 0, 0) if per_version is not None else None,
+        n_complete=items["complete"],
         n_live_leases=Assignment.objects.filter(
             item__project=project, state=Assignment.State.LEASED, expires_at__gt=timezone.now()
         ).count(),
         n_annotators=project.memberships.filter(role=Membership.Role.ANNOTATOR).count(),
+        n_submissions=items["submissions"],
+        work_total=items["n"] * project.overlap,
+    )
+
+
+def labels_per_version(*, project: Project) -> dict[int, int]:
+    """How many labels each rubric version of the project holds, by rubric version id, in one grouped count."""
+    return dict(
+        Label.objects.filter(rubric_version__project=project)
+        .values_list("rubric_version_id")
+        .annotate(n=Count("id"))
+        .values_list("rubric_version_id", "n")
     )
 
 
@@ -227,3 +274,144 @@ def items_for_adjudication(*, project: Project, criterion: Criterion, item_ids: 
     return [
         AdjudicationItem(item=items[pk], labels=labels.get(pk, []), gold=gold.get(pk)) for pk in item_ids if pk in items
     ]
+
+
+# --- The lead's dashboard -------------------------------------------------------------------------------------
+#
+# Everything here reads stored figures (the agreement report, judge run reports) or counts through an index, so the
+# page stays fast whatever the number of labels: the only read that grows with labels is the throughput window.
+
+
+@dataclass(frozen=True)
+class AnnotatorThroughput:
+    username: str
+    per_day: list[int]  # labels per local day, oldest first, `days` long
+    last_7: int
+    last_14: int
+
+    @property
+    def active_days(self) -> int:
+        return sum(1 for n in self.per_day if n)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    days: list[dt.date]  # oldest first
+    annotators: list[AnnotatorThroughput]  # most labels in the window first
+    per_day: list[int]  # the whole team, per day
+
+    @property
+    def total_7(self) -> int:
+        return sum(a.last_7 for a in self.annotators)
+
+    @property
+    def total_14(self) -> int:
+        return sum(a.last_14 for a in self.annotators)
+
+
+THROUGHPUT_CACHE_SECONDS = 60
+
+
+def throughput_cache_key(*, project: Project, today: dt.date, days: int = 14) -> str:
+    # The creation time too: a database restored or recreated with the same ids never reads another's counts.
+    return f"dashboard:throughput:{project.pk}:{project.created_at.timestamp():.6f}:{today.isoformat()}:{days}"
+
+
+def throughput_cached(*, project: Project, days: int = 14) -> Throughput:
+    """throughput(), kept in the cache for a minute: on a busy project the window holds hundreds of thousands of
+    labels, and several leads reloading the dashboard need not count them again each time."""
+    today = timezone.localdate()
+    key = throughput_cache_key(project=project, today=today, days=days)
+    found = cache.get(key)
+    if isinstance(found, Throughput):
+        return found
+    computed = throughput(project=project, days=days, today=today)
+    cache.set(key, computed, THROUGHPUT_CACHE_SECONDS)
+    return computed
+
+
+def labels_since(*, project: Project, since: dt.datetime) -> int:
+    """Labels given under the current rubric version after `since` (a range read of label_version_created_idx)."""
+    if project.current_rubric_id is None:
+        return 0
+    return Label.objects.filter(rubric_version_id=project.current_rubric_id, created_at__gt=since).count()
+
+
+def throughput(*, project: Project, days: int = 14, today: dt.date | None = None) -> Throughput:
+    """Labels per annotator per local day over the last `days` days (today included), every rubric version.
+
+    One grouped query on label_version_created_idx (rubric version, created_at, covering annotator): its cost grows
+    with the labels given in the window, not with the project's history.
+    """
+    today = today or timezone.localdate()
+    first = today - dt.timedelta(days=days - 1)
+    tz = timezone.get_current_timezone()
+    since = dt.datetime.combine(first, dt.time.min, tzinfo=tz)
+    rows = (
+        Label.objects.filter(rubric_version__project=project, created_at__gte=since)
+        .annotate(day=TruncDate("created_at", tzinfo=tz))
+        .values_list("annotator_id", "day")
+        .annotate(n=Count("id"))
+        .values_list("annotator_id", "day", "n")
+    )
+    window = [first + dt.timedelta(days=i) for i in range(days)]
+    index = {day: i for i, day in enumerate(window)}
+    counts: dict[int, list[int]] = {}
+    for annotator_id, day, n in rows:
+        if day in index:
+            counts.setdefault(annotator_id, [0] * days)[index[day]] += n
+    names = dict(User.objects.filter(pk__in=list(counts)).values_list("pk", "username"))
+    annotators = sorted(
+        (
+            AnnotatorThroughput(
+                username=names.get(uid, "?"), per_day=per_day, last_7=sum(per_day[-7:]), last_14=sum(per_day[-14:])
+            )
+            for uid, per_day in counts.items()
+        ),
+        key=lambda a: (-a.last_14, a.username),
+    )
+    return Throughput(
+        days=window,
+        annotators=annotators,
+        per_day=[sum(a.per_day[i] for a in annotators) for i in range(days)],
+    )
+
+
+@dataclass(frozen=True)
+class CriterionSummary:
+    """One criterion of the stored agreement report, as the dashboard shows it."""
+
+    key: str
+    name: str
+    n_items: int
+    n_labels: int
+    alpha: dict[str, Any]
+    kappa: dict[str, Any]
+    percent: dict[str, Any]
+    n_needs_adjudication: int
+    n_gold: int
+
+
+def agreement_summary(*, report: AgreementReport | None, criteria: Sequence[Criterion]) -> list[CriterionSummary]:
+    """Per criterion of the current rubric: the stored human–human figures and the adjudication queue's size."""
+    sections = report.data.get("criteria", {}) if report is not None else {}
+    out = []
+    for criterion in criteria:
+        section = sections.get(criterion.key)
+        if section is None:
+            continue
+        human, consensus = section.get("human", {}), section.get("consensus", {})
+        out.append(
+            CriterionSummary(
+                key=criterion.key,
+                name=criterion.name,
+                n_items=human.get("n_items", 0),
+                n_labels=human.get("n_labels", 0),
+                alpha=human.get("krippendorff_alpha", {}),
+                kappa=human.get("fleiss_kappa", {}),
+                percent=human.get("percent_agreement", {}),
+                n_needs_adjudication=consensus.get("n_needs_adjudication", 0),
+                n_gold=consensus.get("n_gold", 0),
+            )
+        )
+    return out

@@ -60,3 +60,14 @@ def agreement_report_compute(project_id: int) -> None:
     project = Project.objects.select_related("current_rubric").filter(pk=project_id).first()
     if project is not None:
         reports.report_refresh(project=project)
+
+
+@shared_task(name="annotate.tasks.rubric_version_report_compute")
+def rubric_version_report_compute(rubric_version_id: int) -> None:
+    """Compute and store one rubric version's agreement report (the drift page's older versions); safe to repeat."""
+    from annotate import drift
+    from annotate.models import RubricVersion
+
+    version = RubricVersion.objects.select_related("project").filter(pk=rubric_version_id).first()
+    if version is not None:
+        drift.version_report_store(rubric_version=version)

@@ -123,6 +123,7 @@ def test_an_annotator_gets_404_on_every_lead_page(client, victim, annotator):
         "settings/",
         "criteria/",
         "members/",
+        "rubric/",
     )
     for pattern in _patterns(get_resolver().url_patterns):
         if pattern.startswith("p/<slug:slug>/") and pattern.removeprefix("p/<slug:slug>/").startswith(lead_only):

@@ -100,3 +100,12 @@ def test_interval_bars_take_a_target_per_row() -> None:
     assert len(root.findall(f".//{NS}line[@class='target']")) == 2
     desc = root.find(f"{NS}desc")
     assert desc is not None and desc.text is not None and "TNR: 0.78 (95% CI 0.60 to 0.90); target 0.90" in desc.text
+
+
+def test_a_line_chart_legend_can_hold_longer_names() -> None:
+    series = [charts.Series("Follows the instruction", [charts.Point("v1", 0.4), charts.Point("v2", 0.5)])]
+    short = _parse(charts.line_chart(series, title="t"))
+    long = _parse(charts.line_chart(series, title="t", legend_chars=24))
+    texts = [t.text for t in short.findall(f".//{NS}text")]
+    assert "Follows the i…" in texts and "Follows the instruction" not in texts
+    assert "Follows the instruction" in [t.text for t in long.findall(f".//{NS}text")]

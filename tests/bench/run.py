@@ -158,12 +158,23 @@ def _seed_labels(project: Any, n_items: int, annotators: list[Any]) -> None:
 
 
 def bench_project_page() -> list[Row]:
-    """Server time of the project page (progress counts) as a lead sees it, on a project with 1,000,000 labels."""
+    """Server time of the project page as a lead sees it (the dashboard: progress, stored agreement with its chart,
+    adjudication queue, throughput, judges with their staleness) on a project with 1,000,000 labels.
+
+    Every label is given "now" by the seed, so the throughput window holds all 1,000,000 of them: the worst case for
+    the one read that grows with labels. It is cached for a minute, so the rows say both: warm (what leads reloading
+    the page get) and cold (the first load after the cache expired).
+    """
+    from django.core.cache import cache
     from django.db import connection, reset_queries
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
 
+    from annotate import reports, selectors
     from annotate.models import Membership
+    from judges import prompts
+    from judges import services as judge_services
     from tests.factories import ProjectFactory, UserFactory, membership
 
     project = ProjectFactory(slug="bench-page", overlap=3)
@@ -173,11 +184,23 @@ def bench_project_page() -> list[Row]:
     n_items = 111_112
     _seed_labels(project, n_items, annotators)
     with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE annotate_label")
         cursor.execute("ANALYZE")
+    project.refresh_from_db()
+    reports.report_refresh(project=project, force=True)
+    for key in ("acceptable", "follows_instructions", "factually_correct"):
+        judge = judge_services.judge_create(project=project, criterion_key=key, actor=lead)
+        judge_services.judge_version_create(
+            judge=judge,
+            system_template=prompts.DEFAULT_SYSTEM[project.kind],
+            user_template=prompts.DEFAULT_USER[project.kind],
+            endpoint="standin",
+            model="standin-judge-2024-01-01",
+        )
     client = Client()
     client.force_login(lead)
     url = f"/p/{project.slug}/"
-    client.get(url)
+    assert b"Annotators' throughput" in client.get(url).content
     timings = []
     for _ in range(15):
         reset_queries()
@@ -185,13 +208,32 @@ def bench_project_page() -> list[Row]:
         response = client.get(url)
         timings.append((time.perf_counter() - start) * 1000)
         assert response.status_code == 200
+    cold = []
+    for _ in range(5):
+        cache.delete(selectors.throughput_cache_key(project=project, today=timezone.localdate()))
+        start = time.perf_counter()
+        response = client.get(url)
+        cold.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200
     with CaptureQueriesContext(connection) as queries:
         client.get(url)
     scale = f"{n_items:,} items, {n_items * 9:,} labels"
     return [
-        Row("Project page, server time", scale, "median ms", f"{statistics.median(timings):.0f}"),
-        Row("Project page, server time", scale, "p99 ms", f"{_percentile(timings, 0.99):.0f}"),
-        Row("Project page, SQL queries", scale, "queries", str(len(queries))),
+        Row(
+            "Project page (lead dashboard), server time",
+            scale,
+            "median ms",
+            f"{statistics.median(timings):.0f}",
+            "< 300",
+        ),
+        Row("Project page (lead dashboard), server time", scale, "p99 ms", f"{_percentile(timings, 0.99):.0f}"),
+        Row(
+            "Project page (lead dashboard), throughput cache cold",
+            f"{scale}, all {n_items * 9:,} in the 14-day window",
+            "median ms (5 loads)",
+            f"{statistics.median(cold):.0f}",
+        ),
+        Row("Project page (lead dashboard), SQL queries", scale, "queries", str(len(queries))),
     ]
 
 

@@ -1,0 +1,107 @@
+"""Is a judge's calibration still about the rubric the annotators now use?
+
+A judge is calibrated by its runs: each done run measured the judge against the humans' labels of one rubric version
+(JudgeRun.rubric_version). When the project's rubric moves on, that measurement describes an older rubric: the judge
+is stale until it is run again under the current version. The reason says what moved: the judge's own criterion
+(its name or definition changed, or it left the rubric), or only the rest of the rubric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import F
+
+from annotate.models import Criterion, Project, RubricVersion
+from judges.models import Judge, JudgeRun
+
+
+class Reason:
+    CURRENT = "current"  # calibrated under the current rubric version
+    NEVER = "never"  # no finished run yet: nothing to be stale about, but not calibrated either
+    CRITERION_CHANGED = "criterion_changed"  # the criterion's name or definition differs in the current version
+    CRITERION_REMOVED = "criterion_removed"  # the current rubric no longer has the judge's criterion
+    RUBRIC_MOVED = "rubric_moved"  # the criterion reads the same, but the run was on an older rubric version
+
+
+EXPLANATIONS = {
+    Reason.CURRENT: "Calibrated under the current rubric.",
+    Reason.NEVER: "No finished run yet.",
+    Reason.CRITERION_CHANGED: "The criterion's definition changed since the last calibration run.",
+    Reason.CRITERION_REMOVED: "The criterion is no longer in the current rubric.",
+    Reason.RUBRIC_MOVED: "The last calibration run was on an older rubric version.",
+}
+
+
+@dataclass(frozen=True)
+class JudgeStaleness:
+    judge: Judge
+    latest_run: JudgeRun | None  # the judge's latest done run (its calibration)
+    calibrated_on: RubricVersion | None
+    reason: str
+
+    @property
+    def stale(self) -> bool:
+        return self.reason in {Reason.CRITERION_CHANGED, Reason.CRITERION_REMOVED, Reason.RUBRIC_MOVED}
+
+    @property
+    def explanation(self) -> str:
+        text = EXPLANATIONS[self.reason]
+        if self.stale and self.calibrated_on is not None:
+            text += f" Calibrated on rubric v{self.calibrated_on.number}."
+        return text
+
+    @property
+    def figures(self) -> dict[str, Any]:
+        """The latest run's stored figures (empty when there is no done run)."""
+        report = self.latest_run.report if self.latest_run is not None else None
+        return dict(report.get("figures", {})) if isinstance(report, dict) else {}
+
+
+def _definition(criterion: Criterion | None) -> tuple[str, str] | None:
+    return None if criterion is None else (criterion.name.strip(), criterion.description.strip())
+
+
+def judge_staleness(project: Project) -> dict[int, JudgeStaleness]:
+    """Every judge of the project with its latest done run and whether that calibration is stale, by judge id.
+
+    Three queries whatever the number of judges: the judges, their latest done runs (DISTINCT ON), and the criteria
+    of the rubric versions involved.
+    """
+    judges = list(Judge.objects.filter(project=project).order_by("criterion_key"))
+    latest = {
+        run.version.judge_id: run
+        for run in JudgeRun.objects.filter(project=project, status=JudgeRun.Status.DONE)
+        .select_related("version", "rubric_version")
+        .order_by("version__judge_id", F("finished_at").desc(nulls_last=True), "-id")
+        .distinct("version__judge_id")
+    }
+    current_id = project.current_rubric_id
+    version_ids = {run.rubric_version_id for run in latest.values()} | ({current_id} if current_id else set())
+    criteria: dict[tuple[int, str], Criterion] = {
+        (c.rubric_version_id, c.key): c for c in Criterion.objects.filter(rubric_version_id__in=version_ids)
+    }
+    out: dict[int, JudgeStaleness] = {}
+    for judge in judges:
+        run = latest.get(judge.pk)
+        if run is None:
+            reason = Reason.NEVER
+        elif run.rubric_version_id == current_id:
+            reason = Reason.CURRENT
+        else:
+            now = criteria.get((current_id, judge.criterion_key)) if current_id else None
+            then = criteria.get((run.rubric_version_id, judge.criterion_key))
+            if now is None:
+                reason = Reason.CRITERION_REMOVED
+            elif _definition(now) != _definition(then):
+                reason = Reason.CRITERION_CHANGED
+            else:
+                reason = Reason.RUBRIC_MOVED
+        out[judge.pk] = JudgeStaleness(
+            judge=judge,
+            latest_run=run,
+            calibrated_on=run.rubric_version if run is not None else None,
+            reason=reason,
+        )
+    return out
