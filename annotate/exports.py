@@ -7,19 +7,22 @@ in item id order, so memory stays flat however large the project. Same data and 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
 import json
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate import reports
@@ -80,7 +83,7 @@ class _Reference:
 
 @dataclass
 class Export:
-    """A prepared export: iterate `lines()` once, then read `manifest` (its counts are final after the last line)."""
+    """A prepared export: its `manifest` (counts included) is final before the first line; iterate `lines()` once."""
 
     project: Project
     options: ExportOptions
@@ -89,42 +92,34 @@ class Export:
     position: dict[int, int]
     n_annotators: list[int]
     usernames: dict[int, str]
+    emit: frozenset[int] = frozenset()  # the ids of the items that become rows
     manifest: dict[str, Any] = field(default_factory=dict)
 
     def lines(self) -> Iterator[str]:
-        """Each output line, newline included. A CSV export starts with its header line."""
-        counts = self.manifest["counts"]
+        """Each output line, newline included. A CSV export starts with its header line.
+
+        Which items become rows was decided by export_prepare (and counted in the manifest); read inside the same
+        snapshot (see `snapshot`), the items streamed here are exactly those.
+        """
         fmt = self.options.fmt
         writer = _CsvLine(self._csv_header()) if fmt == "csv" else None
         if writer is not None:
             yield writer.line(writer.header)
+        emit = self.emit
         for item, labels in self._items():
-            refs = self._refs(item["id"])
-            if not self._wanted(item["id"], refs):
-                counts["items_filtered_out"] += 1
+            if item["id"] not in emit:
                 continue
+            refs = self._refs(item["id"])
             if fmt in ("jsonl", "csv"):
                 row = self._row(item, refs, labels)
-                counts["labels"] += sum(r["n_labels"] for r in row["labels"].values())
-                if self.options.individual:
-                    counts["individual_labels"] += sum(len(r["individual"]) for r in row["labels"].values())
-                counts["rows"] += 1
                 yield _json_line(row) if writer is None else writer.line(self._csv_cells(row))
                 continue
             ref = refs[0]
-            if ref["reference"] is None:
-                counts["items_without_consensus"] += 1
-                continue
             if fmt == "openai-evals":
                 line = {"input": _messages(item["input"]), "ideal": ref["reference"], "completion": item["output"]}
-            elif ref["reference"] == "tie":
-                counts["ties"] += 1
-                continue
             else:
                 better, worse = ("output_a", "output_b") if ref["reference"] == "a" else ("output_b", "output_a")
                 line = {"prompt": item["input"], "chosen": item[better], "rejected": item[worse]}
-            counts["labels"] += ref["n_labels"]
-            counts["rows"] += 1
             yield _json_line(line)
 
     def _refs(self, item_id: int) -> list[dict[str, Any]]:
@@ -144,17 +139,6 @@ class Export:
                     }
                 )
         return out
-
-    def _wanted(self, item_id: int, refs: list[dict[str, Any]]) -> bool:
-        options = self.options
-        if options.consensus_only and any(r["reference"] is None for r in refs):
-            return False
-        if options.adjudicated_only and not any(r["source"] == "gold" for r in refs):
-            return False
-        if options.min_labels <= 0:
-            return True
-        pos = self.position.get(item_id)
-        return pos is not None and self.n_annotators[pos] >= options.min_labels
 
     def _items(self) -> Iterator[tuple[dict[str, Any], list[tuple[int, int, str, str]]]]:
         """Items in id order, each with its labels (criterion_id, annotator_id, value, note) when asked for."""
@@ -293,6 +277,63 @@ def _criteria(project: Project, options: ExportOptions) -> list[Criterion]:
     return chosen
 
 
+def _plan(
+    project: Project,
+    options: ExportOptions,
+    item_ids: npt.NDArray[np.int64],
+    found: list[agreement.Consensus],
+    n_annotators: npt.NDArray[np.int64],
+) -> tuple[frozenset[int], dict[str, int]]:
+    """Which items become rows, and the manifest's counts, decided before the first line is written.
+
+    `item_ids` are the items with labels or gold labels, which `found` (one consensus per exported criterion) and
+    `n_annotators` are aligned with; every other item in scope has no reference and no labels.
+    """
+    items = Item.objects.filter(project=project)
+    if options.split:
+        items = items.filter(split=options.split)
+    ids = np.fromiter(items.values_list("id", flat=True).iterator(CHUNK_SIZE * 5), dtype=np.int64)
+    n = ids.size
+    pos = np.searchsorted(item_ids, ids)
+    known = pos < item_ids.size
+    known[known] = item_ids[pos[known]] == ids[known]
+    at = np.where(known, pos, 0)
+
+    def aligned(values: npt.NDArray[Any], missing: int) -> npt.NDArray[np.int64]:
+        return np.where(known, values[at], missing) if item_ids.size else np.full(n, missing, dtype=np.int64)
+
+    labels = [aligned(f.label, -1) for f in found]
+    sources = [aligned(f.source, int(agreement.Source.NONE)) for f in found]
+    n_labels = [aligned(f.n_ratings, 0) for f in found]
+    wanted = np.ones(n, dtype=bool)
+    if options.consensus_only:
+        wanted &= np.logical_and.reduce([label >= 0 for label in labels])
+    if options.adjudicated_only:
+        wanted &= np.logical_or.reduce([source == agreement.Source.GOLD for source in sources])
+    if options.min_labels > 0:
+        wanted &= aligned(n_annotators, 0) >= options.min_labels
+    counts = dict.fromkeys(
+        ("rows", "labels", "individual_labels", "items_filtered_out", "items_without_consensus", "ties"), 0
+    )
+    counts["items_filtered_out"] = int(n - wanted.sum())
+    if options.fmt in ("openai-evals", "preference"):
+        has_reference = labels[0] >= 0
+        counts["items_without_consensus"] = int((wanted & ~has_reference).sum())
+        wanted &= has_reference
+        if options.fmt == "preference":
+            tie = labels[0] == reports.PAIRWISE_CODES["tie"]
+            counts["ties"] = int((wanted & tie).sum())
+            wanted &= ~tie
+        counts["labels"] = int(n_labels[0][wanted].sum())
+    else:
+        counts["labels"] = int(sum(int(nl[wanted].sum()) for nl in n_labels))
+        if options.individual:
+            # Every label of an exported criterion on a row is listed with it (a consensus counts them all).
+            counts["individual_labels"] = counts["labels"]
+    counts["rows"] = int(wanted.sum())
+    return frozenset(ids[wanted].tolist()), counts
+
+
 def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime | None = None) -> Export:
     """Check the options and compute the reference labels; the rows are produced when `lines()` is iterated.
 
@@ -328,6 +369,7 @@ def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime
         c.pk: n for n, c in enumerate(Criterion.objects.filter(rubric_version=version).order_by("position"))
     }
     references = []
+    found_arrays: list[agreement.Consensus] = []
     for criterion in criteria:
         mask = arrays.criterion == all_positions[criterion.pk]
         found = agreement.consensus(
@@ -337,6 +379,7 @@ def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime
             gold=reports.gold_codes(criterion, item_ids, codes),
             n_items=item_ids.size,
         )
+        found_arrays.append(found)
         references.append(
             _Reference(
                 criterion=criterion,
@@ -349,20 +392,25 @@ def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime
     # Annotators per item, over the exported criteria: what --min-labels counts.
     chosen = np.isin(arrays.criterion, [all_positions[c.pk] for c in criteria])
     pairs = np.unique(np.stack([item_pos[chosen], arrays.rater[chosen]], axis=1), axis=0)
-    n_annotators = np.bincount(pairs[:, 0], minlength=item_ids.size) if pairs.size else np.zeros(item_ids.size)
+    n_annotators = (
+        np.bincount(pairs[:, 0], minlength=item_ids.size) if pairs.size else np.zeros(item_ids.size, dtype=np.int64)
+    )
     usernames: dict[int, str] = {}
     if options.individual:
         usernames = dict(
             get_user_model().objects.filter(pk__in=arrays.rater_ids.tolist()).values_list("pk", "username")
         )
+    position = {item_id: n for n, item_id in enumerate(item_ids.tolist())}
+    emit, counts = _plan(project, options, item_ids, found_arrays, n_annotators)
     export = Export(
         project=project,
         options=options,
         criteria=criteria,
         references=references,
-        position={item_id: n for n, item_id in enumerate(item_ids.tolist())},
+        position=position,
         n_annotators=[int(n) for n in n_annotators.tolist()],
         usernames=usernames,
+        emit=emit,
     )
     export.manifest = {
         "project": project.slug,
@@ -371,14 +419,7 @@ def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime
         "format": options.fmt,
         "criteria": [c.key for c in criteria],
         "filters": options.as_dict(),
-        "counts": {
-            "rows": 0,
-            "labels": 0,
-            "individual_labels": 0,
-            "items_filtered_out": 0,
-            "items_without_consensus": 0,
-            "ties": 0,
-        },
+        "counts": counts,
         "app_version": app_version(),
         "generated_at": (now or timezone.now()).astimezone(dt.UTC).isoformat(),
     }
@@ -397,3 +438,56 @@ def chunks(lines: Iterator[str], size: int = 65_536) -> Iterator[bytes]:
             parts, n = [], 0
     if parts:
         yield "".join(parts).encode()
+
+
+@contextlib.contextmanager
+def snapshot() -> Iterator[None]:
+    """Run the reads inside in one REPEATABLE READ, READ ONLY transaction (PostgreSQL), so that an export's separate
+    reads (labels, then items, then labels again for --individual) all see the same data: a label or item written
+    meanwhile by someone else is in none of them, and the manifest's counts match the rows.
+
+    Inside a transaction that is already open (a test's, or a caller's atomic block) the isolation level can no
+    longer be set: that transaction's applies.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        with transaction.atomic():
+            yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
+def export_stream(
+    *, project: Project, options: ExportOptions, now: dt.datetime | None = None
+) -> tuple[Export, Iterator[bytes]]:
+    """A prepared export and its bytes, for a streaming response. The snapshot opens here and stays open until the
+    stream is exhausted or closed (a streaming response closes it when the client goes away).
+
+    Raises ExportRefused, like export_prepare, before anything is streamed.
+    """
+
+    def run() -> Generator[Export | bytes]:
+        with snapshot():
+            export = export_prepare(project=project, options=options, now=now)
+            yield export
+            yield from chunks(export.lines())
+
+    stream = run()
+    export = next(stream)
+    assert isinstance(export, Export)
+    return export, stream  # type: ignore[return-value]  # only bytes follow the export
+
+
+MANIFEST_HEADER = "X-Export-Manifest"
+
+
+def manifest_header(manifest: dict[str, Any]) -> str:
+    """The manifest as one line of ASCII JSON, for the X-Export-Manifest response header."""
+    return json.dumps(manifest, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+
+
+def filename(export: Export) -> str:
+    fmt = export.options.fmt
+    return f"{export.project.slug}-v{export.manifest['rubric_version']}-{fmt}.{EXTENSIONS[fmt]}"

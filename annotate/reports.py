@@ -1,6 +1,6 @@
 """Human–human agreement reports: labels loaded from the database into integer arrays, figures from judges.agreement.
 
-Nothing here loops over labels in Python: labels are read in one COPY (PostgreSQL) and coded with numpy; every
+Nothing here loops over labels in Python: labels are read as text chunks (PostgreSQL) and coded with numpy; every
 figure comes from the pure functions in judges.agreement, which are tested against independent implementations.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate.models import AgreementReport, Criterion, GoldLabel, Label, Project, RubricVersion
@@ -61,23 +61,51 @@ def _code_sql(kind: str) -> str:
     return "CASE value WHEN 'fail' THEN 0 ELSE 1 END"
 
 
+# Labels per text chunk: a chunk holds the labels whose ids share id // LABELS_CHUNK, so at most this many.
+LABELS_CHUNK = 65_536
+
+
+def _labels_text_chunks(kind: str, rubric_version_id: int) -> npt.NDArray[np.int64]:
+    """The labels as one flat array of six integers each, read as text chunks from a server-side cursor.
+
+    Each chunk is one text value holding up to LABELS_CHUNK labels (one numpy parse, no Python object per label: a
+    row-by-row COPY spent most of its time in per-row overhead), parsed into a preallocated array. So memory holds
+    the result plus one chunk, never the text of every label at once.
+    """
+    columns = (
+        f"concat_ws(' ', criterion_id, item_id, annotator_id, {_code_sql(kind)}, COALESCE(time_spent_ms, -1), "
+        "floor(extract(epoch FROM created_at) / 3600)::bigint)"
+    )
+    sql = (
+        f"SELECT string_agg({columns}, ' ') FROM annotate_label "  # noqa: S608 - constant SQL
+        f"WHERE rubric_version_id = %s GROUP BY id / {LABELS_CHUNK}"
+    )
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM annotate_label WHERE rubric_version_id = %s", [rubric_version_id])
+            raw = np.empty(cursor.fetchone()[0] * 6, dtype=np.int64)
+        filled = 0
+        # A named (server-side) cursor hands over a few chunks per round trip.
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(sql, [rubric_version_id])
+            while rows := cursor.fetchmany(4):
+                for (text,) in rows:
+                    values = np.fromstring(text, dtype=np.int64, sep=" ")
+                    if filled + values.size > raw.size:
+                        # Labels added since the count (outside a REPEATABLE READ snapshot the two statements can
+                        # see different data): grow.
+                        raw = np.concatenate([raw[:filled], np.empty(values.size + raw.size // 4, dtype=np.int64)])
+                    raw[filled : filled + values.size] = values
+                    filled += values.size
+    return raw[:filled]
+
+
 def labels_load(*, project: Project, rubric_version: RubricVersion) -> LabelArrays:
     """Every label of one rubric version, coded (binary: fail 0, pass 1; pairwise: a 0, b 1, tie 2)."""
     criteria = list(Criterion.objects.filter(rubric_version=rubric_version).order_by("position"))
     criterion_ids = [c.pk for c in criteria]
     if connection.vendor == "postgresql":
-        # One text value holding every label as five integers: one round trip and one numpy parse, with no
-        # Python object per label (a row-by-row COPY spent most of its time in per-row overhead).
-        sql = (
-            "SELECT string_agg(concat_ws(' ', criterion_id, item_id, annotator_id, "  # noqa: S608 - constant SQL
-            f"{_code_sql(project.kind)}, COALESCE(time_spent_ms, -1), "
-            "floor(extract(epoch FROM created_at) / 3600)::bigint), ' ') "
-            "FROM annotate_label WHERE rubric_version_id = %s"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [rubric_version.pk])
-            text = cursor.fetchone()[0] or ""
-        raw = np.fromstring(text, dtype=np.int64, sep=" ") if text else np.zeros(0, dtype=np.int64)
+        raw = _labels_text_chunks(project.kind, rubric_version.pk)
     else:
         codes = PAIRWISE_CODES if project.is_pairwise else BINARY_CODES
         rows = Label.objects.filter(rubric_version=rubric_version).values_list(
