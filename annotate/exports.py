@@ -40,7 +40,8 @@ EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "openai-evals": "jsonl", "preferen
 CHUNK_SIZE = 2000
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
-_SOURCES = {agreement.Source.GOLD: "gold", agreement.Source.MAJORITY: "majority"}
+# agreement.Source by value: NONE, MAJORITY, GOLD.
+_SOURCE_NAMES = (None, "majority", "gold")
 
 
 class ExportRefused(ValueError):
@@ -71,14 +72,36 @@ class ExportOptions:
 
 
 @dataclass
-class _Reference:
-    """One criterion's reference labels as Python lists aligned with `_Plan.item_ids` (fast per-row access)."""
+class _Plan:
+    """The items in scope (ids in id order) and, aligned with them as compact arrays, whether each becomes a row and
+    its reference label per exported criterion. Arrays, not Python objects per item, keep memory small."""
 
-    criterion: Criterion
-    label: list[str | None]
-    source: list[str | None]
-    margin: list[int]
-    n_labels: list[int]
+    ids: npt.NDArray[np.int64]
+    emit: npt.NDArray[np.bool_]
+    label: list[npt.NDArray[np.int8]]  # per criterion: the reference's code, -1 for none
+    source: list[npt.NDArray[np.int8]]  # per criterion: agreement.Source
+    margin: list[npt.NDArray[np.int32]]
+    n_labels: list[npt.NDArray[np.int32]]
+
+    def blocks(self, size: int = 10_000) -> Iterator[tuple[int, list[Any]]]:
+        """(id, (emit, ((label, source, margin, n_labels) per criterion))) in id order, converted a block at a time."""
+        for start in range(0, self.ids.size, size):
+            stop = start + size
+            per_criterion = [
+                zip(
+                    label[start:stop].tolist(),
+                    source[start:stop].tolist(),
+                    margin[start:stop].tolist(),
+                    n[start:stop].tolist(),
+                    strict=True,
+                )
+                for label, source, margin, n in zip(self.label, self.source, self.margin, self.n_labels, strict=True)
+            ]
+            yield from zip(
+                self.ids[start:stop].tolist(),
+                zip(self.emit[start:stop].tolist(), zip(*per_criterion, strict=True), strict=True),
+                strict=True,
+            )
 
 
 @dataclass
@@ -88,11 +111,9 @@ class Export:
     project: Project
     options: ExportOptions
     criteria: list[Criterion]
-    references: list[_Reference]
-    position: dict[int, int]
-    n_annotators: list[int]
+    plan: _Plan
     usernames: dict[int, str]
-    emit: frozenset[int] = frozenset()  # the ids of the items that become rows
+    names: dict[int, str]  # label code -> value
     manifest: dict[str, Any] = field(default_factory=dict)
 
     def lines(self) -> Iterator[str]:
@@ -105,11 +126,24 @@ class Export:
         writer = _CsvLine(self._csv_header()) if fmt == "csv" else None
         if writer is not None:
             yield writer.line(writer.header)
-        emit = self.emit
+        names = self.names
+        plan = self.plan.blocks()
+        planned_id, (emit, refs_raw) = next(plan, (None, (False, ())))
         for item, labels in self._items():
-            if item["id"] not in emit:
+            # Both streams are in id order: catch the plan up with this item (in a snapshot they hold the same ids).
+            while planned_id is not None and planned_id < item["id"]:
+                planned_id, (emit, refs_raw) = next(plan, (None, (False, ())))
+            if planned_id != item["id"] or not emit:
                 continue
-            refs = self._refs(item["id"])
+            refs = [
+                {
+                    "reference": names.get(label),
+                    "source": _SOURCE_NAMES[source],
+                    "margin": margin if n else None,
+                    "n_labels": n,
+                }
+                for label, source, margin, n in refs_raw
+            ]
             if fmt in ("jsonl", "csv"):
                 row = self._row(item, refs, labels)
                 yield _json_line(row) if writer is None else writer.line(self._csv_cells(row))
@@ -121,24 +155,6 @@ class Export:
                 better, worse = ("output_a", "output_b") if ref["reference"] == "a" else ("output_b", "output_a")
                 line = {"prompt": item["input"], "chosen": item[better], "rejected": item[worse]}
             yield _json_line(line)
-
-    def _refs(self, item_id: int) -> list[dict[str, Any]]:
-        pos = self.position.get(item_id)
-        out: list[dict[str, Any]] = []
-        for ref in self.references:
-            if pos is None:
-                out.append({"reference": None, "source": None, "margin": None, "n_labels": 0})
-            else:
-                n = ref.n_labels[pos]
-                out.append(
-                    {
-                        "reference": ref.label[pos],
-                        "source": ref.source[pos],
-                        "margin": ref.margin[pos] if n else None,
-                        "n_labels": n,
-                    }
-                )
-        return out
 
     def _items(self) -> Iterator[tuple[dict[str, Any], list[tuple[int, int, str, str]]]]:
         """Items in id order, each with its labels (criterion_id, annotator_id, value, note) when asked for."""
@@ -176,18 +192,19 @@ class Export:
             row["output"] = item["output"]
         row |= {"metadata": item["metadata"], "split": item["split"], "rubric_version": self.manifest["rubric_version"]}
         row["labels"] = {}
-        for criterion, ref in zip(self.criteria, refs, strict=True):
-            entry = dict(ref)
-            if self.options.individual:
-                entry["individual"] = sorted(
-                    (
-                        {"annotator": self.usernames.get(annotator_id, "?"), "value": value, "note": note}
-                        for criterion_id, annotator_id, value, note in labels
-                        if criterion_id == criterion.pk
-                    ),
-                    key=lambda e: (e["annotator"], e["value"], e["note"]),
+        individual: dict[int, list[dict[str, str]]] = {}
+        if self.options.individual:
+            usernames = self.usernames
+            for criterion_id, annotator_id, value, note in labels:
+                individual.setdefault(criterion_id, []).append(
+                    {"annotator": usernames.get(annotator_id, "?"), "value": value, "note": note}
                 )
-            row["labels"][criterion.key] = entry
+        for criterion, ref in zip(self.criteria, refs, strict=True):
+            if self.options.individual:
+                ref["individual"] = sorted(
+                    individual.get(criterion.pk, ()), key=lambda e: (e["annotator"], e["value"], e["note"])
+                )
+            row["labels"][criterion.key] = ref
         return row
 
     def _csv_header(self) -> list[str]:
@@ -283,7 +300,7 @@ def _plan(
     item_ids: npt.NDArray[np.int64],
     found: list[agreement.Consensus],
     n_annotators: npt.NDArray[np.int64],
-) -> tuple[frozenset[int], dict[str, int]]:
+) -> tuple[_Plan, dict[str, int]]:
     """Which items become rows, and the manifest's counts, decided before the first line is written.
 
     `item_ids` are the items with labels or gold labels, which `found` (one consensus per exported criterion) and
@@ -331,7 +348,15 @@ def _plan(
             # Every label of an exported criterion on a row is listed with it (a consensus counts them all).
             counts["individual_labels"] = counts["labels"]
     counts["rows"] = int(wanted.sum())
-    return frozenset(ids[wanted].tolist()), counts
+    plan = _Plan(
+        ids=ids,
+        emit=wanted,
+        label=[label.astype(np.int8) for label in labels],
+        source=[source.astype(np.int8) for source in sources],
+        margin=[aligned(f.margin, 0).astype(np.int32) for f in found],
+        n_labels=[n.astype(np.int32) for n in n_labels],
+    )
+    return plan, counts
 
 
 def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime | None = None) -> Export:
@@ -368,50 +393,32 @@ def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime
     all_positions = {
         c.pk: n for n, c in enumerate(Criterion.objects.filter(rubric_version=version).order_by("position"))
     }
-    references = []
     found_arrays: list[agreement.Consensus] = []
     for criterion in criteria:
         mask = arrays.criterion == all_positions[criterion.pk]
-        found = agreement.consensus(
-            item_pos[mask],
-            arrays.value[mask],
-            k,
-            gold=reports.gold_codes(criterion, item_ids, codes),
-            n_items=item_ids.size,
-        )
-        found_arrays.append(found)
-        references.append(
-            _Reference(
-                criterion=criterion,
-                label=[names.get(code) for code in found.label.tolist()],
-                source=[_SOURCES.get(agreement.Source(s)) for s in found.source.tolist()],
-                margin=found.margin.tolist(),
-                n_labels=found.n_ratings.tolist(),
+        found_arrays.append(
+            agreement.consensus(
+                item_pos[mask],
+                arrays.value[mask],
+                k,
+                gold=reports.gold_codes(criterion, item_ids, codes),
+                n_items=item_ids.size,
             )
         )
-    # Annotators per item, over the exported criteria: what --min-labels counts.
+    # Annotators per item, over the exported criteria: what --min-labels counts. One (item, annotator) pair is one
+    # integer, so a 1-D unique does it (far faster than unique rows of a 2-D array).
     chosen = np.isin(arrays.criterion, [all_positions[c.pk] for c in criteria])
-    pairs = np.unique(np.stack([item_pos[chosen], arrays.rater[chosen]], axis=1), axis=0)
-    n_annotators = (
-        np.bincount(pairs[:, 0], minlength=item_ids.size) if pairs.size else np.zeros(item_ids.size, dtype=np.int64)
-    )
+    n_raters = max(int(arrays.rater_ids.size), 1)
+    pairs = np.unique(item_pos[chosen] * n_raters + arrays.rater[chosen])
+    n_annotators = np.bincount(pairs // n_raters, minlength=item_ids.size)
     usernames: dict[int, str] = {}
     if options.individual:
         usernames = dict(
             get_user_model().objects.filter(pk__in=arrays.rater_ids.tolist()).values_list("pk", "username")
         )
-    position = {item_id: n for n, item_id in enumerate(item_ids.tolist())}
-    emit, counts = _plan(project, options, item_ids, found_arrays, n_annotators)
-    export = Export(
-        project=project,
-        options=options,
-        criteria=criteria,
-        references=references,
-        position=position,
-        n_annotators=[int(n) for n in n_annotators.tolist()],
-        usernames=usernames,
-        emit=emit,
-    )
+    del arrays, item_pos, chosen, pairs  # the labels' arrays are not needed any more: free them before streaming
+    plan, counts = _plan(project, options, item_ids, found_arrays, n_annotators)
+    export = Export(project=project, options=options, criteria=criteria, plan=plan, usernames=usernames, names=names)
     export.manifest = {
         "project": project.slug,
         "kind": project.kind,
