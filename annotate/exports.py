@@ -1,8 +1,10 @@
 """Getting data out: one project's current rubric version as JSON Lines, CSV, OpenAI evals samples or preference pairs.
 
-The reference labels are computed once per criterion with numpy (gold where a lead set one, else the strict
-majority, as in the agreement report); items, and labels when asked for, are then streamed from server-side cursors
-in item id order, so memory stays flat however large the project. Same data and options give byte-identical output.
+Items are streamed from a server-side cursor in id order and decided a block at a time: the block's labels and gold
+labels are read, and each criterion's reference label computed with judges.agreement.consensus (gold where a lead set
+one, else the strict majority, as in the agreement report). So memory stays flat however large the project, and the
+first line follows at once. All reads run in one snapshot (`snapshot`), so the manifest's counts, decided before the
+first line, match the lines. Same data and options give byte-identical output.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
@@ -40,6 +41,7 @@ EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "openai-evals": "jsonl", "preferen
 CHUNK_SIZE = 2000
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
+_COUNTS = ("rows", "labels", "individual_labels", "items_filtered_out", "items_without_consensus", "ties")
 # agreement.Source by value: NONE, MAJORITY, GOLD.
 _SOURCE_NAMES = (None, "majority", "gold")
 
@@ -71,118 +73,196 @@ class ExportOptions:
         }
 
 
+ROW, FILTERED, NO_CONSENSUS, TIE = 0, 1, 2, 3
+_COUNT_OF = {FILTERED: "items_filtered_out", NO_CONSENSUS: "items_without_consensus", TIE: "ties"}
+ITEM_FIELDS = ("id", "external_id", "input", "output", "output_a", "output_b", "metadata", "split")
+BLOCK = 5000  # items decided at once: memory holds one block's items and labels, whatever the project's size
+
+
 @dataclass
-class _Plan:
-    """The items in scope (ids in id order) and, aligned with them as compact arrays, whether each becomes a row and
-    its reference label per exported criterion. Arrays, not Python objects per item, keep memory small."""
+class _Block:
+    """A block of items in id order, decided together: what becomes of each, its references and its labels."""
 
-    ids: npt.NDArray[np.int64]
-    emit: npt.NDArray[np.bool_]
-    label: list[npt.NDArray[np.int8]]  # per criterion: the reference's code, -1 for none
-    source: list[npt.NDArray[np.int8]]  # per criterion: agreement.Source
-    margin: list[npt.NDArray[np.int32]]
-    n_labels: list[npt.NDArray[np.int32]]
-
-    def blocks(self, size: int = 10_000) -> Iterator[tuple[int, list[Any]]]:
-        """(id, (emit, ((label, source, margin, n_labels) per criterion))) in id order, converted a block at a time."""
-        for start in range(0, self.ids.size, size):
-            stop = start + size
-            per_criterion = [
-                zip(
-                    label[start:stop].tolist(),
-                    source[start:stop].tolist(),
-                    margin[start:stop].tolist(),
-                    n[start:stop].tolist(),
-                    strict=True,
-                )
-                for label, source, margin, n in zip(self.label, self.source, self.margin, self.n_labels, strict=True)
-            ]
-            yield from zip(
-                self.ids[start:stop].tolist(),
-                zip(self.emit[start:stop].tolist(), zip(*per_criterion, strict=True), strict=True),
-                strict=True,
-            )
+    ids: list[int]
+    action: list[int]
+    refs: list[tuple[tuple[int, int, int, int], ...]]  # per item, per criterion: (code, source, margin, n_labels)
+    labels: dict[int, list[tuple[int, int, str, str]]]  # item id -> (criterion_id, annotator_id, value, note)
+    counts: dict[str, int]
 
 
 @dataclass
 class Export:
-    """A prepared export: its `manifest` (counts included) is final before the first line; iterate `lines()` once."""
+    """A prepared export: its `manifest` (counts included) is final before the first line; iterate `lines()` once.
+
+    Items are read and decided a block at a time (BLOCK items, their labels and gold labels), so memory stays flat
+    and the first line follows at once. Read inside `snapshot`, the counts decided up front match the lines.
+    """
 
     project: Project
     options: ExportOptions
     criteria: list[Criterion]
-    plan: _Plan
-    usernames: dict[int, str]
-    names: dict[int, str]  # label code -> value
+    codes: dict[str, int]
     manifest: dict[str, Any] = field(default_factory=dict)
+    usernames: dict[int, str] = field(default_factory=dict)
 
     def lines(self) -> Iterator[str]:
-        """Each output line, newline included. A CSV export starts with its header line.
-
-        Which items become rows was decided by export_prepare (and counted in the manifest); read inside the same
-        snapshot (see `snapshot`), the items streamed here are exactly those.
-        """
+        """Each output line, newline included. A CSV export starts with its header line."""
         fmt = self.options.fmt
         writer = _CsvLine(self._csv_header()) if fmt == "csv" else None
         if writer is not None:
             yield writer.line(writer.header)
-        names = self.names
-        plan = self.plan.blocks()
-        planned_id, (emit, refs_raw) = next(plan, (None, (False, ())))
-        for item, labels in self._items():
-            # Both streams are in id order: catch the plan up with this item (in a snapshot they hold the same ids).
-            while planned_id is not None and planned_id < item["id"]:
-                planned_id, (emit, refs_raw) = next(plan, (None, (False, ())))
-            if planned_id != item["id"] or not emit:
-                continue
-            refs = [
-                {
-                    "reference": names.get(label),
-                    "source": _SOURCE_NAMES[source],
-                    "margin": margin if n else None,
-                    "n_labels": n,
-                }
-                for label, source, margin, n in refs_raw
-            ]
-            if fmt in ("jsonl", "csv"):
-                row = self._row(item, refs, labels)
-                yield _json_line(row) if writer is None else writer.line(self._csv_cells(row))
-                continue
-            ref = refs[0]
-            if fmt == "openai-evals":
-                line = {"input": _messages(item["input"]), "ideal": ref["reference"], "completion": item["output"]}
-            else:
-                better, worse = ("output_a", "output_b") if ref["reference"] == "a" else ("output_b", "output_a")
-                line = {"prompt": item["input"], "chosen": item[better], "rejected": item[worse]}
-            yield _json_line(line)
+        names = {code: value for value, code in self.codes.items()}
+        for items, block in self._blocks(full=True):
+            for item, action, refs_raw in zip(items, block.action, block.refs, strict=True):
+                if action != ROW:
+                    continue
+                refs = [
+                    {
+                        "reference": names.get(code),
+                        "source": _SOURCE_NAMES[source],
+                        "margin": margin if n else None,
+                        "n_labels": n,
+                    }
+                    for code, source, margin, n in refs_raw
+                ]
+                if fmt in ("jsonl", "csv"):
+                    row = self._row(item, refs, block.labels.get(item["id"], []))
+                    yield _json_line(row) if writer is None else writer.line(self._csv_cells(row))
+                    continue
+                ref = refs[0]
+                if fmt == "openai-evals":
+                    line = {"input": _messages(item["input"]), "ideal": ref["reference"], "completion": item["output"]}
+                else:
+                    better, worse = ("output_a", "output_b") if ref["reference"] == "a" else ("output_b", "output_a")
+                    line = {"prompt": item["input"], "chosen": item[better], "rejected": item[worse]}
+                yield _json_line(line)
 
-    def _items(self) -> Iterator[tuple[dict[str, Any], list[tuple[int, int, str, str]]]]:
-        """Items in id order, each with its labels (criterion_id, annotator_id, value, note) when asked for."""
-        fields = ("id", "external_id", "input", "output", "output_a", "output_b", "metadata", "split")
+    def count(self) -> dict[str, int]:
+        """The manifest's counts. Without a filter that depends on the labels, two counting queries; else a pass
+        over the items' ids and labels that decides every item as `lines()` will (no row is built)."""
+        options = self.options
+        counts = dict.fromkeys(_COUNTS, 0)
+        if options.fmt in ("jsonl", "csv") and not (
+            options.consensus_only or options.adjudicated_only or options.min_labels > 0
+        ):
+            items = Item.objects.filter(project=self.project)
+            labels = Label.objects.filter(
+                rubric_version_id=self.project.current_rubric_id,
+                criterion__in=[c.pk for c in self.criteria],
+                item__project=self.project,
+            )
+            if options.split:
+                items = items.filter(split=options.split)
+                labels = labels.filter(item__split=options.split)
+            counts["rows"] = items.count()
+            counts["labels"] = labels.count()
+            counts["individual_labels"] = counts["labels"] if options.individual else 0
+            return counts
+        for _items, block in self._blocks(full=False):
+            for key, value in block.counts.items():
+                counts[key] += value
+        return counts
+
+    def _blocks(self, *, full: bool) -> Iterator[tuple[list[dict[str, Any]], _Block]]:
+        """The items in id order (their fields when `full`, else only ids), BLOCK at a time, each block decided."""
+        fields = (
+            ("id", "external_id", "input", "output", "output_a", "output_b", "metadata", "split") if full else ("id",)
+        )
         items = Item.objects.filter(project=self.project).order_by("id")
         if self.options.split:
             items = items.filter(split=self.options.split)
-        rows = (dict(zip(fields, row, strict=True)) for row in items.values_list(*fields).iterator(CHUNK_SIZE))
-        if not self.options.individual:
-            for item in rows:
-                yield item, []
-            return
-        labels = Label.objects.filter(
-            rubric_version_id=self.project.current_rubric_id, criterion__in=[c.pk for c in self.criteria]
+        batch: list[dict[str, Any]] = []
+        for row in items.values_list(*fields).iterator(CHUNK_SIZE):
+            batch.append(dict(zip(fields, row, strict=True)))
+            if len(batch) == BLOCK:
+                yield batch, self._decide([item["id"] for item in batch], labels=full)
+                batch = []
+        if batch:
+            yield batch, self._decide([item["id"] for item in batch], labels=full)
+
+    def _decide(self, id_list: list[int], *, labels: bool) -> _Block:
+        """Reference labels (agreement.consensus: gold, else the strict majority), filters and counts for one block."""
+        options = self.options
+        ids = np.array(id_list, dtype=np.int64)
+        n = ids.size
+        lo, hi = id_list[0], id_list[-1]
+        criteria = self.criteria
+        index = {c.pk: position for position, c in enumerate(criteria)}
+        fields: tuple[str, ...] = ("item_id", "criterion_id", "annotator_id", "value")
+        if labels and options.individual:
+            fields += ("note",)
+        rows = list(
+            Label.objects.filter(
+                rubric_version_id=self.project.current_rubric_id,
+                criterion__in=list(index),
+                item_id__gte=lo,
+                item_id__lte=hi,
+            ).values_list(*fields)
         )
-        if self.options.split:
-            labels = labels.filter(item__split=self.options.split)
-        label_rows = labels.order_by("item_id").values_list("item_id", "criterion_id", "annotator_id", "value", "note")
-        # A merge join of two streams sorted by item id: never more than one item's labels in memory.
-        stream = iter(label_rows.iterator(CHUNK_SIZE))
-        pending = next(stream, None)
-        for item in rows:
-            mine = []
-            while pending is not None and pending[0] <= item["id"]:
-                if pending[0] == item["id"]:
-                    mine.append(pending[1:])
-                pending = next(stream, None)
-            yield item, mine
+        codes = self.codes
+        item = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        criterion = np.fromiter((index[r[1]] for r in rows), dtype=np.int64, count=len(rows))
+        annotator = np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
+        value = np.fromiter((codes[r[3]] for r in rows), dtype=np.int64, count=len(rows))
+        # Labels of items in the id range but outside the scope (another split) are not this export's.
+        pos = np.minimum(np.searchsorted(ids, item), max(n - 1, 0))
+        inside = ids[pos] == item if n else np.zeros(0, dtype=bool)
+        gold = np.full((len(criteria), n), -1, dtype=np.int64)
+        for criterion_id, item_id, gold_value in GoldLabel.objects.filter(
+            criterion__in=list(index), item_id__gte=lo, item_id__lte=hi
+        ).values_list("criterion_id", "item_id", "value"):
+            at = int(np.searchsorted(ids, item_id))
+            if at < n and ids[at] == item_id:
+                gold[index[criterion_id], at] = codes[gold_value]
+        found = []
+        for position in range(len(criteria)):
+            mask = inside & (criterion == position)
+            found.append(agreement.consensus(pos[mask], value[mask], len(codes), gold=gold[position], n_items=n))
+        # Annotators per item over the exported criteria (what --min-labels counts): one integer per pair.
+        span = int(annotator.max()) + 1 if annotator.size else 1
+        pairs = np.unique(pos[inside] * span + annotator[inside])
+        n_annotators = np.bincount(pairs // span, minlength=n)
+        code = [f.label for f in found]
+        action = np.full(n, ROW, dtype=np.int64)
+        wanted = np.ones(n, dtype=bool)
+        if options.consensus_only:
+            wanted &= np.logical_and.reduce([c >= 0 for c in code])
+        if options.adjudicated_only:
+            wanted &= np.logical_or.reduce([f.source == agreement.Source.GOLD for f in found])
+        if options.min_labels > 0:
+            wanted &= n_annotators >= options.min_labels
+        action[~wanted] = FILTERED
+        if options.fmt in ("openai-evals", "preference"):
+            action[wanted & (code[0] < 0)] = NO_CONSENSUS
+            if options.fmt == "preference":
+                action[wanted & (code[0] == self.codes["tie"])] = TIE
+            n_labels = found[0].n_ratings[action == ROW].sum()
+        else:
+            n_labels = sum(f.n_ratings[action == ROW].sum() for f in found)
+        counts = {name: int((action == key).sum()) for key, name in _COUNT_OF.items()}
+        counts["rows"] = int((action == ROW).sum())
+        counts["labels"] = int(n_labels)
+        counts["individual_labels"] = int(n_labels) if options.individual and options.fmt in ("jsonl", "csv") else 0
+        by_item: dict[int, list[tuple[int, int, str, str]]] = {}
+        if labels and options.individual:
+            self._usernames({r[2] for r in rows})
+            for r in rows:
+                by_item.setdefault(r[0], []).append((r[1], r[2], r[3], r[4]))
+        refs = list(
+            zip(
+                *(
+                    zip(f.label.tolist(), f.source.tolist(), f.margin.tolist(), f.n_ratings.tolist(), strict=True)
+                    for f in found
+                ),
+                strict=True,
+            )
+        )
+        return _Block(ids=id_list, action=action.tolist(), refs=refs, labels=by_item, counts=counts)
+
+    def _usernames(self, annotator_ids: set[int]) -> None:
+        missing = annotator_ids - self.usernames.keys()
+        if missing:
+            self.usernames.update(get_user_model().objects.filter(pk__in=list(missing)).values_list("pk", "username"))
 
     def _row(self, item: dict[str, Any], refs: list[dict[str, Any]], labels: list[Any]) -> dict[str, Any]:
         row: dict[str, Any] = {"external_id": item["external_id"], "input": item["input"]}
@@ -192,18 +272,17 @@ class Export:
             row["output"] = item["output"]
         row |= {"metadata": item["metadata"], "split": item["split"], "rubric_version": self.manifest["rubric_version"]}
         row["labels"] = {}
-        individual: dict[int, list[dict[str, str]]] = {}
+        individual: dict[int, list[tuple[str, str, str]]] = {}
         if self.options.individual:
             usernames = self.usernames
             for criterion_id, annotator_id, value, note in labels:
-                individual.setdefault(criterion_id, []).append(
-                    {"annotator": usernames.get(annotator_id, "?"), "value": value, "note": note}
-                )
+                individual.setdefault(criterion_id, []).append((usernames.get(annotator_id, "?"), value, note))
         for criterion, ref in zip(self.criteria, refs, strict=True):
             if self.options.individual:
-                ref["individual"] = sorted(
-                    individual.get(criterion.pk, ()), key=lambda e: (e["annotator"], e["value"], e["note"])
-                )
+                ref["individual"] = [
+                    {"annotator": annotator, "value": value, "note": note}
+                    for annotator, value, note in sorted(individual.get(criterion.pk, ()))
+                ]
             row["labels"][criterion.key] = ref
         return row
 
@@ -294,73 +373,8 @@ def _criteria(project: Project, options: ExportOptions) -> list[Criterion]:
     return chosen
 
 
-def _plan(
-    project: Project,
-    options: ExportOptions,
-    item_ids: npt.NDArray[np.int64],
-    found: list[agreement.Consensus],
-    n_annotators: npt.NDArray[np.int64],
-) -> tuple[_Plan, dict[str, int]]:
-    """Which items become rows, and the manifest's counts, decided before the first line is written.
-
-    `item_ids` are the items with labels or gold labels, which `found` (one consensus per exported criterion) and
-    `n_annotators` are aligned with; every other item in scope has no reference and no labels.
-    """
-    items = Item.objects.filter(project=project)
-    if options.split:
-        items = items.filter(split=options.split)
-    ids = np.fromiter(items.values_list("id", flat=True).iterator(CHUNK_SIZE * 5), dtype=np.int64)
-    n = ids.size
-    pos = np.searchsorted(item_ids, ids)
-    known = pos < item_ids.size
-    known[known] = item_ids[pos[known]] == ids[known]
-    at = np.where(known, pos, 0)
-
-    def aligned(values: npt.NDArray[Any], missing: int) -> npt.NDArray[np.int64]:
-        return np.where(known, values[at], missing) if item_ids.size else np.full(n, missing, dtype=np.int64)
-
-    labels = [aligned(f.label, -1) for f in found]
-    sources = [aligned(f.source, int(agreement.Source.NONE)) for f in found]
-    n_labels = [aligned(f.n_ratings, 0) for f in found]
-    wanted = np.ones(n, dtype=bool)
-    if options.consensus_only:
-        wanted &= np.logical_and.reduce([label >= 0 for label in labels])
-    if options.adjudicated_only:
-        wanted &= np.logical_or.reduce([source == agreement.Source.GOLD for source in sources])
-    if options.min_labels > 0:
-        wanted &= aligned(n_annotators, 0) >= options.min_labels
-    counts = dict.fromkeys(
-        ("rows", "labels", "individual_labels", "items_filtered_out", "items_without_consensus", "ties"), 0
-    )
-    counts["items_filtered_out"] = int(n - wanted.sum())
-    if options.fmt in ("openai-evals", "preference"):
-        has_reference = labels[0] >= 0
-        counts["items_without_consensus"] = int((wanted & ~has_reference).sum())
-        wanted &= has_reference
-        if options.fmt == "preference":
-            tie = labels[0] == reports.PAIRWISE_CODES["tie"]
-            counts["ties"] = int((wanted & tie).sum())
-            wanted &= ~tie
-        counts["labels"] = int(n_labels[0][wanted].sum())
-    else:
-        counts["labels"] = int(sum(int(nl[wanted].sum()) for nl in n_labels))
-        if options.individual:
-            # Every label of an exported criterion on a row is listed with it (a consensus counts them all).
-            counts["individual_labels"] = counts["labels"]
-    counts["rows"] = int(wanted.sum())
-    plan = _Plan(
-        ids=ids,
-        emit=wanted,
-        label=[label.astype(np.int8) for label in labels],
-        source=[source.astype(np.int8) for source in sources],
-        margin=[aligned(f.margin, 0).astype(np.int32) for f in found],
-        n_labels=[n.astype(np.int32) for n in n_labels],
-    )
-    return plan, counts
-
-
 def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime | None = None) -> Export:
-    """Check the options and compute the reference labels; the rows are produced when `lines()` is iterated.
+    """Check the options and count what the export will hold; the rows are produced when `lines()` is iterated.
 
     Raises ExportRefused with a message for people when the options do not fit the project.
     """
@@ -381,44 +395,8 @@ def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime
     if version is None:
         raise ExportRefused("This project has no rubric yet, so there is nothing to export.")
     criteria = _criteria(project, options)
-
-    arrays = reports.labels_load(project=project, rubric_version=version)
     codes = reports.PAIRWISE_CODES if project.is_pairwise else reports.BINARY_CODES
-    names = {code: value for value, code in codes.items()}
-    k = len(codes)
-    # Items with a gold label but no labels still have a reference: they join the labeled items.
-    gold_ids = GoldLabel.objects.filter(criterion__in=criteria).values_list("item_id", flat=True)
-    item_ids = np.union1d(arrays.item_ids, np.fromiter(gold_ids, dtype=np.int64))
-    item_pos = np.searchsorted(item_ids, arrays.item_ids)[arrays.item] if arrays.item.size else arrays.item
-    all_positions = {
-        c.pk: n for n, c in enumerate(Criterion.objects.filter(rubric_version=version).order_by("position"))
-    }
-    found_arrays: list[agreement.Consensus] = []
-    for criterion in criteria:
-        mask = arrays.criterion == all_positions[criterion.pk]
-        found_arrays.append(
-            agreement.consensus(
-                item_pos[mask],
-                arrays.value[mask],
-                k,
-                gold=reports.gold_codes(criterion, item_ids, codes),
-                n_items=item_ids.size,
-            )
-        )
-    # Annotators per item, over the exported criteria: what --min-labels counts. One (item, annotator) pair is one
-    # integer, so a 1-D unique does it (far faster than unique rows of a 2-D array).
-    chosen = np.isin(arrays.criterion, [all_positions[c.pk] for c in criteria])
-    n_raters = max(int(arrays.rater_ids.size), 1)
-    pairs = np.unique(item_pos[chosen] * n_raters + arrays.rater[chosen])
-    n_annotators = np.bincount(pairs // n_raters, minlength=item_ids.size)
-    usernames: dict[int, str] = {}
-    if options.individual:
-        usernames = dict(
-            get_user_model().objects.filter(pk__in=arrays.rater_ids.tolist()).values_list("pk", "username")
-        )
-    del arrays, item_pos, chosen, pairs  # the labels' arrays are not needed any more: free them before streaming
-    plan, counts = _plan(project, options, item_ids, found_arrays, n_annotators)
-    export = Export(project=project, options=options, criteria=criteria, plan=plan, usernames=usernames, names=names)
+    export = Export(project=project, options=options, criteria=criteria, codes=codes)
     export.manifest = {
         "project": project.slug,
         "kind": project.kind,
@@ -426,10 +404,11 @@ def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime
         "format": options.fmt,
         "criteria": [c.key for c in criteria],
         "filters": options.as_dict(),
-        "counts": counts,
+        "counts": {},
         "app_version": app_version(),
         "generated_at": (now or timezone.now()).astimezone(dt.UTC).isoformat(),
     }
+    export.manifest["counts"] = export.count()
     return export
 
 

@@ -436,5 +436,32 @@ def test_without_the_snapshot_the_same_reads_would_tear(project, annotator, othe
     export = exports.export_prepare(project=project, options=OPTIONS)
     _write_meanwhile(project.pk, annotator.pk)
     rows = [json.loads(line) for line in export.lines()]
-    unlabeled = rows[1]["labels"]["acceptable"]
-    assert unlabeled["n_labels"] == 0 and len(unlabeled["individual"]) == 1
+    # The counts were taken before the write, the rows after it: the manifest no longer describes the file.
+    assert [r["external_id"] for r in rows] == ["agreed", "unlabeled", "late"]
+    assert export.manifest["counts"]["rows"] == 2 and export.manifest["counts"]["individual_labels"] == 2
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"individual": True},
+        {"min_labels": 2, "individual": True},
+        {"consensus_only": True, "fmt": "csv"},
+        {"adjudicated_only": True},
+        {"fmt": "openai-evals", "split": "train"},
+    ],
+)
+def test_blocks_of_any_size_give_the_same_file_and_the_counts_match_it(binary, monkeypatch, options):
+    """Items are decided a block at a time: a block boundary between any two items changes nothing."""
+    whole, manifest = _run(binary, **options)
+    monkeypatch.setattr(exports, "BLOCK", 1)
+    assert _run(binary, **options) == (whole, manifest)
+    monkeypatch.setattr(exports, "BLOCK", 2)
+    assert _run(binary, **options) == (whole, manifest)
+    counts = manifest["counts"]
+    n_lines = len(whole.splitlines()) - (1 if options.get("fmt") == "csv" else 0)
+    assert counts["rows"] == n_lines
+    if options.get("individual"):
+        rows = [json.loads(line) for line in whole.splitlines()]
+        listed = sum(len(entry["individual"]) for row in rows for entry in row["labels"].values())
+        assert counts["individual_labels"] == counts["labels"] == listed
