@@ -146,10 +146,9 @@ class Export:
             options.consensus_only or options.adjudicated_only or options.min_labels > 0
         ):
             items = Item.objects.filter(project=self.project)
+            # The rubric version is the project's own: its labels are on the project's items.
             labels = Label.objects.filter(
-                rubric_version_id=self.project.current_rubric_id,
-                criterion__in=[c.pk for c in self.criteria],
-                item__project=self.project,
+                rubric_version_id=self.project.current_rubric_id, criterion__in=[c.pk for c in self.criteria]
             )
             if options.split:
                 items = items.filter(split=options.split)
