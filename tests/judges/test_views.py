@@ -38,6 +38,7 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
         ("get", reverse("judges:version_new", args=[slug, judge])),
         ("post", reverse("judges:version_new", args=[slug, judge])),
         ("get", reverse("judges:version_detail", args=[slug, version.pk])),
+        ("get", reverse("judges:version_card", args=[slug, version.pk])),
         ("post", reverse("judges:run_start", args=[slug, version.pk])),
         ("get", reverse("judges:run_detail", args=[slug, run.pk])),
         ("post", reverse("judges:run_cancel", args=[slug, run.pk])),
@@ -47,7 +48,7 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
 def test_every_judges_url_is_covered_here():
     from judges.urls import urlpatterns
 
-    assert len(urlpatterns) == 9  # _urls lists each, with GET and POST where a view takes both
+    assert len(urlpatterns) == 10  # _urls lists each, with GET and POST where a view takes both
 
 
 def test_outsiders_and_annotators_get_404_on_every_judges_page(client, project, version, done_run, outsider, annotator):
