@@ -19,7 +19,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from ninja import NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, Throttled, ValidationError
@@ -563,11 +563,18 @@ class ExportQuery(Schema):
     adjudicated_only: bool = False
     criterion: list[str] = Field(default_factory=list)
     individual: bool = False
+    # Only the manifest (counts included), as JSON; without it the rows stream and the manifest is in the
+    # X-Export-Manifest header.
+    manifest: bool = False
 
 
 @api.get("/projects/{slug}/export", response=_ERRORS, tags=["data"])
 def project_export(request: HttpRequest, slug: str, query: Query[ExportQuery]) -> HttpResponseBase:
-    """Stream the current rubric version's items and reference labels (lead only), as the export page does."""
+    """Stream the current rubric version's items and reference labels (lead only), as the export page does.
+
+    The manifest (project, rubric version, counts, filters, time, app version) is in the X-Export-Manifest header as
+    one line of JSON, or alone with `manifest=true`.
+    """
     project, _role = _project(request, slug, role=Membership.Role.LEAD)
     options = exports.ExportOptions(
         fmt=query.format,
@@ -578,11 +585,20 @@ def project_export(request: HttpRequest, slug: str, query: Query[ExportQuery]) -
         criteria=tuple(query.criterion),
         individual=query.individual,
     )
+    if query.manifest:
+        try:
+            with exports.snapshot():
+                export = exports.export_prepare(project=project, options=options)
+        except exports.ExportRefused as exc:
+            raise ApiError(400, str(exc)) from None
+        return JsonResponse(export.manifest)
     try:
-        export = exports.export_prepare(project=project, options=options)
+        export, stream = exports.export_stream(project=project, options=options)
     except exports.ExportRefused as exc:
         raise ApiError(400, str(exc)) from None
-    response = StreamingHttpResponse(exports.chunks(export.lines()), content_type=exports.CONTENT_TYPES[query.format])
+    response = StreamingHttpResponse(stream, content_type=exports.CONTENT_TYPES[query.format])
+    response["Content-Disposition"] = f'attachment; filename="{exports.filename(export)}"'
+    response[exports.MANIFEST_HEADER] = exports.manifest_header(export.manifest)
     response["X-Content-Type-Options"] = "nosniff"
     return response
 

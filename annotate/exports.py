@@ -1,18 +1,21 @@
 """Getting data out: one project's current rubric version as JSON Lines, CSV, OpenAI evals samples or preference pairs.
 
-The reference labels are computed once per criterion with numpy (gold where a lead set one, else the strict
-majority, as in the agreement report); items, and labels when asked for, are then streamed from server-side cursors
-in item id order, so memory stays flat however large the project. Same data and options give byte-identical output.
+Items are streamed from a server-side cursor in id order and decided a block at a time: the block's labels and gold
+labels are read, and each criterion's reference label computed with judges.agreement.consensus (gold where a lead set
+one, else the strict majority, as in the agreement report). So memory stays flat however large the project, and the
+first line follows at once. All reads run in one snapshot (`snapshot`), so the manifest's counts, decided before the
+first line, match the lines. Same data and options give byte-identical output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
 import json
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate import reports
@@ -37,7 +41,9 @@ EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "openai-evals": "jsonl", "preferen
 CHUNK_SIZE = 2000
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
-_SOURCES = {agreement.Source.GOLD: "gold", agreement.Source.MAJORITY: "majority"}
+_COUNTS = ("rows", "labels", "individual_labels", "items_filtered_out", "items_without_consensus", "ties")
+# agreement.Source by value: NONE, MAJORITY, GOLD.
+_SOURCE_NAMES = (None, "majority", "gold")
 
 
 class ExportRefused(ValueError):
@@ -67,122 +73,195 @@ class ExportOptions:
         }
 
 
-@dataclass
-class _Reference:
-    """One criterion's reference labels as Python lists aligned with `_Plan.item_ids` (fast per-row access)."""
+ROW, FILTERED, NO_CONSENSUS, TIE = 0, 1, 2, 3
+_COUNT_OF = {FILTERED: "items_filtered_out", NO_CONSENSUS: "items_without_consensus", TIE: "ties"}
+ITEM_FIELDS = ("id", "external_id", "input", "output", "output_a", "output_b", "metadata", "split")
+BLOCK = 5000  # items decided at once: memory holds one block's items and labels, whatever the project's size
 
-    criterion: Criterion
-    label: list[str | None]
-    source: list[str | None]
-    margin: list[int]
-    n_labels: list[int]
+
+@dataclass
+class _Block:
+    """A block of items in id order, decided together: what becomes of each, its references and its labels."""
+
+    ids: list[int]
+    action: list[int]
+    refs: list[tuple[tuple[int, int, int, int], ...]]  # per item, per criterion: (code, source, margin, n_labels)
+    labels: dict[int, list[tuple[int, int, str, str]]]  # item id -> (criterion_id, annotator_id, value, note)
+    counts: dict[str, int]
 
 
 @dataclass
 class Export:
-    """A prepared export: iterate `lines()` once, then read `manifest` (its counts are final after the last line)."""
+    """A prepared export: its `manifest` (counts included) is final before the first line; iterate `lines()` once.
+
+    Items are read and decided a block at a time (BLOCK items, their labels and gold labels), so memory stays flat
+    and the first line follows at once. Read inside `snapshot`, the counts decided up front match the lines.
+    """
 
     project: Project
     options: ExportOptions
     criteria: list[Criterion]
-    references: list[_Reference]
-    position: dict[int, int]
-    n_annotators: list[int]
-    usernames: dict[int, str]
+    codes: dict[str, int]
     manifest: dict[str, Any] = field(default_factory=dict)
+    usernames: dict[int, str] = field(default_factory=dict)
 
     def lines(self) -> Iterator[str]:
         """Each output line, newline included. A CSV export starts with its header line."""
-        counts = self.manifest["counts"]
         fmt = self.options.fmt
         writer = _CsvLine(self._csv_header()) if fmt == "csv" else None
         if writer is not None:
             yield writer.line(writer.header)
-        for item, labels in self._items():
-            refs = self._refs(item["id"])
-            if not self._wanted(item["id"], refs):
-                counts["items_filtered_out"] += 1
-                continue
-            if fmt in ("jsonl", "csv"):
-                row = self._row(item, refs, labels)
-                counts["labels"] += sum(r["n_labels"] for r in row["labels"].values())
-                if self.options.individual:
-                    counts["individual_labels"] += sum(len(r["individual"]) for r in row["labels"].values())
-                counts["rows"] += 1
-                yield _json_line(row) if writer is None else writer.line(self._csv_cells(row))
-                continue
-            ref = refs[0]
-            if ref["reference"] is None:
-                counts["items_without_consensus"] += 1
-                continue
-            if fmt == "openai-evals":
-                line = {"input": _messages(item["input"]), "ideal": ref["reference"], "completion": item["output"]}
-            elif ref["reference"] == "tie":
-                counts["ties"] += 1
-                continue
-            else:
-                better, worse = ("output_a", "output_b") if ref["reference"] == "a" else ("output_b", "output_a")
-                line = {"prompt": item["input"], "chosen": item[better], "rejected": item[worse]}
-            counts["labels"] += ref["n_labels"]
-            counts["rows"] += 1
-            yield _json_line(line)
-
-    def _refs(self, item_id: int) -> list[dict[str, Any]]:
-        pos = self.position.get(item_id)
-        out: list[dict[str, Any]] = []
-        for ref in self.references:
-            if pos is None:
-                out.append({"reference": None, "source": None, "margin": None, "n_labels": 0})
-            else:
-                n = ref.n_labels[pos]
-                out.append(
+        names = {code: value for value, code in self.codes.items()}
+        for items, block in self._blocks(full=True):
+            for item, action, refs_raw in zip(items, block.action, block.refs, strict=True):
+                if action != ROW:
+                    continue
+                refs = [
                     {
-                        "reference": ref.label[pos],
-                        "source": ref.source[pos],
-                        "margin": ref.margin[pos] if n else None,
+                        "reference": names.get(code),
+                        "source": _SOURCE_NAMES[source],
+                        "margin": margin if n else None,
                         "n_labels": n,
                     }
-                )
-        return out
+                    for code, source, margin, n in refs_raw
+                ]
+                if fmt in ("jsonl", "csv"):
+                    row = self._row(item, refs, block.labels.get(item["id"], []))
+                    yield _json_line(row) if writer is None else writer.line(self._csv_cells(row))
+                    continue
+                ref = refs[0]
+                if fmt == "openai-evals":
+                    line = {"input": _messages(item["input"]), "ideal": ref["reference"], "completion": item["output"]}
+                else:
+                    better, worse = ("output_a", "output_b") if ref["reference"] == "a" else ("output_b", "output_a")
+                    line = {"prompt": item["input"], "chosen": item[better], "rejected": item[worse]}
+                yield _json_line(line)
 
-    def _wanted(self, item_id: int, refs: list[dict[str, Any]]) -> bool:
+    def count(self) -> dict[str, int]:
+        """The manifest's counts. Without a filter that depends on the labels, two counting queries; else a pass
+        over the items' ids and labels that decides every item as `lines()` will (no row is built)."""
         options = self.options
-        if options.consensus_only and any(r["reference"] is None for r in refs):
-            return False
-        if options.adjudicated_only and not any(r["source"] == "gold" for r in refs):
-            return False
-        if options.min_labels <= 0:
-            return True
-        pos = self.position.get(item_id)
-        return pos is not None and self.n_annotators[pos] >= options.min_labels
+        counts = dict.fromkeys(_COUNTS, 0)
+        if options.fmt in ("jsonl", "csv") and not (
+            options.consensus_only or options.adjudicated_only or options.min_labels > 0
+        ):
+            items = Item.objects.filter(project=self.project)
+            # The rubric version is the project's own: its labels are on the project's items.
+            labels = Label.objects.filter(
+                rubric_version_id=self.project.current_rubric_id, criterion__in=[c.pk for c in self.criteria]
+            )
+            if options.split:
+                items = items.filter(split=options.split)
+                labels = labels.filter(item__split=options.split)
+            counts["rows"] = items.count()
+            counts["labels"] = labels.count()
+            counts["individual_labels"] = counts["labels"] if options.individual else 0
+            return counts
+        for _items, block in self._blocks(full=False):
+            for key, value in block.counts.items():
+                counts[key] += value
+        return counts
 
-    def _items(self) -> Iterator[tuple[dict[str, Any], list[tuple[int, int, str, str]]]]:
-        """Items in id order, each with its labels (criterion_id, annotator_id, value, note) when asked for."""
-        fields = ("id", "external_id", "input", "output", "output_a", "output_b", "metadata", "split")
+    def _blocks(self, *, full: bool) -> Iterator[tuple[list[dict[str, Any]], _Block]]:
+        """The items in id order (their fields when `full`, else only ids), BLOCK at a time, each block decided."""
+        fields = (
+            ("id", "external_id", "input", "output", "output_a", "output_b", "metadata", "split") if full else ("id",)
+        )
         items = Item.objects.filter(project=self.project).order_by("id")
         if self.options.split:
             items = items.filter(split=self.options.split)
-        rows = (dict(zip(fields, row, strict=True)) for row in items.values_list(*fields).iterator(CHUNK_SIZE))
-        if not self.options.individual:
-            for item in rows:
-                yield item, []
-            return
-        labels = Label.objects.filter(
-            rubric_version_id=self.project.current_rubric_id, criterion__in=[c.pk for c in self.criteria]
+        batch: list[dict[str, Any]] = []
+        for row in items.values_list(*fields).iterator(CHUNK_SIZE):
+            batch.append(dict(zip(fields, row, strict=True)))
+            if len(batch) == BLOCK:
+                yield batch, self._decide([item["id"] for item in batch], labels=full)
+                batch = []
+        if batch:
+            yield batch, self._decide([item["id"] for item in batch], labels=full)
+
+    def _decide(self, id_list: list[int], *, labels: bool) -> _Block:
+        """Reference labels (agreement.consensus: gold, else the strict majority), filters and counts for one block."""
+        options = self.options
+        ids = np.array(id_list, dtype=np.int64)
+        n = ids.size
+        lo, hi = id_list[0], id_list[-1]
+        criteria = self.criteria
+        index = {c.pk: position for position, c in enumerate(criteria)}
+        fields: tuple[str, ...] = ("item_id", "criterion_id", "annotator_id", "value")
+        if labels and options.individual:
+            fields += ("note",)
+        rows = list(
+            Label.objects.filter(
+                rubric_version_id=self.project.current_rubric_id,
+                criterion__in=list(index),
+                item_id__gte=lo,
+                item_id__lte=hi,
+            ).values_list(*fields)
         )
-        if self.options.split:
-            labels = labels.filter(item__split=self.options.split)
-        label_rows = labels.order_by("item_id").values_list("item_id", "criterion_id", "annotator_id", "value", "note")
-        # A merge join of two streams sorted by item id: never more than one item's labels in memory.
-        stream = iter(label_rows.iterator(CHUNK_SIZE))
-        pending = next(stream, None)
-        for item in rows:
-            mine = []
-            while pending is not None and pending[0] <= item["id"]:
-                if pending[0] == item["id"]:
-                    mine.append(pending[1:])
-                pending = next(stream, None)
-            yield item, mine
+        codes = self.codes
+        item = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        criterion = np.fromiter((index[r[1]] for r in rows), dtype=np.int64, count=len(rows))
+        annotator = np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
+        value = np.fromiter((codes[r[3]] for r in rows), dtype=np.int64, count=len(rows))
+        # Labels of items in the id range but outside the scope (another split) are not this export's.
+        pos = np.minimum(np.searchsorted(ids, item), max(n - 1, 0))
+        inside = ids[pos] == item if n else np.zeros(0, dtype=bool)
+        gold = np.full((len(criteria), n), -1, dtype=np.int64)
+        for criterion_id, item_id, gold_value in GoldLabel.objects.filter(
+            criterion__in=list(index), item_id__gte=lo, item_id__lte=hi
+        ).values_list("criterion_id", "item_id", "value"):
+            at = int(np.searchsorted(ids, item_id))
+            if at < n and ids[at] == item_id:
+                gold[index[criterion_id], at] = codes[gold_value]
+        found = []
+        for position in range(len(criteria)):
+            mask = inside & (criterion == position)
+            found.append(agreement.consensus(pos[mask], value[mask], len(codes), gold=gold[position], n_items=n))
+        # Annotators per item over the exported criteria (what --min-labels counts): one integer per pair.
+        span = int(annotator.max()) + 1 if annotator.size else 1
+        pairs = np.unique(pos[inside] * span + annotator[inside])
+        n_annotators = np.bincount(pairs // span, minlength=n)
+        code = [f.label for f in found]
+        action = np.full(n, ROW, dtype=np.int64)
+        wanted = np.ones(n, dtype=bool)
+        if options.consensus_only:
+            wanted &= np.logical_and.reduce([c >= 0 for c in code])
+        if options.adjudicated_only:
+            wanted &= np.logical_or.reduce([f.source == agreement.Source.GOLD for f in found])
+        if options.min_labels > 0:
+            wanted &= n_annotators >= options.min_labels
+        action[~wanted] = FILTERED
+        if options.fmt in ("openai-evals", "preference"):
+            action[wanted & (code[0] < 0)] = NO_CONSENSUS
+            if options.fmt == "preference":
+                action[wanted & (code[0] == self.codes["tie"])] = TIE
+            n_labels = found[0].n_ratings[action == ROW].sum()
+        else:
+            n_labels = sum(f.n_ratings[action == ROW].sum() for f in found)
+        counts = {name: int((action == key).sum()) for key, name in _COUNT_OF.items()}
+        counts["rows"] = int((action == ROW).sum())
+        counts["labels"] = int(n_labels)
+        counts["individual_labels"] = int(n_labels) if options.individual and options.fmt in ("jsonl", "csv") else 0
+        by_item: dict[int, list[tuple[int, int, str, str]]] = {}
+        if labels and options.individual:
+            self._usernames({r[2] for r in rows})
+            for r in rows:
+                by_item.setdefault(r[0], []).append((r[1], r[2], r[3], r[4]))
+        refs = list(
+            zip(
+                *(
+                    zip(f.label.tolist(), f.source.tolist(), f.margin.tolist(), f.n_ratings.tolist(), strict=True)
+                    for f in found
+                ),
+                strict=True,
+            )
+        )
+        return _Block(ids=id_list, action=action.tolist(), refs=refs, labels=by_item, counts=counts)
+
+    def _usernames(self, annotator_ids: set[int]) -> None:
+        missing = annotator_ids - self.usernames.keys()
+        if missing:
+            self.usernames.update(get_user_model().objects.filter(pk__in=list(missing)).values_list("pk", "username"))
 
     def _row(self, item: dict[str, Any], refs: list[dict[str, Any]], labels: list[Any]) -> dict[str, Any]:
         row: dict[str, Any] = {"external_id": item["external_id"], "input": item["input"]}
@@ -192,18 +271,18 @@ class Export:
             row["output"] = item["output"]
         row |= {"metadata": item["metadata"], "split": item["split"], "rubric_version": self.manifest["rubric_version"]}
         row["labels"] = {}
+        individual: dict[int, list[tuple[str, str, str]]] = {}
+        if self.options.individual:
+            usernames = self.usernames
+            for criterion_id, annotator_id, value, note in labels:
+                individual.setdefault(criterion_id, []).append((usernames.get(annotator_id, "?"), value, note))
         for criterion, ref in zip(self.criteria, refs, strict=True):
-            entry = dict(ref)
             if self.options.individual:
-                entry["individual"] = sorted(
-                    (
-                        {"annotator": self.usernames.get(annotator_id, "?"), "value": value, "note": note}
-                        for criterion_id, annotator_id, value, note in labels
-                        if criterion_id == criterion.pk
-                    ),
-                    key=lambda e: (e["annotator"], e["value"], e["note"]),
-                )
-            row["labels"][criterion.key] = entry
+                ref["individual"] = [
+                    {"annotator": annotator, "value": value, "note": note}
+                    for annotator, value, note in sorted(individual.get(criterion.pk, ()))
+                ]
+            row["labels"][criterion.key] = ref
         return row
 
     def _csv_header(self) -> list[str]:
@@ -294,7 +373,7 @@ def _criteria(project: Project, options: ExportOptions) -> list[Criterion]:
 
 
 def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime | None = None) -> Export:
-    """Check the options and compute the reference labels; the rows are produced when `lines()` is iterated.
+    """Check the options and count what the export will hold; the rows are produced when `lines()` is iterated.
 
     Raises ExportRefused with a message for people when the options do not fit the project.
     """
@@ -315,55 +394,8 @@ def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime
     if version is None:
         raise ExportRefused("This project has no rubric yet, so there is nothing to export.")
     criteria = _criteria(project, options)
-
-    arrays = reports.labels_load(project=project, rubric_version=version)
     codes = reports.PAIRWISE_CODES if project.is_pairwise else reports.BINARY_CODES
-    names = {code: value for value, code in codes.items()}
-    k = len(codes)
-    # Items with a gold label but no labels still have a reference: they join the labeled items.
-    gold_ids = GoldLabel.objects.filter(criterion__in=criteria).values_list("item_id", flat=True)
-    item_ids = np.union1d(arrays.item_ids, np.fromiter(gold_ids, dtype=np.int64))
-    item_pos = np.searchsorted(item_ids, arrays.item_ids)[arrays.item] if arrays.item.size else arrays.item
-    all_positions = {
-        c.pk: n for n, c in enumerate(Criterion.objects.filter(rubric_version=version).order_by("position"))
-    }
-    references = []
-    for criterion in criteria:
-        mask = arrays.criterion == all_positions[criterion.pk]
-        found = agreement.consensus(
-            item_pos[mask],
-            arrays.value[mask],
-            k,
-            gold=reports.gold_codes(criterion, item_ids, codes),
-            n_items=item_ids.size,
-        )
-        references.append(
-            _Reference(
-                criterion=criterion,
-                label=[names.get(code) for code in found.label.tolist()],
-                source=[_SOURCES.get(agreement.Source(s)) for s in found.source.tolist()],
-                margin=found.margin.tolist(),
-                n_labels=found.n_ratings.tolist(),
-            )
-        )
-    # Annotators per item, over the exported criteria: what --min-labels counts.
-    chosen = np.isin(arrays.criterion, [all_positions[c.pk] for c in criteria])
-    pairs = np.unique(np.stack([item_pos[chosen], arrays.rater[chosen]], axis=1), axis=0)
-    n_annotators = np.bincount(pairs[:, 0], minlength=item_ids.size) if pairs.size else np.zeros(item_ids.size)
-    usernames: dict[int, str] = {}
-    if options.individual:
-        usernames = dict(
-            get_user_model().objects.filter(pk__in=arrays.rater_ids.tolist()).values_list("pk", "username")
-        )
-    export = Export(
-        project=project,
-        options=options,
-        criteria=criteria,
-        references=references,
-        position={item_id: n for n, item_id in enumerate(item_ids.tolist())},
-        n_annotators=[int(n) for n in n_annotators.tolist()],
-        usernames=usernames,
-    )
+    export = Export(project=project, options=options, criteria=criteria, codes=codes)
     export.manifest = {
         "project": project.slug,
         "kind": project.kind,
@@ -371,17 +403,11 @@ def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime
         "format": options.fmt,
         "criteria": [c.key for c in criteria],
         "filters": options.as_dict(),
-        "counts": {
-            "rows": 0,
-            "labels": 0,
-            "individual_labels": 0,
-            "items_filtered_out": 0,
-            "items_without_consensus": 0,
-            "ties": 0,
-        },
+        "counts": {},
         "app_version": app_version(),
         "generated_at": (now or timezone.now()).astimezone(dt.UTC).isoformat(),
     }
+    export.manifest["counts"] = export.count()
     return export
 
 
@@ -397,3 +423,56 @@ def chunks(lines: Iterator[str], size: int = 65_536) -> Iterator[bytes]:
             parts, n = [], 0
     if parts:
         yield "".join(parts).encode()
+
+
+@contextlib.contextmanager
+def snapshot() -> Iterator[None]:
+    """Run the reads inside in one REPEATABLE READ, READ ONLY transaction (PostgreSQL), so that an export's separate
+    reads (labels, then items, then labels again for --individual) all see the same data: a label or item written
+    meanwhile by someone else is in none of them, and the manifest's counts match the rows.
+
+    Inside a transaction that is already open (a test's, or a caller's atomic block) the isolation level can no
+    longer be set: that transaction's applies.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        with transaction.atomic():
+            yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
+def export_stream(
+    *, project: Project, options: ExportOptions, now: dt.datetime | None = None
+) -> tuple[Export, Iterator[bytes]]:
+    """A prepared export and its bytes, for a streaming response. The snapshot opens here and stays open until the
+    stream is exhausted or closed (a streaming response closes it when the client goes away).
+
+    Raises ExportRefused, like export_prepare, before anything is streamed.
+    """
+
+    def run() -> Generator[Export | bytes]:
+        with snapshot():
+            export = export_prepare(project=project, options=options, now=now)
+            yield export
+            yield from chunks(export.lines())
+
+    stream = run()
+    export = next(stream)
+    assert isinstance(export, Export)
+    return export, stream  # type: ignore[return-value]  # only bytes follow the export
+
+
+MANIFEST_HEADER = "X-Export-Manifest"
+
+
+def manifest_header(manifest: dict[str, Any]) -> str:
+    """The manifest as one line of ASCII JSON, for the X-Export-Manifest response header."""
+    return json.dumps(manifest, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+
+
+def filename(export: Export) -> str:
+    fmt = export.options.fmt
+    return f"{export.project.slug}-v{export.manifest['rubric_version']}-{fmt}.{EXTENSIONS[fmt]}"

@@ -1,6 +1,6 @@
 """Human–human agreement reports: labels loaded from the database into integer arrays, figures from judges.agreement.
 
-Nothing here loops over labels in Python: labels are read in one COPY (PostgreSQL) and coded with numpy; every
+Nothing here loops over labels in Python: labels are read as text chunks (PostgreSQL) and coded with numpy; every
 figure comes from the pure functions in judges.agreement, which are tested against independent implementations.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate.models import AgreementReport, Criterion, GoldLabel, Label, Project, RubricVersion
@@ -61,52 +61,92 @@ def _code_sql(kind: str) -> str:
     return "CASE value WHEN 'fail' THEN 0 ELSE 1 END"
 
 
+# Labels per text chunk: a chunk holds the labels whose ids share id // LABELS_CHUNK, so at most this many.
+LABELS_CHUNK = 65_536
+
+
+def _labels_text_chunks(kind: str, rubric_version_id: int) -> list[npt.NDArray[np.int64]]:
+    """The labels as six columns (criterion id, item id, annotator id, code, time ms, hour), read as text chunks from a
+    server-side cursor.
+
+    Each chunk is one text value holding up to LABELS_CHUNK labels (one numpy parse, no Python object per label: a
+    row-by-row COPY spent most of its time in per-row overhead), scattered into preallocated columns. So memory holds
+    the result plus one chunk, never the text of every label at once.
+    """
+    columns = (
+        f"concat_ws(' ', criterion_id, item_id, annotator_id, {_code_sql(kind)}, COALESCE(time_spent_ms, -1), "
+        "floor(extract(epoch FROM created_at) / 3600)::bigint)"
+    )
+    sql = (
+        f"SELECT string_agg({columns}, ' ') FROM annotate_label "  # noqa: S608 - constant SQL
+        f"WHERE rubric_version_id = %s GROUP BY id / {LABELS_CHUNK}"
+    )
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM annotate_label WHERE rubric_version_id = %s", [rubric_version_id])
+            size = cursor.fetchone()[0]
+        out = [np.empty(size, dtype=np.int64) for _ in range(6)]
+        filled = 0
+        # A named (server-side) cursor hands over a few chunks per round trip.
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(sql, [rubric_version_id])
+            while rows := cursor.fetchmany(4):
+                for (text,) in rows:
+                    table = np.fromstring(text, dtype=np.int64, sep=" ").reshape(-1, 6)
+                    n = table.shape[0]
+                    if filled + n > size:
+                        # Labels added since the count (outside a REPEATABLE READ snapshot the two statements can
+                        # see different data): grow.
+                        size = filled + n + size // 4
+                        out = [np.concatenate([column[:filled], np.empty(size - filled, np.int64)]) for column in out]
+                    for column, values in zip(out, table.T, strict=True):
+                        column[filled : filled + n] = values
+                    filled += n
+    return [column[:filled] for column in out]
+
+
 def labels_load(*, project: Project, rubric_version: RubricVersion) -> LabelArrays:
     """Every label of one rubric version, coded (binary: fail 0, pass 1; pairwise: a 0, b 1, tie 2)."""
     criteria = list(Criterion.objects.filter(rubric_version=rubric_version).order_by("position"))
     criterion_ids = [c.pk for c in criteria]
     if connection.vendor == "postgresql":
-        # One text value holding every label as five integers: one round trip and one numpy parse, with no
-        # Python object per label (a row-by-row COPY spent most of its time in per-row overhead).
-        sql = (
-            "SELECT string_agg(concat_ws(' ', criterion_id, item_id, annotator_id, "  # noqa: S608 - constant SQL
-            f"{_code_sql(project.kind)}, COALESCE(time_spent_ms, -1), "
-            "floor(extract(epoch FROM created_at) / 3600)::bigint), ' ') "
-            "FROM annotate_label WHERE rubric_version_id = %s"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [rubric_version.pk])
-            text = cursor.fetchone()[0] or ""
-        raw = np.fromstring(text, dtype=np.int64, sep=" ") if text else np.zeros(0, dtype=np.int64)
+        columns = _labels_text_chunks(project.kind, rubric_version.pk)
     else:
         codes = PAIRWISE_CODES if project.is_pairwise else BINARY_CODES
         rows = Label.objects.filter(rubric_version=rubric_version).values_list(
             "criterion_id", "item_id", "annotator_id", "value", "time_spent_ms", "created_at"
         )
-        raw = np.array(
+        table = np.array(
             [
                 (c, i, a, codes[v], -1 if t is None else t, int(created.timestamp() // 3600))
                 for c, i, a, v, t, created in rows
             ],
             dtype=np.int64,
-        )
-    table = raw.reshape(-1, 6)
-    item_ids, item = np.unique(table[:, 1], return_inverse=True)
-    rater_ids, rater = np.unique(table[:, 2], return_inverse=True)
-    position = {cid: n for n, cid in enumerate(criterion_ids)}
+        ).reshape(-1, 6)
+        columns = [table[:, n].copy() for n in range(6)]
+        del table
+    criterion_col, item_col, rater_col, value, time_ms, hour = columns
+    del columns
+    # Each column is replaced as soon as it is coded, so at most one temporary copy exists at a time.
+    item_ids, item = np.unique(item_col, return_inverse=True)
+    del item_col
+    rater_ids, rater = np.unique(rater_col, return_inverse=True)
+    del rater_col
     lookup = np.full(max(criterion_ids, default=0) + 1, -1, dtype=np.int64)
-    for cid, n in position.items():
+    for n, cid in enumerate(criterion_ids):
         lookup[cid] = n
+    criterion = lookup[criterion_col] if criterion_col.size else np.zeros(0, dtype=np.int64)
+    del criterion_col
     return LabelArrays(
         criterion_ids=criterion_ids,
-        criterion=lookup[table[:, 0]] if table.size else np.zeros(0, dtype=np.int64),
-        item=item.astype(np.int64),
-        item_ids=item_ids.astype(np.int64),
-        rater=rater.astype(np.int64),
-        rater_ids=rater_ids.astype(np.int64),
-        value=table[:, 3].copy(),
-        time_ms=table[:, 4].copy(),
-        hour=table[:, 5].copy(),
+        criterion=criterion,
+        item=item.astype(np.int64, copy=False),
+        item_ids=item_ids.astype(np.int64, copy=False),
+        rater=rater.astype(np.int64, copy=False),
+        rater_ids=rater_ids.astype(np.int64, copy=False),
+        value=value,
+        time_ms=time_ms,
+        hour=hour,
     )
 
 

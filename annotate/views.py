@@ -772,12 +772,20 @@ def export_download(request: HttpRequest, slug: str) -> HttpResponseBase:
         criteria=tuple(data["criterion"]),
         individual=data["individual"],
     )
+    if request.GET.get("manifest") == "1":
+        # The manifest alone, as JSON: what the download would hold (counts included), without the rows.
+        try:
+            with exports.snapshot():
+                export = exports.export_prepare(project=project, options=options)
+        except exports.ExportRefused as exc:
+            return _export_page(request, project, form, status=400, error=str(exc))
+        return JsonResponse(export.manifest, json_dumps_params={"indent": 2})
     try:
-        export = exports.export_prepare(project=project, options=options)
+        export, stream = exports.export_stream(project=project, options=options)
     except exports.ExportRefused as exc:
         return _export_page(request, project, form, status=400, error=str(exc))
-    filename = f"{project.slug}-v{export.manifest['rubric_version']}-{options.fmt}.{exports.EXTENSIONS[options.fmt]}"
-    response = StreamingHttpResponse(exports.chunks(export.lines()), content_type=exports.CONTENT_TYPES[options.fmt])
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response = StreamingHttpResponse(stream, content_type=exports.CONTENT_TYPES[options.fmt])
+    response["Content-Disposition"] = f'attachment; filename="{exports.filename(export)}"'
+    response[exports.MANIFEST_HEADER] = exports.manifest_header(export.manifest)
     response["X-Content-Type-Options"] = "nosniff"
     return response

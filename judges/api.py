@@ -18,7 +18,7 @@ from ninja import Router, Schema, Status
 
 from annotate import selectors as annotate_selectors
 from annotate.models import Membership, Project
-from judges import selectors, services
+from judges import card, selectors, services
 from judges.models import JudgeRun, JudgeVersion
 
 router = Router(tags=["judges"])
@@ -220,3 +220,16 @@ def run_cancel(request: HttpRequest, slug: str, run_id: int) -> RunOut:
     run = selectors.run_for_project(project=project, run_id=run_id)
     services.judge_run_cancel(run=run)
     return _run_out(run)
+
+
+@router.get(
+    "/projects/{slug}/judge-versions/{version_id}/card", response={200: dict[str, Any], 404: ErrorOut, 409: ErrorOut}
+)
+def version_card(request: HttpRequest, slug: str, version_id: int) -> Status:
+    """The version's judge card (see judges/card.py): run it with `python -m judges.card CARD.json ITEMS.jsonl`."""
+    project = _project(request, slug)
+    version = selectors.version_for_project(project=project, version_id=version_id)
+    try:
+        return Status(200, card.card_build(version=version))
+    except card.CardError as exc:
+        return Status(409, ErrorOut(detail=str(exc)))

@@ -435,7 +435,8 @@ def canonical(answer: str, *, order: str) -> str:
     return {"A": "a", "B": "b", "tie": "tie"}[answer]
 
 
-def _completion_of(row: CachedCompletion) -> llm.Completion:
+def completion_of(row: CachedCompletion) -> llm.Completion:
+    """A cached answer as a completion (no attempt, no latency: nothing was called)."""
     return llm.Completion(
         content=row.content,
         tokens_in=row.tokens_in,
@@ -443,6 +444,51 @@ def _completion_of(row: CachedCompletion) -> llm.Completion:
         finish_reason=row.finish_reason,
         attempts=0,
         latency_ms=0,
+    )
+
+
+def cache_row(*, key: str, endpoint: llm.Endpoint, model: str, completion: llm.Completion) -> CachedCompletion:
+    """The cache row for one answer (store with bulk_create(ignore_conflicts=True): the first answer stays)."""
+    return CachedCompletion(
+        key=key,
+        endpoint=endpoint.name,
+        model=model,
+        content=completion.content,
+        tokens_in=completion.tokens_in,
+        tokens_out=completion.tokens_out,
+        finish_reason=completion.finish_reason[:32],
+    )
+
+
+def cached_answers(keys: Sequence[str]) -> dict[str, CachedCompletion]:
+    """The cached answers among these keys, by key."""
+    wanted = list(dict.fromkeys(keys))
+    found: dict[str, CachedCompletion] = {}
+    for start in range(0, len(wanted), 2000):
+        found.update((c.key, c) for c in CachedCompletion.objects.filter(key__in=wanted[start : start + 2000]))
+    return found
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The model's text read as a verdict: OK with its canonical value, or invalid with the raw text kept."""
+
+    status: str
+    answer: str = ""
+    value: str = ""
+    reasoning: str = ""
+    raw: str = ""
+
+
+def judgement_of(content: str, *, kind: str, order: str) -> Judgement:
+    answer = llm.parse_answer(content, kind=kind)
+    if answer is None:
+        return Judgement(status=Verdict.Status.INVALID, raw=content[:20_000])
+    return Judgement(
+        status=Verdict.Status.OK,
+        answer=answer.verdict,
+        value=canonical(answer.verdict, order=order),
+        reasoning=answer.reasoning[:5000],
     )
 
 
@@ -478,12 +524,9 @@ class _Worker:
             return verdict
         verdict.tokens_in, verdict.tokens_out = result.tokens_in, result.tokens_out
         verdict.attempts, verdict.latency_ms = (0, 0) if cached else (result.attempts, result.latency_ms)
-        answer = llm.parse_answer(result.content, kind=self.context.kind)
-        if answer is None:
-            verdict.status, verdict.raw = Verdict.Status.INVALID, result.content[:20_000]
-            return verdict
-        verdict.status, verdict.answer = Verdict.Status.OK, answer.verdict
-        verdict.reasoning, verdict.value = answer.reasoning[:5000], canonical(answer.verdict, order=call.order)
+        judged = judgement_of(result.content, kind=self.context.kind, order=call.order)
+        verdict.status, verdict.answer, verdict.value = judged.status, judged.answer, judged.value
+        verdict.reasoning, verdict.raw = judged.reasoning, judged.raw
         return verdict
 
     def take(self, chunk: RunChunk, pool: ThreadPoolExecutor) -> str | None:
@@ -497,8 +540,8 @@ class _Worker:
         have = set(Verdict.objects.filter(run=self.run, item_id__in=chunk.item_ids).values_list("item_id", "order"))
         items = Item.objects.filter(project_id=self.run.project_id, pk__in=chunk.item_ids).order_by("id")
         planned = [p for p in selectors.plan_calls(self.context, items) if (p.item_id, p.order) not in have]
-        cache = {c.key: c for c in CachedCompletion.objects.filter(key__in={p.key for p in planned})}
-        hits = [self.verdict(p, _completion_of(cache[p.key]), cached=True) for p in planned if p.key in cache]
+        cache = cached_answers([p.key for p in planned])
+        hits = [self.verdict(p, completion_of(cache[p.key]), cached=True) for p in planned if p.key in cache]
         if hits and not self.store(hits, []):
             return "lost"
         groups: dict[GroupKey, list[selectors.PlannedCall]] = defaultdict(list)
@@ -599,15 +642,7 @@ class _Worker:
             group = self.groups.pop((chunk_id, key))
             if isinstance(out, llm.Completion):
                 answers.append(
-                    CachedCompletion(
-                        key=key,
-                        endpoint=self.context.endpoint.name,
-                        model=group[0].request.model,
-                        content=out.content,
-                        tokens_in=out.tokens_in,
-                        tokens_out=out.tokens_out,
-                        finish_reason=out.finish_reason[:32],
-                    )
+                    cache_row(key=key, endpoint=self.context.endpoint, model=group[0].request.model, completion=out)
                 )
             # The first (item, order) with this request paid for the call; a twin got the answer for free.
             verdicts += [

@@ -15,7 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.safestring import SafeString
@@ -25,7 +25,7 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefre
 from annotate import charts
 from annotate import selectors as annotate_selectors
 from annotate.models import Item, Membership, Project
-from judges import compare, forms, llm, prompts, selectors, services
+from judges import card, compare, forms, llm, prompts, selectors, services
 from judges.models import Judge, JudgeRun, JudgeVersion
 
 LEAD = Membership.Role.LEAD
@@ -440,6 +440,21 @@ def version_detail(request: HttpRequest, slug: str, version_id: int) -> HttpResp
     context = _version_context(request, project, version, scope=scope)
     # The estimate fragment follows the scope chosen in the start form.
     return render(request, "judges/version_detail.html" + ("#estimate" if _htmx(request) else ""), context)
+
+
+@require_GET
+@login_required
+def version_card(request: HttpRequest, slug: str, version_id: int) -> HttpResponse:
+    """The version's judge card (judges/card.py) as a JSON download: prompt, model, examples, rubric, figures."""
+    project = _lead_project(request, slug)
+    version = selectors.version_for_project(project=project, version_id=version_id)
+    try:
+        data = card.card_build(version=version)
+    except card.CardError as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
+    response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="{card.card_filename(data)}"'
+    return response
 
 
 @require_POST

@@ -309,3 +309,159 @@ def test_the_api_streams_the_export_to_a_lead_token_only(client, binary, lead, a
         _row, other = tokens.token_create(user=user, name="export")
         response = client.get("/api/v1/projects/support-bot/export", headers={"Authorization": f"Bearer {other}"})
         assert response.status_code == 404
+
+
+# --- The manifest on every export -----------------------------------------------------------------------------
+
+
+def test_the_download_carries_its_manifest_in_a_header_and_alone_on_request(client, binary, lead, tmp_path):
+    client.force_login(lead)
+    options = {"format": "jsonl", "min_labels": "2", "individual": "on"}
+    response = client.get("/p/support-bot/export/download/", options)
+    manifest = json.loads(response[exports.MANIFEST_HEADER])
+    rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    # Final before the first byte: the counts match the rows that follow.
+    assert [r["external_id"] for r in rows] == ["agreed", "split"]
+    assert manifest["counts"] == {
+        "rows": 2,
+        "labels": 6,
+        "individual_labels": 6,
+        "items_filtered_out": 1,
+        "items_without_consensus": 0,
+        "ties": 0,
+    }
+    assert sum(len(e["individual"]) for r in rows for e in r["labels"].values()) == manifest["counts"]["labels"]
+    assert manifest["filters"]["min_labels"] == 2 and manifest["format"] == "jsonl" and manifest["app_version"]
+    alone = client.get("/p/support-bot/export/download/", {**options, "manifest": "1"})
+    assert alone["Content-Type"] == "application/json" and not alone.streaming
+    assert alone.json() | {"generated_at": None} == manifest | {"generated_at": None}
+    # The command writes the same manifest beside its file.
+    target = tmp_path / "out.jsonl"
+    call_command("export_labels", "support-bot", "--min-labels", "2", "--individual", "-o", str(target))
+    written = json.loads((tmp_path / "out.jsonl.manifest.json").read_text())
+    assert written | {"generated_at": None} == manifest | {"generated_at": None}
+
+
+def test_the_api_carries_the_manifest_too(client, binary, lead):
+    _row, raw = tokens.token_create(user=lead, name="export")
+    auth = {"Authorization": f"Bearer {raw}"}
+    response = client.get("/api/v1/projects/support-bot/export", {"format": "csv"}, headers=auth)
+    manifest = json.loads(response[exports.MANIFEST_HEADER])
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert manifest["counts"]["rows"] == len(rows) == 3 and manifest["format"] == "csv"
+    assert response["Content-Disposition"] == 'attachment; filename="support-bot-v1-csv.csv"'
+    alone = client.get("/api/v1/projects/support-bot/export", {"format": "csv", "manifest": "true"}, headers=auth)
+    assert alone.status_code == 200 and alone.json()["counts"] == manifest["counts"]
+
+
+def test_preference_and_evals_counts_are_known_before_the_rows(db):
+    pairwise = ProjectFactory(slug="pairs", kind="pairwise")
+    services.project_set_status(project=pairwise, status="active")
+    pairwise.refresh_from_db()
+    voters = [UserFactory(username=f"voter-{n}") for n in range(2)]
+    for user in voters:
+        membership(user, pairwise)
+    key = pairwise.current_rubric.criteria.first().key
+    for external_id, votes in {"a-wins": ("a", "a"), "tie": ("tie", "tie"), "split": ("a", "b")}.items():
+        item = _item(pairwise, external_id)
+        for user, vote in zip(voters, votes, strict=True):
+            label(item, user, key, vote)
+    export = exports.export_prepare(
+        project=Project.objects.get(pk=pairwise.pk), options=exports.ExportOptions(fmt="preference")
+    )
+    counts = dict(export.manifest["counts"])
+    lines = list(export.lines())
+    assert len(lines) == counts["rows"] == 1 and (counts["ties"], counts["items_without_consensus"]) == (1, 1)
+    assert export.manifest["counts"] == counts and counts["labels"] == 2
+
+
+# --- One consistent snapshot ----------------------------------------------------------------------------------
+
+
+def _write_meanwhile(project_id: int, annotator_id: int) -> None:
+    """From another thread, so another connection: a new labeled item, and one more label on an existing item."""
+    import threading
+
+    from django.db import connection
+
+    from annotate.models import Item
+
+    def write() -> None:
+        try:
+            project = Project.objects.get(pk=project_id)
+            late = _item(project, "late", split="train")
+            annotator = UserFactory._meta.model.objects.get(pk=annotator_id)
+            label(late, annotator, "acceptable", "fail")
+            label(Item.objects.get(project=project, external_id="unlabeled"), annotator, "acceptable", "fail")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join()
+
+
+def _two_items(project, annotator, other_annotator):
+    agreed = _item(project, "agreed")
+    _item(project, "unlabeled")
+    label(agreed, annotator, "acceptable", "pass")
+    label(agreed, other_annotator, "acceptable", "pass")
+    return Project.objects.select_related("current_rubric").get(pk=project.pk)
+
+
+OPTIONS = exports.ExportOptions(individual=True, criteria=("acceptable",))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_is_one_snapshot_even_when_someone_writes_between_its_reads(project, annotator, other_annotator):
+    project = _two_items(project, annotator, other_annotator)
+    # The reference labels are read; then someone writes; then the items and every label are read.
+    export, stream = exports.export_stream(project=project, options=OPTIONS)
+    _write_meanwhile(project.pk, annotator.pk)
+    rows = [json.loads(line) for line in b"".join(stream).decode().splitlines()]
+    assert [r["external_id"] for r in rows] == ["agreed", "unlabeled"]
+    assert export.manifest["counts"]["rows"] == 2 and export.manifest["counts"]["individual_labels"] == 2
+    unlabeled = rows[1]["labels"]["acceptable"]
+    assert unlabeled["n_labels"] == len(unlabeled["individual"]) == 0
+    # The writes happened: a new export sees them.
+    _export, stream = exports.export_stream(project=project, options=OPTIONS)
+    after = [json.loads(line) for line in b"".join(stream).decode().splitlines()]
+    assert [r["external_id"] for r in after] == ["agreed", "unlabeled", "late"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_the_snapshot_the_same_reads_would_tear(project, annotator, other_annotator):
+    """The control for the test above: it fails if the snapshot does nothing."""
+    project = _two_items(project, annotator, other_annotator)
+    export = exports.export_prepare(project=project, options=OPTIONS)
+    _write_meanwhile(project.pk, annotator.pk)
+    rows = [json.loads(line) for line in export.lines()]
+    # The counts were taken before the write, the rows after it: the manifest no longer describes the file.
+    assert [r["external_id"] for r in rows] == ["agreed", "unlabeled", "late"]
+    assert export.manifest["counts"]["rows"] == 2 and export.manifest["counts"]["individual_labels"] == 2
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"individual": True},
+        {"min_labels": 2, "individual": True},
+        {"consensus_only": True, "fmt": "csv"},
+        {"adjudicated_only": True},
+        {"fmt": "openai-evals", "split": "train"},
+    ],
+)
+def test_blocks_of_any_size_give_the_same_file_and_the_counts_match_it(binary, monkeypatch, options):
+    """Items are decided a block at a time: a block boundary between any two items changes nothing."""
+    whole, manifest = _run(binary, **options)
+    monkeypatch.setattr(exports, "BLOCK", 1)
+    assert _run(binary, **options) == (whole, manifest)
+    monkeypatch.setattr(exports, "BLOCK", 2)
+    assert _run(binary, **options) == (whole, manifest)
+    counts = manifest["counts"]
+    n_lines = len(whole.splitlines()) - (1 if options.get("fmt") == "csv" else 0)
+    assert counts["rows"] == n_lines
+    if options.get("individual"):
+        rows = [json.loads(line) for line in whole.splitlines()]
+        listed = sum(len(entry["individual"]) for row in rows for entry in row["labels"].values())
+        assert counts["individual_labels"] == counts["labels"] == listed

@@ -1,56 +1,217 @@
-"""Export at scale: 111,112 items, 3 criteria, overlap 3 (1,000,008 labels) as JSON Lines with every label.
+"""Export at scale: JSON Lines with every label, through the command and through the HTTP download, at two sizes.
 
-The export runs as a lead would run it, `manage.py export_labels ... --individual` in its own process, so the peak
-RSS is the command's alone (ru_maxrss of the children: no other benchmark starts a child before this one).
+Sizes: 75,000 items with 250,002 labels and 300,000 items with 1,000,002 labels (3 criteria; one annotator per item,
+two on the first ninth), so the issue's 1,000,000 labels on 300,000 items and a quarter of it, to show that memory
+does not grow with the size.
+
+- The command runs as a lead would run it, `manage.py export_labels ... --individual -o FILE`, in its own process;
+  its peak RSS comes from wait4 on that process alone.
+- The download is real HTTP against gunicorn (one gthread worker, as in docker/Dockerfile) started for each size,
+  as the lead's browser asks for it (session cookie, /p/<slug>/export/download/). The first byte is timed from the
+  request to the first byte of the body; the peak RSS is the worker's VmHWM once the download is done.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
-import resource
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from tests.bench.run import ROOT, Row, _seed_labels
+from tests.bench.run import ROOT, Row
 
-N_LABELED = 111_112  # × 3 annotators × 3 criteria = 1,000,008 labels
+SIZES = ((75_000, 8_334), (300_000, 33_334))  # (items, items with a second annotator): 3 × (items + second) labels
+
+
+def _seed(project: Any, n_items: int, n_second: int, annotators: list[Any]) -> int:
+    """Items and labels inserted with COPY; returns the number of labels."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from annotate import selectors, services
+    from annotate.models import Item
+
+    items = (
+        services.item_build(project=project, fields={"input": f"Prompt {i}", "output": f"Response {i}"})
+        for i in range(n_items)
+    )
+    batch: list[Item] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == 10_000:
+            Item.objects.bulk_create(batch)
+            batch = []
+    Item.objects.bulk_create(batch)
+    criteria = list(selectors.criteria_current(project=project))
+    item_ids = list(Item.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+    now = timezone.now().isoformat()
+    n = 0
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(
+            "COPY annotate_label (item_id, criterion_id, rubric_version_id, annotator_id, value, note, revision, "
+            "submission_key, created_at, updated_at) FROM STDIN"
+        ) as copy,
+    ):
+        for position, item_id in enumerate(item_ids):
+            for k in range(2 if position < n_second else 1):
+                annotator = annotators[(position + k) % len(annotators)]
+                for criterion in criteria:
+                    value = "pass" if (item_id * 7 + k + criterion.position) % 5 else "fail"
+                    copy.write_row(
+                        (item_id, criterion.id, criterion.rubric_version_id, annotator.id, value, "", 1, "", now, now)
+                    )
+                    n += 1
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotate_item")
+        cursor.execute("ANALYZE annotate_label")
+    return n
+
+
+def _command(slug: str) -> tuple[float, float, dict[str, Any], float]:
+    """Seconds, peak RSS MB and manifest of `manage.py export_labels`, and the file's size in MB."""
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "export.jsonl"
+        command = [sys.executable, "manage.py", "export_labels", slug, "--format", "jsonl", "--individual"]
+        start = time.perf_counter()
+        process = subprocess.Popen([*command, "-o", str(target)], cwd=ROOT, env=os.environ.copy())
+        _pid, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - start
+        assert os.waitstatus_to_exitcode(status) == 0
+        manifest = json.loads(Path(f"{target}.manifest.json").read_text())
+        return elapsed, usage.ru_maxrss / 1024, manifest, target.stat().st_size / 2**20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _worker_pid(master: int) -> int:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def _hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def _download(slug: str, cookie: str) -> tuple[float, float, float, dict[str, Any], int]:
+    """Seconds to the first byte of the body, seconds in all, the worker's peak RSS MB, the manifest and bytes."""
+    port = _free_port()
+    env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1", "WEB_CONCURRENCY": "1"}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "annotate.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "2",
+            "--timeout",
+            "300",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        # Warm the worker (imports, first connection) as a running server is, then measure one download.
+        warm = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        warm.request("GET", "/healthz")
+        warm.getresponse().read()
+        warm.close()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        start = time.perf_counter()
+        connection.request(
+            "GET",
+            f"/p/{slug}/export/download/?format=jsonl&individual=on",
+            headers={"Cookie": cookie},
+        )
+        response = connection.getresponse()
+        assert response.status == 200, response.status
+        first = response.read(1)
+        first_byte = time.perf_counter() - start
+        size = len(first)
+        while block := response.read(1 << 20):
+            size += len(block)
+        elapsed = time.perf_counter() - start
+        manifest = json.loads(response.getheader("X-Export-Manifest") or "{}")
+        connection.close()
+        peak = _hwm_mb(_worker_pid(server.pid))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    return first_byte, elapsed, peak, manifest, size
 
 
 def bench_export_labels() -> list[Row]:
-    from annotate import services
-    from annotate.models import Label
-    from tests.factories import ProjectFactory, UserFactory
+    from django.conf import settings
+    from django.test import Client
 
-    project = ProjectFactory(slug="bench-export", overlap=3)
-    services.project_set_status(project=project, status="active")
+    from annotate import services
+    from annotate.models import Membership
+    from tests.factories import ProjectFactory, UserFactory, membership
+
+    rows: list[Row] = []
     annotators = [UserFactory(username=f"export-annotator-{i}") for i in range(20)]
-    _seed_labels(project, N_LABELED, annotators)
-    n_labels = Label.objects.filter(item__project=project).count()
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "export.jsonl"
-        command = [sys.executable, "manage.py", "export_labels", project.slug, "--format", "jsonl", "--individual"]
-        start = time.perf_counter()
-        subprocess.run([*command, "-o", str(target)], cwd=ROOT, env=os.environ.copy(), check=True)
-        elapsed = time.perf_counter() - start
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        manifest = json.loads(Path(f"{target}.manifest.json").read_text())
-        size_mb = target.stat().st_size / 2**20
-    assert manifest["counts"]["individual_labels"] == n_labels
-    scale = f"{N_LABELED:,} items, {n_labels:,} labels, 3 criteria, JSONL --individual ({size_mb:.0f} MB)"
-    return [
-        Row(
-            "Export (manage.py export_labels, whole process)",
-            scale,
-            "labels/s",
-            f"{n_labels / elapsed:,.0f}",
-            "≥ 100,000",
-        ),
-        Row("Export (manage.py export_labels, whole process)", scale, "peak RSS MB", f"{peak_mb:.0f}", "< 300"),
-    ]
+    lead = UserFactory(username="export-lead")
+    for n_items, n_second in SIZES:
+        project = ProjectFactory(slug=f"bench-export-{n_items}", overlap=2)
+        services.project_set_status(project=project, status="active")
+        membership(lead, project, Membership.Role.LEAD)
+        n_labels = _seed(project, n_items, n_second, annotators)
+        client = Client()
+        client.force_login(lead)
+        cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+        elapsed, peak, manifest, size_mb = _command(project.slug)
+        assert manifest["counts"]["individual_labels"] == n_labels and manifest["counts"]["rows"] == n_items
+        scale = f"{n_items:,} items, {n_labels:,} labels, 3 criteria, JSONL --individual ({size_mb:.0f} MB)"
+        name = "Export, manage.py export_labels (whole process)"
+        rows += [
+            Row(name, scale, "labels/s", f"{n_labels / elapsed:,.0f}", "≥ 100,000"),
+            Row(name, scale, "peak RSS MB", f"{peak:.0f}", "< 300"),
+        ]
+
+        first_byte, elapsed, peak, manifest, size = _download(project.slug, cookie)
+        assert manifest["counts"]["individual_labels"] == n_labels, manifest
+        name = "Export, HTTP download (gunicorn, 1 gthread worker)"
+        scale = f"{n_items:,} items, {n_labels:,} labels, JSONL individual ({size / 2**20:.0f} MB)"
+        rows += [
+            Row(name, scale, "labels/s", f"{n_labels / elapsed:,.0f}", "≥ 100,000"),
+            Row(name, scale, "first byte s", f"{first_byte:.2f}", "≤ 1"),
+            Row(name, scale, "peak RSS MB (worker)", f"{peak:.0f}", "< 300"),
+        ]
+    return rows
 
 
 BENCHMARKS = [bench_export_labels]

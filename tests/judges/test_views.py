@@ -38,6 +38,7 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
         ("get", reverse("judges:version_new", args=[slug, judge])),
         ("post", reverse("judges:version_new", args=[slug, judge])),
         ("get", reverse("judges:version_detail", args=[slug, version.pk])),
+        ("get", reverse("judges:version_card", args=[slug, version.pk])),
         ("post", reverse("judges:run_start", args=[slug, version.pk])),
         ("get", reverse("judges:run_detail", args=[slug, run.pk])),
         ("post", reverse("judges:run_cancel", args=[slug, run.pk])),
@@ -49,7 +50,7 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
 def test_every_judges_url_is_covered_here():
     from judges.urls import urlpatterns
 
-    assert len(urlpatterns) == 11  # _urls lists each, with GET and POST where a view takes both
+    assert len(urlpatterns) == 12  # _urls lists each, with GET and POST where a view takes both
 
 
 def test_outsiders_and_annotators_get_404_on_every_judges_page(client, project, version, done_run, outsider, annotator):
@@ -538,13 +539,14 @@ def test_pairwise_disagreements_include_answers_that_change_with_the_order(clien
 def test_the_report_and_comparison_pages_stay_within_their_query_budgets(
     client, lead, project, version, labeled, django_assert_max_num_queries
 ):
-    """A page of cards costs the same few queries whatever the number of items, labels or gold labels."""
+    """A page of cards costs the same few queries whatever the number of items, labels or gold labels (labels_load
+    counts the labels once to size its columns)."""
     first = _run_now(version)
     from tests.judges.conftest import make_version
 
     second = _run_now(make_version(version.judge, system_template="Be strict.", change_note="x", parent=version))
     client.force_login(lead)
-    with django_assert_max_num_queries(18):
+    with django_assert_max_num_queries(19):
         client.get(reverse("judges:run_detail", args=[project.slug, first.pk]))
-    with django_assert_max_num_queries(16):
+    with django_assert_max_num_queries(17):
         client.get(reverse("judges:compare", args=[project.slug]) + f"?a={first.pk}&b={second.pk}")

@@ -14,7 +14,8 @@ from annotate.models import Item, Project
 class Command(BaseCommand):
     help = (
         "Export a project's items with their reference labels (gold, else the strict majority) for the current rubric "
-        "version. The manifest goes to FILE.manifest.json, or to stderr when writing to stdout."
+        "version, read in one consistent snapshot. The manifest goes to FILE.manifest.json, or to stderr when writing "
+        "to stdout."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -45,16 +46,24 @@ class Command(BaseCommand):
             criteria=tuple(options["criterion"]),
             individual=options["individual"],
         )
-        try:
-            export = exports.export_prepare(project=project, options=export_options)
-        except exports.ExportRefused as exc:
-            raise CommandError(str(exc)) from exc
-        path = options["output"]
+        # Every read in one REPEATABLE READ snapshot: a label written meanwhile cannot tear the file from its manifest.
+        with exports.snapshot():
+            try:
+                export = exports.export_prepare(project=project, options=export_options)
+            except exports.ExportRefused as exc:
+                raise CommandError(str(exc)) from exc
+            self._write(export, options["output"])
+
+    def _write(self, export: exports.Export, path: str | None) -> None:
         if path and path != "-":
             # Written beside the target and renamed at the end: a failed export never leaves half a file.
             partial = Path(f"{path}.partial")
-            with partial.open("w", encoding="utf-8", newline="") as f:
-                f.writelines(export.lines())
+            try:
+                with partial.open("w", encoding="utf-8", newline="") as f:
+                    f.writelines(export.lines())
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
             os.replace(partial, path)
             Path(f"{path}.manifest.json").write_text(json.dumps(export.manifest, indent=2) + "\n", encoding="utf-8")
             counts = export.manifest["counts"]
