@@ -25,7 +25,7 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefre
 from annotate import charts
 from annotate import selectors as annotate_selectors
 from annotate.models import Item, Membership, Project
-from judges import card, compare, forms, llm, prompts, selectors, services
+from judges import card, compare, forms, llm, prompts, selectors, services, staleness
 from judges.models import Judge, JudgeRun, JudgeVersion
 
 LEAD = Membership.Role.LEAD
@@ -77,6 +77,7 @@ def judge_list(request: HttpRequest, slug: str) -> HttpResponse:
         "rows": rows,
         "latest": latest,
         "checks": checks,
+        "staleness": staleness.judge_staleness(project),
         "alignment_chart": charts.interval_bars(
             bars, title="Latest alignment of each judge on dev, with 95% intervals and targets", lo=0.0, hi=1.0
         )
@@ -182,6 +183,7 @@ def judge_detail(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse
         "runs": runs,
         "totals": selectors.runs_totals(runs=runs),
         "n_test_runs": selectors.test_runs_count(judge=judge),
+        "staleness": staleness.judge_staleness(project).get(judge.pk),
     }
     if not _htmx(request):
         context |= _judge_extras(judge)

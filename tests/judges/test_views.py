@@ -550,3 +550,27 @@ def test_the_report_and_comparison_pages_stay_within_their_query_budgets(
         client.get(reverse("judges:run_detail", args=[project.slug, first.pk]))
     with django_assert_max_num_queries(17):
         client.get(reverse("judges:compare", args=[project.slug]) + f"?a={first.pk}&b={second.pk}")
+
+
+def test_a_judge_calibrated_under_an_older_rubric_is_flagged_stale_on_its_pages(client, lead, project, done_run):
+    from annotate import services as annotate_services
+
+    judge = done_run.version.judge
+    client.force_login(lead)
+    page = client.get(reverse("judges:judge_detail", args=[project.slug, judge.pk])).content.decode()
+    assert "Stale:" not in page
+    assert ", current</span>" in client.get(reverse("judges:judge_list", args=[project.slug])).content.decode()
+
+    criteria = [
+        {
+            "key": c.key,
+            "name": c.name,
+            "description": c.description + (" Changed." if c.key == judge.criterion_key else ""),
+        }
+        for c in project.current_rubric.criteria.order_by("position")
+    ]
+    annotate_services.rubric_set_criteria(project=project, criteria=criteria)
+    page = client.get(reverse("judges:judge_detail", args=[project.slug, judge.pk])).content.decode()
+    assert "Stale:" in page and "definition changed" in page
+    listing = client.get(reverse("judges:judge_list", args=[project.slug])).content.decode()
+    assert 'class="badge stale"' in listing
