@@ -336,6 +336,13 @@ CELERY_BEAT_SCHEDULE["agreement-reports-refresh"] = {
     "task": "annotate.tasks.agreement_reports_refresh",
     "schedule": env_int("AGREEMENT_REFRESH_SECONDS", 60, minimum=5),
 }
+# How often beat sends again the import jobs no worker is on (a worker killed mid-import, a message lost while the
+# broker was down); also how long a waiting job waits before its message counts as lost.
+IMPORT_RECONCILE_SECONDS = env_int("IMPORT_RECONCILE_SECONDS", 30, minimum=1)
+CELERY_BEAT_SCHEDULE["import-jobs-reconcile"] = {
+    "task": "annotate.tasks.import_jobs_reconcile",
+    "schedule": IMPORT_RECONCILE_SECONDS,
+}
 CELERY_BEAT_SCHEDULE["import-uploads-expire"] = {
     "task": "annotate.tasks.import_uploads_expire",
     "schedule": 3600,
