@@ -1276,8 +1276,14 @@ def import_jobs_reconcile(*, now: dt.datetime | None = None, wait_seconds: int |
     from annotate import tasks
 
     sent = 0
-    running = {ImportJob.Status.PREVIEWING: tasks.import_job_preview, ImportJob.Status.APPLYING: tasks.import_job_apply}
-    waiting = {ImportJob.Status.PENDING: tasks.import_job_preview, ImportJob.Status.QUEUED: tasks.import_job_apply}
+    running = {
+        str(ImportJob.Status.PREVIEWING): tasks.import_job_preview,
+        str(ImportJob.Status.APPLYING): tasks.import_job_apply,
+    }
+    waiting = {
+        str(ImportJob.Status.PENDING): tasks.import_job_preview,
+        str(ImportJob.Status.QUEUED): tasks.import_job_apply,
+    }
     jobs = ImportJob.objects.filter(status__in=[*running, *waiting]).values_list("pk", "status", "created_at")
     for job_id, status, created_at in jobs:
         if status in running:

@@ -50,9 +50,7 @@ def unavailable_response(request: HttpRequest) -> HttpResponse:
         response = JsonResponse({"detail": RETRY_MESSAGE}, status=503)
     elif request.headers.get("HX-Request") == "true":
         # The labeling page's error partial: label.js shows its text and puts the still-filled form back.
-        response = HttpResponse(
-            render_to_string("annotate/label.html#error", {"error": RETRY_MESSAGE}), status=503
-        )
+        response = HttpResponse(render_to_string("annotate/label.html#error", {"error": RETRY_MESSAGE}), status=503)
     else:
         response = HttpResponse(render_to_string("unavailable.html", {"message": RETRY_MESSAGE}), status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1] if Path("/usr/lib/postgresql").exists() else Path()
@@ -76,8 +77,19 @@ class ThrowawayRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory)],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -125,8 +137,17 @@ class ThrowawayPostgres:
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off"
         )
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.directory / "log"),
-                  "-w", "start")
+        self._run(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.directory / "log"),
+            "-w",
+            "start",
+        )
 
     def stop(self) -> None:
         # Fast shutdown: connected sessions are cut, as in a restart or failover.
@@ -182,8 +203,18 @@ class AppServer:
     def start(self) -> None:
         handle = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "annotate.wsgi:application", "--bind",
-             f"127.0.0.1:{self.port}", "--workers", "2", "--timeout", "60", "--graceful-timeout", "5"],
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "annotate.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "2",
+                "--timeout",
+                "60",
+                "--graceful-timeout",
+                "5",
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=handle,
@@ -202,8 +233,21 @@ def start_worker(env: dict[str, str], log: Path, name: str) -> subprocess.Popen[
     """A real Celery worker process (prefork, one child) that a test can SIGKILL."""
     handle = log.open("ab")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "annotate", "worker", "--pool=prefork", "--concurrency=1",
-         "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat", f"--hostname={name}@%h"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "annotate",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=1",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            f"--hostname={name}@%h",
+        ],
         cwd=ROOT,
         env=env,
         stdout=handle,
@@ -236,8 +280,16 @@ class Session:
     def csrf(self) -> str:
         return next((c.value for c in self.jar if c.name == "csrftoken"), "")
 
-    def request(self, method: str, path: str, data: dict[str, str] | None = None, *, htmx: bool = False,
-                timeout: float = 30) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        data: dict[str, str] | None = None,
+        *,
+        htmx: bool = False,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> Response:
         body = urllib.parse.urlencode(data or {}, doseq=True).encode() if data is not None else None
         req = urllib.request.Request(self.base + path, data=body, method=method)
         if body is not None:
@@ -246,17 +298,19 @@ class Session:
         req.add_header("Referer", self.base + "/")
         if htmx:
             req.add_header("HX-Request", "true")
+        for name, value in (headers or {}).items():
+            req.add_header(name, value)
         try:
             with self.opener.open(req, timeout=timeout) as r:
                 return Response(r.status, r.read().decode(), dict(r.headers), r.url)
         except urllib.error.HTTPError as exc:
             return Response(exc.code, exc.read().decode(errors="replace"), dict(exc.headers), exc.url or "")
 
-    def get(self, path: str, **kwargs: bool | float) -> Response:
-        return self.request("GET", path, **kwargs)  # type: ignore[arg-type]
+    def get(self, path: str, **kwargs: Any) -> Response:
+        return self.request("GET", path, **kwargs)
 
-    def post(self, path: str, data: dict[str, str], **kwargs: bool | float) -> Response:
-        return self.request("POST", path, data, **kwargs)  # type: ignore[arg-type]
+    def post(self, path: str, data: dict[str, str], **kwargs: Any) -> Response:
+        return self.request("POST", path, data, **kwargs)
 
     def log_in(self, username: str, password: str) -> None:
         self.get("/login/")
@@ -274,7 +328,7 @@ def first_form(html: str) -> tuple[str, dict[str, str]] | None:
     match = FORM.search(html)
     if not match:
         return None
-    rest = html[match.end():]
+    rest = html[match.end() :]
     rest = rest[: rest.find("</form>")]
     data = {"form_key": FORM_KEY.search(rest)["key"], "time_spent_ms": "1200", "note": ""}  # type: ignore[index]
     for radio in RADIO.finditer(rest):

@@ -45,10 +45,11 @@ def _ready(log, n: int) -> None:
     wait_for(lambda: log.exists() and log.read_text().count("ready.") >= n, timeout=90, what="the worker to start")
 
 
-def test_an_import_whose_worker_is_killed_mid_write_completes_once_on_a_new_worker(
-    worker_env, project, lead, tmp_path
-):
-    lines = (json.dumps({"external_id": f"row-{n}", "input": f"Question {n}?", "output": f"Answer {n}."}) for n in range(N_ROWS))
+def test_an_import_whose_worker_is_killed_mid_write_completes_once_on_a_new_worker(worker_env, project, lead, tmp_path):
+    lines = (
+        json.dumps({"external_id": f"row-{n}", "input": f"Question {n}?", "output": f"Answer {n}."})
+        for n in range(N_ROWS)
+    )
     body = ("\n".join(lines) + "\n").encode()
     job = imports.import_job_create(
         project=project, actor=lead, kind="items", upload=SimpleUploadedFile("items.jsonl", body)
@@ -78,7 +79,9 @@ def test_an_import_whose_worker_is_killed_mid_write_completes_once_on_a_new_work
         # What beat does every IMPORT_RECONCILE_SECONDS: the job's lock died with its worker, so it is sent again.
         wait_for(lambda: imports.import_jobs_reconcile() == 1, timeout=30, every=0.5, what="the reconciler")
         wait_for(
-            lambda: ImportJob.objects.get(pk=job.pk).status not in ImportJob.RUNNING, timeout=180, every=0.5,
+            lambda: ImportJob.objects.get(pk=job.pk).status not in ImportJob.RUNNING,
+            timeout=180,
+            every=0.5,
             what="the import to finish",
         )
     finally:
@@ -156,7 +159,9 @@ def test_a_report_whose_worker_is_killed_mid_refresh_is_stored_once_by_the_next_
         _ready(log, 2)
         tasks.agreement_reports_refresh.delay()  # what beat sends every AGREEMENT_REFRESH_SECONDS
         wait_for(
-            lambda: AgreementReport.objects.get().n_labels == 60 * 3 * 3, timeout=60, every=0.2,
+            lambda: AgreementReport.objects.get().n_labels == 60 * 3 * 3,
+            timeout=60,
+            every=0.2,
             what="the report to be refreshed",
         )
     finally:
