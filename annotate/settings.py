@@ -222,8 +222,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 # Sessions are read from the cache (Redis in production) and written through to the database, so a request
-# costs no session query and a cache outage loses no session.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# costs no session query and a cache outage loses no session (annotate.sessions: Django's cached_db store, with
+# every cache call but logout's made best effort, so that labeling goes on while Redis is down).
+SESSION_ENGINE = "annotate.sessions"
 # Login throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for one username from one address, that pair
 # is refused (HTTP 429) until AXES_COOLOFF_MINUTES pass; a success resets the count. Well under ASVS 2.2.1's 100 per
 # hour per account.
