@@ -146,6 +146,46 @@ def format_detect(filename: str, head: bytes = b"") -> str:
     return "jsonl" if head.removeprefix(_BOM).lstrip()[:1] == b"{" else "csv"
 
 
+# What a file is, from its first bytes, when it is not the UTF-8 text an import reads. Nothing here is ever opened,
+# decompressed or unpacked: compressed uploads are refused, so there is no archive to bomb anyone with.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"PK\x03\x04", "a ZIP archive (an Excel workbook is one)"),
+    (b"PK\x05\x06", "a ZIP archive"),
+    (b"\x1f\x8b", "gzip-compressed"),
+    (b"BZh", "bzip2-compressed"),
+    (b"\xfd7zXZ\x00", "xz-compressed"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office document (.xls or .doc)"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"%PDF-", "a PDF document"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x7fELF", "an executable (ELF)"),
+    (b"\xff\xfe", "UTF-16 text"),
+    (b"\xfe\xff", "UTF-16 text"),
+)
+SNIFF_BYTES = 64 * 1024
+
+
+def content_problem(head: bytes) -> str | None:
+    """Why a file whose first bytes are `head` cannot be an import file (JSON Lines or CSV in UTF-8), or None."""
+    for signature, what in _SIGNATURES:
+        if head.startswith(signature) and not (signature == b"BZh" and head[4:10] != b"1AY&SY"):
+            if what == "UTF-16 text":
+                return "The file is UTF-16 text; save it as UTF-8 (JSON Lines or CSV) and upload it again."
+            kind = what if what.startswith("a") else f"a {what} file"
+            return (
+                f"The file is {kind}, not JSON Lines or CSV text. Upload the .jsonl or .csv file itself, "
+                "uncompressed; nothing was imported."
+            )
+    if b"\x00" in head:
+        return "The file holds binary data (NUL bytes), not JSON Lines or CSV text; nothing was imported."
+    return None
+
+
 def _max_line_bytes() -> int:
     # A row holds at most a few fields of IMPORT_MAX_FIELD_CHARS characters, each up to 4 bytes in UTF-8 (6 when
     # JSON-escaped); a line beyond this cannot be valid, and reading it whole would unbound memory.
@@ -1063,7 +1103,10 @@ def file_import(
     if size > limit:
         raise ImportRefused(f"The file is too large: {size:,} bytes (at most {limit:,}).", status=413)
     with path.open("rb") as stream:
-        fmt = fmt or format_detect(path.name, stream.read(64))
+        head = stream.read(SNIFF_BYTES)
+        if problem := content_problem(head):
+            raise ImportRefused(problem, status=415)
+        fmt = fmt or format_detect(path.name, head)
         stream.seek(0)
         rows = rows_read(stream, fmt=fmt)
 
@@ -1114,7 +1157,9 @@ def import_job_create(*, project: Project, actor: Any, kind: str, upload: Upload
         raise ImportRefused("The file is empty.")
     if kind not in ImportJob.Kind.values:
         raise ImportRefused(f"Unknown import kind {kind!r}.")
-    head = next(upload.chunks(64 * 1024), b"")
+    head = next(upload.chunks(SNIFF_BYTES), b"")
+    if problem := content_problem(head):
+        raise ImportRefused(problem, status=415)
     fmt = fmt or format_detect(upload.name or "", head)
     stored_name = f"{secrets.token_hex(16)}.{fmt}"
     path = _upload_dir() / stored_name
