@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.harness import ROOT, ThrowawayPostgres, ThrowawayRedis, app_env, manage
-from tests.judges.conftest import standin, standin_server  # noqa: F401 (fixtures)
+from tests.judges.conftest import judge, standin, standin_server, version  # noqa: F401 (fixtures)
 
 # Seeds a fresh database through the same factories and services the other tests use; prints what the test needs.
 SEED = """
