@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import ROOT, ThrowawayPostgres, ThrowawayRedis, app_env, manage
+from tests.faults.harness import ROOT, AppServer, ThrowawayPostgres, ThrowawayRedis, app_env, manage
 from tests.judges.conftest import judge, standin, standin_server, version  # noqa: F401 (fixtures)
 
 # Seeds a fresh database through the same factories and services the other tests use; prints what the test needs.
 SEED = """
 import json
+import os
 from annotate import services, tokens
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, membership
 project = ProjectFactory(slug="support-bot", name="Support bot answers", overlap=1)
@@ -80,3 +82,22 @@ def collected_static() -> Iterator[Path]:
     manage(env, "collectstatic", "--noinput")
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def app_on_throwaway_postgres(throwaway_postgres, collected_static, tmp_path):
+    """The app under gunicorn on a migrated, seeded throwaway cluster: (cluster, server, seeded)."""
+    env = app_env(
+        database_url=throwaway_postgres.url,
+        redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/2"),
+        STATIC_ROOT=str(collected_static),
+        VAR_DIR=str(tmp_path / "var"),
+    )
+    manage(env, "migrate", "--noinput")
+    seeded = seed(env)
+    server = AppServer(env, tmp_path / "gunicorn.log")
+    server.start()
+    try:
+        yield throwaway_postgres, server, seeded
+    finally:
+        server.stop()

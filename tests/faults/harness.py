@@ -189,7 +189,7 @@ def manage(env: dict[str, str], *args: str, timeout: float = 300) -> str:
 
 @dataclass
 class AppServer:
-    """The app under gunicorn (two sync workers), as in production, on a free port."""
+    """The app under gunicorn as the Dockerfile runs it (threaded workers), on a free port."""
 
     env: dict[str, str]
     log: Path
@@ -210,6 +210,10 @@ class AppServer:
                 f"127.0.0.1:{self.port}",
                 "--workers",
                 "2",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "4",
                 "--timeout",
                 "60",
                 "--graceful-timeout",

@@ -8,40 +8,19 @@ new one once the database is back.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from annotate.middleware import RETRY_MESSAGE
 from tests.conftest import PASSWORD
-from tests.faults.conftest import seed
-from tests.faults.harness import AppServer, Session, app_env, first_form, manage
+from tests.faults.harness import Session, first_form
 
 
 def _labels(url: str) -> list[tuple[int, int, int]]:
     with psycopg.connect(url.replace("postgres://", "postgresql://"), connect_timeout=5) as conn:
         rows = conn.execute("SELECT item_id, criterion_id, annotator_id FROM annotate_label").fetchall()
     return [tuple(r) for r in rows]
-
-
-@pytest.fixture
-def app_on_throwaway_postgres(throwaway_postgres, collected_static, tmp_path):
-    env = app_env(
-        database_url=throwaway_postgres.url,
-        redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/2"),
-        STATIC_ROOT=str(collected_static),
-        VAR_DIR=str(tmp_path / "var"),
-    )
-    manage(env, "migrate", "--noinput")
-    seeded = seed(env)
-    server = AppServer(env, tmp_path / "gunicorn.log")
-    server.start()
-    try:
-        yield throwaway_postgres, server, seeded
-    finally:
-        server.stop()
 
 
 def test_during_a_postgres_restart_requests_get_a_clean_503_and_work_resumes_without_restarting_the_app(
