@@ -1332,14 +1332,17 @@ def import_jobs_reconcile(*, now: dt.datetime | None = None, wait_seconds: int |
     jobs = ImportJob.objects.filter(status__in=[*running, *waiting]).values_list("pk", "status", "created_at")
     for job_id, status, created_at in jobs:
         if status in running:
+            if connection.vendor != "postgresql":
+                continue  # the claim's own staleness rule (_STALE_AFTER) applies
             with _job_lock(job_id) as free:
-                if not free or connection.vendor != "postgresql":
-                    continue
-            running[status].delay(job_id)
-        elif created_at < now - wait and cache.add(f"import-job-resent:{job_id}", 1, int(wait.total_seconds())):
-            waiting[status].delay(job_id)
-        else:
+                if not free:
+                    continue  # a live worker holds it
+        elif created_at >= now - wait:
+            continue  # its message is most likely still on its way
+        # At most one message per job per period, however long the workers take to get to it.
+        if not cache.add(f"import-job-resent:{job_id}", 1, max(1, int(wait.total_seconds()))):
             continue
+        (running | waiting)[status].delay(job_id)
         log.warning("import job %s (%s) had no worker: sent again", job_id, status)
         sent += 1
     return sent

@@ -9,6 +9,7 @@ Here the test calls them the way beat would.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -16,6 +17,7 @@ import signal
 
 import psycopg
 import pytest
+from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.utils import timezone
@@ -169,3 +171,39 @@ def test_a_report_whose_worker_is_killed_mid_refresh_is_stored_once_by_the_next_
     stored = AgreementReport.objects.get()  # one row, not two
     assert stored.n_labels == Label.objects.filter(item__project=project).count() == 60 * 3 * 3
     assert not reports.report_stale(project=project)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_import_reconciler_sends_orphaned_and_lost_jobs_once_and_leaves_live_ones_alone(
+    project, lead, monkeypatch, settings
+):
+    settings.IMPORT_RECONCILE_SECONDS = 60
+    sent: list[tuple[str, int]] = []
+    monkeypatch.setattr(tasks.import_job_preview, "delay", lambda pk: sent.append(("preview", pk)))
+    monkeypatch.setattr(tasks.import_job_apply, "delay", lambda pk: sent.append(("apply", pk)))
+    now = timezone.now()
+
+    def job(status: str, *, age_seconds: int = 0) -> ImportJob:
+        created = ImportJob.objects.create(
+            project=project, kind="items", filename="f.jsonl", file_format="jsonl", status=status
+        )
+        ImportJob.objects.filter(pk=created.pk).update(created_at=now - dt.timedelta(seconds=age_seconds))
+        return created
+
+    orphaned = job("applying")  # its worker died: nobody holds its lock
+    live = job("previewing")  # a worker holds its lock (another session, as a worker would)
+    lost = job("queued", age_seconds=600)  # confirmed while the broker was down
+    fresh = job("pending")  # just uploaded: its message is on its way
+    job("done", age_seconds=600)
+    with psycopg.connect(_database_url().replace("postgres://", "postgresql://")) as worker:
+        worker.execute("SELECT pg_advisory_lock(%s, %s)", [imports._JOB_LOCK_NAMESPACE, live.pk])
+        assert imports.import_jobs_reconcile(now=now) == 2
+        assert sorted(sent) == sorted([("apply", orphaned.pk), ("apply", lost.pk)])
+        # Within the same period nothing is sent twice, however often beat asks.
+        assert imports.import_jobs_reconcile(now=now) == 0
+    assert fresh.pk not in [pk for _, pk in sent]
+    # The worker died with its lock: the job it held is now sent too.
+    assert imports.import_jobs_reconcile(now=now) == 1
+    assert sent[-1] == ("preview", live.pk)
+    for key in (orphaned, live, lost):
+        cache.delete(f"import-job-resent:{key.pk}")
