@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import kombu.exceptions
 import redis.exceptions
 from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError
@@ -41,7 +42,10 @@ def outage_message(exc: BaseException | None) -> str | None:
     """The retry message for an outage of the database or of Redis, or None for any other error."""
     if is_database_outage(exc):
         return RETRY_MESSAGE
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+    # Redis itself, or the broker through kombu (a task sent from a request: a lead's "Compute now").
+    if isinstance(
+        exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | kombu.exceptions.OperationalError
+    ):
         return CACHE_RETRY_MESSAGE
     return None
 

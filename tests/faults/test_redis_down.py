@@ -111,6 +111,9 @@ def test_with_redis_down_annotators_keep_labeling_and_queued_work_resumes_when_i
         # Logging out is the one thing that waits for Redis (a session left in its cache could come back): a 503.
         r = omar.post("/logout/", {})
         assert r.status == 503 and CACHE_RETRY_MESSAGE in r.text
+        # A lead's "Compute now" only sends a task: refused with the retry message, nothing changed.
+        r = lena.post(f"/p/{project.slug}/agreement/compute/", {})
+        assert r.status == 503 and CACHE_RETRY_MESSAGE in r.text
         # The API answers (its rate limit cannot count without Redis and lets the call through).
         r = lena.get("/api/v1/projects", headers={"Authorization": f"Bearer {secret}"})
         assert r.status == 200 and json.loads(r.text)[0]["slug"] == project.slug
