@@ -33,6 +33,7 @@ def test_a_submit_during_a_database_outage_keeps_the_form_filled_and_succeeds_on
     page: Page, app_on_throwaway_postgres
 ):
     cluster, server, seeded = app_on_throwaway_postgres
+    page.set_default_timeout(30_000)  # a gunicorn under a loaded machine, not live_server
     page.goto(server.url + "/login/")
     page.fill("#id_username", "ada-annotator")
     page.fill("#id_password", PASSWORD)

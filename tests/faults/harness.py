@@ -208,6 +208,7 @@ class AppServer:
                 "annotate.wsgi:application",
                 "--bind",
                 f"127.0.0.1:{self.port}",
+                "--preload",
                 "--workers",
                 "2",
                 "--worker-class",
@@ -227,6 +228,14 @@ class AppServer:
         )
         handle.close()
         wait_for(lambda: port_open(self.port), timeout=60, what="gunicorn to listen")
+        wait_for(self._serving, timeout=60, every=0.2, what="gunicorn to answer")
+
+    def _serving(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=10) as r:
+                return r.status == 200
+        except (OSError, urllib.error.HTTPError):
+            return False
 
     def stop(self) -> None:
         if self.proc is not None:
