@@ -51,7 +51,10 @@ _BOM = b"\xef\xbb\xbf"
 # First key of the per-project advisory lock that serialises every writer of a project's items (imports, API pushes,
 # the daily sample), so that two of them never race on the same new external_id. The second key is the project id.
 _LOCK_NAMESPACE = 0x616E6E  # "ann"
-# A job whose worker died mid-run is redelivered by the broker (acks_late); after this long its claim may be retaken.
+# First key of the per-job advisory lock a worker holds (session-level) while it checks or applies a job: a job marked
+# running whose lock nobody holds lost its worker (the lock dies with the worker's connection, SIGKILL included).
+_JOB_LOCK_NAMESPACE = 0x696D70  # "imp"
+# Without PostgreSQL's advisory locks (the embedded SQLite demo), a running claim may be retaken after this long.
 _STALE_AFTER = dt.timedelta(minutes=30)
 _USERNAME = re.compile(r"^[\w.@+-]{1,150}\Z")
 
@@ -141,6 +144,46 @@ def format_detect(filename: str, head: bytes = b"") -> str:
     if suffix == ".csv":
         return "csv"
     return "jsonl" if head.removeprefix(_BOM).lstrip()[:1] == b"{" else "csv"
+
+
+# What a file is, from its first bytes, when it is not the UTF-8 text an import reads. Nothing here is ever opened,
+# decompressed or unpacked: compressed uploads are refused, so there is no archive to bomb anyone with.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"PK\x03\x04", "a ZIP archive (an Excel workbook is one)"),
+    (b"PK\x05\x06", "a ZIP archive"),
+    (b"\x1f\x8b", "gzip-compressed"),
+    (b"BZh", "bzip2-compressed"),
+    (b"\xfd7zXZ\x00", "xz-compressed"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office document (.xls or .doc)"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"%PDF-", "a PDF document"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x7fELF", "an executable (ELF)"),
+    (b"\xff\xfe", "UTF-16 text"),
+    (b"\xfe\xff", "UTF-16 text"),
+)
+SNIFF_BYTES = 64 * 1024
+
+
+def content_problem(head: bytes) -> str | None:
+    """Why a file whose first bytes are `head` cannot be an import file (JSON Lines or CSV in UTF-8), or None."""
+    for signature, what in _SIGNATURES:
+        if head.startswith(signature) and not (signature == b"BZh" and head[4:10] != b"1AY&SY"):
+            if what == "UTF-16 text":
+                return "The file is UTF-16 text; save it as UTF-8 (JSON Lines or CSV) and upload it again."
+            kind = what if what.startswith("a") else f"a {what} file"
+            return (
+                f"The file is {kind}, not JSON Lines or CSV text. Upload the .jsonl or .csv file itself, "
+                "uncompressed; nothing was imported."
+            )
+    if b"\x00" in head:
+        return "The file holds binary data (NUL bytes), not JSON Lines or CSV text; nothing was imported."
+    return None
 
 
 def _max_line_bytes() -> int:
@@ -1060,7 +1103,10 @@ def file_import(
     if size > limit:
         raise ImportRefused(f"The file is too large: {size:,} bytes (at most {limit:,}).", status=413)
     with path.open("rb") as stream:
-        fmt = fmt or format_detect(path.name, stream.read(64))
+        head = stream.read(SNIFF_BYTES)
+        if problem := content_problem(head):
+            raise ImportRefused(problem, status=415)
+        fmt = fmt or format_detect(path.name, head)
         stream.seek(0)
         rows = rows_read(stream, fmt=fmt)
 
@@ -1111,7 +1157,9 @@ def import_job_create(*, project: Project, actor: Any, kind: str, upload: Upload
         raise ImportRefused("The file is empty.")
     if kind not in ImportJob.Kind.values:
         raise ImportRefused(f"Unknown import kind {kind!r}.")
-    head = next(upload.chunks(64 * 1024), b"")
+    head = next(upload.chunks(SNIFF_BYTES), b"")
+    if problem := content_problem(head):
+        raise ImportRefused(problem, status=415)
     fmt = fmt or format_detect(upload.name or "", head)
     stored_name = f"{secrets.token_hex(16)}.{fmt}"
     path = _upload_dir() / stored_name
@@ -1141,7 +1189,8 @@ def import_job_start_preview(*, job: ImportJob) -> None:
     else:
         from annotate import tasks
 
-        transaction.on_commit(lambda: tasks.import_job_preview.delay(job.pk))
+        # robust: with the broker down the job stays pending and import_jobs_reconcile sends it when it is back.
+        transaction.on_commit(lambda: tasks.import_job_preview.delay(job.pk), robust=True)
 
 
 def import_job_confirm(*, job: ImportJob, update: bool) -> bool:
@@ -1156,7 +1205,8 @@ def import_job_confirm(*, job: ImportJob, update: bool) -> bool:
     else:
         from annotate import tasks
 
-        transaction.on_commit(lambda: tasks.import_job_apply.delay(job.pk))
+        # robust: with the broker down the job stays queued and import_jobs_reconcile sends it when it is back.
+        transaction.on_commit(lambda: tasks.import_job_apply.delay(job.pk), robust=True)
     return True
 
 
@@ -1166,20 +1216,55 @@ def _progress_key(job_id: int) -> str:
 
 def import_job_progress(job: ImportJob) -> dict[str, Any]:
     """How far a running job is: {"percent": 0-100, "rows": n}. Kept in the cache, since the run's own writes are
-    invisible to the page until its transaction commits."""
-    return cache.get(_progress_key(job.pk)) or {"percent": 0, "rows": 0}
+    invisible to the page until its transaction commits. Without the cache (Redis down) the page shows 0%."""
+    try:
+        return cache.get(_progress_key(job.pk)) or {"percent": 0, "rows": 0}
+    except Exception:
+        log.warning("import job %s: the cache is unavailable, progress not shown", job.pk, exc_info=True)
+        return {"percent": 0, "rows": 0}
+
+
+@contextlib.contextmanager
+def _job_lock(job_id: int) -> Iterator[bool]:
+    """Hold the job's advisory lock while working on it; yields False when another live session holds it."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_JOB_LOCK_NAMESPACE, job_id])
+        held = bool(cursor.fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_JOB_LOCK_NAMESPACE, job_id])
 
 
 def _claim(job_id: int, waiting: str, running: str) -> ImportJob | None:
+    """Claim a job for this worker. Call holding _job_lock: then a job still marked running has no live worker (its
+    worker died with the lock), and is taken over."""
     now = timezone.now()
-    stale = Q(status=running, started_at__lt=now - _STALE_AFTER)
-    claimed = ImportJob.objects.filter(Q(status=waiting) | stale, pk=job_id).update(status=running, started_at=now)
+    if connection.vendor == "postgresql":
+        orphaned = Q(status=running)
+    else:
+        orphaned = Q(status=running, started_at__lt=now - _STALE_AFTER)
+    claimed = ImportJob.objects.filter(Q(status=waiting) | orphaned, pk=job_id).update(status=running, started_at=now)
     return ImportJob.objects.select_related("project").get(pk=job_id) if claimed else None
+
+
+def _cache_quietly(action: Callable[[], object]) -> None:
+    # Progress in the cache is a convenience: a cache outage must not fail the import itself.
+    try:
+        action()
+    except Exception:
+        log.warning("import progress not written: the cache is unavailable", exc_info=True)
 
 
 def _job_run(job: ImportJob, *, apply: bool) -> None:
     def progress(fraction: float, rows: int) -> None:
-        cache.set(_progress_key(job.pk), {"percent": round(100 * fraction), "rows": rows}, 3600)
+        value = {"percent": round(100 * fraction), "rows": rows}
+        _cache_quietly(lambda: cache.set(_progress_key(job.pk), value, 3600))
 
     done = ImportJob.Status.DONE if apply else ImportJob.Status.PREVIEWED
     fields: dict[str, Any] = {"finished_at": timezone.now()}
@@ -1205,21 +1290,62 @@ def _job_run(job: ImportJob, *, apply: bool) -> None:
     ImportJob.objects.filter(pk=job.pk).update(**fields)
     if fields["status"] != ImportJob.Status.PREVIEWED:
         import_job_path(job).unlink(missing_ok=True)
-    cache.delete(_progress_key(job.pk))
+    _cache_quietly(lambda: cache.delete(_progress_key(job.pk)))
 
 
 def import_job_preview(*, job_id: int) -> None:
     """Check the file and compare it with the project, writing nothing. Safe to run twice (claims the job)."""
-    job = _claim(job_id, ImportJob.Status.PENDING, ImportJob.Status.PREVIEWING)
-    if job is not None:
-        _job_run(job, apply=False)
+    with _job_lock(job_id) as held:
+        job = _claim(job_id, ImportJob.Status.PENDING, ImportJob.Status.PREVIEWING) if held else None
+        if job is not None:
+            _job_run(job, apply=False)
 
 
 def import_job_apply(*, job_id: int) -> None:
     """Import the confirmed file, all or nothing. Safe to run twice (claims the job; the import is idempotent)."""
-    job = _claim(job_id, ImportJob.Status.QUEUED, ImportJob.Status.APPLYING)
-    if job is not None:
-        _job_run(job, apply=True)
+    with _job_lock(job_id) as held:
+        job = _claim(job_id, ImportJob.Status.QUEUED, ImportJob.Status.APPLYING) if held else None
+        if job is not None:
+            _job_run(job, apply=True)
+
+
+def import_jobs_reconcile(*, now: dt.datetime | None = None, wait_seconds: int | None = None) -> int:
+    """Send again each job that no worker is on (beat runs this every IMPORT_RECONCILE_SECONDS); return how many.
+
+    A job marked checking or importing whose advisory lock is free lost its worker (killed mid-run: its transaction
+    rolled back, nothing was written). A job waiting longer than `wait_seconds` for a worker may have lost its message
+    (the broker was down when it was sent). A message too many is harmless: the task claims the job or does nothing.
+    """
+    now = now or timezone.now()
+    wait = dt.timedelta(seconds=int(settings.IMPORT_RECONCILE_SECONDS if wait_seconds is None else wait_seconds))
+    from annotate import tasks
+
+    sent = 0
+    running = {
+        str(ImportJob.Status.PREVIEWING): tasks.import_job_preview,
+        str(ImportJob.Status.APPLYING): tasks.import_job_apply,
+    }
+    waiting = {
+        str(ImportJob.Status.PENDING): tasks.import_job_preview,
+        str(ImportJob.Status.QUEUED): tasks.import_job_apply,
+    }
+    jobs = ImportJob.objects.filter(status__in=[*running, *waiting]).values_list("pk", "status", "created_at")
+    for job_id, status, created_at in jobs:
+        if status in running:
+            if connection.vendor != "postgresql":
+                continue  # the claim's own staleness rule (_STALE_AFTER) applies
+            with _job_lock(job_id) as free:
+                if not free:
+                    continue  # a live worker holds it
+        elif created_at >= now - wait:
+            continue  # its message is most likely still on its way
+        # At most one message per job per period, however long the workers take to get to it.
+        if not cache.add(f"import-job-resent:{job_id}", 1, max(1, int(wait.total_seconds()))):
+            continue
+        (running | waiting)[status].delay(job_id)
+        log.warning("import job %s (%s) had no worker: sent again", job_id, status)
+        sent += 1
+    return sent
 
 
 def import_uploads_expire(*, now: dt.datetime | None = None) -> int:

@@ -108,6 +108,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # A database outage (PostgreSQL restarting) answers 503 with a retry message; every layer below may query.
+    "annotate.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -220,8 +222,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 # Sessions are read from the cache (Redis in production) and written through to the database, so a request
-# costs no session query and a cache outage loses no session.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# costs no session query and a cache outage loses no session (annotate.sessions: Django's cached_db store, with
+# every cache call but logout's made best effort, so that labeling goes on while Redis is down).
+SESSION_ENGINE = "annotate.sessions"
 # Login throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for one username from one address, that pair
 # is refused (HTTP 429) until AXES_COOLOFF_MINUTES pass; a success resets the count. Well under ASVS 2.2.1's 100 per
 # hour per account.
@@ -333,6 +336,13 @@ CELERY_BEAT_SCHEDULE["samples-take-due"] = {
 CELERY_BEAT_SCHEDULE["agreement-reports-refresh"] = {
     "task": "annotate.tasks.agreement_reports_refresh",
     "schedule": env_int("AGREEMENT_REFRESH_SECONDS", 60, minimum=5),
+}
+# How often beat sends again the import jobs no worker is on (a worker killed mid-import, a message lost while the
+# broker was down); also how long a waiting job waits before its message counts as lost.
+IMPORT_RECONCILE_SECONDS = env_int("IMPORT_RECONCILE_SECONDS", 30, minimum=1)
+CELERY_BEAT_SCHEDULE["import-jobs-reconcile"] = {
+    "task": "annotate.tasks.import_jobs_reconcile",
+    "schedule": IMPORT_RECONCILE_SECONDS,
 }
 CELERY_BEAT_SCHEDULE["import-uploads-expire"] = {
     "task": "annotate.tasks.import_uploads_expire",

@@ -25,6 +25,12 @@ def import_job_apply(job_id: int) -> None:
     imports.import_job_apply(job_id=job_id)
 
 
+@shared_task(name="annotate.tasks.import_jobs_reconcile")
+def import_jobs_reconcile() -> int:
+    """Send again the import jobs whose worker died or whose message was lost (beat, every IMPORT_RECONCILE_SECONDS)."""
+    return imports.import_jobs_reconcile()
+
+
 @shared_task(name="annotate.tasks.import_uploads_expire")
 def import_uploads_expire() -> int:
     """Delete uploads nobody confirmed in time (beat, hourly)."""

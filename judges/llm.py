@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import random
-import re
 import threading
 import time
 import uuid
@@ -220,24 +219,18 @@ class Answer:
     reasoning: str
 
 
-_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
-
-
 def _objects(text: str) -> list[Any]:
-    """Every JSON object in the text: the whole text, else fenced blocks, else objects embedded in prose."""
+    """Every JSON object in the text: the whole text, else every object in it, fenced or in prose.
+
+    Never only the fenced ones: a model that quotes an item holding a fenced `{"verdict": ...}` and then gives its
+    own verdict outside a fence would otherwise be read as the item's verdict (prompt injection). All objects count,
+    and two verdicts that disagree make the answer invalid.
+    """
     stripped = text.strip()
     try:
         return [json.loads(stripped)]
     except ValueError:
         pass
-    fenced = []
-    for block in _FENCE.findall(text):
-        try:
-            fenced.append(json.loads(block.strip()))
-        except ValueError:
-            continue
-    if fenced:
-        return fenced
     found = []
     decoder = json.JSONDecoder()
     position = text.find("{")

@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -323,11 +324,20 @@ def judge_run_start(
             RunChunk(run=run, number=n, item_ids=item_pks[start : start + size], enqueued_at=now)
             for n, start in enumerate(range(0, len(item_pks), size))
         )
-        task = _chunk_task()
         for chunk in chunks:
-            task.delay_on_commit(chunk.pk)
+            transaction.on_commit(partial(_chunk_send, chunk.pk))
     logger.info("judge run %s started: %s calls in %s chunks", run.pk, len(planned), len(chunks))
     return run
+
+
+def _chunk_send(chunk_id: int) -> None:
+    """Send a chunk to the workers. With the broker down the run stays recorded and queued: the chunk is marked never
+    sent, and judge_runs_reconcile sends it as soon as the broker is back."""
+    try:
+        _chunk_task().delay(chunk_id)
+    except Exception:
+        logger.warning("chunk %s not sent (broker unavailable); the reconciler will send it", chunk_id, exc_info=True)
+        RunChunk.objects.filter(pk=chunk_id, state=RunChunk.State.QUEUED).update(enqueued_at=None)
 
 
 def judge_run_cancel(*, run: JudgeRun) -> bool:

@@ -17,6 +17,8 @@ It answers `POST /v1/chat/completions` with a judge's JSON verdict, deterministi
   every message in that order (also: 401, garbage).
 - With `response_format` in the request the answer is bare JSON; without it, --style json|fenced|prose.
 - Usage counts tokens as one per four characters.
+- `reply` (tests only, through `/_control` or the config) makes every answer a fixed text, where {system} and {user}
+  become the messages received: a model talked into echoing its prompt or answering out of format.
 
 `GET /_stats` reports what it has answered (requests, outcomes, messages answered more than once, the most requests
 in flight at once); `POST /_control` with a JSON object changes the options of a running server; `POST /_reset`
@@ -57,6 +59,9 @@ class Config:
     style: str = "json"
     script: list[str] = field(default_factory=list)
     seed: int = 0
+    # When set, every answer is this text, with {system} and {user} replaced by the messages received: a model that
+    # was talked into saying something else (prompt-injection tests).
+    reply: str = ""
 
 
 @dataclass
@@ -266,7 +271,10 @@ class Handler(BaseHTTPRequestHandler):
                 return
             text = str(next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), ""))
             pairwise = _is_pairwise(body, messages)
-            if fault == "garbage" or _unit(config.seed, message_hash, "garbage") < config.rate_garbage:
+            if config.reply:
+                system = str(next((m.get("content", "") for m in messages if m.get("role") == "system"), ""))
+                content = config.reply.replace("{system}", system).replace("{user}", text)
+            elif fault == "garbage" or _unit(config.seed, message_hash, "garbage") < config.rate_garbage:
                 outcome = "garbage"
                 content = GARBAGE
             else:
