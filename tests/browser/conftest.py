@@ -67,7 +67,8 @@ def browser(allow_django_orm_beside_playwrights_loop: None) -> Iterator[Browser]
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh page in its own context (no cookies shared between tests), with console errors recorded."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(10_000)
+    # Generous: the suite shares two cores with Postgres, a Celery worker and the live server; a real hang still fails.
+    context.set_default_timeout(30_000)
     context.add_init_script(_RECORD_CSP_VIOLATIONS)
     page = context.new_page()
     errors: list[str] = []
