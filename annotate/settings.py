@@ -334,6 +334,11 @@ CELERY_BEAT_SCHEDULE["agreement-reports-refresh"] = {
     "task": "annotate.tasks.agreement_reports_refresh",
     "schedule": env_int("AGREEMENT_REFRESH_SECONDS", 60, minimum=5),
 }
+# Adds the labels created since the last pass to the stored per-day counts that the dashboard's throughput reads.
+CELERY_BEAT_SCHEDULE["throughput-counts-refresh"] = {
+    "task": "annotate.tasks.throughput_counts_refresh",
+    "schedule": env_int("THROUGHPUT_REFRESH_SECONDS", 60, minimum=5),
+}
 CELERY_BEAT_SCHEDULE["import-uploads-expire"] = {
     "task": "annotate.tasks.import_uploads_expire",
     "schedule": 3600,

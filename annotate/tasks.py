@@ -71,3 +71,16 @@ def rubric_version_report_compute(rubric_version_id: int) -> None:
     version = RubricVersion.objects.select_related("project").filter(pk=rubric_version_id).first()
     if version is not None:
         drift.version_report_store(rubric_version=version)
+
+
+@shared_task(name="annotate.tasks.throughput_counts_refresh")
+def throughput_counts_refresh(project_id: int | None = None) -> int:
+    """Add the labels created since the last pass to the stored daily counts of one project, or of every project
+    (beat, every THROUGHPUT_REFRESH_SECONDS); a repeated pass adds nothing."""
+    from annotate import throughput
+    from annotate.models import Project
+
+    if project_id is None:
+        return throughput.throughput_counts_refresh()
+    project = Project.objects.filter(pk=project_id).first()
+    return throughput.throughput_count_pass(project=project) if project is not None else 0

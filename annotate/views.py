@@ -111,7 +111,7 @@ def _dashboard_context(project: Project) -> dict[str, object]:
     report = AgreementReport.objects.filter(project=project, rubric_version_id=project.current_rubric_id).first()
     criteria = selectors.criteria_of_version(project.current_rubric_id)
     agreement = selectors.agreement_summary(report=report, criteria=criteria)
-    flow = selectors.throughput_cached(project=project, days=14)
+    flow = selectors.throughput(project=project, days=14)
     judges = list(staleness.judge_staleness(project).values())
     return {
         "stats": stats,
