@@ -163,7 +163,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis, cache and Celery ----------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # JSON, never pickle (sessions and anything derived from user input pass through this cache). The
+            # prefix keeps entries written by the pickling serializer of earlier versions from ever being read.
+            "OPTIONS": {"serializer": "annotate.cache.JSONSerializer"},
+            "KEY_PREFIX": "json",
+        }
+    }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         # Seconds before Redis redelivers an unacknowledged task (acks_late) whose worker died.
@@ -172,7 +181,8 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            # Django's file cache with JSON files instead of pickles.
+            "BACKEND": "annotate.cache.JSONFileBasedCache",
             "LOCATION": str(VAR_DIR / "cache"),
         }
     }
