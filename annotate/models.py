@@ -584,3 +584,43 @@ class ThroughputWatermark(models.Model):
 
     def __str__(self) -> str:
         return f"throughput of {self.project_id} counted through label {self.counted_through}"
+
+
+class RelabelRequest(models.Model):
+    """A lead's wish to queue the project's outdated items for re-labeling (the drift page's button).
+
+    The request returns at once; a worker runs annotate.drift.relabel_request_run, which queues the items and marks
+    the request done in one transaction, so a worker that dies leaves it queued for the redelivered task.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        DONE = "done", "Done"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="relabel_requests")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rubric_version = models.ForeignKey(
+        RubricVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )  # the current version when the items were queued
+    n_queued = models.PositiveIntegerField(default=0)
+    n_outdated = models.PositiveIntegerField(default=0)
+    n_released = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # One open request per project: pressing the button twice, or in two tabs, asks once.
+            models.UniqueConstraint(fields=["project"], condition=Q(status="queued"), name="relabel_request_one_open"),
+            models.CheckConstraint(condition=Q(status__in=["queued", "done"]), name="relabel_request_status_known"),
+            models.CheckConstraint(
+                condition=Q(status="queued", finished_at__isnull=True) | Q(status="done", finished_at__isnull=False),
+                name="relabel_request_finished_when_done",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"relabel request {self.pk} of {self.project_id}: {self.status}"

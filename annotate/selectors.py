@@ -340,8 +340,10 @@ def throughput(*, project: Project, days: int = 14, today: dt.date | None = None
     index = {day: i for i, day in enumerate(window)}
     counted = _counted_through(project)
     for _ in range(5):
-        stored = ThroughputCount.objects.filter(project=project, day__gte=first, day__lte=today).values_list(
-            "annotator_id", "day", "n"
+        stored = (
+            ThroughputCount.objects.filter(project=project, day__gte=first, day__lte=today)
+            .order_by()
+            .values_list("annotator_id", "day", "n")
         )
         recent = (
             Label.objects.filter(
@@ -353,6 +355,7 @@ def throughput(*, project: Project, days: int = 14, today: dt.date | None = None
             .values_list("annotator_id", "day")
             .annotate(n=Count("id"))
             .values_list("annotator_id", "day", "n")
+            .order_by()
         )
         rows = list(stored.union(recent, all=True))
         again = _counted_through(project)

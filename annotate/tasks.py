@@ -84,3 +84,14 @@ def throughput_counts_refresh(project_id: int | None = None) -> int:
         return throughput.throughput_counts_refresh()
     project = Project.objects.filter(pk=project_id).first()
     return throughput.throughput_count_pass(project=project) if project is not None else 0
+
+
+@shared_task(name="annotate.tasks.relabel_request_run")
+def relabel_request_run(project_id: int) -> None:
+    """Queue a project's outdated items for re-labeling as its lead asked (a no-op when no request is open)."""
+    from annotate import drift
+    from annotate.models import Project
+
+    project = Project.objects.select_related("current_rubric").filter(pk=project_id).first()
+    if project is not None:
+        drift.relabel_request_run(project=project)
