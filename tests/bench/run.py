@@ -198,8 +198,8 @@ def bench_project_page() -> list[Row]:
     Every label is given "now" by the seed, so the throughput window holds all 1,000,000 of them: the worst case for
     the throughput read. Nothing of the page is cached: throughput reads the per-day counts stored by the beat pass
     (annotate.throughput) plus the labels given since that pass, which the seed adds after it (a few minutes of a
-    busy team's labeling), so every load is the cold path. The "cold" row also empties the cache (sessions included)
-    and the process's criteria memo before each load.
+    busy team's labeling), so every load is the cold path. The "cold" row also drops the session's cache entry (the page
+    caches nothing else) and the process's criteria memo before each load.
     """
     from django.core.cache import cache
     from django.db import connection, reset_queries
@@ -253,15 +253,19 @@ def bench_project_page() -> list[Row]:
         assert response.status_code == 200
     cold = []
     for _ in range(5):
-        cache.clear()
+        cache.delete(client.session.cache_key)  # type: ignore[attr-defined]  # the cached_db session's entry
         selectors._CRITERIA_CACHE.clear()
-        client.force_login(lead)
         start = time.perf_counter()
         response = client.get(url)
         cold.append((time.perf_counter() - start) * 1000)
         assert response.status_code == 200
     with CaptureQueriesContext(connection) as queries:
         client.get(url)
+    flow_ms = []
+    for _ in range(15):
+        start = time.perf_counter()
+        selectors.throughput(project=project)
+        flow_ms.append((time.perf_counter() - start) * 1000)
     start = time.perf_counter()
     assert throughput.throughput_count_pass(project=project) == n_recent
     pass_ms = (time.perf_counter() - start) * 1000
@@ -277,13 +281,19 @@ def bench_project_page() -> list[Row]:
         ),
         Row("Project page (lead dashboard), server time", scale, "p99 ms", f"{_percentile(timings, 0.99):.0f}"),
         Row(
-            "Project page (lead dashboard), cold: cache and criteria memo emptied before each load",
+            "Project page (lead dashboard), cold: session cache entry and criteria memo dropped before each load",
             f"{scale}, {recent}",
             "median ms (5 loads)",
             f"{statistics.median(cold):.0f}",
             "< 300",
         ),
         Row("Project page (lead dashboard), SQL queries", scale, "queries", str(len(queries))),
+        Row(
+            "Throughput read alone (stored counts + labels since the last pass)",
+            f"{scale}, {recent}",
+            "median ms",
+            f"{statistics.median(flow_ms):.0f}",
+        ),
         Row(
             "Throughput counts, first beat pass (counts every label of the project)",
             f"{backfilled:,} labels",
