@@ -343,10 +343,21 @@ def relabel_request_run(*, project: Project) -> RelabelRequest | None:
     return request
 
 
+RELABEL_WAIT_SECONDS = 60
+
+
 @dataclass(frozen=True)
 class RelabelState:
     open: RelabelRequest | None  # waiting for the worker
     last_done: RelabelRequest | None
+
+    @property
+    def overdue(self) -> bool:
+        """The open request has waited longer than the work takes: the page offers to ask again (which enqueues the
+        task again, in case its message was lost, and still asks once)."""
+        return (
+            self.open is not None and (timezone.now() - self.open.requested_at).total_seconds() > RELABEL_WAIT_SECONDS
+        )
 
 
 def relabel_state(*, project: Project) -> RelabelState:

@@ -4,6 +4,7 @@ re-labeling (idempotent, and what the queue then does), stale judges, and who ma
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import time
 
 import pytest
@@ -286,6 +287,12 @@ def test_queueing_for_relabeling_records_the_wish_and_the_page_shows_it_waiting_
     assert "Queue them for re-labeling</button>" not in body
     # The request only records the wish: no item changed yet, and asking twice asks once.
     assert not Item.objects.filter(project=project, priority=Item.PRIORITY_RELABEL).exists()
+    client.post(url, headers={"HX-Request": "true"})
+    assert RelabelRequest.objects.filter(project=project).count() == 1
+    # A request the worker has not picked up within a minute (its message lost?) can be asked again, still once.
+    RelabelRequest.objects.filter(project=project).update(requested_at=timezone.now() - dt.timedelta(minutes=2))
+    body = client.get(reverse("rubric_timeline", args=[project.slug]), headers={"HX-Request": "true"}).content.decode()
+    assert "Still waiting: ask again</button>" in body
     client.post(url, headers={"HX-Request": "true"})
     assert RelabelRequest.objects.filter(project=project).count() == 1
 
