@@ -14,13 +14,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from annotate import reports
-from annotate.models import AgreementReport, Criterion, GoldLabel, Item, Label, Project, RubricVersion
+from annotate.models import (
+    AgreementReport,
+    Criterion,
+    GoldLabel,
+    Item,
+    Label,
+    Project,
+    RelabelRequest,
+    RubricVersion,
+)
 
 # --- The timeline of rubric versions --------------------------------------------------------------------------
 
@@ -290,6 +299,77 @@ def relabel_queue(*, project: Project, actor: AbstractBaseUser | AnonymousUser |
         )
         n_outdated = outdated.count()
     return RelabelOutcome(n_queued=n_queued, n_outdated=n_outdated, n_released=n_released)
+
+
+def relabel_request(*, project: Project, actor: AbstractBaseUser | AnonymousUser | None = None) -> RelabelRequest:
+    """Record a lead's wish to queue the outdated items (or return the one already waiting) and hand it to the worker
+    once the transaction commits: queueing reads every label of the project, seconds on a large one, so the request
+    does not wait for it. Asking twice before the worker ran asks once (one open request per project)."""
+    from annotate import tasks
+
+    user = actor if isinstance(actor, User) else None
+    with transaction.atomic():
+        request, _ = RelabelRequest.objects.get_or_create(
+            project=project, status=RelabelRequest.Status.QUEUED, defaults={"requested_by": user}
+        )
+    # Enqueued again for a waiting request too: a lost message then costs one more press, and a second run of the
+    # task finds nothing open.
+    transaction.on_commit(lambda: tasks.relabel_request_run.delay(project.pk))
+    return request
+
+
+def relabel_request_run(*, project: Project) -> RelabelRequest | None:
+    """Carry out the project's open re-labeling request, if any: queue the outdated items and mark it done, in one
+    transaction that holds the request row, so a redelivered or concurrent task finds nothing to do and a worker that
+    dies leaves the request open for the next one."""
+    with transaction.atomic():
+        request = (
+            RelabelRequest.objects.select_for_update(skip_locked=True)
+            .filter(project=project, status=RelabelRequest.Status.QUEUED)
+            .first()
+        )
+        if request is None:
+            return None
+        outcome = relabel_queue(project=project, actor=request.requested_by)
+        request.status = RelabelRequest.Status.DONE
+        request.finished_at = timezone.now()
+        request.rubric_version_id = project.current_rubric_id
+        request.n_queued, request.n_outdated, request.n_released = (
+            outcome.n_queued,
+            outcome.n_outdated,
+            outcome.n_released,
+        )
+        request.save()
+    return request
+
+
+RELABEL_WAIT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class RelabelState:
+    open: RelabelRequest | None  # waiting for the worker
+    last_done: RelabelRequest | None
+
+    @property
+    def overdue(self) -> bool:
+        """The open request has waited longer than the work takes: the page offers to ask again (which enqueues the
+        task again, in case its message was lost, and still asks once)."""
+        return (
+            self.open is not None and (timezone.now() - self.open.requested_at).total_seconds() > RELABEL_WAIT_SECONDS
+        )
+
+
+def relabel_state(*, project: Project) -> RelabelState:
+    """The project's waiting re-labeling request and its latest finished one, for the drift page.
+
+    No request is made while one is open, so the open one is always the newest and the latest done is among the two.
+    """
+    newest = list(RelabelRequest.objects.filter(project=project).select_related("rubric_version").order_by("-id")[:2])
+    return RelabelState(
+        open=next((r for r in newest if r.status == RelabelRequest.Status.QUEUED), None),
+        last_done=next((r for r in newest if r.status == RelabelRequest.Status.DONE), None),
+    )
 
 
 @dataclass(frozen=True)

@@ -528,3 +528,99 @@ class AgreementReport(models.Model):
 
     def __str__(self) -> str:
         return f"agreement report {self.project_id} v{self.rubric_version_id} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class ThroughputCount(models.Model):
+    """How many labels an annotator created in a project on one day (in settings.TIME_ZONE): the dashboard's
+    throughput reads these rows instead of counting labels.
+
+    Maintained by annotate.throughput.throughput_count_pass, which adds the labels with ids up to the project's
+    ThroughputWatermark. Creation counts: editing or deleting a label later does not change them, and an annotator
+    removed from the project keeps theirs.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="throughput_counts")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    day = models.DateField()
+    n = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            # Column order serves the dashboard's read: one project's rows over a range of days.
+            models.UniqueConstraint(fields=["project", "day", "annotator"], name="throughput_count_one_per_day"),
+            models.CheckConstraint(condition=Q(n__gte=0), name="throughput_count_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.n} labels by {self.annotator_id} in {self.project_id} on {self.day}"
+
+
+class ThroughputWatermark(models.Model):
+    """How far the project's ThroughputCount rows go: every label with id <= counted_through is in them, none above.
+
+    Label ids come from one sequence, but transactions commit out of id order, so an id can become visible after a
+    larger one. A pass therefore only moves the watermark to an id below which no transaction can still be
+    writing: `pending_through` is the largest id seen at the previous pass and `pending_writers` the Postgres
+    transactions that were then writing labels; once all of them have ended, every id up to pending_through is
+    committed (or rolled back for good) and can be counted.
+    """
+
+    project = models.OneToOneField(
+        Project, on_delete=models.CASCADE, primary_key=True, related_name="throughput_watermark"
+    )
+    counted_through = models.BigIntegerField(default=0)
+    pending_through = models.BigIntegerField(null=True, blank=True)
+    pending_writers = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(counted_through__gte=0), name="throughput_watermark_not_negative"),
+            models.CheckConstraint(
+                condition=Q(pending_through__isnull=True) | Q(pending_through__gt=models.F("counted_through")),
+                name="throughput_pending_ahead",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"throughput of {self.project_id} counted through label {self.counted_through}"
+
+
+class RelabelRequest(models.Model):
+    """A lead's wish to queue the project's outdated items for re-labeling (the drift page's button).
+
+    The request returns at once; a worker runs annotate.drift.relabel_request_run, which queues the items and marks
+    the request done in one transaction, so a worker that dies leaves it queued for the redelivered task.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        DONE = "done", "Done"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="relabel_requests")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rubric_version = models.ForeignKey(
+        RubricVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )  # the current version when the items were queued
+    n_queued = models.PositiveIntegerField(default=0)
+    n_outdated = models.PositiveIntegerField(default=0)
+    n_released = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # One open request per project: pressing the button twice, or in two tabs, asks once.
+            models.UniqueConstraint(fields=["project"], condition=Q(status="queued"), name="relabel_request_one_open"),
+            models.CheckConstraint(condition=Q(status__in=["queued", "done"]), name="relabel_request_status_known"),
+            models.CheckConstraint(
+                condition=Q(status="queued", finished_at__isnull=True) | Q(status="done", finished_at__isnull=False),
+                name="relabel_request_finished_when_done",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"relabel request {self.pk} of {self.project_id}: {self.status}"

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.core.cache import cache
 from django.db.models import Count, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Least, TruncDate
 from django.http import Http404
@@ -24,6 +23,8 @@ from annotate.models import (
     Membership,
     Project,
     RubricVersion,
+    ThroughputCount,
+    ThroughputWatermark,
 )
 
 
@@ -279,7 +280,8 @@ def items_for_adjudication(*, project: Project, criterion: Criterion, item_ids: 
 # --- The lead's dashboard -------------------------------------------------------------------------------------
 #
 # Everything here reads stored figures (the agreement report, judge run reports) or counts through an index, so the
-# page stays fast whatever the number of labels: the only read that grows with labels is the throughput window.
+# page stays fast whatever the number of labels: throughput reads the stored daily counts plus the labels given since
+# the last beat pass (annotate.throughput).
 
 
 @dataclass(frozen=True)
@@ -309,27 +311,6 @@ class Throughput:
         return sum(a.last_14 for a in self.annotators)
 
 
-THROUGHPUT_CACHE_SECONDS = 60
-
-
-def throughput_cache_key(*, project: Project, today: dt.date, days: int = 14) -> str:
-    # The creation time too: a database restored or recreated with the same ids never reads another's counts.
-    return f"dashboard:throughput:{project.pk}:{project.created_at.timestamp():.6f}:{today.isoformat()}:{days}"
-
-
-def throughput_cached(*, project: Project, days: int = 14) -> Throughput:
-    """throughput(), kept in the cache for a minute: on a busy project the window holds hundreds of thousands of
-    labels, and several leads reloading the dashboard need not count them again each time."""
-    today = timezone.localdate()
-    key = throughput_cache_key(project=project, today=today, days=days)
-    found = cache.get(key)
-    if isinstance(found, Throughput):
-        return found
-    computed = throughput(project=project, days=days, today=today)
-    cache.set(key, computed, THROUGHPUT_CACHE_SECONDS)
-    return computed
-
-
 def labels_since(*, project: Project, since: dt.datetime) -> int:
     """Labels given under the current rubric version after `since` (a range read of label_version_created_idx)."""
     if project.current_rubric_id is None:
@@ -337,25 +318,50 @@ def labels_since(*, project: Project, since: dt.datetime) -> int:
     return Label.objects.filter(rubric_version_id=project.current_rubric_id, created_at__gt=since).count()
 
 
-def throughput(*, project: Project, days: int = 14, today: dt.date | None = None) -> Throughput:
-    """Labels per annotator per local day over the last `days` days (today included), every rubric version.
+def _counted_through(project: Project) -> int:
+    found = ThroughputWatermark.objects.filter(project=project).values_list("counted_through", flat=True).first()
+    return found or 0
 
-    One grouped query on label_version_created_idx (rubric version, created_at, covering annotator): its cost grows
-    with the labels given in the window, not with the project's history.
+
+def throughput(*, project: Project, days: int = 14, today: dt.date | None = None) -> Throughput:
+    """Labels created per annotator per day (settings.TIME_ZONE) over the last `days` days, today included, under
+    every rubric version, exact to the moment of the read.
+
+    The stored counts (annotate.throughput, kept by a beat pass) cover the labels up to the project's watermark;
+    the labels after it, a minute's worth when beat keeps up, are counted here through the primary key. Both are
+    read in one statement, between two reads of the watermark: it only ever grows, and the counts move with it in
+    one transaction, so equal reads mean the statement saw counts and watermark that agree.
     """
-    today = today or timezone.localdate()
+    today = today or timezone.localdate(timezone=timezone.get_default_timezone())
     first = today - dt.timedelta(days=days - 1)
-    tz = timezone.get_current_timezone()
+    tz = timezone.get_default_timezone()
     since = dt.datetime.combine(first, dt.time.min, tzinfo=tz)
-    rows = (
-        Label.objects.filter(rubric_version__project=project, created_at__gte=since)
-        .annotate(day=TruncDate("created_at", tzinfo=tz))
-        .values_list("annotator_id", "day")
-        .annotate(n=Count("id"))
-        .values_list("annotator_id", "day", "n")
-    )
     window = [first + dt.timedelta(days=i) for i in range(days)]
     index = {day: i for i, day in enumerate(window)}
+    counted = _counted_through(project)
+    for _ in range(5):
+        stored = (
+            ThroughputCount.objects.filter(project=project, day__gte=first, day__lte=today)
+            .order_by()
+            .values_list("annotator_id", "day", "n")
+        )
+        recent = (
+            Label.objects.filter(
+                rubric_version_id__in=RubricVersion.objects.filter(project=project).values("id"),
+                id__gt=counted,
+                created_at__gte=since,
+            )
+            .annotate(day=TruncDate("created_at", tzinfo=tz))
+            .values_list("annotator_id", "day")
+            .annotate(n=Count("id"))
+            .values_list("annotator_id", "day", "n")
+            .order_by()
+        )
+        rows = list(stored.union(recent, all=True))
+        again = _counted_through(project)
+        if again == counted:
+            break
+        counted = again  # a pass committed in between: read again (at most once a minute)
     counts: dict[int, list[int]] = {}
     for annotator_id, day, n in rows:
         if day in index:

@@ -165,7 +165,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis, cache and Celery ----------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # JSON, never pickle (sessions and anything derived from user input pass through this cache). The
+            # prefix keeps entries written by the pickling serializer of earlier versions from ever being read.
+            "OPTIONS": {"serializer": "annotate.cache.JSONSerializer"},
+            "KEY_PREFIX": "json",
+        }
+    }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         # Seconds before Redis redelivers an unacknowledged task (acks_late) whose worker died.
@@ -174,7 +183,8 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            # Django's file cache with JSON files instead of pickles.
+            "BACKEND": "annotate.cache.JSONFileBasedCache",
             "LOCATION": str(VAR_DIR / "cache"),
         }
     }
@@ -343,6 +353,11 @@ IMPORT_RECONCILE_SECONDS = env_int("IMPORT_RECONCILE_SECONDS", 30, minimum=1)
 CELERY_BEAT_SCHEDULE["import-jobs-reconcile"] = {
     "task": "annotate.tasks.import_jobs_reconcile",
     "schedule": IMPORT_RECONCILE_SECONDS,
+}
+# Adds the labels created since the last pass to the stored per-day counts that the dashboard's throughput reads.
+CELERY_BEAT_SCHEDULE["throughput-counts-refresh"] = {
+    "task": "annotate.tasks.throughput_counts_refresh",
+    "schedule": env_int("THROUGHPUT_REFRESH_SECONDS", 60, minimum=5),
 }
 CELERY_BEAT_SCHEDULE["import-uploads-expire"] = {
     "task": "annotate.tasks.import_uploads_expire",

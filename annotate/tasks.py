@@ -77,3 +77,27 @@ def rubric_version_report_compute(rubric_version_id: int) -> None:
     version = RubricVersion.objects.select_related("project").filter(pk=rubric_version_id).first()
     if version is not None:
         drift.version_report_store(rubric_version=version)
+
+
+@shared_task(name="annotate.tasks.throughput_counts_refresh")
+def throughput_counts_refresh(project_id: int | None = None) -> int:
+    """Add the labels created since the last pass to the stored daily counts of one project, or of every project
+    (beat, every THROUGHPUT_REFRESH_SECONDS); a repeated pass adds nothing."""
+    from annotate import throughput
+    from annotate.models import Project
+
+    if project_id is None:
+        return throughput.throughput_counts_refresh()
+    project = Project.objects.filter(pk=project_id).first()
+    return throughput.throughput_count_pass(project=project) if project is not None else 0
+
+
+@shared_task(name="annotate.tasks.relabel_request_run")
+def relabel_request_run(project_id: int) -> None:
+    """Queue a project's outdated items for re-labeling as its lead asked (a no-op when no request is open)."""
+    from annotate import drift
+    from annotate.models import Project
+
+    project = Project.objects.select_related("current_rubric").filter(pk=project_id).first()
+    if project is not None:
+        drift.relabel_request_run(project=project)

@@ -111,7 +111,7 @@ def _dashboard_context(project: Project) -> dict[str, object]:
     report = AgreementReport.objects.filter(project=project, rubric_version_id=project.current_rubric_id).first()
     criteria = selectors.criteria_of_version(project.current_rubric_id)
     agreement = selectors.agreement_summary(report=report, criteria=criteria)
-    flow = selectors.throughput_cached(project=project, days=14)
+    flow = selectors.throughput(project=project, days=14)
     judges = list(staleness.judge_staleness(project).values())
     return {
         "stats": stats,
@@ -630,6 +630,7 @@ def _drift_context(request: HttpRequest, project: Project) -> dict[str, object]:
         "page": page,
         "outdated": drift.outdated_page_rows(project=project, items=items),
         "n_relabel_pending": counts.n_queued,
+        "relabel": drift.relabel_state(project=project),
     }
 
 
@@ -693,23 +694,13 @@ def rubric_timeline(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 @login_required
 def relabel_queue(request: HttpRequest, slug: str) -> HttpResponse:
-    """Queue every item labeled only under an older rubric version for re-labeling under the current one."""
+    """Ask the worker to queue every item labeled only under an older rubric version for re-labeling under the
+    current one; the page shows the request waiting, then its outcome."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
-    outcome = drift.relabel_queue(project=project, actor=request.user)
-    if outcome.n_queued:
-        message = (
-            f"{outcome.n_queued:,} item{'s' if outcome.n_queued != 1 else ''} queued for re-labeling under rubric "
-            f"v{project.current_rubric.number if project.current_rubric else '?'}: annotators get them first."
-        )
-    elif outcome.n_outdated:
-        message = f"All {outcome.n_outdated:,} items labeled under an older version were already queued."
-    else:
-        message = "No item is labeled only under an older rubric version: nothing to queue."
+    drift.relabel_request(project=project, actor=request.user)
     if request.htmx:  # type: ignore[attr-defined]
-        return render(
-            request, "annotate/rubric_timeline.html#outdated", {**_drift_context(request, project), "notice": message}
-        )
-    messages.success(request, message)
+        return render(request, "annotate/rubric_timeline.html#outdated", _drift_context(request, project))
+    messages.success(request, "Queueing the outdated items for re-labeling: this page shows when it is done.")
     return redirect("rubric_timeline", slug=project.slug)
 
 

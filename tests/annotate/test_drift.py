@@ -4,6 +4,7 @@ re-labeling (idempotent, and what the queue then does), stale judges, and who ma
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import time
 
 import pytest
@@ -12,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotate import drift, reports, services
-from annotate.models import AgreementReport, Criterion, Item, Label
+from annotate.models import AgreementReport, Criterion, Item, Label, RelabelRequest
 from judges import prompts
 from judges import services as judge_services
 from judges.models import JudgeRun
@@ -275,17 +276,60 @@ def test_the_outdated_list_pages_through_htmx_with_just_its_card(client, lead, d
     assert "Page 2 of 2" in body
 
 
-def test_queueing_for_relabeling_from_the_page_answers_htmx_and_plain_posts(client, lead, drifted):
+def test_queueing_for_relabeling_records_the_wish_and_the_page_shows_it_waiting_then_done(client, lead, drifted):
     project, _ = drifted
     client.force_login(lead)
     url = reverse("relabel_queue", args=[project.slug])
     response = client.post(url, headers={"HX-Request": "true"})
     body = response.content.decode()
     assert response.status_code == 200 and body.lstrip().startswith('<section class="card" id="outdated"')
-    assert "27 items queued for re-labeling under rubric v2" in body
+    assert "Queueing the outdated items for re-labeling" in body and 'hx-trigger="every 2s"' in body
+    assert "Queue them for re-labeling</button>" not in body
+    # The request only records the wish: no item changed yet, and asking twice asks once.
+    assert not Item.objects.filter(project=project, priority=Item.PRIORITY_RELABEL).exists()
+    client.post(url, headers={"HX-Request": "true"})
+    assert RelabelRequest.objects.filter(project=project).count() == 1
+    # A request the worker has not picked up within a minute (its message lost?) can be asked again, still once.
+    RelabelRequest.objects.filter(project=project).update(requested_at=timezone.now() - dt.timedelta(minutes=2))
+    body = client.get(reverse("rubric_timeline", args=[project.slug]), headers={"HX-Request": "true"}).content.decode()
+    assert "Still waiting: ask again</button>" in body
+    client.post(url, headers={"HX-Request": "true"})
+    assert RelabelRequest.objects.filter(project=project).count() == 1
+
+    done = drift.relabel_request_run(project=project)
+    assert done is not None and (done.status, done.n_queued, done.n_outdated) == ("done", 27, 27)
+    assert drift.relabel_request_run(project=project) is None  # a redelivered task finds nothing open
     assert Item.objects.filter(project=project, priority=Item.PRIORITY_RELABEL).count() == 27
+    poll = client.get(reverse("rubric_timeline", args=[project.slug]), headers={"HX-Request": "true"})
+    body = poll.content.decode()
+    assert "27 items queued for re-labeling under rubric v2" in body and "every 2s" not in body
+
     response = client.post(url, follow=True)
-    assert "All 27 items labeled under an older version were already queued." in response.content.decode()
+    assert "this page shows when it is done" in response.content.decode()
+    drift.relabel_request_run(project=project)
+    page = client.get(reverse("rubric_timeline", args=[project.slug])).content.decode()
+    assert "All 27 items labeled under an older version were already queued." in page
+    assert RelabelRequest.objects.filter(project=project, status="done").count() == 2
+
+
+def test_the_database_allows_one_open_relabel_request_per_project(drifted):
+    project, _ = drifted
+    RelabelRequest.objects.create(project=project)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RelabelRequest.objects.create(project=project)
+
+
+def test_the_worker_queues_the_items_a_lead_asked_for(client, lead, drifted, celery_worker):
+    project, _ = drifted
+    client.force_login(lead)
+    assert client.post(reverse("relabel_queue", args=[project.slug])).status_code == 302
+    deadline = time.monotonic() + 30
+    while not RelabelRequest.objects.filter(project=project, status="done").exists():
+        assert time.monotonic() < deadline, "the worker did not carry out the request"
+        time.sleep(0.2)
+    assert Item.objects.filter(project=project, priority=Item.PRIORITY_RELABEL).count() == 27
+    page = client.get(reverse("rubric_timeline", args=[project.slug])).content.decode()
+    assert "27 items queued for re-labeling under rubric v2" in page
 
 
 def test_annotators_and_outsiders_get_404_on_the_drift_pages_and_change_nothing(client, drifted, annotator, outsider):

@@ -133,7 +133,7 @@ def demo_two_versions(settings, tmp_path):
 
 
 def test_the_lead_reads_the_dashboard_and_queues_drifted_items_for_relabeling(
-    page: Page, live_server, demo_two_versions
+    page: Page, live_server, demo_two_versions, celery_worker
 ):
     project, lead = demo_two_versions
     base = live_server.url
@@ -166,7 +166,9 @@ def test_the_lead_reads_the_dashboard_and_queues_drifted_items_for_relabeling(
     page.evaluate("window.__sameDocument = 'yes'")
     card.get_by_role("button", name="Queue them for re-labeling").click()
     notice = page.locator("#outdated .notice")
-    expect(notice).to_contain_text(f"{outdated:,} items queued for re-labeling under rubric v2")
+    expect(notice).to_contain_text("Queueing the outdated items for re-labeling")
+    # The worker queues them; the card polls until it is done.
+    expect(notice).to_contain_text(f"{outdated:,} items queued for re-labeling under rubric v2", timeout=60_000)
     assert page.evaluate("window.__sameDocument") == "yes"  # an htmx swap, not a reload
     assert Item.objects.filter(project=project, priority=Item.PRIORITY_RELABEL).count() == outdated
     screenshot(page, "drift-after-relabel")
