@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 
 from annotate.models import Criterion, Project, RubricVersion
 from judges.models import Judge, JudgeRun
@@ -66,16 +66,21 @@ def _definition(criterion: Criterion | None) -> tuple[str, str] | None:
 def judge_staleness(project: Project) -> dict[int, JudgeStaleness]:
     """Every judge of the project with its latest done run and whether that calibration is stale, by judge id.
 
-    Three queries whatever the number of judges: the judges, their latest done runs (DISTINCT ON), and the criteria
-    of the rubric versions involved.
+    Three queries whatever the number of judges: the judges, their latest done runs (a correlated subquery, which
+    SQLite runs too), and the criteria of the rubric versions involved.
     """
     judges = list(Judge.objects.filter(project=project).order_by("criterion_key"))
+    done = JudgeRun.objects.filter(status=JudgeRun.Status.DONE)
+    newest_of_judge = (
+        done.filter(version__judge_id=OuterRef("version__judge_id"))
+        .order_by(F("finished_at").desc(nulls_last=True), "-id")
+        .values("id")[:1]
+    )
     latest = {
         run.version.judge_id: run
-        for run in JudgeRun.objects.filter(project=project, status=JudgeRun.Status.DONE)
+        for run in done.filter(project=project)
+        .filter(id=Subquery(newest_of_judge))
         .select_related("version", "rubric_version")
-        .order_by("version__judge_id", F("finished_at").desc(nulls_last=True), "-id")
-        .distinct("version__judge_id")
     }
     current_id = project.current_rubric_id
     version_ids = {run.rubric_version_id for run in latest.values()} | ({current_id} if current_id else set())
