@@ -14,6 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import transaction
 
 from annotate import selectors, services
@@ -123,6 +124,11 @@ def _demo_users() -> list[tuple[str, str, str]]:
         user.is_active = True
         user.set_password(stored[username])
         user.save()
+        if role == Membership.Role.LEAD:
+            # The demo's lead may also create projects (New project on the home page), as a team lead would.
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label="annotate", codename="add_project")
+            )
         out.append((username, stored[username], role))
     if changed:
         path.parent.mkdir(parents=True, exist_ok=True)

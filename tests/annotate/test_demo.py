@@ -55,3 +55,12 @@ def test_the_demo_loads_both_projects_with_real_labels_and_is_idempotent(setting
         assert User.objects.get(username=username).check_password(password)
     imported = User.objects.filter(username__startswith="tulu-")
     assert imported.exists() and not imported.filter(is_active=True).exists()
+
+
+def test_the_demo_lead_may_create_projects_and_the_annotators_may_not():
+    from annotate import services
+
+    demo_load()
+    users = get_user_model().objects
+    assert services.project_may_create(users.get(username="lead"))
+    assert not services.project_may_create(users.get(username="annotator1"))
