@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import tomllib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotate import reports
@@ -61,6 +63,15 @@ class ExportOptions:
     # the one given, or the rubric's first.
     criteria: tuple[str, ...] = ()
     individual: bool = False
+    # The date range, half-open [since, until), aware datetimes from `parse_bound`: only labels and gold labels
+    # created in it count (consensus, margins, --min-labels and --individual see no other), and an item without one
+    # on an exported criterion is left out.
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    @property
+    def dated(self) -> bool:
+        return self.since is not None or self.until is not None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,7 +81,44 @@ class ExportOptions:
             "adjudicated_only": self.adjudicated_only,
             "criteria": list(self.criteria),
             "individual": self.individual,
+            "since": _iso(self.since),
+            "until": _iso(self.until),
         }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat() if value is not None else None
+
+
+# The only spellings accepted for a bound: a date, or a date and time with an optional UTC offset.
+_BOUND = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?")
+BOUND_HELP = "YYYY-MM-DD (a whole day) or YYYY-MM-DDTHH:MM[:SS][Z|±HH:MM]; without an offset, UTC"
+
+
+def parse_bound(text: str, *, end: bool) -> dt.datetime:
+    """One end of the date range as an aware UTC datetime; the range is [since, until).
+
+    A date alone means its midnight (UTC) for `since`, and the midnight after it for `until` (`end=True`), so the
+    day itself is included: since=2026-01-01 until=2026-01-31 is all of January. A date and time is that instant;
+    without an offset it is UTC. Raises ExportRefused for anything else.
+    """
+    text = text.strip()
+    refused = ExportRefused(f"Not a date or date and time: {text[:40]!r}. Use {BOUND_HELP}.")
+    if not _BOUND.fullmatch(text):
+        raise refused
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text) + dt.timedelta(days=1 if end else 0)
+            return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        value = dt.datetime.fromisoformat(text)
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        raise refused from None
+
+
+def check_range(since: dt.datetime | None, until: dt.datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise ExportRefused(f"The range is empty: until ({_iso(until)}) must be after since ({_iso(since)}).")
 
 
 ROW, FILTERED, NO_CONSENSUS, TIE = 0, 1, 2, 3
@@ -143,7 +191,7 @@ class Export:
         options = self.options
         counts = dict.fromkeys(_COUNTS, 0)
         if options.fmt in ("jsonl", "csv") and not (
-            options.consensus_only or options.adjudicated_only or options.min_labels > 0
+            options.consensus_only or options.adjudicated_only or options.min_labels > 0 or options.dated
         ):
             items = Item.objects.filter(project=self.project)
             # The rubric version is the project's own: its labels are on the project's items.
@@ -191,11 +239,14 @@ class Export:
         if labels and options.individual:
             fields += ("note",)
         rows = list(
-            Label.objects.filter(
-                rubric_version_id=self.project.current_rubric_id,
-                criterion__in=list(index),
-                item_id__gte=lo,
-                item_id__lte=hi,
+            _dated(
+                Label.objects.filter(
+                    rubric_version_id=self.project.current_rubric_id,
+                    criterion__in=list(index),
+                    item_id__gte=lo,
+                    item_id__lte=hi,
+                ),
+                options,
             ).values_list(*fields)
         )
         codes = self.codes
@@ -207,8 +258,8 @@ class Export:
         pos = np.minimum(np.searchsorted(ids, item), max(n - 1, 0))
         inside = ids[pos] == item if n else np.zeros(0, dtype=bool)
         gold = np.full((len(criteria), n), -1, dtype=np.int64)
-        for criterion_id, item_id, gold_value in GoldLabel.objects.filter(
-            criterion__in=list(index), item_id__gte=lo, item_id__lte=hi
+        for criterion_id, item_id, gold_value in _dated(
+            GoldLabel.objects.filter(criterion__in=list(index), item_id__gte=lo, item_id__lte=hi), options
         ).values_list("criterion_id", "item_id", "value"):
             at = int(np.searchsorted(ids, item_id))
             if at < n and ids[at] == item_id:
@@ -230,6 +281,9 @@ class Export:
             wanted &= np.logical_or.reduce([f.source == agreement.Source.GOLD for f in found])
         if options.min_labels > 0:
             wanted &= n_annotators >= options.min_labels
+        if options.dated:
+            # Labeled in the range: a label or a gold label created in it, on some exported criterion.
+            wanted &= (n_annotators > 0) | (gold >= 0).any(axis=0)
         action[~wanted] = FILTERED
         if options.fmt in ("openai-evals", "preference"):
             action[wanted & (code[0] < 0)] = NO_CONSENSUS
@@ -320,6 +374,15 @@ class _CsvLine:
         return self.buffer.getvalue()
 
 
+def _dated[Q: (QuerySet[Label], QuerySet[GoldLabel])](rows: Q, options: ExportOptions) -> Q:
+    """Only the (gold) labels created in [since, until): the fixed lookups below, the bounds being datetimes."""
+    if options.since is not None:
+        rows = rows.filter(created_at__gte=options.since)
+    if options.until is not None:
+        rows = rows.filter(created_at__lt=options.until)
+    return rows
+
+
 def csv_cell(value: Any) -> Any:
     """A cell a spreadsheet shows as text: a leading apostrophe on strings it would otherwise run as a formula."""
     if value is None:
@@ -383,6 +446,10 @@ def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime
         raise ExportRefused(f"Unknown split {options.split!r}: choose one of {', '.join(Item.Split.values)}.")
     if options.min_labels < 0:
         raise ExportRefused("The minimum number of labels cannot be negative.")
+    for bound in (options.since, options.until):
+        if bound is not None and bound.tzinfo is None:
+            raise ExportRefused("The date range needs aware datetimes (see parse_bound).")
+    check_range(options.since, options.until)
     if options.fmt == "preference" and not project.is_pairwise:
         raise ExportRefused("Preference pairs need a pairwise project: this one is binary.")
     if options.fmt == "openai-evals" and project.is_pairwise:
