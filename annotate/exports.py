@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import io
 import json
+import json.encoder
 import re
 import tomllib
 from collections.abc import Generator, Iterator
@@ -25,7 +26,8 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from annotate import reports
@@ -127,6 +129,9 @@ ITEM_FIELDS = ("id", "external_id", "input", "output", "output_a", "output_b", "
 BLOCK = 5000  # items decided at once: memory holds one block's items and labels, whatever the project's size
 
 
+_Individual = dict[tuple[int, int], list[tuple[str, str, str]]]
+
+
 @dataclass
 class _Block:
     """A block of items in id order, decided together: what becomes of each, its references and its labels."""
@@ -134,7 +139,8 @@ class _Block:
     ids: list[int]
     action: list[int]
     refs: list[tuple[tuple[int, int, int, int], ...]]  # per item, per criterion: (code, source, margin, n_labels)
-    labels: dict[int, list[tuple[int, int, str, str]]]  # item id -> (criterion_id, annotator_id, value, note)
+    # With --individual: (item id, criterion id) -> [(annotator's username, value, note)], in no order.
+    labels: _Individual
     counts: dict[str, int]
 
 
@@ -152,18 +158,24 @@ class Export:
     codes: dict[str, int]
     manifest: dict[str, Any] = field(default_factory=dict)
     usernames: dict[int, str] = field(default_factory=dict)
+    _ref_text: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
 
     def lines(self) -> Iterator[str]:
         """Each output line, newline included. A CSV export starts with its header line."""
         fmt = self.options.fmt
+        if fmt == "jsonl":
+            for items, block in self._blocks(full=True):
+                yield from self._jsonl_lines(items, block)
+            return
         writer = _CsvLine(self._csv_header()) if fmt == "csv" else None
         if writer is not None:
             yield writer.line(writer.header)
         names = {code: value for value, code in self.codes.items()}
         for items, block in self._blocks(full=True):
-            for item, action, refs_raw in zip(items, block.action, block.refs, strict=True):
+            for raw, action, refs_raw in zip(items, block.action, block.refs, strict=True):
                 if action != ROW:
                     continue
+                item = dict(zip(ITEM_FIELDS, raw, strict=True))
                 refs = [
                     {
                         "reference": names.get(code),
@@ -173,9 +185,9 @@ class Export:
                     }
                     for code, source, margin, n in refs_raw
                 ]
-                if fmt in ("jsonl", "csv"):
-                    row = self._row(item, refs, block.labels.get(item["id"], []))
-                    yield _json_line(row) if writer is None else writer.line(self._csv_cells(row))
+                if writer is not None:
+                    item["metadata"] = json.loads(item["metadata"])
+                    yield writer.line(self._csv_cells(self._row(item, refs, block.labels)))
                     continue
                 ref = refs[0]
                 if fmt == "openai-evals":
@@ -184,6 +196,56 @@ class Export:
                     better, worse = ("output_a", "output_b") if ref["reference"] == "a" else ("output_b", "output_a")
                     line = {"prompt": item["input"], "chosen": item[better], "rejected": item[worse]}
                 yield _json_line(line)
+
+    def _jsonl_lines(self, items: list[tuple[Any, ...]], block: _Block) -> list[str]:
+        """One block's JSON Lines, written as `json.dumps(self._row(...), ensure_ascii=False)` would write them, byte
+        for byte, without building the dicts: the fields through json's own string encoder, each criterion's
+        reference (a few distinct values) from a cache, the metadata from its stored text."""
+        enc = _encode
+        pairwise = self.project.is_pairwise
+        tail = f', "rubric_version": {self.manifest["rubric_version"]}, "labels": {{'
+        keys = [(enc(c.key) + ": ", c.pk) for c in self.criteria]
+        ref_text = self._ref_text
+        individual = self.options.individual
+        labels = block.labels
+        out: list[str] = []
+        for item, action, refs in zip(items, block.action, block.refs, strict=True):
+            if action != ROW:
+                continue
+            item_id, external_id, text_in, output, output_a, output_b, metadata, split = item
+            outputs = (
+                f', "output_a": {enc(output_a)}, "output_b": {enc(output_b)}'
+                if pairwise
+                else f', "output": {enc(output)}'
+            )
+            entries = []
+            for (key, criterion_id), ref in zip(keys, refs, strict=True):
+                text = ref_text.get(ref) or self._ref_prefix(ref)
+                if individual:
+                    chosen = labels.get((item_id, criterion_id))
+                    text += ', "individual": [' + (", ".join(_individual(chosen)) if chosen else "") + "]}"
+                else:
+                    text += "}"
+                entries.append(key + text)
+            out.append(
+                f'{{"external_id": {enc(external_id)}, "input": {enc(text_in)}{outputs}, '
+                f'"metadata": {metadata if metadata == "{}" else _metadata(metadata)}, "split": {enc(split)}'
+                f"{tail}{', '.join(entries)}}}}}\n"
+            )
+        return out
+
+    def _ref_prefix(self, ref: tuple[int, int, int, int]) -> str:
+        """A criterion's entry up to its closing brace: `{"reference": ..., "n_labels": N`."""
+        code, source, margin, n = ref
+        name = next((value for value, c in self.codes.items() if c == code), None)
+        source_name = _SOURCE_NAMES[source]
+        text = (
+            f'{{"reference": {_encode(name) if name is not None else "null"}, '
+            f'"source": {_encode(source_name) if source_name is not None else "null"}, '
+            f'"margin": {margin if n else "null"}, "n_labels": {n}'
+        )
+        self._ref_text[ref] = text
+        return text
 
     def count(self) -> dict[str, int]:
         """The manifest's counts. Without a filter that depends on the labels, two counting queries; else a pass
@@ -210,22 +272,29 @@ class Export:
                 counts[key] += value
         return counts
 
-    def _blocks(self, *, full: bool) -> Iterator[tuple[list[dict[str, Any]], _Block]]:
-        """The items in id order (their fields when `full`, else only ids), BLOCK at a time, each block decided."""
-        fields = (
-            ("id", "external_id", "input", "output", "output_a", "output_b", "metadata", "split") if full else ("id",)
-        )
+    def _blocks(self, *, full: bool) -> Iterator[tuple[list[tuple[Any, ...]], _Block]]:
+        """The items in id order (their ITEM_FIELDS when `full`, else only ids), BLOCK at a time, each decided.
+
+        The metadata comes as its stored text: Django would decode it for every item, and most is `{}`.
+        """
         items = Item.objects.filter(project=self.project).order_by("id")
         if self.options.split:
             items = items.filter(split=self.options.split)
-        batch: list[dict[str, Any]] = []
-        for row in items.values_list(*fields).iterator(CHUNK_SIZE):
-            batch.append(dict(zip(fields, row, strict=True)))
+        rows: QuerySet[Any, Any]
+        if full:
+            rows = items.annotate(metadata_text=Cast("metadata", TextField())).values_list(
+                *ITEM_FIELDS[:6], "metadata_text", "split"
+            )
+        else:
+            rows = items.values_list("id")
+        batch: list[tuple[Any, ...]] = []
+        for row in rows.iterator(CHUNK_SIZE):
+            batch.append(row)
             if len(batch) == BLOCK:
-                yield batch, self._decide([item["id"] for item in batch], labels=full)
+                yield batch, self._decide([item[0] for item in batch], labels=full)
                 batch = []
         if batch:
-            yield batch, self._decide([item["id"] for item in batch], labels=full)
+            yield batch, self._decide([item[0] for item in batch], labels=full)
 
     def _decide(self, id_list: list[int], *, labels: bool) -> _Block:
         """Reference labels (agreement.consensus: gold, else the strict majority), filters and counts for one block."""
@@ -247,13 +316,25 @@ class Export:
                     item_id__lte=hi,
                 ),
                 options,
-            ).values_list(*fields)
+            )
+            .order_by()
+            .values_list(*fields)
         )
         codes = self.codes
-        item = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        criterion = np.fromiter((index[r[1]] for r in rows), dtype=np.int64, count=len(rows))
-        annotator = np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
-        value = np.fromiter((codes[r[3]] for r in rows), dtype=np.int64, count=len(rows))
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(fields)
+        item = np.array(columns[0], dtype=np.int64)
+        annotator = np.array(columns[2], dtype=np.int64)
+        # Few criteria and values: one vectorised comparison each instead of a dict look-up per label.
+        criterion_ids = np.array(columns[1], dtype=np.int64)
+        criterion = np.full(len(rows), -1, dtype=np.int64)
+        for criterion_id, position in index.items():
+            criterion[criterion_ids == criterion_id] = position
+        values = np.array(columns[3], dtype=object)
+        value = np.full(len(rows), -1, dtype=np.int64)
+        for name, value_code in codes.items():
+            value[values == name] = value_code
+        if (value < 0).any():
+            raise ValueError(f"a label value outside {sorted(codes)}")  # the check constraint and kind rule it out
         # Labels of items in the id range but outside the scope (another split) are not this export's.
         pos = np.minimum(np.searchsorted(ids, item), max(n - 1, 0))
         inside = ids[pos] == item if n else np.zeros(0, dtype=bool)
@@ -296,11 +377,14 @@ class Export:
         counts["rows"] = int((action == ROW).sum())
         counts["labels"] = int(n_labels)
         counts["individual_labels"] = int(n_labels) if options.individual and options.fmt in ("jsonl", "csv") else 0
-        by_item: dict[int, list[tuple[int, int, str, str]]] = {}
+        by_item: _Individual = {}
         if labels and options.individual:
-            self._usernames({r[2] for r in rows})
-            for r in rows:
-                by_item.setdefault(r[0], []).append((r[1], r[2], r[3], r[4]))
+            self._usernames(set(columns[2]))
+            usernames = self.usernames
+            for item_id, criterion_id, annotator_id, label_value, note in rows:
+                by_item.setdefault((item_id, criterion_id), []).append(
+                    (usernames.get(annotator_id, "?"), label_value, note)
+                )
         refs = list(
             zip(
                 *(
@@ -317,7 +401,12 @@ class Export:
         if missing:
             self.usernames.update(get_user_model().objects.filter(pk__in=list(missing)).values_list("pk", "username"))
 
-    def _row(self, item: dict[str, Any], refs: list[dict[str, Any]], labels: list[Any]) -> dict[str, Any]:
+    def _row(
+        self,
+        item: dict[str, Any],
+        refs: list[dict[str, Any]],
+        labels: dict[tuple[int, int], list[tuple[str, str, str]]],
+    ) -> dict[str, Any]:
         row: dict[str, Any] = {"external_id": item["external_id"], "input": item["input"]}
         if self.project.is_pairwise:
             row |= {"output_a": item["output_a"], "output_b": item["output_b"]}
@@ -325,16 +414,11 @@ class Export:
             row["output"] = item["output"]
         row |= {"metadata": item["metadata"], "split": item["split"], "rubric_version": self.manifest["rubric_version"]}
         row["labels"] = {}
-        individual: dict[int, list[tuple[str, str, str]]] = {}
-        if self.options.individual:
-            usernames = self.usernames
-            for criterion_id, annotator_id, value, note in labels:
-                individual.setdefault(criterion_id, []).append((usernames.get(annotator_id, "?"), value, note))
         for criterion, ref in zip(self.criteria, refs, strict=True):
             if self.options.individual:
                 ref["individual"] = [
                     {"annotator": annotator, "value": value, "note": note}
-                    for annotator, value, note in sorted(individual.get(criterion.pk, ()))
+                    for annotator, value, note in sorted(labels.get((item["id"], criterion.pk), ()))
                 ]
             row["labels"][criterion.key] = ref
         return row
@@ -390,6 +474,23 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
     return value
+
+
+# json's own string encoder, the one json.dumps(..., ensure_ascii=False) uses (C when available).
+_encode = json.encoder.encode_basestring
+
+
+def _metadata(text: str) -> str:
+    """Stored metadata text as json.dumps writes the decoded value. PostgreSQL's jsonb text already has json.dumps'
+    separators and key order, but not always its numbers (1e-05 is stored as 0.00001), so it is not spliced as is."""
+    return json.dumps(json.loads(text), ensure_ascii=False)
+
+
+def _individual(entries: list[tuple[str, str, str]]) -> list[str]:
+    return [
+        f'{{"annotator": {_encode(annotator)}, "value": {_encode(value)}, "note": {_encode(note)}}}'
+        for annotator, value, note in sorted(entries)
+    ]
 
 
 def _json_line(obj: dict[str, Any]) -> str:

@@ -629,3 +629,35 @@ def test_the_api_takes_a_range_and_answers_400_for_a_bad_date(client, dated, lea
     ):
         refused = client.get(url, {**query}, headers=auth)
         assert refused.status_code == 400 and message in refused.json()["detail"]
+
+
+# --- The JSONL writer ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["binary", "pairwise"])
+def test_jsonl_lines_are_exactly_what_json_dumps_writes_for_their_values(db, kind):
+    """JSONL lines are assembled from encoded pieces, not json.dumps of a dict: they must still be json.dumps'
+    bytes (separators, escapes, key order, numbers), so a file is the same whichever way it was written."""
+    project = ProjectFactory(slug="tricky", kind=kind)
+    services.project_set_status(project=project, status="active")
+    project.refresh_from_db()
+    voters = [UserFactory(username=name) for name in ("zoë", 'Ann "quoted"', "bob\u2028")]
+    for user in voters:
+        membership(user, project)
+    metadata = {"x": 1e-05, "big": 1e16, "pi": 3.141592653589793, "n": None, "t": True, "ü": ["😀", {"": -0.0}]}
+    key = project.current_rubric.criteria.order_by("position").first().key
+    values = ("a", "b", "tie") if kind == "pairwise" else ("pass", "fail", "pass")
+    for n, (external_id, text) in enumerate(
+        [("=1+1", "line\nbreak \x01 \x1f \t tab"), ("ü\\slash/", "\u2028 and \u2029 😀"), ("plain", "")]
+    ):
+        item = _item(project, external_id, input=text, metadata=metadata if n != 2 else {})
+        for user, value in zip(voters, values[n:] + values[:n], strict=True):
+            label(item, user, key, value, note=f'n\u00f6te "{n}"\n\\ \x7f')
+    # Split on newlines only: U+2028 and U+2029 stay raw in JSON (as json.dumps leaves them), str.splitlines cuts there.
+    lines = [line + "\n" for line in _run(project, individual=True)[0].split("\n")[:-1]]
+    assert len(lines) == 3
+    for line in lines:
+        assert json.dumps(json.loads(line), ensure_ascii=False) + "\n" == line
+    first = json.loads(lines[0])
+    assert first["metadata"] == metadata and first["external_id"] == "=1+1"
+    assert [e["annotator"] for e in first["labels"][key]["individual"]] == sorted(u.username for u in voters)
