@@ -129,7 +129,8 @@ ITEM_FIELDS = ("id", "external_id", "input", "output", "output_a", "output_b", "
 BLOCK = 5000  # items decided at once: memory holds one block's items and labels, whatever the project's size
 
 
-_Individual = dict[tuple[int, int], list[tuple[str, str, str]]]
+# (item id, criterion id) -> [(annotator's username, value, note, the entry's JSON up to the note)], in no order.
+_Individual = dict[tuple[int, int], list[tuple[str, str, str, str]]]
 
 
 @dataclass
@@ -139,8 +140,7 @@ class _Block:
     ids: list[int]
     action: list[int]
     refs: list[tuple[tuple[int, int, int, int], ...]]  # per item, per criterion: (code, source, margin, n_labels)
-    # With --individual: (item id, criterion id) -> [(annotator's username, value, note)], in no order.
-    labels: _Individual
+    labels: _Individual  # with --individual
     counts: dict[str, int]
 
 
@@ -159,6 +159,7 @@ class Export:
     manifest: dict[str, Any] = field(default_factory=dict)
     usernames: dict[int, str] = field(default_factory=dict)
     _ref_text: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
+    _heads: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)
 
     def lines(self) -> Iterator[str]:
         """Each output line, newline included. A CSV export starts with its header line."""
@@ -223,7 +224,7 @@ class Export:
                 text = ref_text.get(ref) or self._ref_prefix(ref)
                 if individual:
                     chosen = labels.get((item_id, criterion_id))
-                    text += ', "individual": [' + (", ".join(_individual(chosen)) if chosen else "") + "]}"
+                    text += ', "individual": [' + (_individual(chosen) if chosen else "") + "]}"
                 else:
                     text += "}"
                 entries.append(key + text)
@@ -380,11 +381,15 @@ class Export:
         by_item: _Individual = {}
         if labels and options.individual:
             self._usernames(set(columns[2]))
-            usernames = self.usernames
+            heads = self._heads
             for item_id, criterion_id, annotator_id, label_value, note in rows:
-                by_item.setdefault((item_id, criterion_id), []).append(
-                    (usernames.get(annotator_id, "?"), label_value, note)
-                )
+                head = heads.get((annotator_id, label_value)) or self._head(annotator_id, label_value)
+                entry = (head[0], label_value, note, head[1])
+                group = by_item.get((item_id, criterion_id))
+                if group is None:
+                    by_item[item_id, criterion_id] = [entry]
+                else:
+                    group.append(entry)
         refs = list(
             zip(
                 *(
@@ -396,6 +401,13 @@ class Export:
         )
         return _Block(ids=id_list, action=action.tolist(), refs=refs, labels=by_item, counts=counts)
 
+    def _head(self, annotator_id: int, value: str) -> tuple[str, str]:
+        """An annotator's username and the JSON of their individual entry with this value, up to the note."""
+        username = self.usernames.get(annotator_id, "?")
+        head = f'{{"annotator": {_encode(username)}, "value": {_encode(value)}, "note": '
+        self._heads[annotator_id, value] = (username, head)
+        return username, head
+
     def _usernames(self, annotator_ids: set[int]) -> None:
         missing = annotator_ids - self.usernames.keys()
         if missing:
@@ -405,7 +417,7 @@ class Export:
         self,
         item: dict[str, Any],
         refs: list[dict[str, Any]],
-        labels: dict[tuple[int, int], list[tuple[str, str, str]]],
+        labels: _Individual,
     ) -> dict[str, Any]:
         row: dict[str, Any] = {"external_id": item["external_id"], "input": item["input"]}
         if self.project.is_pairwise:
@@ -418,7 +430,7 @@ class Export:
             if self.options.individual:
                 ref["individual"] = [
                     {"annotator": annotator, "value": value, "note": note}
-                    for annotator, value, note in sorted(labels.get((item["id"], criterion.pk), ()))
+                    for annotator, value, note, _head in sorted(labels.get((item["id"], criterion.pk), ()))
                 ]
             row["labels"][criterion.key] = ref
         return row
@@ -486,11 +498,15 @@ def _metadata(text: str) -> str:
     return json.dumps(json.loads(text), ensure_ascii=False)
 
 
-def _individual(entries: list[tuple[str, str, str]]) -> list[str]:
-    return [
-        f'{{"annotator": {_encode(annotator)}, "value": {_encode(value)}, "note": {_encode(note)}}}'
-        for annotator, value, note in sorted(entries)
-    ]
+_EMPTY = _encode("")
+
+
+def _individual(entries: list[tuple[str, str, str, str]]) -> str:
+    """The individual labels of one item on one criterion, in (annotator, value, note) order, as JSON list items."""
+    if len(entries) == 1:
+        _annotator, _value, note, head = entries[0]
+        return head + (_encode(note) if note else _EMPTY) + "}"
+    return ", ".join(f"{head}{_encode(note)}}}" for _annotator, _value, note, head in sorted(entries))
 
 
 def _json_line(obj: dict[str, Any]) -> str:

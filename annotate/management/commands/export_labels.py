@@ -20,6 +20,10 @@ class Command(BaseCommand):
         "to stdout."
     )
 
+    # The system checks import every URL's views (the API, the LLM client...) to check them: a second or so and
+    # 20 MB before the first row, for a read-only command that uses none of them.
+    requires_system_checks: list[str] = []
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug")
         parser.add_argument("--format", dest="fmt", choices=exports.FORMATS, default="jsonl")
