@@ -413,12 +413,7 @@ class Export:
         if missing:
             self.usernames.update(get_user_model().objects.filter(pk__in=list(missing)).values_list("pk", "username"))
 
-    def _row(
-        self,
-        item: dict[str, Any],
-        refs: list[dict[str, Any]],
-        labels: _Individual,
-    ) -> dict[str, Any]:
+    def _row(self, item: dict[str, Any], refs: list[dict[str, Any]], labels: _Individual) -> dict[str, Any]:
         row: dict[str, Any] = {"external_id": item["external_id"], "input": item["input"]}
         if self.project.is_pairwise:
             row |= {"output_a": item["output_a"], "output_b": item["output_b"]}
