@@ -127,6 +127,7 @@ ROW, FILTERED, NO_CONSENSUS, TIE = 0, 1, 2, 3
 _COUNT_OF = {FILTERED: "items_filtered_out", NO_CONSENSUS: "items_without_consensus", TIE: "ties"}
 ITEM_FIELDS = ("id", "external_id", "input", "output", "output_a", "output_b", "metadata", "split")
 BLOCK = 5000  # items decided at once: memory holds one block's items and labels, whatever the project's size
+FIRST_BLOCK = 500
 
 
 # (item id, criterion id) -> [(annotator's username, value, note, the entry's JSON up to the note)], in no order.
@@ -289,11 +290,13 @@ class Export:
         else:
             rows = items.values_list("id")
         batch: list[tuple[Any, ...]] = []
+        # A small first block, so that a download's first bytes leave before a whole block is decided.
+        size = min(FIRST_BLOCK, BLOCK)
         for row in rows.iterator(CHUNK_SIZE):
             batch.append(row)
-            if len(batch) == BLOCK:
+            if len(batch) == size:
                 yield batch, self._decide([item[0] for item in batch], labels=full)
-                batch = []
+                batch, size = [], BLOCK
         if batch:
             yield batch, self._decide([item[0] for item in batch], labels=full)
 

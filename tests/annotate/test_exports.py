@@ -458,6 +458,8 @@ def test_blocks_of_any_size_give_the_same_file_and_the_counts_match_it(binary, m
     assert _run(binary, **options) == (whole, manifest)
     monkeypatch.setattr(exports, "BLOCK", 2)
     assert _run(binary, **options) == (whole, manifest)
+    monkeypatch.setattr(exports, "FIRST_BLOCK", 1)  # a first block smaller than the others
+    assert _run(binary, **options) == (whole, manifest)
     counts = manifest["counts"]
     n_lines = len(whole.splitlines()) - (1 if options.get("fmt") == "csv" else 0)
     assert counts["rows"] == n_lines
