@@ -565,8 +565,12 @@ class ExportQuery(Schema):
     individual: bool = False
     # The date range [since, until) on labels' creation, as exports.parse_bound reads it (a date alone: its whole
     # day); checked there, so a bad value is a 400 with the reason.
-    since: str | None = None
-    until: str | None = None
+    since: str | None = Field(
+        None, description="Only labels and gold labels created at or after this: YYYY-MM-DD or an ISO date and time."
+    )
+    until: str | None = Field(
+        None, description="... and before this; a date alone includes its whole day. Without an offset, UTC."
+    )
     # Only the manifest (counts included), as JSON; without it the rows stream and the manifest is in the
     # X-Export-Manifest header.
     manifest: bool = False
