@@ -563,6 +563,14 @@ class ExportQuery(Schema):
     adjudicated_only: bool = False
     criterion: list[str] = Field(default_factory=list)
     individual: bool = False
+    # The date range [since, until) on labels' creation, as exports.parse_bound reads it (a date alone: its whole
+    # day); checked there, so a bad value is a 400 with the reason.
+    since: str | None = Field(
+        None, description="Only labels and gold labels created at or after this: YYYY-MM-DD or an ISO date and time."
+    )
+    until: str | None = Field(
+        None, description="... and before this; a date alone includes its whole day. Without an offset, UTC."
+    )
     # Only the manifest (counts included), as JSON; without it the rows stream and the manifest is in the
     # X-Export-Manifest header.
     manifest: bool = False
@@ -576,6 +584,11 @@ def project_export(request: HttpRequest, slug: str, query: Query[ExportQuery]) -
     one line of JSON, or alone with `manifest=true`.
     """
     project, _role = _project(request, slug, role=Membership.Role.LEAD)
+    try:
+        since = exports.parse_bound(query.since, end=False) if query.since else None
+        until = exports.parse_bound(query.until, end=True) if query.until else None
+    except exports.ExportRefused as exc:
+        raise ApiError(400, str(exc)) from None
     options = exports.ExportOptions(
         fmt=query.format,
         split=query.split,
@@ -584,6 +597,8 @@ def project_export(request: HttpRequest, slug: str, query: Query[ExportQuery]) -
         adjudicated_only=query.adjudicated_only,
         criteria=tuple(query.criterion),
         individual=query.individual,
+        since=since,
+        until=until,
     )
     if query.manifest:
         try:

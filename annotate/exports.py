@@ -14,6 +14,8 @@ import csv
 import datetime as dt
 import io
 import json
+import json.encoder
+import re
 import tomllib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from annotate import reports
@@ -61,6 +65,15 @@ class ExportOptions:
     # the one given, or the rubric's first.
     criteria: tuple[str, ...] = ()
     individual: bool = False
+    # The date range, half-open [since, until), aware datetimes from `parse_bound`: only labels and gold labels
+    # created in it count (consensus, margins, --min-labels and --individual see no other), and an item without one
+    # on an exported criterion is left out.
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    @property
+    def dated(self) -> bool:
+        return self.since is not None or self.until is not None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,13 +83,55 @@ class ExportOptions:
             "adjudicated_only": self.adjudicated_only,
             "criteria": list(self.criteria),
             "individual": self.individual,
+            "since": _iso(self.since),
+            "until": _iso(self.until),
         }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat() if value is not None else None
+
+
+# The only spellings accepted for a bound: a date, or a date and time with an optional UTC offset.
+_BOUND = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?")
+BOUND_HELP = "YYYY-MM-DD (a whole day) or YYYY-MM-DDTHH:MM[:SS][Z|±HH:MM]; without an offset, UTC"
+
+
+def parse_bound(text: str, *, end: bool) -> dt.datetime:
+    """One end of the date range as an aware UTC datetime; the range is [since, until).
+
+    A date alone means its midnight (UTC) for `since`, and the midnight after it for `until` (`end=True`), so the
+    day itself is included: since=2026-01-01 until=2026-01-31 is all of January. A date and time is that instant;
+    without an offset it is UTC. Raises ExportRefused for anything else.
+    """
+    text = text.strip()
+    refused = ExportRefused(f"Not a date or date and time: {text[:40]!r}. Use {BOUND_HELP}.")
+    if not _BOUND.fullmatch(text):
+        raise refused
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text) + dt.timedelta(days=1 if end else 0)
+            return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        value = dt.datetime.fromisoformat(text)
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        raise refused from None
+
+
+def check_range(since: dt.datetime | None, until: dt.datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise ExportRefused(f"The range is empty: until ({_iso(until)}) must be after since ({_iso(since)}).")
 
 
 ROW, FILTERED, NO_CONSENSUS, TIE = 0, 1, 2, 3
 _COUNT_OF = {FILTERED: "items_filtered_out", NO_CONSENSUS: "items_without_consensus", TIE: "ties"}
 ITEM_FIELDS = ("id", "external_id", "input", "output", "output_a", "output_b", "metadata", "split")
 BLOCK = 5000  # items decided at once: memory holds one block's items and labels, whatever the project's size
+FIRST_BLOCK = 500
+
+
+# (item id, criterion id) -> [(annotator's username, value, note, the entry's JSON up to the note)], in no order.
+_Individual = dict[tuple[int, int], list[tuple[str, str, str, str]]]
 
 
 @dataclass
@@ -86,7 +141,7 @@ class _Block:
     ids: list[int]
     action: list[int]
     refs: list[tuple[tuple[int, int, int, int], ...]]  # per item, per criterion: (code, source, margin, n_labels)
-    labels: dict[int, list[tuple[int, int, str, str]]]  # item id -> (criterion_id, annotator_id, value, note)
+    labels: _Individual  # with --individual
     counts: dict[str, int]
 
 
@@ -104,18 +159,25 @@ class Export:
     codes: dict[str, int]
     manifest: dict[str, Any] = field(default_factory=dict)
     usernames: dict[int, str] = field(default_factory=dict)
+    _ref_text: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
+    _heads: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)
 
     def lines(self) -> Iterator[str]:
         """Each output line, newline included. A CSV export starts with its header line."""
         fmt = self.options.fmt
+        if fmt == "jsonl":
+            for items, block in self._blocks(full=True):
+                yield from self._jsonl_lines(items, block)
+            return
         writer = _CsvLine(self._csv_header()) if fmt == "csv" else None
         if writer is not None:
             yield writer.line(writer.header)
         names = {code: value for value, code in self.codes.items()}
         for items, block in self._blocks(full=True):
-            for item, action, refs_raw in zip(items, block.action, block.refs, strict=True):
+            for raw, action, refs_raw in zip(items, block.action, block.refs, strict=True):
                 if action != ROW:
                     continue
+                item = dict(zip(ITEM_FIELDS, raw, strict=True))
                 refs = [
                     {
                         "reference": names.get(code),
@@ -125,9 +187,9 @@ class Export:
                     }
                     for code, source, margin, n in refs_raw
                 ]
-                if fmt in ("jsonl", "csv"):
-                    row = self._row(item, refs, block.labels.get(item["id"], []))
-                    yield _json_line(row) if writer is None else writer.line(self._csv_cells(row))
+                if writer is not None:
+                    item["metadata"] = json.loads(item["metadata"])
+                    yield writer.line(self._csv_cells(self._row(item, refs, block.labels)))
                     continue
                 ref = refs[0]
                 if fmt == "openai-evals":
@@ -137,13 +199,63 @@ class Export:
                     line = {"prompt": item["input"], "chosen": item[better], "rejected": item[worse]}
                 yield _json_line(line)
 
+    def _jsonl_lines(self, items: list[tuple[Any, ...]], block: _Block) -> list[str]:
+        """One block's JSON Lines, written as `json.dumps(self._row(...), ensure_ascii=False)` would write them, byte
+        for byte, without building the dicts: the fields through json's own string encoder, each criterion's
+        reference (a few distinct values) from a cache, the metadata from its stored text."""
+        enc = _encode
+        pairwise = self.project.is_pairwise
+        tail = f', "rubric_version": {self.manifest["rubric_version"]}, "labels": {{'
+        keys = [(enc(c.key) + ": ", c.pk) for c in self.criteria]
+        ref_text = self._ref_text
+        individual = self.options.individual
+        labels = block.labels
+        out: list[str] = []
+        for item, action, refs in zip(items, block.action, block.refs, strict=True):
+            if action != ROW:
+                continue
+            item_id, external_id, text_in, output, output_a, output_b, metadata, split = item
+            outputs = (
+                f', "output_a": {enc(output_a)}, "output_b": {enc(output_b)}'
+                if pairwise
+                else f', "output": {enc(output)}'
+            )
+            entries = []
+            for (key, criterion_id), ref in zip(keys, refs, strict=True):
+                text = ref_text.get(ref) or self._ref_prefix(ref)
+                if individual:
+                    chosen = labels.get((item_id, criterion_id))
+                    text += ', "individual": [' + (_individual(chosen) if chosen else "") + "]}"
+                else:
+                    text += "}"
+                entries.append(key + text)
+            out.append(
+                f'{{"external_id": {enc(external_id)}, "input": {enc(text_in)}{outputs}, '
+                f'"metadata": {metadata if metadata == "{}" else _metadata(metadata)}, "split": {enc(split)}'
+                f"{tail}{', '.join(entries)}}}}}\n"
+            )
+        return out
+
+    def _ref_prefix(self, ref: tuple[int, int, int, int]) -> str:
+        """A criterion's entry up to its closing brace: `{"reference": ..., "n_labels": N`."""
+        code, source, margin, n = ref
+        name = next((value for value, c in self.codes.items() if c == code), None)
+        source_name = _SOURCE_NAMES[source]
+        text = (
+            f'{{"reference": {_encode(name) if name is not None else "null"}, '
+            f'"source": {_encode(source_name) if source_name is not None else "null"}, '
+            f'"margin": {margin if n else "null"}, "n_labels": {n}'
+        )
+        self._ref_text[ref] = text
+        return text
+
     def count(self) -> dict[str, int]:
         """The manifest's counts. Without a filter that depends on the labels, two counting queries; else a pass
         over the items' ids and labels that decides every item as `lines()` will (no row is built)."""
         options = self.options
         counts = dict.fromkeys(_COUNTS, 0)
         if options.fmt in ("jsonl", "csv") and not (
-            options.consensus_only or options.adjudicated_only or options.min_labels > 0
+            options.consensus_only or options.adjudicated_only or options.min_labels > 0 or options.dated
         ):
             items = Item.objects.filter(project=self.project)
             # The rubric version is the project's own: its labels are on the project's items.
@@ -162,22 +274,31 @@ class Export:
                 counts[key] += value
         return counts
 
-    def _blocks(self, *, full: bool) -> Iterator[tuple[list[dict[str, Any]], _Block]]:
-        """The items in id order (their fields when `full`, else only ids), BLOCK at a time, each block decided."""
-        fields = (
-            ("id", "external_id", "input", "output", "output_a", "output_b", "metadata", "split") if full else ("id",)
-        )
+    def _blocks(self, *, full: bool) -> Iterator[tuple[list[tuple[Any, ...]], _Block]]:
+        """The items in id order (their ITEM_FIELDS when `full`, else only ids), BLOCK at a time, each decided.
+
+        The metadata comes as its stored text: Django would decode it for every item, and most is `{}`.
+        """
         items = Item.objects.filter(project=self.project).order_by("id")
         if self.options.split:
             items = items.filter(split=self.options.split)
-        batch: list[dict[str, Any]] = []
-        for row in items.values_list(*fields).iterator(CHUNK_SIZE):
-            batch.append(dict(zip(fields, row, strict=True)))
-            if len(batch) == BLOCK:
-                yield batch, self._decide([item["id"] for item in batch], labels=full)
-                batch = []
+        rows: QuerySet[Any, Any]
+        if full:
+            rows = items.annotate(metadata_text=Cast("metadata", TextField())).values_list(
+                *ITEM_FIELDS[:6], "metadata_text", "split"
+            )
+        else:
+            rows = items.values_list("id")
+        batch: list[tuple[Any, ...]] = []
+        # A small first block, so that a download's first bytes leave before a whole block is decided.
+        size = min(FIRST_BLOCK, BLOCK)
+        for row in rows.iterator(CHUNK_SIZE):
+            batch.append(row)
+            if len(batch) == size:
+                yield batch, self._decide([item[0] for item in batch], labels=full)
+                batch, size = [], BLOCK
         if batch:
-            yield batch, self._decide([item["id"] for item in batch], labels=full)
+            yield batch, self._decide([item[0] for item in batch], labels=full)
 
     def _decide(self, id_list: list[int], *, labels: bool) -> _Block:
         """Reference labels (agreement.consensus: gold, else the strict majority), filters and counts for one block."""
@@ -191,24 +312,39 @@ class Export:
         if labels and options.individual:
             fields += ("note",)
         rows = list(
-            Label.objects.filter(
-                rubric_version_id=self.project.current_rubric_id,
-                criterion__in=list(index),
-                item_id__gte=lo,
-                item_id__lte=hi,
-            ).values_list(*fields)
+            _dated(
+                Label.objects.filter(
+                    rubric_version_id=self.project.current_rubric_id,
+                    criterion__in=list(index),
+                    item_id__gte=lo,
+                    item_id__lte=hi,
+                ),
+                options,
+            )
+            .order_by()
+            .values_list(*fields)
         )
         codes = self.codes
-        item = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        criterion = np.fromiter((index[r[1]] for r in rows), dtype=np.int64, count=len(rows))
-        annotator = np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
-        value = np.fromiter((codes[r[3]] for r in rows), dtype=np.int64, count=len(rows))
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(fields)
+        item = np.array(columns[0], dtype=np.int64)
+        annotator = np.array(columns[2], dtype=np.int64)
+        # Few criteria and values: one vectorised comparison each instead of a dict look-up per label.
+        criterion_ids = np.array(columns[1], dtype=np.int64)
+        criterion = np.full(len(rows), -1, dtype=np.int64)
+        for criterion_id, position in index.items():
+            criterion[criterion_ids == criterion_id] = position
+        values = np.array(columns[3], dtype=object)
+        value = np.full(len(rows), -1, dtype=np.int64)
+        for name, value_code in codes.items():
+            value[values == name] = value_code
+        if (value < 0).any():
+            raise ValueError(f"a label value outside {sorted(codes)}")  # the check constraint and kind rule it out
         # Labels of items in the id range but outside the scope (another split) are not this export's.
         pos = np.minimum(np.searchsorted(ids, item), max(n - 1, 0))
         inside = ids[pos] == item if n else np.zeros(0, dtype=bool)
         gold = np.full((len(criteria), n), -1, dtype=np.int64)
-        for criterion_id, item_id, gold_value in GoldLabel.objects.filter(
-            criterion__in=list(index), item_id__gte=lo, item_id__lte=hi
+        for criterion_id, item_id, gold_value in _dated(
+            GoldLabel.objects.filter(criterion__in=list(index), item_id__gte=lo, item_id__lte=hi), options
         ).values_list("criterion_id", "item_id", "value"):
             at = int(np.searchsorted(ids, item_id))
             if at < n and ids[at] == item_id:
@@ -230,6 +366,9 @@ class Export:
             wanted &= np.logical_or.reduce([f.source == agreement.Source.GOLD for f in found])
         if options.min_labels > 0:
             wanted &= n_annotators >= options.min_labels
+        if options.dated:
+            # Labeled in the range: a label or a gold label created in it, on some exported criterion.
+            wanted &= (n_annotators > 0) | (gold >= 0).any(axis=0)
         action[~wanted] = FILTERED
         if options.fmt in ("openai-evals", "preference"):
             action[wanted & (code[0] < 0)] = NO_CONSENSUS
@@ -242,11 +381,18 @@ class Export:
         counts["rows"] = int((action == ROW).sum())
         counts["labels"] = int(n_labels)
         counts["individual_labels"] = int(n_labels) if options.individual and options.fmt in ("jsonl", "csv") else 0
-        by_item: dict[int, list[tuple[int, int, str, str]]] = {}
+        by_item: _Individual = {}
         if labels and options.individual:
-            self._usernames({r[2] for r in rows})
-            for r in rows:
-                by_item.setdefault(r[0], []).append((r[1], r[2], r[3], r[4]))
+            self._usernames(set(columns[2]))
+            heads = self._heads
+            for item_id, criterion_id, annotator_id, label_value, note in rows:
+                head = heads.get((annotator_id, label_value)) or self._head(annotator_id, label_value)
+                entry = (head[0], label_value, note, head[1])
+                group = by_item.get((item_id, criterion_id))
+                if group is None:
+                    by_item[item_id, criterion_id] = [entry]
+                else:
+                    group.append(entry)
         refs = list(
             zip(
                 *(
@@ -258,12 +404,19 @@ class Export:
         )
         return _Block(ids=id_list, action=action.tolist(), refs=refs, labels=by_item, counts=counts)
 
+    def _head(self, annotator_id: int, value: str) -> tuple[str, str]:
+        """An annotator's username and the JSON of their individual entry with this value, up to the note."""
+        username = self.usernames.get(annotator_id, "?")
+        head = f'{{"annotator": {_encode(username)}, "value": {_encode(value)}, "note": '
+        self._heads[annotator_id, value] = (username, head)
+        return username, head
+
     def _usernames(self, annotator_ids: set[int]) -> None:
         missing = annotator_ids - self.usernames.keys()
         if missing:
             self.usernames.update(get_user_model().objects.filter(pk__in=list(missing)).values_list("pk", "username"))
 
-    def _row(self, item: dict[str, Any], refs: list[dict[str, Any]], labels: list[Any]) -> dict[str, Any]:
+    def _row(self, item: dict[str, Any], refs: list[dict[str, Any]], labels: _Individual) -> dict[str, Any]:
         row: dict[str, Any] = {"external_id": item["external_id"], "input": item["input"]}
         if self.project.is_pairwise:
             row |= {"output_a": item["output_a"], "output_b": item["output_b"]}
@@ -271,16 +424,11 @@ class Export:
             row["output"] = item["output"]
         row |= {"metadata": item["metadata"], "split": item["split"], "rubric_version": self.manifest["rubric_version"]}
         row["labels"] = {}
-        individual: dict[int, list[tuple[str, str, str]]] = {}
-        if self.options.individual:
-            usernames = self.usernames
-            for criterion_id, annotator_id, value, note in labels:
-                individual.setdefault(criterion_id, []).append((usernames.get(annotator_id, "?"), value, note))
         for criterion, ref in zip(self.criteria, refs, strict=True):
             if self.options.individual:
                 ref["individual"] = [
                     {"annotator": annotator, "value": value, "note": note}
-                    for annotator, value, note in sorted(individual.get(criterion.pk, ()))
+                    for annotator, value, note, _head in sorted(labels.get((item["id"], criterion.pk), ()))
                 ]
             row["labels"][criterion.key] = ref
         return row
@@ -320,6 +468,15 @@ class _CsvLine:
         return self.buffer.getvalue()
 
 
+def _dated[Q: (QuerySet[Label], QuerySet[GoldLabel])](rows: Q, options: ExportOptions) -> Q:
+    """Only the (gold) labels created in [since, until): the fixed lookups below, the bounds being datetimes."""
+    if options.since is not None:
+        rows = rows.filter(created_at__gte=options.since)
+    if options.until is not None:
+        rows = rows.filter(created_at__lt=options.until)
+    return rows
+
+
 def csv_cell(value: Any) -> Any:
     """A cell a spreadsheet shows as text: a leading apostrophe on strings it would otherwise run as a formula."""
     if value is None:
@@ -327,6 +484,27 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
     return value
+
+
+# json's own string encoder, the one json.dumps(..., ensure_ascii=False) uses (C when available).
+_encode = json.encoder.encode_basestring
+
+
+def _metadata(text: str) -> str:
+    """Stored metadata text as json.dumps writes the decoded value. PostgreSQL's jsonb text already has json.dumps'
+    separators and key order, but not always its numbers (1e-05 is stored as 0.00001), so it is not spliced as is."""
+    return json.dumps(json.loads(text), ensure_ascii=False)
+
+
+_EMPTY = _encode("")
+
+
+def _individual(entries: list[tuple[str, str, str, str]]) -> str:
+    """The individual labels of one item on one criterion, in (annotator, value, note) order, as JSON list items."""
+    if len(entries) == 1:
+        _annotator, _value, note, head = entries[0]
+        return head + (_encode(note) if note else _EMPTY) + "}"
+    return ", ".join(f"{head}{_encode(note)}}}" for _annotator, _value, note, head in sorted(entries))
 
 
 def _json_line(obj: dict[str, Any]) -> str:
@@ -383,6 +561,10 @@ def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime
         raise ExportRefused(f"Unknown split {options.split!r}: choose one of {', '.join(Item.Split.values)}.")
     if options.min_labels < 0:
         raise ExportRefused("The minimum number of labels cannot be negative.")
+    for bound in (options.since, options.until):
+        if bound is not None and bound.tzinfo is None:
+            raise ExportRefused("The date range needs aware datetimes (see parse_bound).")
+    check_range(options.since, options.until)
     if options.fmt == "preference" and not project.is_pairwise:
         raise ExportRefused("Preference pairs need a pairwise project: this one is binary.")
     if options.fmt == "openai-evals" and project.is_pairwise:

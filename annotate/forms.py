@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django import forms
 
+from annotate import exports
 from annotate.models import ImportJob, Item, Membership, Project
 
 
@@ -51,10 +53,53 @@ class ExportForm(forms.Form):
         choices=[], required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked: all criteria."
     )
     individual = forms.BooleanField(required=False, label="Add every annotator's label and note")
+    # Text, parsed by exports.parse_bound (the command and the API use the same): a date or a date and time.
+    since = forms.CharField(
+        required=False,
+        max_length=40,
+        label="Labeled from",
+        widget=forms.TextInput(attrs={"placeholder": "2026-01-01", "autocomplete": "off"}),
+    )
+    until = forms.CharField(
+        required=False,
+        max_length=40,
+        label="Labeled until",
+        widget=forms.TextInput(attrs={"placeholder": "2026-01-31", "autocomplete": "off"}),
+        help_text=(
+            "Only labels and gold labels created in this range count: the reference label, margin and "
+            "“labeled by at least” are computed from them alone, and items without one are left out. "
+            "“From” is included, “until” is not, but a date alone includes its whole day: 2026-01-01 to 2026-01-31 "
+            "is all of January. A date and time (2026-01-31T18:00 or with an offset, 2026-01-31T18:00+02:00) is "
+            "that instant; without an offset, times are UTC."
+        ),
+    )
 
     def __init__(self, *args: Any, criterion_keys: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["criterion"].choices = [(key, key) for key in criterion_keys]  # type: ignore[attr-defined]
+
+    def _bound(self, name: str, *, end: bool) -> dt.datetime | None:
+        text = self.cleaned_data.get(name) or ""
+        if not text.strip():
+            return None
+        try:
+            return exports.parse_bound(text, end=end)
+        except exports.ExportRefused as exc:
+            raise forms.ValidationError(str(exc), code="invalid") from None
+
+    def clean_since(self) -> dt.datetime | None:
+        return self._bound("since", end=False)
+
+    def clean_until(self) -> dt.datetime | None:
+        return self._bound("until", end=True)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        try:
+            exports.check_range(data.get("since"), data.get("until"))
+        except exports.ExportRefused as exc:
+            self.add_error("until", str(exc))
+        return data
 
 
 # --- Setting projects up (annotate.setup_views) ---------------------------------------------------------------

@@ -762,6 +762,8 @@ def export_download(request: HttpRequest, slug: str) -> HttpResponseBase:
         adjudicated_only=data["adjudicated_only"],
         criteria=tuple(data["criterion"]),
         individual=data["individual"],
+        since=data["since"],
+        until=data["until"],
     )
     if request.GET.get("manifest") == "1":
         # The manifest alone, as JSON: what the download would hold (counts included), without the rows.

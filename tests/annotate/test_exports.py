@@ -458,6 +458,8 @@ def test_blocks_of_any_size_give_the_same_file_and_the_counts_match_it(binary, m
     assert _run(binary, **options) == (whole, manifest)
     monkeypatch.setattr(exports, "BLOCK", 2)
     assert _run(binary, **options) == (whole, manifest)
+    monkeypatch.setattr(exports, "FIRST_BLOCK", 1)  # a first block smaller than the others
+    assert _run(binary, **options) == (whole, manifest)
     counts = manifest["counts"]
     n_lines = len(whole.splitlines()) - (1 if options.get("fmt") == "csv" else 0)
     assert counts["rows"] == n_lines
@@ -465,3 +467,199 @@ def test_blocks_of_any_size_give_the_same_file_and_the_counts_match_it(binary, m
         rows = [json.loads(line) for line in whole.splitlines()]
         listed = sum(len(entry["individual"]) for row in rows for entry in row["labels"].values())
         assert counts["individual_labels"] == counts["labels"] == listed
+
+
+# --- The date range: labels created in [since, until) ---------------------------------------------------------
+
+JAN = dt.datetime(2026, 1, 10, 12, tzinfo=dt.UTC)
+LAST_INSTANT_OF_JAN = dt.datetime(2026, 1, 31, 23, 59, 59, 999999, tzinfo=dt.UTC)
+FEB = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def dated(project, lead, annotator, other_annotator):
+    """'mixed': two passes in January, one fail at February's first instant; 'late': one pass at January's last
+    instant; 'old': labeled in December only, adjudicated (gold) in January; 'never': not labeled."""
+    third = UserFactory(username="tess-annotator")
+    membership(third, project)
+    mixed = _item(project, "mixed")
+    late = _item(project, "late")
+    old = _item(project, "old")
+    _item(project, "never")
+    label(mixed, annotator, "acceptable", "pass", created_at=JAN)
+    label(mixed, other_annotator, "acceptable", "pass", created_at=JAN)
+    label(mixed, third, "acceptable", "fail", created_at=FEB)
+    label(late, annotator, "acceptable", "pass", created_at=LAST_INSTANT_OF_JAN)
+    label(old, annotator, "acceptable", "pass", created_at=dt.datetime(2025, 12, 5, tzinfo=dt.UTC))
+    gold = GoldLabel.objects.create(
+        item=old, criterion=project.current_rubric.criteria.get(key="acceptable"), value="fail", set_by=lead
+    )
+    GoldLabel.objects.filter(pk=gold.pk).update(created_at=JAN)
+    return project
+
+
+def _bounds(since=None, until=None):
+    return {
+        "since": exports.parse_bound(since, end=False) if since else None,
+        "until": exports.parse_bound(until, end=True) if until else None,
+    }
+
+
+def test_a_date_alone_is_a_whole_day_and_times_without_an_offset_are_utc():
+    midnight = dt.datetime(2026, 1, 31, tzinfo=dt.UTC)
+    assert exports.parse_bound("2026-01-31", end=False) == midnight
+    assert exports.parse_bound("2026-01-31", end=True) == FEB  # until a date: through its last instant
+    assert exports.parse_bound("2026-01-31T18:30", end=True) == midnight.replace(hour=18, minute=30)
+    assert exports.parse_bound("2026-01-31 18:30:05Z", end=False) == midnight.replace(hour=18, minute=30, second=5)
+    assert exports.parse_bound("2026-02-01T01:00:00+01:00", end=False) == FEB
+    assert exports.parse_bound(" 2026-01-31T23:59:59.999999 ", end=True) == LAST_INSTANT_OF_JAN
+    for bad in (
+        "",
+        "yesterday",
+        "2026-13-01",
+        "2026-02-30",
+        "20260131",
+        "2026-01-31T25:00",
+        "2026-01-31'; --",
+        "2026-01-31T10:00+2",
+        "9999-12-31T23:59:59-01:00",
+        "last_week__gte",
+    ):
+        with pytest.raises(exports.ExportRefused, match="Not a date"):
+            exports.parse_bound(bad, end=False)
+    with pytest.raises(exports.ExportRefused, match="Not a date"):
+        exports.parse_bound("9999-12-31", end=True)  # the midnight after does not exist
+    with pytest.raises(exports.ExportRefused, match="range is empty"):
+        exports.check_range(FEB, FEB)
+
+
+def test_only_labels_created_in_the_range_count_and_items_without_any_are_left_out(dated):
+    rows, manifest = _jsonl(dated, criteria=("acceptable",), **_bounds("2026-01-01", "2026-01-31"))
+    by_id = {r["external_id"]: r["labels"]["acceptable"] for r in rows}
+    # February's fail is outside: January alone is a 2–0 pass; the gold label set in January settles 'old'.
+    assert list(by_id) == ["mixed", "late", "old"]
+    assert by_id["mixed"] == {"reference": "pass", "source": "majority", "margin": 2, "n_labels": 2}
+    assert by_id["late"] == {"reference": "pass", "source": "majority", "margin": 1, "n_labels": 1}
+    assert by_id["old"] == {"reference": "fail", "source": "gold", "margin": None, "n_labels": 0}
+    assert manifest["counts"]["rows"] == 3 and manifest["counts"]["labels"] == 3
+    assert manifest["counts"]["items_filtered_out"] == 1  # 'never'
+    assert manifest["filters"]["since"] == "2026-01-01T00:00:00+00:00"
+    assert manifest["filters"]["until"] == "2026-02-01T00:00:00+00:00"  # the exclusive end the date stands for
+    # From February on: only the fail; the consensus is computed from it alone.
+    rows, manifest = _jsonl(dated, criteria=("acceptable",), **_bounds("2026-02-01"))
+    assert [(r["external_id"], r["labels"]["acceptable"]["reference"]) for r in rows] == [("mixed", "fail")]
+    assert manifest["filters"]["until"] is None and manifest["counts"]["items_filtered_out"] == 3
+
+
+def test_since_is_inclusive_and_until_exclusive_to_the_microsecond(dated):
+    rows, _ = _jsonl(dated, **_bounds(until="2026-02-01T00:00:00Z"))
+    assert [r["external_id"] for r in rows] == ["mixed", "late", "old"]
+    assert rows[0]["labels"]["acceptable"]["n_labels"] == 2  # the label at exactly `until` is out
+    rows, _ = _jsonl(dated, **_bounds(since="2026-01-31T23:59:59.999999"))
+    assert [r["external_id"] for r in rows] == ["mixed", "late"]  # the label at exactly `since` is in
+    # A range one microsecond wide holds the label made at that microsecond.
+    rows, _ = _jsonl(dated, **_bounds("2026-01-31T23:59:59.999999", "2026-02-01T00:00:00Z"))
+    assert [r["external_id"] for r in rows] == ["late"]
+
+
+def test_the_range_applies_to_min_labels_individual_labels_and_the_other_formats(dated):
+    rows, manifest = _jsonl(dated, min_labels=2, individual=True, **_bounds("2026-01-01", "2026-01-31"))
+    assert [r["external_id"] for r in rows] == ["mixed"]
+    assert [e["value"] for e in rows[0]["labels"]["acceptable"]["individual"]] == ["pass", "pass"]
+    assert manifest["counts"]["individual_labels"] == 2
+    lines, manifest = _jsonl(dated, fmt="openai-evals", **_bounds("2026-02-01"))
+    assert [line["ideal"] for line in lines] == ["fail"] and manifest["counts"]["rows"] == 1
+    text, _ = _run(dated, fmt="csv", **_bounds("2025-12-01", "2025-12-31"))
+    assert [r["external_id"] for r in csv.DictReader(io.StringIO(text))] == ["old"]
+
+
+def test_a_dated_export_is_byte_identical_whatever_the_block_size(dated, monkeypatch):
+    options = {"individual": True, **_bounds("2026-01-01", "2026-02-01T00:00:00.000001")}
+    whole, manifest = _run(dated, **options)
+    assert _run(dated, **options) == (whole, manifest)
+    monkeypatch.setattr(exports, "BLOCK", 1)
+    assert _run(dated, **options) == (whole, manifest)
+    assert manifest["counts"]["rows"] == len(whole.splitlines()) == 3
+
+
+def test_the_command_takes_since_and_until_and_refuses_bad_dates_with_exit_code_2(dated, tmp_path, capsys):
+    target = tmp_path / "jan.jsonl"
+    call_command("export_labels", "support-bot", "--since", "2026-01-01", "--until", "2026-01-31", "-o", str(target))
+    assert [json.loads(line)["external_id"] for line in target.read_text().splitlines()] == ["mixed", "late", "old"]
+    manifest = json.loads((tmp_path / "jan.jsonl.manifest.json").read_text())
+    assert manifest["filters"]["since"] == "2026-01-01T00:00:00+00:00"
+    from annotate.management.commands.export_labels import Command
+
+    for argv in (["--since", "2026-02-30"], ["--until", "soon"]):
+        with pytest.raises(SystemExit) as exit_info:
+            Command().run_from_argv(["manage.py", "export_labels", "support-bot", *argv])
+        assert exit_info.value.code == 2
+        assert "Not a date" in capsys.readouterr().err
+    with pytest.raises(CommandError, match="range is empty") as refused:
+        call_command("export_labels", "support-bot", "--since", "2026-02-01", "--until", "2026-01-31")
+    assert refused.value.returncode == 2
+
+
+def test_the_form_takes_a_range_and_shows_what_is_wrong_with_one(client, dated, lead):
+    client.force_login(lead)
+    page = client.get("/p/support-bot/export/").content.decode()
+    assert 'name="since"' in page and 'name="until"' in page and "a date alone includes its whole day" in page
+    url = "/p/support-bot/export/download/"
+    response = client.get(url, {"format": "jsonl", "since": "2026-02-01"})
+    assert response.status_code == 200
+    assert [json.loads(line)["external_id"] for line in b"".join(response.streaming_content).splitlines()] == ["mixed"]
+    assert json.loads(response[exports.MANIFEST_HEADER])["filters"]["since"] == "2026-02-01T00:00:00+00:00"
+    bad = client.get(url, {"format": "jsonl", "since": "<b>feb</b>"})
+    assert bad.status_code == 400 and "Not a date" in bad.content.decode()
+    assert "<b>feb" not in bad.content.decode()  # escaped
+    empty = client.get(url, {"format": "jsonl", "since": "2026-02-01", "until": "2026-01-31"})
+    assert empty.status_code == 400 and "range is empty" in empty.content.decode()
+
+
+def test_the_api_takes_a_range_and_answers_400_for_a_bad_date(client, dated, lead):
+    _row, raw = tokens.token_create(user=lead, name="export")
+    auth = {"Authorization": f"Bearer {raw}"}
+    url = "/api/v1/projects/support-bot/export"
+    alone = client.get(url, {"since": "2026-01-01", "until": "2026-01-31", "manifest": "true"}, headers=auth)
+    assert alone.status_code == 200 and alone.json()["counts"]["rows"] == 3
+    assert alone.json()["filters"]["until"] == "2026-02-01T00:00:00+00:00"
+    response = client.get(url, {"until": "2025-12-31"}, headers=auth)
+    assert [json.loads(line)["external_id"] for line in b"".join(response.streaming_content).splitlines()] == ["old"]
+    for query, message in (
+        ({"since": "2026-1-1"}, "Not a date"),
+        ({"since": "2026-01-02", "until": "2026-01-01"}, "range is empty"),
+    ):
+        refused = client.get(url, {**query}, headers=auth)
+        assert refused.status_code == 400 and message in refused.json()["detail"]
+
+
+# --- The JSONL writer ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["binary", "pairwise"])
+def test_jsonl_lines_are_exactly_what_json_dumps_writes_for_their_values(db, kind):
+    """JSONL lines are assembled from encoded pieces, not json.dumps of a dict: they must still be json.dumps'
+    bytes (separators, escapes, key order, numbers), so a file is the same whichever way it was written."""
+    project = ProjectFactory(slug="tricky", kind=kind)
+    services.project_set_status(project=project, status="active")
+    project.refresh_from_db()
+    voters = [UserFactory(username=name) for name in ("zoë", 'Ann "quoted"', "bob\u2028")]
+    for user in voters:
+        membership(user, project)
+    metadata = {"x": 1e-05, "big": 1e16, "pi": 3.141592653589793, "n": None, "t": True, "ü": ["😀", {"": -0.0}]}
+    key = project.current_rubric.criteria.order_by("position").first().key
+    values = ("a", "b", "tie") if kind == "pairwise" else ("pass", "fail", "pass")
+    for n, (external_id, text) in enumerate(
+        [("=1+1", "line\nbreak \x01 \x1f \t tab"), ("ü\\slash/", "\u2028 and \u2029 😀"), ("plain", "")]
+    ):
+        item = _item(project, external_id, input=text, metadata=metadata if n != 2 else {})
+        for user, value in zip(voters, values[n:] + values[:n], strict=True):
+            label(item, user, key, value, note=f'n\u00f6te "{n}"\n\\ \x7f')
+    # Split on newlines only: U+2028 and U+2029 stay raw in JSON (as json.dumps leaves them), str.splitlines cuts there.
+    lines = [line + "\n" for line in _run(project, individual=True)[0].split("\n")[:-1]]
+    assert len(lines) == 3
+    for line in lines:
+        assert json.dumps(json.loads(line), ensure_ascii=False) + "\n" == line
+    first = json.loads(lines[0])
+    assert first["metadata"] == metadata and first["external_id"] == "=1+1"
+    assert [e["annotator"] for e in first["labels"][key]["individual"]] == sorted(u.username for u in voters)
