@@ -17,6 +17,7 @@ every item's n_submitted equal to the annotators who labeled it.
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import tempfile
 import threading
@@ -31,7 +32,7 @@ from tests.bench.labeling_http import (
     PASSWORD,
     Annotator,
     Session,
-    access_log_times,
+    access_log,
     form_fields,
     gunicorn,
 )
@@ -117,6 +118,10 @@ def _export_job(session: Session, slug: str) -> Any:
     return job
 
 
+def _p99(times: list[float]) -> str:
+    return f"{_percentile(times, 0.99):.0f}" if times else "-"
+
+
 def bench_load() -> list[Row]:
     from django.conf import settings
     from django.db import connection
@@ -154,8 +159,8 @@ def bench_load() -> list[Row]:
     latencies: list[float] = []
     reconnects = 0
     with tempfile.TemporaryDirectory() as tmp:
-        access_log = Path(tmp) / "access.log"
-        with bench_judges._processes(judge_port), gunicorn(access_log=access_log) as port:
+        log_path = Path(tmp) / "access.log"
+        with bench_judges._processes(judge_port), gunicorn(access_log=log_path) as port:
             clients = [Annotator(port, u.username, project.slug) for u in annotators]
             exporter = Session(port, lead.username, timeout=600)
             # Log in and open the labeling page, four at a time (each login checks a deliberately slow password
@@ -219,13 +224,27 @@ def bench_load() -> list[Row]:
             judge.join(900)
             export.join(900)
             reconnects = sum(c.reconnects for c in clients)
-        server_ms = access_log_times(access_log, "POST", rf"/p/{project.slug}/label/\d+/")
+        logged = access_log(log_path)
 
     for background in (judge, export):
         if background.is_alive():
             raise RuntimeError(f"{background.job} did not finish in 15 minutes")
         if background.error is not None:
             raise background.error
+
+    submit_path = re.compile(rf"/p/{project.slug}/label/\d+/")
+    submits = [line for line in logged if line.method == "POST" and submit_path.fullmatch(line.path)]
+    server_ms = [line.ms for line in submits]
+    # The export's line is written when its stream ends, in the process that streamed it: the submits logged before
+    # it ran alongside the export, in that process or in the other.
+    export_at = next(n for n, line in enumerate(logged) if "/export/download/" in line.path)
+    export_pid = logged[export_at].pid
+    alongside = [line for line in logged[:export_at] if line.method == "POST" and submit_path.fullmatch(line.path)]
+    same_process = [line.ms for line in alongside if line.pid == export_pid]
+    other_process = [line.ms for line in alongside if line.pid != export_pid]
+    after_export = [
+        line.ms for line in logged[export_at:] if line.method == "POST" and submit_path.fullmatch(line.path)
+    ]
 
     submitted = sum(ok)
     users = [a.pk for a in annotators]
@@ -239,11 +258,12 @@ def bench_load() -> list[Row]:
             """
             SELECT count(*) FROM annotate_item i
             LEFT JOIN (
-                SELECT item_id, count(DISTINCT annotator_id) AS n FROM annotate_label GROUP BY item_id
+                SELECT item_id, count(DISTINCT annotator_id) AS n FROM annotate_label
+                WHERE item_id IN (SELECT id FROM annotate_item WHERE project_id = %s) GROUP BY item_id
             ) l ON l.item_id = i.id
             WHERE i.project_id = %s AND i.n_submitted <> coalesce(l.n, 0)
             """,
-            [project.pk],
+            [project.pk, project.pk],
         )
         miscounted = cursor.fetchone()[0]
     run = judge.result
@@ -253,6 +273,7 @@ def bench_load() -> list[Row]:
     status, size, rows = export.result
     labeled_after = Item.objects.filter(project=project, n_submitted__gt=0).count()
 
+    first_error = f" ({errors[0][:120]})".replace("|", "/").replace("\n", " ") if errors else ""
     scale = f"{N_ITEMS:,} items, {n_labels_before:,} labels"
     setup = (
         f"{N_ANNOTATORS} annotators, {SECONDS} s, gunicorn {' '.join(GUNICORN_ARGS)}; "
@@ -268,7 +289,13 @@ def bench_load() -> list[Row]:
     )
     return [
         Row(title, f"{scale}; {setup}", "submissions/s", f"{submitted / elapsed:.0f}"),
-        Row(title, f"{submitted:,} submits", "errors", str(len(errors)) + (f" ({errors[0]})" if errors else ""), "0"),
+        Row(
+            title,
+            f"{submitted:,} submits",
+            "errors seen by clients / non-200 submits in the access log",
+            f"{len(errors)} / {sum(1 for line in submits if line.status != 200)}" + first_error,
+            "0 / 0",
+        ),
         Row(
             title,
             f"{len(server_ms):,} submits (gunicorn %(D)s)",
@@ -282,6 +309,14 @@ def bench_load() -> list[Row]:
             f"{_percentile(server_ms, 0.99):.0f}",
             "< 100",
         ),
+        *[
+            Row(title, f"{len(times):,} submits {where} (gunicorn %(D)s)", "server p99 ms", _p99(times))
+            for where, times in (
+                ("in the process streaming the export, while it streamed", same_process),
+                ("in the other process(es), while the export streamed", other_process),
+                ("after the export ended", after_export),
+            )
+        ],
         Row(
             title,
             f"{len(latencies):,} submits, as the client saw them",

@@ -16,6 +16,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.bench.run import ROOT
@@ -24,9 +25,9 @@ PASSWORD = "bench-password-not-secret"
 # As in docker/Dockerfile: one process per core (2 here), 8 threads each. Measured against 3x4 gthread (267/s),
 # 4x4 gthread (291/s) and 3 sync workers (307/s) on 60,000 items.
 GUNICORN_ARGS = os.environ.get("BENCH_GUNICORN", "--workers 2 --worker-class gthread --threads 8").split()
-# Method, path, status and %(D)s: the microseconds gunicorn spent on the request, from the parsed request to the
-# last byte of the response written (the time in Django and on the socket, not the wait for a free thread).
-ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(D)s"
+# Method, path, status, %(D)s and the worker's pid. %(D)s is the microseconds gunicorn spent on the request, from the
+# parsed request to the last byte of the response written: Django's time and the socket's, not the wait for a thread.
+ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(D)s %(p)s"
 FORM = {"c-acceptable": "pass", "c-follows_instructions": "pass", "c-factually_correct": "fail", "note": ""}
 
 
@@ -74,15 +75,24 @@ def gunicorn(*, access_log: Path | None = None) -> Iterator[int]:
         server.wait(30)
 
 
-def access_log_times(path: Path, method: str, pattern: str) -> list[float]:
-    """Server milliseconds of the requests in a gunicorn access log (ACCESS_LOG_FORMAT) matching method and path."""
-    path_re = re.compile(pattern)
-    times = []
+@dataclass(frozen=True)
+class Logged:
+    """One line of the access log (ACCESS_LOG_FORMAT); lines are in the order the responses finished."""
+
+    method: str
+    path: str
+    status: int
+    ms: float
+    pid: str
+
+
+def access_log(path: Path) -> list[Logged]:
+    lines = []
     for line in path.read_text().splitlines():
         parts = line.split()
-        if len(parts) == 4 and parts[0] == method and path_re.fullmatch(parts[1]):
-            times.append(int(parts[3]) / 1000)
-    return times
+        if len(parts) == 5:
+            lines.append(Logged(parts[0], parts[1], int(parts[2]), int(parts[3]) / 1000, parts[4]))
+    return lines
 
 
 def form_fields(html: str) -> tuple[int, str] | None:
