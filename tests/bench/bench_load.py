@@ -17,6 +17,7 @@ every item's n_submitted equal to the annotators who labeled it.
 from __future__ import annotations
 
 import os
+import random
 import re
 import statistics
 import tempfile
@@ -41,6 +42,8 @@ from tests.bench.run import Row, _percentile
 # BENCH_LOAD_ITEMS / BENCH_LOAD_SECONDS make a smaller run for trying settings quickly (not for the table).
 N_ITEMS = int(os.environ.get("BENCH_LOAD_ITEMS", 1_000_000))
 SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", 60))
+# A pause before each submit, as a person reading the item would take; 0 (the table's run) is a saturation test.
+THINK_MS = int(os.environ.get("BENCH_LOAD_THINK_MS", 0))
 N_ANNOTATORS = 64
 # The judge run: already-labeled items (what a lead judges to compare with people), with bench_judges's stand-in
 # latency and concurrency limit: 6,400 calls × 200 ms / 32 at a time = 40 s at best, so it spans most of the window.
@@ -191,6 +194,8 @@ def bench_load() -> list[Row]:
                 prefetched = _prefetched
                 barrier.wait()
                 while time.monotonic() < stop and current:
+                    if THINK_MS:
+                        time.sleep(random.uniform(0.5, 1.5) * THINK_MS / 1000)
                     start = time.perf_counter()
                     try:
                         status, text = client.submit(current)
@@ -275,8 +280,9 @@ def bench_load() -> list[Row]:
 
     first_error = f" ({errors[0][:120]})".replace("|", "/").replace("\n", " ") if errors else ""
     scale = f"{N_ITEMS:,} items, {n_labels_before:,} labels"
+    think = f" (think time {THINK_MS} ms)" if THINK_MS else ""
     setup = (
-        f"{N_ANNOTATORS} annotators, {SECONDS} s, gunicorn {' '.join(GUNICORN_ARGS)}; "
+        f"{N_ANNOTATORS} annotators{think}, {SECONDS} s, gunicorn {' '.join(GUNICORN_ARGS)}; "
         f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
     )
     title = "Load: submissions during a judge run and an export"
