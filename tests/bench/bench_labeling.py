@@ -8,35 +8,28 @@
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 
-from tests.bench.run import ROOT, Row, _percentile
+from tests.bench.labeling_http import FORM, GUNICORN_ARGS, PASSWORD, Annotator, form_fields, gunicorn
+from tests.bench.run import Row, _percentile
 
 # The issue's scale; BENCH_LABEL_ITEMS makes a smaller run for trying settings quickly (not for the table).
 N_ITEMS = int(os.environ.get("BENCH_LABEL_ITEMS", 1_000_000))
-N_COMPLETE = N_ITEMS // 2  # items already labeled by two annotators on three criteria: 3 labels per item in all
 N_ANNOTATORS = 32
 CONCURRENT_SECONDS = 30
-PASSWORD = "bench-password-not-secret"
-# As in docker/Dockerfile: one process per core (2 here), 8 threads each. Measured against 3x4 gthread (267/s),
-# 4x4 gthread (291/s) and 3 sync workers (307/s) on 60,000 items.
-GUNICORN_ARGS = os.environ.get("BENCH_GUNICORN", "--workers 2 --worker-class gthread --threads 8").split()
-FORM = {"c-acceptable": "pass", "c-follows_instructions": "pass", "c-factually_correct": "fail", "note": ""}
 
 
-def _seed():
-    """Items and labels written with COPY; the per-item counts set as the services would have left them."""
+def seed(*, slug: str = "bench-labeling", n_items: int = N_ITEMS, n_annotators: int = N_ANNOTATORS + 1):
+    """An active project of n_items items, the first half labeled by two of 20 seeded annotators on three criteria,
+    written with COPY; the per-item counts set as the services would have left them. Returns the project and
+    `n_annotators` fresh annotators (members, password PASSWORD, nothing labeled yet)."""
+    n_complete = n_items // 2
     from django.contrib.auth.hashers import make_password
     from django.db import connection
     from django.utils import timezone
@@ -46,14 +39,13 @@ def _seed():
     from annotate.splits import content_hash, order_key, split_for
     from tests.factories import ProjectFactory, UserFactory, membership
 
-    project = ProjectFactory(slug="bench-labeling", name="Bench labeling", overlap=2)
+    project = ProjectFactory(slug=slug, name=slug.replace("-", " ").capitalize(), overlap=2)
     services.project_set_status(project=project, status="active")
     project = Project.objects.get(pk=project.pk)
     criteria = list(selectors.criteria_of_version(project.current_rubric_id))
-    seeded = [UserFactory(username=f"seed-annotator-{i}") for i in range(20)]
+    seeded = [UserFactory(username=f"{slug}-seed-{i}") for i in range(20)]
     hashed = make_password(PASSWORD)
-    # One annotator for the single-user timing, N_ANNOTATORS more for the concurrent run.
-    annotators = [UserFactory(username=f"bench-annotator-{i}", password=None) for i in range(N_ANNOTATORS + 1)]
+    annotators = [UserFactory(username=f"{slug}-annotator-{i}", password=None) for i in range(n_annotators)]
     for user in annotators:
         user.password = hashed
         user.save(update_fields=["password"])
@@ -64,7 +56,7 @@ def _seed():
             "COPY annotate_item (project_id, external_id, input, output, output_a, output_b, metadata, source, split, "
             "content_hash, order_key, n_submitted, n_leased, priority, created_at) FROM STDIN"
         ) as copy:
-            for i in range(N_ITEMS):
+            for i in range(n_items):
                 external_id = f"item-{i}"
                 text_in, text_out = f"Summarise ticket {i} in one sentence.", f"Ticket {i} asks for a refund."
                 copy.write_row(
@@ -80,14 +72,14 @@ def _seed():
                         split_for(project.slug, external_id),
                         content_hash({"input": text_in, "output": text_out}),
                         order_key(project.slug, external_id),
-                        2 if i < N_COMPLETE else 0,
+                        2 if i < n_complete else 0,
                         0,
                         0,
                         now,
                     )
                 )
         cursor.execute(
-            "SELECT id FROM annotate_item WHERE project_id = %s ORDER BY id LIMIT %s", [project.pk, N_COMPLETE]
+            "SELECT id FROM annotate_item WHERE project_id = %s ORDER BY id LIMIT %s", [project.pk, n_complete]
         )
         complete_ids = [row[0] for row in cursor.fetchall()]
         with cursor.copy(
@@ -104,12 +96,6 @@ def _seed():
     return project, annotators
 
 
-def _form_fields(html: str) -> tuple[int, str] | None:
-    match = re.search(r'data-item="(\d+)"', html)
-    key = re.search(r'name="form_key" value="([0-9a-f]+)"', html)
-    return (int(match.group(1)), key.group(1)) if match and key else None
-
-
 def bench_submit_round_trip() -> list[Row]:
     from django.db import connection, reset_queries
     from django.test import Client
@@ -118,7 +104,8 @@ def bench_submit_round_trip() -> list[Row]:
     from annotate.models import Label
 
     t0 = time.perf_counter()
-    project, annotators = _seed()
+    # One annotator for the single-user timing, N_ANNOTATORS more for the concurrent run.
+    project, annotators = seed()
     seed_seconds = time.perf_counter() - t0
     n_labels = Label.objects.filter(item__project=project).count()
     scale = f"{N_ITEMS:,} items, {n_labels:,} labels"
@@ -127,7 +114,7 @@ def bench_submit_round_trip() -> list[Row]:
     client.force_login(annotators[0])
     page = client.get(f"/p/{project.slug}/label/").content.decode()
     forms = re.findall(r'<form class="item-form".*?</form>', page, re.S)
-    current, prefetched = _form_fields(forms[0]), _form_fields(forms[1])
+    current, prefetched = form_fields(forms[0]), form_fields(forms[1])
     timings, statements = [], []
     for _ in range(400):
         reset_queries()
@@ -143,7 +130,7 @@ def bench_submit_round_trip() -> list[Row]:
         statements.append(
             sum(1 for q in captured.captured_queries if q["sql"].strip().upper() not in {"BEGIN", "COMMIT"})
         )
-        current, prefetched = prefetched, _form_fields(response.content.decode())
+        current, prefetched = prefetched, form_fields(response.content.decode())
     timings = timings[20:]  # the first requests warm the process caches
     rows = [
         Row(
@@ -167,95 +154,11 @@ def bench_submit_round_trip() -> list[Row]:
     return rows
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Annotator:
-    """A browser-like session over plain HTTP: log in with CSRF, open the queue, submit what it shows."""
-
-    def __init__(self, port: int, username: str, slug: str) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.cookies: dict[str, str] = {}
-        self.slug = slug
-        self.username = username
-        self.reconnects = 0
-
-    def _request(self, method: str, path: str, body: dict[str, str] | None = None, htmx: bool = False):
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), "Host": "127.0.0.1"}
-        data = None
-        if body is not None:
-            data = urllib.parse.urlencode(body)
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-            headers["X-CSRFToken"] = self.cookies.get("csrftoken", "")
-            headers["Referer"] = "http://127.0.0.1/"
-        if htmx:
-            headers["HX-Request"] = "true"
-        try:
-            self.conn.request(method, path, body=data, headers=headers)
-            response = self.conn.getresponse()
-        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
-            # The server closed an idle keep-alive connection: reconnect and send the same request again. A
-            # repeated submit carries the same form key, so the server stores it once.
-            self.reconnects += 1
-            self.conn.close()
-            self.conn.request(method, path, body=data, headers=headers)
-            response = self.conn.getresponse()
-        text = response.read().decode()
-        for header, value in response.getheaders():
-            if header.lower() == "set-cookie":
-                name, _, rest = value.partition("=")
-                self.cookies[name] = rest.split(";", 1)[0]
-        return response.status, text
-
-    def start(self):
-        self._request("GET", "/login/")
-        status, _ = self._request(
-            "POST",
-            "/login/",
-            {"username": self.username, "password": PASSWORD, "csrfmiddlewaretoken": self.cookies["csrftoken"]},
-        )
-        assert status == 302, status
-        status, page = self._request("GET", f"/p/{self.slug}/label/")
-        forms = re.findall(r'<form class="item-form".*?</form>', page, re.S)
-        return _form_fields(forms[0]), _form_fields(forms[1])
-
-
 def _concurrent(project, annotators, scale: str) -> list[Row]:
     from annotate.models import Item, Label
 
-    port = _free_port()
-    env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1", "HTTPS": "false", "DEBUG": "false"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "annotate.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "3",
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "4",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        clients = [_Annotator(port, u.username, project.slug) for u in annotators[:N_ANNOTATORS]]
+    with gunicorn() as port:
+        clients = [Annotator(port, u.username, project.slug) for u in annotators[:N_ANNOTATORS]]
         states = [c.start() for c in clients]
         ok = [0] * len(clients)
         errors: list[str] = []
@@ -269,9 +172,7 @@ def _concurrent(project, annotators, scale: str) -> list[Row]:
             while time.monotonic() < stop and current:
                 start = time.perf_counter()
                 try:
-                    status, text = client._request(
-                        "POST", f"/p/{project.slug}/label/{current[0]}/", {**FORM, "form_key": current[1]}, htmx=True
-                    )
+                    status, text = client.submit(current)
                 except OSError as exc:
                     errors.append(repr(exc))
                     return
@@ -280,7 +181,7 @@ def _concurrent(project, annotators, scale: str) -> list[Row]:
                     errors.append(f"{status} {text[:120]}")
                     return
                 ok[i] += 1
-                current, prefetched = prefetched, _form_fields(text)
+                current, prefetched = prefetched, form_fields(text)
 
         started = time.perf_counter()
         threads = [threading.Thread(target=work, args=(i,)) for i in range(len(clients))]
@@ -289,9 +190,6 @@ def _concurrent(project, annotators, scale: str) -> list[Row]:
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - started
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
     submitted = sum(ok)
     users = [a.pk for a in annotators[:N_ANNOTATORS]]
     stored = Label.objects.filter(item__project=project, annotator_id__in=users).count()
