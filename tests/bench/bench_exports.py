@@ -5,8 +5,8 @@ two on the first ninth), so the issue's 1,000,000 labels on 300,000 items and a 
 does not grow with the size.
 
 - The command runs as a lead would run it, `manage.py export_labels ... --individual -o FILE`, in its own process,
-  with its bytecode compiled beforehand as in the Docker image (see `_bytecode_env`); its peak RSS comes from wait4 on
-  that process alone.
+  with its bytecode compiled beforehand as in the Docker image (see `_bytecode_env`); its peak RSS is
+  that process's own VmHWM (tests/bench/peak_rss.py; wait4's figure includes the parent's).
 - The download is real HTTP against gunicorn (one gthread worker, as in docker/Dockerfile) started for each size,
   as the lead's browser asks for it (session cookie, /p/<slug>/export/download/). The first byte is timed from the
   request to the first byte of the body; the peak RSS is the worker's VmHWM once the download is done.
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.bench import peak_rss
 from tests.bench.run import ROOT, Row
 
 SIZES = ((75_000, 8_334), (300_000, 33_334))  # (items, items with a second annotator): 3 × (items + second) labels
@@ -88,14 +89,14 @@ def _command(slug: str, env: dict[str, str]) -> tuple[float, float, dict[str, An
     """Seconds, peak RSS MB and manifest of `manage.py export_labels`, and the file's size in MB."""
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "export.jsonl"
-        command = [sys.executable, "manage.py", "export_labels", slug, "--format", "jsonl", "--individual"]
+        rss = Path(tmp) / "peak-rss"
+        command = [sys.executable, "-m", "tests.bench.peak_rss", str(rss), "manage.py", "export_labels", slug]
         start = time.perf_counter()
-        process = subprocess.Popen([*command, "-o", str(target)], cwd=ROOT, env=env)
-        _pid, status, usage = os.wait4(process.pid, 0)
+        process = subprocess.run([*command, "--format", "jsonl", "--individual", "-o", str(target)], cwd=ROOT, env=env)
         elapsed = time.perf_counter() - start
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert process.returncode == 0
         manifest = json.loads(Path(f"{target}.manifest.json").read_text())
-        return elapsed, usage.ru_maxrss / 1024, manifest, target.stat().st_size / 2**20
+        return elapsed, peak_rss.peak_mb(rss), manifest, target.stat().st_size / 2**20
 
 
 def _free_port() -> int:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.bench import peak_rss
 from tests.bench.run import ROOT, Row
 
 _WORDS = (
@@ -66,18 +67,19 @@ def _write_pairwise(path: Path, n: int, seed: int) -> int:
 
 def _command_rss_mb(slug: str, path: Path) -> tuple[float, float]:
     """Run the import command in a child process; return (seconds, the child's peak RSS in MB)."""
+    rss = path.with_name(path.name + ".peak-rss")
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "import_items", slug, str(path), "--no-progress"],
+    command = [sys.executable, "-m", "tests.bench.peak_rss", str(rss), "manage.py", "import_items", slug]
+    proc = subprocess.run(
+        [*command, str(path), "--no-progress"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         env=os.environ.copy(),
     )
-    _pid, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    if proc.returncode != 0:
         raise RuntimeError("the import command failed")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, peak_rss.peak_mb(rss)
 
 
 def bench_import_items() -> list[Row]:
