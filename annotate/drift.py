@@ -8,7 +8,6 @@ have a label under the current version are in progress; the queue serves them fi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ from annotate import reports
 from annotate.models import (
     AgreementReport,
     Criterion,
-    GoldLabel,
     Item,
     Label,
     Project,
@@ -174,36 +172,7 @@ def version_report_store(*, rubric_version: RubricVersion) -> AgreementReport:
     Same figures and shape as the current version's report (reports.human_report); labels under an older version
     rarely change, so its stored report stays valid until one is added (rubric_timeline then marks it stale).
     """
-    project = rubric_version.project
-    if rubric_version.pk == project.current_rubric_id:
-        stored = reports.report_refresh(project=project, force=True)
-        assert stored is not None
-        return stored
-    labels = Label.objects.filter(rubric_version=rubric_version)
-    latest = labels.order_by("-updated_at").values_list("updated_at", flat=True).first()
-    n_labels = labels.count()
-    n_gold = GoldLabel.objects.filter(criterion__rubric_version=rubric_version).count()
-    started = time.perf_counter()
-    data = {
-        "project": project.slug,
-        "rubric_version": rubric_version.number,
-        "computed_at": timezone.now().isoformat(),
-        "definitions": reports.DEFINITIONS,
-        "criteria": reports.human_report(project=project, rubric_version=rubric_version),
-    }
-    report, _ = AgreementReport.objects.update_or_create(
-        project=project,
-        rubric_version=rubric_version,
-        defaults={
-            "data": data,
-            "n_labels": n_labels,
-            "last_label_at": latest,
-            "n_gold": n_gold,
-            "computed_at": timezone.now(),
-            "seconds": time.perf_counter() - started,
-        },
-    )
-    return report
+    return reports.report_store(project=rubric_version.project, rubric_version=rubric_version)
 
 
 # --- Items labeled under an older version ---------------------------------------------------------------------

@@ -286,9 +286,12 @@ def human_report(
     return out
 
 
-def report_build(*, project: Project, n_boot: int = agreement.N_BOOT) -> dict[str, Any]:
-    """The whole report for the project's current rubric version, in the shape `agreement_report --json` prints."""
-    version = project.current_rubric
+def report_build(
+    *, project: Project, n_boot: int = agreement.N_BOOT, rubric_version: RubricVersion | None = None
+) -> dict[str, Any]:
+    """The whole report for a rubric version (the project's current one unless given), in the shape
+    `agreement_report --json` prints."""
+    version = rubric_version or project.current_rubric
     if version is None:
         return {"project": project.slug, "rubric_version": None, "criteria": {}, "computed_at": _now()}
     return {
@@ -323,15 +326,21 @@ def report_refresh(*, project: Project, force: bool = False, n_boot: int = agree
     version = project.current_rubric
     if version is None or not (force or report_stale(project=project)):
         return AgreementReport.objects.filter(project=project, rubric_version=version).first() if version else None
-    labels = Label.objects.filter(rubric_version=version)
+    return report_store(project=project, rubric_version=version, n_boot=n_boot)
+
+
+def report_store(*, project: Project, rubric_version: RubricVersion, n_boot: int = agreement.N_BOOT) -> AgreementReport:
+    """Compute and store the report of one rubric version of the project (the current one or an older one), with
+    the label and gold counts that tell later whether it is stale."""
+    labels = Label.objects.filter(rubric_version=rubric_version)
     latest = labels.order_by("-updated_at").values_list("updated_at", flat=True).first()
     n_labels = labels.count()
-    n_gold = GoldLabel.objects.filter(criterion__rubric_version=version).count()
+    n_gold = GoldLabel.objects.filter(criterion__rubric_version=rubric_version).count()
     started = time.perf_counter()
-    data = report_build(project=project, n_boot=n_boot)
+    data = report_build(project=project, n_boot=n_boot, rubric_version=rubric_version)
     report, _ = AgreementReport.objects.update_or_create(
         project=project,
-        rubric_version=version,
+        rubric_version=rubric_version,
         defaults={
             "data": data,
             "n_labels": n_labels,

@@ -9,10 +9,11 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Max, Q, QuerySet, Sum, Value
-from django.db.models.functions import Least, TruncDate
+from django.db.models.functions import Least
 from django.http import Http404
 from django.utils import timezone
 
+from annotate import throughput as throughput_store
 from annotate.models import (
     AgreementReport,
     Assignment,
@@ -345,18 +346,7 @@ def throughput(*, project: Project, days: int = 14, today: dt.date | None = None
             .order_by()
             .values_list("annotator_id", "day", "n")
         )
-        recent = (
-            Label.objects.filter(
-                rubric_version_id__in=RubricVersion.objects.filter(project=project).values("id"),
-                id__gt=counted,
-                created_at__gte=since,
-            )
-            .annotate(day=TruncDate("created_at", tzinfo=tz))
-            .values_list("annotator_id", "day")
-            .annotate(n=Count("id"))
-            .values_list("annotator_id", "day", "n")
-            .order_by()
-        )
+        recent = throughput_store.per_annotator_day(project=project, after=counted).filter(created_at__gte=since)
         rows = list(stored.union(recent, all=True))
         again = _counted_through(project)
         if again == counted:
