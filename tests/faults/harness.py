@@ -242,6 +242,15 @@ class AppServer:
             stop_process(self.proc)
 
 
+def database_url() -> str:
+    """The URL of the database the tests run on (the test database), for the processes a test starts."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    return f"postgres://{s['USER']}{password}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
 def start_worker(env: dict[str, str], log: Path, name: str) -> subprocess.Popen[bytes]:
     """A real Celery worker process (prefork, one child) that a test can SIGKILL."""
     handle = log.open("ab")

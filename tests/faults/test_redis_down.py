@@ -14,7 +14,6 @@ import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
 
 from annotate import imports, services, tokens
 from annotate.middleware import CACHE_RETRY_MESSAGE
@@ -22,16 +21,20 @@ from annotate.models import ImportJob, Item, Label
 from judges import services as judge_services
 from judges.models import JudgeRun, Verdict
 from tests.conftest import PASSWORD
-from tests.faults.harness import ROOT, AppServer, Session, app_env, first_form, start_worker, stop_process, wait_for
+from tests.faults.harness import (
+    ROOT,
+    AppServer,
+    Session,
+    app_env,
+    database_url,
+    first_form,
+    start_worker,
+    stop_process,
+    wait_for,
+)
 from tests.judges.conftest import make_version
 
 N_IMPORTED = 3000
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
-    return f"postgres://{s['USER']}{password}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 def _timed(call):
@@ -68,7 +71,7 @@ def test_with_redis_down_annotators_keep_labeling_and_queued_work_resumes_when_i
     version = make_version(judge_services.judge_create(project=project, criterion_key="acceptable"))
     _, secret = tokens.token_create(user=lead, name="faults")
     env = app_env(
-        database_url=_database_url(),
+        database_url=database_url(),
         redis_url=throwaway_redis.url,
         STATIC_ROOT=str(collected_static),
         VAR_DIR=str(tmp_path / "var"),

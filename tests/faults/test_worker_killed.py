@@ -19,28 +19,21 @@ import psycopg
 import pytest
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
 from django.utils import timezone
 
 from annotate import imports, reports, selectors, services, tasks
 from annotate.celery import app
 from annotate.models import AgreementReport, ImportJob, Item, Label
 from tests.factories import ItemFactory, UserFactory, membership
-from tests.faults.harness import start_worker, stop_process, wait_for
+from tests.faults.harness import database_url, start_worker, stop_process, wait_for
 
 N_ROWS = 150_000
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
-    return f"postgres://{s['USER']}{password}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 @pytest.fixture
 def worker_env(transactional_db, settings) -> dict[str, str]:
     app.control.purge()
-    return {**os.environ, "DATABASE_URL": _database_url(), "CELERY_VISIBILITY_TIMEOUT": "60", "LOG_LEVEL": "INFO"}
+    return {**os.environ, "DATABASE_URL": database_url(), "CELERY_VISIBILITY_TIMEOUT": "60", "LOG_LEVEL": "INFO"}
 
 
 def _ready(log, n: int) -> None:
@@ -135,14 +128,14 @@ def test_a_report_whose_worker_is_killed_mid_refresh_is_stored_once_by_the_next_
     worker = start_worker(worker_env, log, f"faults-report-1-{os.getpid()}")
     # Another session holds the report row: the worker computes the new report, then waits to store it. Killed
     # there, it dies between computing and writing: the middle of a refresh, every time.
-    with psycopg.connect(_database_url().replace("postgres://", "postgresql://"), autocommit=False) as blocker:
+    with psycopg.connect(database_url().replace("postgres://", "postgresql://"), autocommit=False) as blocker:
         blocker.execute("SELECT id FROM annotate_agreementreport WHERE id = %s FOR UPDATE", [old.pk])
         try:
             _ready(log, 1)
             tasks.agreement_report_compute.delay(project.pk)  # a lead's "Compute now"
 
             def waiting_to_store() -> bool:
-                with psycopg.connect(_database_url().replace("postgres://", "postgresql://")) as probe:
+                with psycopg.connect(database_url().replace("postgres://", "postgresql://")) as probe:
                     row = probe.execute(
                         "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
                         "WHERE NOT l.granted AND a.datname = current_database() AND a.query ILIKE %s",
@@ -195,7 +188,7 @@ def test_the_import_reconciler_sends_orphaned_and_lost_jobs_once_and_leaves_live
     lost = job("queued", age_seconds=600)  # confirmed while the broker was down
     fresh = job("pending")  # just uploaded: its message is on its way
     job("done", age_seconds=600)
-    with psycopg.connect(_database_url().replace("postgres://", "postgresql://")) as worker:
+    with psycopg.connect(database_url().replace("postgres://", "postgresql://")) as worker:
         worker.execute("SELECT pg_advisory_lock(%s, %s)", [imports._JOB_LOCK_NAMESPACE, live.pk])
         assert imports.import_jobs_reconcile(now=now) == 2
         assert sorted(sent) == sorted([("apply", orphaned.pk), ("apply", lost.pk)])

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import IntegrityError, connection
+from django.db import IntegrityError
 from django.utils import timezone
 
 from annotate import services as annotate_services
@@ -25,6 +24,7 @@ from annotate.models import Item, Membership
 from judges import selectors, services, tasks
 from judges.models import CachedCompletion, JudgeRun, RunChunk, Verdict
 from tests.factories import ProjectFactory, label, membership
+from tests.faults.harness import database_url, start_worker
 from tests.judges.conftest import MODEL, make_item, make_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -425,39 +425,6 @@ def test_cancel_stops_a_running_run_and_keeps_the_calls_already_paid_for(
     assert not services.judge_run_cancel(run=run)
 
 
-def _database_url() -> str:
-    s = connection.settings_dict
-    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
-    return f"postgres://{s['USER']}{password}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-def _start_worker(env: dict[str, str], log: Path, name: str) -> subprocess.Popen[bytes]:
-    handle = log.open("ab")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "annotate",
-            "worker",
-            "--pool=prefork",
-            "--concurrency=1",
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-            f"--hostname={name}@%h",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    handle.close()
-    return worker
-
-
 def test_a_worker_killed_mid_run_is_replaced_without_lost_or_duplicate_verdicts(
     transactional_db, project, lead, standin, settings, tmp_path
 ):
@@ -469,7 +436,7 @@ def test_a_worker_killed_mid_run_is_replaced_without_lost_or_duplicate_verdicts(
     version = make_version(services.judge_create(project=project, criterion_key="acceptable"))
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "CELERY_VISIBILITY_TIMEOUT": "60",
         "JUDGE_STANDIN_PORT": str(standin.port),
         "JUDGE_STANDIN_CONCURRENCY": str(limit),
@@ -479,7 +446,7 @@ def test_a_worker_killed_mid_run_is_replaced_without_lost_or_duplicate_verdicts(
     }
     log = tmp_path / "worker.log"
     app.control.purge()
-    worker = _start_worker(env, log, f"judges-kill-1-{os.getpid()}")
+    worker = start_worker(env, log, f"judges-kill-1-{os.getpid()}")
     try:
         _wait(lambda: log.read_text().count("ready.") == 1, timeout=60, every=0.2)
         run = services.judge_run_start(version=version)
@@ -488,7 +455,7 @@ def test_a_worker_killed_mid_run_is_replaced_without_lost_or_duplicate_verdicts(
         worker.wait(timeout=10)
         killed_at = Verdict.objects.filter(run=run).count()
         assert killed_at < 80
-        worker = _start_worker(env, log, f"judges-kill-2-{os.getpid()}")
+        worker = start_worker(env, log, f"judges-kill-2-{os.getpid()}")
 
         def finished() -> bool:
             # What beat would do every JUDGE_RECONCILE_SECONDS, here every half second.
