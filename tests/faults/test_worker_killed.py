@@ -72,7 +72,7 @@ def test_an_import_whose_worker_is_killed_mid_write_completes_once_on_a_new_work
         worker = start_worker(worker_env, log, f"faults-import-2-{os.getpid()}")
         _ready(log, 2)
         # What beat does every IMPORT_RECONCILE_SECONDS: the job's lock died with its worker, so it is sent again.
-        wait_for(lambda: imports.import_jobs_reconcile() == 1, timeout=30, every=0.5, what="the reconciler")
+        wait_for(lambda: imports.import_jobs_reconcile() == 1, timeout=90, every=0.5, what="the reconciler")
         wait_for(
             lambda: ImportJob.objects.get(pk=job.pk).status not in ImportJob.RUNNING,
             timeout=180,
