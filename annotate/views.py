@@ -20,7 +20,20 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url, reswap, retarget
 
-from annotate import charts, drift, exports, imports, ratelimit, reports, samples, selectors, services, tasks, tokens
+from annotate import (
+    charts,
+    drift,
+    export_process,
+    exports,
+    imports,
+    ratelimit,
+    reports,
+    samples,
+    selectors,
+    services,
+    tasks,
+    tokens,
+)
 from annotate.forms import ExportForm, ImportConfirmForm, ImportUploadForm, ProjectStatusForm, TokenCreateForm
 from annotate.models import AgreementReport, ImportJob, Item, Membership, Project
 from annotate.splits import shown_order
@@ -774,11 +787,13 @@ def export_download(request: HttpRequest, slug: str) -> HttpResponseBase:
             return _export_page(request, project, form, status=400, error=str(exc))
         return JsonResponse(export.manifest, json_dumps_params={"indent": 2})
     try:
-        export, stream = exports.export_stream(project=project, options=options)
+        prepared, stream = export_process.stream(project=project, options=options)
     except exports.ExportRefused as exc:
         return _export_page(request, project, form, status=400, error=str(exc))
+    except export_process.ExportFailed as exc:
+        return _export_page(request, project, form, status=503, error=str(exc))
     response = StreamingHttpResponse(stream, content_type=exports.CONTENT_TYPES[options.fmt])
-    response["Content-Disposition"] = f'attachment; filename="{exports.filename(export)}"'
-    response[exports.MANIFEST_HEADER] = exports.manifest_header(export.manifest)
+    response["Content-Disposition"] = f'attachment; filename="{prepared.filename}"'
+    response[exports.MANIFEST_HEADER] = exports.manifest_header(prepared.manifest)
     response["X-Content-Type-Options"] = "nosniff"
     return response
