@@ -301,6 +301,7 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + 1000)
 return 0
 """
+_RELEASE_WAIT_SECONDS = 0.5
 _RELEASE = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('LPUSH', KEYS[2], '1')
@@ -353,8 +354,11 @@ class RedisLimiter:
             if should_stop():
                 return None
             if waited < 0:
-                # Every slot is taken: wait for a release notice (or 50 ms, in case a lease expired instead).
-                self.redis.blpop([released], timeout=0.05)
+                # Every slot is taken: wait for a release notice, which wakes one waiter per release. The timeout only
+                # covers a lease that expired instead (its holder died): polling more often costs every waiting
+                # thread a round trip to Redis 20 times a second, which a busy run's dozens of threads turn into
+                # thousands of Redis calls a second and most of a core (docs/load.md).
+                self.redis.blpop([released], timeout=_RELEASE_WAIT_SECONDS)
             else:
                 time.sleep(min(waited / 1000, 1.0) * random.uniform(1.0, 1.2))
 

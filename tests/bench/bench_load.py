@@ -44,6 +44,10 @@ N_ITEMS = int(os.environ.get("BENCH_LOAD_ITEMS", 1_000_000))
 SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", 60))
 # A pause before each submit, as a person reading the item would take; 0 (the table's run) is a saturation test.
 THINK_MS = int(os.environ.get("BENCH_LOAD_THINK_MS", 0))
+# BENCH_LOAD_JUDGE=0 / BENCH_LOAD_EXPORT=0 leave out the judge run or the export, to see what each costs (not for the
+# table: the run has both).
+WITH_JUDGE = os.environ.get("BENCH_LOAD_JUDGE", "1") != "0"
+WITH_EXPORT = os.environ.get("BENCH_LOAD_EXPORT", "1") != "0"
 N_ANNOTATORS = 64
 # The judge run: already-labeled items (what a lead judges to compare with people), with bench_judges's stand-in
 # latency and concurrency limit: 6,400 calls × 200 ms / 32 at a time = 40 s at best, so it spans most of the window.
@@ -220,14 +224,17 @@ def bench_load() -> list[Row]:
             stop = time.monotonic() + SECONDS
             started = time.perf_counter()
             barrier.wait()
-            judge.start()
-            export.start()
+            if WITH_JUDGE:
+                judge.start()
+            if WITH_EXPORT:
+                export.start()
             for t in threads:
                 t.join()
             elapsed = time.perf_counter() - started
             load_after = os.getloadavg()
-            judge.join(900)
-            export.join(900)
+            for background in (judge, export):
+                if background.ident is not None:
+                    background.join(900)
             reconnects = sum(c.reconnects for c in clients)
         logged = access_log(log_path)
 
@@ -242,8 +249,8 @@ def bench_load() -> list[Row]:
     server_ms = [line.ms for line in submits]
     # The export's line is written when its stream ends, in the process that streamed it: the submits logged before
     # it ran alongside the export, in that process or in the other.
-    export_at = next(n for n, line in enumerate(logged) if "/export/download/" in line.path)
-    export_pid = logged[export_at].pid
+    export_at = next((n for n, line in enumerate(logged) if "/export/download/" in line.path), len(logged))
+    export_pid = logged[export_at].pid if export_at < len(logged) else None
     alongside = [line for line in logged[:export_at] if line.method == "POST" and submit_path.fullmatch(line.path)]
     same_process = [line.ms for line in alongside if line.pid == export_pid]
     other_process = [line.ms for line in alongside if line.pid != export_pid]
@@ -272,10 +279,11 @@ def bench_load() -> list[Row]:
         )
         miscounted = cursor.fetchone()[0]
     run = judge.result
-    totals = judge_selectors.run_totals(run=run)
-    verdicts = Verdict.objects.filter(run=run)
-    judged_items = verdicts.values("item_id").distinct().count()
-    status, size, rows = export.result
+    if run is not None:
+        totals = judge_selectors.run_totals(run=run)
+        verdicts = Verdict.objects.filter(run=run)
+        judged_items = verdicts.values("item_id").distinct().count()
+    status, size, rows = export.result or (0, 0, 0)
     labeled_after = Item.objects.filter(project=project, n_submitted__gt=0).count()
 
     first_error = f" ({errors[0][:120]})".replace("|", "/").replace("\n", " ") if errors else ""
@@ -293,7 +301,7 @@ def bench_load() -> list[Row]:
     export_scale = (
         f"GET /p/{SLUG}/export/download/?{EXPORT_QUERY}, {rows:,} rows, {size / 2**20:.0f} MB, during the load"
     )
-    return [
+    alongside_rows = [
         Row(title, f"{scale}; {setup}", "submissions/s", f"{submitted / elapsed:.0f}"),
         Row(
             title,
@@ -358,30 +366,43 @@ def bench_load() -> list[Row]:
             str(miscounted),
             "0",
         ),
-        Row(
-            "Load: judge run alongside",
-            judge_scale,
-            "seconds",
-            f"{judge.seconds:.1f}",
-            f"ideal {N_JUDGE * bench_judges.LATENCY_MS / 1000 / bench_judges.LIMIT:.1f}",
-        ),
-        Row(
-            "Load: judge run alongside",
-            judge_scale,
-            "verdicts ok / items judged / verdicts",
-            f"{totals.n_ok:,} / {judged_items:,} / {verdicts.count():,} ({run.status})",
-            f"{N_JUDGE:,} each, done",
-        ),
-        Row("Load: export alongside", export_scale, "seconds", f"{export.seconds:.1f}"),
-        Row("Load: export alongside", export_scale, "rows/s", f"{rows / export.seconds:,.0f}"),
-        Row(
-            "Load: export alongside",
-            export_scale,
-            "HTTP status; rows within labeled items before / after",
-            f"{status}; {labeled_before:,} ≤ {rows:,} ≤ {labeled_after:,}",
-            "200; yes",
-        ),
     ]
+    judge_rows = (
+        [
+            Row(
+                "Load: judge run alongside",
+                judge_scale,
+                "seconds",
+                f"{judge.seconds:.1f}",
+                f"ideal {N_JUDGE * bench_judges.LATENCY_MS / 1000 / bench_judges.LIMIT:.1f}",
+            ),
+            Row(
+                "Load: judge run alongside",
+                judge_scale,
+                "verdicts ok / items judged / verdicts",
+                f"{totals.n_ok:,} / {judged_items:,} / {verdicts.count():,} ({run.status})",
+                f"{N_JUDGE:,} each, done",
+            ),
+        ]
+        if run is not None
+        else []
+    )
+    export_rows = (
+        [
+            Row("Load: export alongside", export_scale, "seconds", f"{export.seconds:.1f}"),
+            Row("Load: export alongside", export_scale, "rows/s", f"{rows / export.seconds:,.0f}"),
+            Row(
+                "Load: export alongside",
+                export_scale,
+                "HTTP status; rows within labeled items before / after",
+                f"{status}; {labeled_before:,} ≤ {rows:,} ≤ {labeled_after:,}",
+                "200; yes",
+            ),
+        ]
+        if WITH_EXPORT
+        else []
+    )
+    return alongside_rows + judge_rows + export_rows
 
 
 BENCHMARKS = [bench_load]
