@@ -22,8 +22,10 @@ from pathlib import Path
 from tests.bench.run import ROOT
 
 PASSWORD = "bench-password-not-secret"
-# As in docker/Dockerfile: 3 processes, 2 threads each; BENCH_GUNICORN tries others (docs/load.md compares them).
-GUNICORN_ARGS = os.environ.get("BENCH_GUNICORN", "--workers 3 --worker-class gthread --threads 2").split()
+# As in docker/Dockerfile: a process per core, 2 threads each; BENCH_GUNICORN tries others (docs/load.md compares them).
+GUNICORN_ARGS = os.environ.get(
+    "BENCH_GUNICORN", f"--workers {os.cpu_count() or 1} --worker-class gthread --threads 2"
+).split()
 # Method, path, status, %(D)s and the worker's pid. %(D)s is the microseconds gunicorn spent on the request, from the
 # parsed request to the last byte of the response written: Django's time and the socket's, not the wait for a thread.
 ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(D)s %(p)s"
