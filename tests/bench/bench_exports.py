@@ -29,6 +29,7 @@ from typing import Any
 
 from tests.bench import peak_rss
 from tests.bench.run import ROOT, Row
+from tests.bench.seeding import copy_labels, spread_value
 
 SIZES = ((75_000, 8_334), (300_000, 33_334))  # (items, items with a second annotator): 3 × (items + second) labels
 
@@ -36,7 +37,6 @@ SIZES = ((75_000, 8_334), (300_000, 33_334))  # (items, items with a second anno
 def _seed(project: Any, n_items: int, n_second: int, annotators: list[Any]) -> int:
     """Items and labels inserted with COPY; returns the number of labels."""
     from django.db import connection
-    from django.utils import timezone
 
     from annotate import selectors, services
     from annotate.models import Item
@@ -54,24 +54,17 @@ def _seed(project: Any, n_items: int, n_second: int, annotators: list[Any]) -> i
     Item.objects.bulk_create(batch)
     criteria = list(selectors.criteria_current(project=project))
     item_ids = list(Item.objects.filter(project=project).order_by("id").values_list("id", flat=True))
-    now = timezone.now().isoformat()
-    n = 0
-    with (
-        connection.cursor() as cursor,
-        cursor.copy(
-            "COPY annotate_label (item_id, criterion_id, rubric_version_id, annotator_id, value, note, revision, "
-            "submission_key, created_at, updated_at) FROM STDIN"
-        ) as copy,
-    ):
-        for position, item_id in enumerate(item_ids):
-            for k in range(2 if position < n_second else 1):
-                annotator = annotators[(position + k) % len(annotators)]
-                for criterion in criteria:
-                    value = "pass" if (item_id * 7 + k + criterion.position) % 5 else "fail"
-                    copy.write_row(
-                        (item_id, criterion.id, criterion.rubric_version_id, annotator.id, value, "", 1, "", now, now)
-                    )
-                    n += 1
+    n = copy_labels(
+        (
+            item_id,
+            criterion,
+            annotators[(position + k) % len(annotators)].id,
+            spread_value(item_id * 7 + k + criterion.position),
+        )
+        for position, item_id in enumerate(item_ids)
+        for k in range(2 if position < n_second else 1)
+        for criterion in criteria
+    )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE annotate_item")
         cursor.execute("ANALYZE annotate_label")

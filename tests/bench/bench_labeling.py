@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tests.bench.labeling_http import FORM, GUNICORN_ARGS, PASSWORD, Annotator, form_fields, gunicorn
 from tests.bench.run import Row, _percentile
+from tests.bench.seeding import copy_labels
 
 # The scale; BENCH_LABEL_ITEMS makes a smaller run for trying settings quickly (not for the table).
 N_ITEMS = int(os.environ.get("BENCH_LABEL_ITEMS", 1_000_000))
@@ -82,16 +83,12 @@ def seed(*, slug: str = "bench-labeling", n_items: int = N_ITEMS, n_annotators: 
             "SELECT id FROM annotate_item WHERE project_id = %s ORDER BY id LIMIT %s", [project.pk, n_complete]
         )
         complete_ids = [row[0] for row in cursor.fetchall()]
-        with cursor.copy(
-            "COPY annotate_label (item_id, criterion_id, rubric_version_id, annotator_id, value, note, revision, "
-            "submission_key, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for n, item_id in enumerate(complete_ids):
-                for k in range(2):
-                    user = seeded[(n + k) % len(seeded)]
-                    for c in criteria:
-                        value = "pass" if (item_id + k + c.position) % 4 else "fail"
-                        copy.write_row((item_id, c.pk, c.rubric_version_id, user.pk, value, "", 1, "", now, now))
+        copy_labels(
+            (item_id, c, seeded[(n + k) % len(seeded)].pk, "pass" if (item_id + k + c.position) % 4 else "fail")
+            for n, item_id in enumerate(complete_ids)
+            for k in range(2)
+            for c in criteria
+        )
         cursor.execute("ANALYZE")
     return project, annotators
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.bench.seeding import copy_labels, spread_value
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -126,8 +128,6 @@ def bench_item_insert() -> list[Row]:
 
 def _seed_labels(project: Any, n_items: int, annotators: list[Any]) -> None:
     """n_items items, each labeled on every criterion by `overlap` annotators, inserted with COPY."""
-    from django.db import connection
-    from django.utils import timezone
 
     from annotate import selectors, services
     from annotate.models import Item
@@ -139,29 +139,22 @@ def _seed_labels(project: Any, n_items: int, annotators: list[Any]) -> None:
     Item.objects.bulk_create(items, batch_size=5000)
     criteria = list(selectors.criteria_current(project=project))
     item_ids = list(Item.objects.filter(project=project).values_list("id", flat=True))
-    now = timezone.now().isoformat()
-    with (
-        connection.cursor() as cursor,
-        cursor.copy(
-            "COPY annotate_label (item_id, criterion_id, rubric_version_id, annotator_id, value, note, revision, "
-            "submission_key, created_at, updated_at) FROM STDIN"
-        ) as copy,
-    ):
-        for n, item_id in enumerate(item_ids):
-            for k in range(project.overlap):
-                annotator = annotators[(n + k) % len(annotators)]
-                for criterion in criteria:
-                    value = "pass" if (item_id * 7 + k + criterion.position) % 5 else "fail"
-                    copy.write_row(
-                        (item_id, criterion.id, criterion.rubric_version_id, annotator.id, value, "", 1, "", now, now)
-                    )
+    copy_labels(
+        (
+            item_id,
+            criterion,
+            annotators[(n + k) % len(annotators)].id,
+            spread_value(item_id * 7 + k + criterion.position),
+        )
+        for n, item_id in enumerate(item_ids)
+        for k in range(project.overlap)
+        for criterion in criteria
+    )
 
 
 def _seed_recent_labels(project: Any, n_items: int, annotators: list[Any]) -> int:
     """n_items new items, each labeled on every criterion by one annotator "now", with COPY: the labels given since
     the last throughput pass, which the dashboard counts itself. Returns how many labels."""
-    from django.db import connection
-    from django.utils import timezone
 
     from annotate import selectors, services
     from annotate.models import Item
@@ -174,21 +167,11 @@ def _seed_recent_labels(project: Any, n_items: int, annotators: list[Any]) -> in
         batch_size=5000,
     )
     criteria = list(selectors.criteria_current(project=project))
-    now = timezone.now().isoformat()
-    with (
-        connection.cursor() as cursor,
-        cursor.copy(
-            "COPY annotate_label (item_id, criterion_id, rubric_version_id, annotator_id, value, note, revision, "
-            "submission_key, created_at, updated_at) FROM STDIN"
-        ) as copy,
-    ):
-        for n, item in enumerate(items):
-            for criterion in criteria:
-                annotator = annotators[n % len(annotators)]
-                copy.write_row(
-                    (item.pk, criterion.id, criterion.rubric_version_id, annotator.id, "pass", "", 1, "", now, now)
-                )
-    return n_items * len(criteria)
+    return copy_labels(
+        (item.pk, criterion, annotators[n % len(annotators)].id, "pass")
+        for n, item in enumerate(items)
+        for criterion in criteria
+    )
 
 
 def bench_project_page() -> list[Row]:
