@@ -17,8 +17,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import peak_rss
+from tests.bench.labeling_http import gunicorn
 from tests.bench.run import ROOT, Row
 from tests.bench.seeding import copy_labels, spread_value
 
@@ -93,12 +92,6 @@ def _command(slug: str, env: dict[str, str]) -> tuple[float, float, dict[str, An
         return elapsed, peak_rss.peak_mb(rss), manifest, target.stat().st_size / 2**20
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _worker_pid(master: int) -> int:
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     assert len(children) == 1, children
@@ -149,40 +142,10 @@ def _hwm_mb(pid: int) -> float:
 def _download(slug: str, cookie: str) -> tuple[float, float, tuple[float, float, float], dict[str, Any], int]:
     """Seconds to the first byte of the body, seconds in all, the peak RSS MB of the worker, of the process that built
     the export and of the forkserver it came from, the manifest and bytes."""
-    port = _free_port()
-    env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1", "WEB_CONCURRENCY": "1"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "annotate.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "2",
-            "--timeout",
-            "300",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    # One gthread worker, so that its peak RSS is the download's, and a timeout longer than the download.
+    args = ["--workers", "1", "--worker-class", "gthread", "--threads", "2", "--timeout", "300"]
+    with gunicorn(args=args) as server:
+        port = server.port
         # Warm the worker (imports, first connection) as a running server is, then measure one download.
         warm = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         warm.request("GET", "/healthz")
@@ -212,9 +175,6 @@ def _download(slug: str, cookie: str) -> tuple[float, float, tuple[float, float,
         watch.join()
         assert len(watch.exports) == 1, f"the download was not built in one export process: {watch.exports}"
         peak = (_hwm_mb(worker), watch.export_mb, watch.forkserver_mb)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
     return first_byte, elapsed, peak, manifest, size
 
 

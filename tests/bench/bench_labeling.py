@@ -154,7 +154,8 @@ def bench_submit_round_trip() -> list[Row]:
 def _concurrent(project, annotators, scale: str) -> list[Row]:
     from annotate.models import Item, Label
 
-    with gunicorn() as port:
+    with gunicorn() as server:
+        port = server.port
         clients = [Annotator(port, u.username, project.slug) for u in annotators[:N_ANNOTATORS]]
         states = [c.start() for c in clients]
         ok = [0] * len(clients)

@@ -167,7 +167,8 @@ def bench_load() -> list[Row]:
     reconnects = 0
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "access.log"
-        with bench_judges._processes(judge_port), gunicorn(access_log=log_path) as port:
+        with bench_judges._processes(judge_port), gunicorn(access_log=log_path) as server:
+            port = server.port
             clients = [Annotator(port, u.username, project.slug) for u in annotators]
             exporter = Session(port, lead.username, timeout=600)
             # Log in and open the labeling page, four at a time (each login checks a deliberately slow password

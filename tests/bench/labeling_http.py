@@ -38,9 +38,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Server:
+    port: int
+    pid: int  # gunicorn's master
+
+
 @contextmanager
-def gunicorn(*, access_log: Path | None = None) -> Iterator[int]:
-    """gunicorn serving the app on a free loopback port, with GUNICORN_ARGS; yields the port."""
+def gunicorn(*, access_log: Path | None = None, args: list[str] | None = None) -> Iterator[Server]:
+    """gunicorn serving the app on a free loopback port, with `args` (default GUNICORN_ARGS), once it accepts
+    connections."""
     port = free_port()
     # LOG_LEVEL: no INFO line per login (django-axes) on the console; the submit path logs nothing at INFO anyway.
     env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1", "HTTPS": "false", "DEBUG": "false", "LOG_LEVEL": "WARNING"}
@@ -55,7 +62,7 @@ def gunicorn(*, access_log: Path | None = None) -> Iterator[int]:
             "annotate.wsgi:application",
             "--bind",
             f"127.0.0.1:{port}",
-            *GUNICORN_ARGS,
+            *(GUNICORN_ARGS if args is None else args),
             *logging,
         ],
         cwd=ROOT,
@@ -70,10 +77,10 @@ def gunicorn(*, access_log: Path | None = None) -> Iterator[int]:
                 if server.poll() is not None:
                     raise RuntimeError("gunicorn exited at start") from None
                 time.sleep(0.1)
-        yield port
+        yield Server(port, server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(30)
+        server.wait(60)
 
 
 @dataclass(frozen=True)
