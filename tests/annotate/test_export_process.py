@@ -135,3 +135,16 @@ def test_inside_a_transaction_the_export_stays_in_process(project, annotator):
         _prepared, stream = export_process.stream(project=project, options=exports.ExportOptions())
         assert not _children()
         assert len(b"".join(stream).splitlines()) == 3
+
+
+def test_bad_or_foreign_requests_start_no_child(client, lead, labeled, outsider, annotator):
+    """Access and the options are checked in the web process, before any child is forked."""
+    client.force_login(lead)
+    for query in ("format=exe", "min_labels=-1", "since=yesterday", "format=jsonl&criterion=<script>"):
+        response = client.get(f"/p/{labeled.slug}/export/download/?{query}")
+        assert response.status_code == 400, query
+        assert b"<script>" not in response.content
+    for user in (outsider, annotator):  # not a member; a member but not a lead
+        client.force_login(user)
+        assert client.get(f"/p/{labeled.slug}/export/download/?format=jsonl").status_code == 404
+    assert not _children()
