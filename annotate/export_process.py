@@ -81,8 +81,7 @@ def stream(*, project: Project, options: exports.ExportOptions) -> tuple[Prepare
     Raises exports.ExportRefused, with the same message as in-process, before anything is streamed.
     """
     if not enabled():
-        export, body = exports.export_stream(project=project, options=options)
-        return Prepared(export.manifest, exports.filename(export)), body
+        return _inline(project, options)
     reader, writer = _context.Pipe(duplex=False)
     child = _context.Process(
         target=_child,
@@ -96,8 +95,7 @@ def stream(*, project: Project, options: exports.ExportOptions) -> tuple[Prepare
         logger.exception("could not start an export process; building the export in the web process")
         reader.close()
         writer.close()
-        export, body = exports.export_stream(project=project, options=options)
-        return Prepared(export.manifest, exports.filename(export)), body
+        return _inline(project, options)
     writer.close()  # the child holds the only writing end: its exit ends the stream
     try:
         first = reader.recv()
@@ -112,6 +110,11 @@ def stream(*, project: Project, options: exports.ExportOptions) -> tuple[Prepare
         raise exports.ExportRefused(first[1])
     _kind, manifest, filename = first
     return Prepared(manifest, filename), _relay(child, reader)
+
+
+def _inline(project: Project, options: exports.ExportOptions) -> tuple[Prepared, Iterator[bytes]]:
+    export, body = exports.export_stream(project=project, options=options)
+    return Prepared(export.manifest, exports.filename(export)), body
 
 
 def _relay(child: multiprocessing.process.BaseProcess, reader: Connection) -> Iterator[bytes]:
