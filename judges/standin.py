@@ -316,7 +316,9 @@ class Handler(BaseHTTPRequestHandler):
                 server.stats.answered[message_hash] += 1
         finally:
             with server.lock:
-                server.stats.in_flight -= 1
+                # The counters this request was counted in: after a reset, an older request ending must not lower the
+                # new counters' in_flight (which made a later test's max_in_flight read one short).
+                stats.in_flight -= 1
                 if outcome != "timeout":
                     server.stats.outcomes[outcome] += 1
 
