@@ -70,9 +70,9 @@ def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     setup = request.param
     here = tmp_path_factory.mktemp(f"journey-{setup}")
     run = MakeRun(setup=setup, var_dir=here / "var", log_path=here / "make-run.log")
+    test_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/annotate")
+    name = urlsplit(test_url).path.strip("/") + "_journey"
     if setup == "postgres":
-        test_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/annotate")
-        name = urlsplit(test_url).path.strip("/") + "_journey"
         run.database_url = _with_database(test_url, name)
         run.redis_url = _journey_redis_url()
         _postgres(test_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -80,14 +80,14 @@ def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         _flush(run.redis_url)
     try:
         run.start()
+        if problems := run.new_log_problems():
+            pytest.fail(f"[{setup}] errors while make run started ({run.log_path}):\n" + "\n".join(problems))
         yield run
     finally:
         stopped = run.process is not None
         returncode, left = run.stop() if stopped else (None, [])
         if run.database_url:
-            _postgres(
-                run.database_url, f'DROP DATABASE IF EXISTS "{urlsplit(run.database_url).path.strip("/")}" WITH (FORCE)'
-            )
+            _postgres(test_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if run.redis_url:
             _flush(run.redis_url)
     if stopped:
@@ -98,7 +98,8 @@ def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         assert nothing_listens_on(run.port) and nothing_listens_on(run.standin_port), (
             f"something still listens on its ports {where}"
         )
-        assert not (problems := run.new_log_problems()), f"errors in make run's output {where}:\n" + "\n".join(problems)
+        problems = run.new_log_problems()
+        assert not problems, f"errors in make run's output {where}:\n" + "\n".join(problems)
 
 
 @pytest.fixture(scope="package")
