@@ -93,9 +93,15 @@ class DatabaseUnavailableMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         # A view's exception: answer before the 500 page is even rendered (it would query the database again).
-        message = outage_message(exception)
-        if message:
-            setattr(request, _MARK, message)
-            log.warning("service unavailable during %s %s: %s", request.method, request.path, exception)
-            return unavailable_response(request, message)
+        return outage_response(request, exception)
+
+
+def outage_response(request: HttpRequest, exc: BaseException) -> HttpResponse | None:
+    """The 503 for `exc` when it is an outage (logged as a warning, no traceback), else None. For code that handles
+    a view's exceptions itself before they reach this middleware (the API's handlers)."""
+    message = outage_message(exc)
+    if not message:
         return None
+    setattr(request, _MARK, message)
+    log.warning("service unavailable during %s %s: %s", request.method, request.path, exc)
+    return unavailable_response(request, message)
