@@ -25,6 +25,8 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
+from annotate.http import wants_partial
+
 log = logging.getLogger(__name__)
 
 RETRY_MESSAGE = "The database is unavailable for a moment. Nothing was saved; please try again in a few seconds."
@@ -65,7 +67,7 @@ def unavailable_response(request: HttpRequest, message: str = RETRY_MESSAGE) -> 
     response: HttpResponse
     if request.path.startswith("/api/"):
         response = JsonResponse({"detail": message}, status=503)
-    elif request.headers.get("HX-Request") == "true":
+    elif wants_partial(request):
         # The labeling page's error partial: label.js shows its text and puts the still-filled form back.
         response = HttpResponse(render_to_string("annotate/label.html#error", {"error": message}), status=503)
     else:
