@@ -21,6 +21,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
+from django.utils.log import log_response
 from ninja import NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, Throttled, ValidationError
 from ninja.security import HttpBearer
@@ -28,7 +29,7 @@ from ninja.throttling import BaseThrottle
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
-from annotate import export_process, exports, imports, ratelimit, samples, selectors, services, tokens
+from annotate import export_process, exports, imports, middleware, ratelimit, samples, selectors, services, tokens
 from annotate.models import Item, Membership, Project
 from annotate.specs import ProjectSpec, SpecError
 
@@ -148,6 +149,23 @@ def _forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
 def _throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
     response = _error(request, 429, f"Too many requests: at most {settings.API_RATE_LIMIT} per minute per token.")
     response["Retry-After"] = str(max(1, int(60 - time.time() % 60)))
+    return response
+
+
+UNEXPECTED_ERROR = "Something went wrong on the server and the request did not complete. It has been logged."
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """Anything the handlers above do not name. A client gets JSON, never a traceback (django-ninja's own handler
+    answers one as text under DEBUG); the traceback goes to the log, as Django logs its own 500s. A database or Redis
+    outage is the same 503 with its retry message as on every page."""
+    outage = middleware.outage_response(request, exc)
+    if outage is not None:
+        return outage
+    response = _error(request, 500, UNEXPECTED_ERROR)
+    # As Django logs the 500s it handles itself (logger django.request, with the traceback), and once only.
+    log_response("Internal Server Error: %s", request.path, response=response, request=request, exception=exc)
     return response
 
 

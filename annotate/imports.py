@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+import psycopg
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
@@ -686,9 +687,9 @@ class _ItemRun(_Run):
             # A thread hands the rows to the server while this one parses the next ones. Into a project that had
             # no items the COPY stays open for the whole file (no look-ups need the connection meanwhile).
             self.copy_stack = contextlib.ExitStack()
-            cursor = self.copy_stack.enter_context(connection.cursor())
+            cursor = _psycopg_cursor(self.copy_stack.enter_context(connection.cursor()))
             self.copy = self.copy_stack.enter_context(
-                cursor.copy(f"COPY annotate_item ({_ITEM_COLUMNS}) FROM STDIN", writer=QueuedLibpqWriter(cursor.cursor))
+                cursor.copy(f"COPY annotate_item ({_ITEM_COLUMNS}) FROM STDIN", writer=QueuedLibpqWriter(cursor))
             )
         now = timezone.now()
         pk = self.project.pk
@@ -729,6 +730,21 @@ class _ItemRun(_Run):
 
     def __exit__(self, *exc_info: Any) -> None:
         self.copy_end(*exc_info)
+
+
+def _psycopg_cursor(cursor: Any) -> psycopg.Cursor[Any]:
+    """The psycopg cursor under Django's cursor wrapper(s), for what only psycopg offers (a COPY with its own writer).
+
+    Which wrapper Django hands out depends on the settings: with DEBUG (or `force_debug_cursor`) it is a
+    CursorDebugWrapper, whose `copy()` logs the statement and takes no other argument. So psycopg's API is called on
+    psycopg's cursor, whatever wraps it.
+    """
+    raw = cursor
+    while not isinstance(raw, psycopg.Cursor):
+        raw = getattr(raw, "cursor", None)
+        if raw is None:
+            raise TypeError(f"no psycopg cursor under {type(cursor).__name__}")
+    return raw
 
 
 def _content_fields(project: Project) -> tuple[str, ...]:

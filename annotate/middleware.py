@@ -25,6 +25,8 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
+from annotate.http import wants_partial
+
 log = logging.getLogger(__name__)
 
 RETRY_MESSAGE = "The database is unavailable for a moment. Nothing was saved; please try again in a few seconds."
@@ -65,7 +67,7 @@ def unavailable_response(request: HttpRequest, message: str = RETRY_MESSAGE) -> 
     response: HttpResponse
     if request.path.startswith("/api/"):
         response = JsonResponse({"detail": message}, status=503)
-    elif request.headers.get("HX-Request") == "true":
+    elif wants_partial(request):
         # The labeling page's error partial: label.js shows its text and puts the still-filled form back.
         response = HttpResponse(render_to_string("annotate/label.html#error", {"error": message}), status=503)
     else:
@@ -93,9 +95,15 @@ class DatabaseUnavailableMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         # A view's exception: answer before the 500 page is even rendered (it would query the database again).
-        message = outage_message(exception)
-        if message:
-            setattr(request, _MARK, message)
-            log.warning("service unavailable during %s %s: %s", request.method, request.path, exception)
-            return unavailable_response(request, message)
+        return outage_response(request, exception)
+
+
+def outage_response(request: HttpRequest, exc: BaseException) -> HttpResponse | None:
+    """The 503 for `exc` when it is an outage (logged as a warning, no traceback), else None. For code that handles
+    a view's exceptions itself before they reach this middleware (the API's handlers)."""
+    message = outage_message(exc)
+    if not message:
         return None
+    setattr(request, _MARK, message)
+    log.warning("service unavailable during %s %s: %s", request.method, request.path, exc)
+    return unavailable_response(request, message)

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 
@@ -762,6 +762,22 @@ WHERE i.project_id = %(project)s AND i.id = %(item)s
 """
 
 
+def _from_db(model: type[models.Model], field_name: str, value: Any) -> Any:
+    """`value`, read by raw SQL under another name than its model field's, converted as the ORM converts that field.
+
+    A raw query converts only the columns of the model it returns; an extra column comes back as the database driver
+    hands it over: an aware datetime from PostgreSQL, a naive one (in UTC) from SQLite, which cannot be compared
+    with `timezone.now()`. The field's own converters make it the same value on both.
+    """
+    field = model._meta.get_field(field_name)
+    if not isinstance(field, models.Field):
+        raise TypeError(f"{model.__name__}.{field_name} is a relation, not a column")
+    column = field.get_col(model._meta.db_table)
+    for converter in [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]:
+        value = converter(value, column, connection)
+    return value
+
+
 _SUBMIT_WRITE_SQL = """
 WITH labels AS (
     INSERT INTO annotate_label (item_id, criterion_id, rubric_version_id, annotator_id, value, note, shown_order,
@@ -831,7 +847,8 @@ def label_submit(
                 "You have already labeled this item (perhaps in another tab). Open it from your history to change it."
             )
         holds_lease = item.my_state == Assignment.State.LEASED  # type: ignore[attr-defined]
-        live = holds_lease and item.my_expiry > now  # type: ignore[attr-defined]
+        expiry = _from_db(Assignment, "expires_at", item.my_expiry)  # type: ignore[attr-defined]
+        live = holds_lease and expiry is not None and expiry > now
         others = item.n_leased - (1 if holds_lease else 0)
         if not live and item.n_submitted + others >= project.overlap:
             if holds_lease:

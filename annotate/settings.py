@@ -118,6 +118,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "annotate.http.VaryOnHtmxMiddleware",
     # Last, as django-axes asks: it turns a lockout raised during authentication into its 429 response.
     "axes.middleware.AxesMiddleware",
 ]

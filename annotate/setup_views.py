@@ -26,6 +26,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from annotate import selectors, services
 from annotate.forms import CriterionFormSet, MemberAddForm, MemberRoleForm, ProjectNewForm, ProjectSettingsForm
+from annotate.http import wants_partial
 from annotate.models import Label, Membership, Project
 from annotate.services import CriterionData
 
@@ -38,13 +39,9 @@ def _lead_project(request: HttpRequest, slug: str) -> Project:
     return project
 
 
-def _htmx(request: HttpRequest) -> bool:
-    return bool(getattr(request, "htmx", False))
-
-
 def _status(request: HttpRequest, *, failed: bool) -> int:
     """422 for a refused plain POST; 200 for htmx, which swaps only 2xx answers in and the error is in the swap."""
-    return 422 if failed and not _htmx(request) else 200
+    return 422 if failed and not wants_partial(request) else 200
 
 
 def _require_creator(request: HttpRequest) -> None:
@@ -300,7 +297,7 @@ def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
                 else:
                     messages.success(request, f"Saved rubric v{version.number}.")
                 url = reverse("project_criteria", args=[project.slug])
-                return HttpResponseClientRedirect(url) if _htmx(request) else redirect(url)
+                return HttpResponseClientRedirect(url) if wants_partial(request) else redirect(url)
     context = {
         "project": project,
         "current": current,
@@ -318,7 +315,7 @@ def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
         "n_labels_current": Label.objects.filter(rubric_version=current).count() if current else 0,
         "versions": project.rubric_versions.order_by("-number").select_related("created_by")[:10],
     }
-    template = "annotate/setup/criteria.html" + ("#editor" if _htmx(request) else "")
+    template = "annotate/setup/criteria.html" + ("#editor" if wants_partial(request) else "")
     return render(request, template, context, status=_status(request, failed=bool(problems)))
 
 
@@ -370,8 +367,8 @@ def project_members(request: HttpRequest, slug: str) -> HttpResponse:
             # The lead removed themselves or stepped down: this page is no longer theirs.
             messages.success(request, notice)
             away = reverse("project_detail", args=[project.slug]) if role else reverse("home")
-            return HttpResponseClientRedirect(away) if _htmx(request) else redirect(away)
-        if not _htmx(request) and not error:
+            return HttpResponseClientRedirect(away) if wants_partial(request) else redirect(away)
+        if not wants_partial(request) and not error:
             messages.success(request, notice)
             return redirect("project_members", slug=project.slug)
     context = {
@@ -382,7 +379,7 @@ def project_members(request: HttpRequest, slug: str) -> HttpResponse:
         "error": error,
         "notice": notice,
     }
-    template = "annotate/setup/members.html" + ("#members" if _htmx(request) else "")
+    template = "annotate/setup/members.html" + ("#members" if wants_partial(request) else "")
     return render(request, template, context, status=_status(request, failed=bool(error)))
 
 

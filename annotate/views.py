@@ -35,6 +35,7 @@ from annotate import (
     tokens,
 )
 from annotate.forms import ExportForm, ImportConfirmForm, ImportUploadForm, ProjectStatusForm, TokenCreateForm
+from annotate.http import wants_partial
 from annotate.models import AgreementReport, ImportJob, Item, Membership, Project
 from annotate.splits import shown_order
 from judges import staleness
@@ -74,7 +75,7 @@ def project_status(request: HttpRequest, slug: str) -> HttpResponse:
             status_error = " ".join(exc.messages)
     else:
         status_error = "Choose draft, active or archived."
-    if request.htmx:  # type: ignore[attr-defined]
+    if wants_partial(request):
         return _render_project(request, project=project, role=role, status_error=status_error, partial="status")
     if status_error:
         messages.error(request, status_error)
@@ -251,13 +252,13 @@ def label_submit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
             submission_key=request.POST.get("form_key", ""),
         )
     except services.ItemNotNeeded as exc:
-        if not request.htmx:  # type: ignore[attr-defined]
+        if not wants_partial(request):
             messages.warning(request, exc.message)
             return redirect("label_queue", slug=project.slug)
         return _label_refused(request, project, item_id, exc.message, exc.status)
     except services.QueueError as exc:
         return _label_refused(request, project, item_id, exc.message, exc.status, values=request.POST, note=note)
-    if not request.htmx:  # type: ignore[attr-defined]
+    if not wants_partial(request):
         return redirect("label_queue", slug=project.slug)
     # The client already shows the item it had prefetched; claim the one after it.
     item = services.queue_claim(
@@ -280,7 +281,7 @@ def _label_refused(
     note: str = "",
 ) -> HttpResponse:
     """The form again, still filled in, with the reason; the client keeps the annotator on this item."""
-    if request.htmx:  # type: ignore[attr-defined]
+    if wants_partial(request):
         return render(request, "annotate/label.html#error", {"error": message}, status=status)
     item = Item.objects.filter(project=project, pk=item_id).first()
     context = _label_context(request, project, [item] if item else [], error=message, note=note)
@@ -310,7 +311,7 @@ def label_skip(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
         services.queue_skip(project=project, annotator=request.user, item_id=item_id)  # type: ignore[arg-type]
     except services.QueueError as exc:
         return _label_refused(request, project, item_id, exc.message, exc.status)
-    if not request.htmx:  # type: ignore[attr-defined]
+    if not wants_partial(request):
         return redirect("label_queue", slug=project.slug)
     item = services.queue_claim(
         project=project,
@@ -439,10 +440,10 @@ def _import_page(
         "max_bytes": settings.IMPORT_MAX_FILE_BYTES,
         "max_chars": f"{settings.IMPORT_MAX_FIELD_CHARS:,}",
     }
-    if request.htmx and status != 200:  # type: ignore[attr-defined]
+    if wants_partial(request) and status != 200:
         # htmx swaps only 2xx answers: show the refusal in place of the form.
         return reswap(retarget(render(request, "annotate/import.html#form", context), "#import-form-card"), "outerHTML")
-    template = "annotate/import.html" + ("#form" if request.htmx else "")  # type: ignore[attr-defined]
+    template = "annotate/import.html" + ("#form" if wants_partial(request) else "")
     return render(request, template, context, status=status)
 
 
@@ -475,7 +476,7 @@ def import_start(request: HttpRequest, slug: str) -> HttpResponse:
         return _import_page(request, project, form, status=exc.status, error=exc.message)
     imports.import_job_start_preview(job=job)
     url = reverse("import_job", args=[project.slug, job.pk])
-    if request.htmx:  # type: ignore[attr-defined]
+    if wants_partial(request):
         job.refresh_from_db()
         return push_url(_render_job(request, project, job, partial="job"), url)
     return redirect(url)
@@ -498,7 +499,7 @@ def import_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
     """One import: its progress while running (htmx polls this), then the preview, the bad rows, or the result."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
     job = get_object_or_404(ImportJob, project=project, pk=job_id)
-    return _render_job(request, project, job, partial="job" if request.htmx else "")  # type: ignore[attr-defined]
+    return _render_job(request, project, job, partial="job" if wants_partial(request) else "")
 
 
 @require_POST
@@ -509,7 +510,7 @@ def import_confirm(request: HttpRequest, slug: str, job_id: int) -> HttpResponse
     job = get_object_or_404(ImportJob, project=project, pk=job_id)
     form = ImportConfirmForm(request.POST)
     imports.import_job_confirm(job=job, update=form.is_valid() and form.cleaned_data["update"])
-    if request.htmx:  # type: ignore[attr-defined]
+    if wants_partial(request):
         job.refresh_from_db()
         return _render_job(request, project, job, partial="job")
     return redirect("import_job", slug=project.slug, job_id=job.pk)
@@ -536,7 +537,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
             else:
                 form, status = TokenCreateForm(), 201
     context = {"tokens": request.user.api_tokens.all(), "form": form, "created": created}  # type: ignore[union-attr]
-    if request.htmx:  # type: ignore[attr-defined]
+    if wants_partial(request):
         # htmx swaps only 2xx answers, and the form with its error must show.
         return render(request, "annotate/tokens.html#tokens", context)
     return render(request, "annotate/tokens.html", context, status=status)
@@ -549,7 +550,7 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     token = tokens.token_revoke(user=request.user, token_id=token_id)  # type: ignore[arg-type]
     if token is None:
         raise Http404("No such token.")
-    if request.htmx:  # type: ignore[attr-defined]
+    if wants_partial(request):
         context = {"tokens": request.user.api_tokens.all(), "form": TokenCreateForm(), "created": ""}  # type: ignore[union-attr]
         return render(request, "annotate/tokens.html#tokens", context)
     messages.success(request, f"Token “{token.name}” is revoked: it no longer opens the API.")
@@ -573,7 +574,7 @@ def agreement_page(request: HttpRequest, slug: str) -> HttpResponse:
         "stale": stored is not None and reports.report_stale(project=project),
         "definitions": reports.DEFINITIONS,
     }
-    if request.htmx:  # type: ignore[attr-defined]
+    if wants_partial(request):
         return render(request, "annotate/agreement.html#report", context)
     return render(request, "annotate/agreement.html", context)
 
@@ -689,7 +690,7 @@ def rubric_timeline(request: HttpRequest, slug: str) -> HttpResponse:
     """Rubric versions with what changed, labels and stored agreement under each; items labeled only under older
     versions, with the action that queues them again; judges calibrated on an older rubric."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
-    if request.htmx:  # type: ignore[attr-defined]
+    if wants_partial(request):
         return render(request, "annotate/rubric_timeline.html#outdated", _drift_context(request, project))
     rows = drift.rubric_timeline(project=project)
     judges = list(staleness.judge_staleness(project).values())
@@ -711,7 +712,7 @@ def relabel_queue(request: HttpRequest, slug: str) -> HttpResponse:
     current one; the page shows the request waiting, then its outcome."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
     drift.relabel_request(project=project, actor=request.user)
-    if request.htmx:  # type: ignore[attr-defined]
+    if wants_partial(request):
         return render(request, "annotate/rubric_timeline.html#outdated", _drift_context(request, project))
     messages.success(request, "Queueing the outdated items for re-labeling: this page shows when it is done.")
     return redirect("rubric_timeline", slug=project.slug)

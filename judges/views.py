@@ -24,6 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefre
 
 from annotate import charts
 from annotate import selectors as annotate_selectors
+from annotate.http import wants_partial
 from annotate.models import Item, Membership, Project
 from judges import card, compare, forms, llm, prompts, selectors, services, staleness
 from judges.models import Judge, JudgeRun, JudgeVersion
@@ -34,10 +35,6 @@ LEAD = Membership.Role.LEAD
 def _lead_project(request: HttpRequest, slug: str) -> Project:
     project, _role = annotate_selectors.project_for_user(request.user, slug, role=LEAD)
     return project
-
-
-def _htmx(request: HttpRequest) -> bool:
-    return bool(getattr(request, "htmx", False))
 
 
 def _errors(exc: ValidationError) -> list[str]:
@@ -84,7 +81,7 @@ def judge_list(request: HttpRequest, slug: str) -> HttpResponse:
         if bars
         else None,
     }
-    return render(request, "judges/judge_list.html" + ("#judges" if _htmx(request) else ""), context)
+    return render(request, "judges/judge_list.html" + ("#judges" if wants_partial(request) else ""), context)
 
 
 def _editor_context(project: Project, form: forms.JudgeVersionForm, **extra: Any) -> dict[str, Any]:
@@ -166,7 +163,7 @@ def judge_new(request: HttpRequest, slug: str) -> HttpResponse:
             messages.success(request, f"Judge “{judge.name}” created with version 1.")
             return _to(request, reverse("judges:version_detail", args=[project.slug, version.pk]))
     context = _editor_context(project, form, title="New judge", action=reverse("judges:judge_new", args=[slug]))
-    template = "judges/version_form.html" + ("#editor" if _htmx(request) and request.method == "POST" else "")
+    template = "judges/version_form.html" + ("#editor" if wants_partial(request) and request.method == "POST" else "")
     return render(request, template, context, status=422 if form.errors else 200)
 
 
@@ -185,9 +182,9 @@ def judge_detail(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse
         "n_test_runs": selectors.test_runs_count(judge=judge),
         "staleness": staleness.judge_staleness(project).get(judge.pk),
     }
-    if not _htmx(request):
+    if not wants_partial(request):
         context |= _judge_extras(judge)
-    return render(request, "judges/judge_detail.html" + ("#runs" if _htmx(request) else ""), context)
+    return render(request, "judges/judge_detail.html" + ("#runs" if wants_partial(request) else ""), context)
 
 
 def _target_form(judge: Judge, data: Any = None) -> forms.JudgeTargetForm:
@@ -293,12 +290,12 @@ def judge_target(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse
             for message in _errors(exc):
                 form.add_error(None, message)
         else:
-            if _htmx(request):
+            if wants_partial(request):
                 context = {"project": project, "judge": judge, "target_form": _target_form(judge), "saved": True}
                 return render(request, "judges/judge_detail.html#target", context)
             messages.success(request, "Target saved.")
             return redirect("judges:judge_detail", slug=project.slug, judge_id=judge.pk)
-    if _htmx(request):
+    if wants_partial(request):
         return render(
             request,
             "judges/judge_detail.html#target",
@@ -345,7 +342,7 @@ def version_new(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse:
         title=f"New version of “{judge.name}”",
         action=reverse("judges:version_new", args=[slug, judge.pk]),
     )
-    template = "judges/version_form.html" + ("#editor" if _htmx(request) and request.method == "POST" else "")
+    template = "judges/version_form.html" + ("#editor" if wants_partial(request) and request.method == "POST" else "")
     return render(request, template, context, status=422 if form.errors else 200)
 
 
@@ -391,7 +388,7 @@ def template_check(request: HttpRequest, slug: str) -> HttpResponse:
         "sample": sample,
         "used": prompts.placeholders_used(system) + prompts.placeholders_used(user),
     }
-    return render(request, "judges/template_check.html" + ("#check" if _htmx(request) else ""), context)
+    return render(request, "judges/template_check.html" + ("#check" if wants_partial(request) else ""), context)
 
 
 # --- Versions and runs ----------------------------------------------------------------------------------------
@@ -441,7 +438,7 @@ def version_detail(request: HttpRequest, slug: str, version_id: int) -> HttpResp
         scope = JudgeRun.Scope.DEV
     context = _version_context(request, project, version, scope=scope)
     # The estimate fragment follows the scope chosen in the start form.
-    return render(request, "judges/version_detail.html" + ("#estimate" if _htmx(request) else ""), context)
+    return render(request, "judges/version_detail.html" + ("#estimate" if wants_partial(request) else ""), context)
 
 
 @require_GET
@@ -483,7 +480,7 @@ def run_start(request: HttpRequest, slug: str, version_id: int) -> HttpResponse:
             if run.test_run_number:
                 messages.warning(request, f"Run on the held-out test split started: test run #{run.test_run_number}.")
             return _to(request, reverse("judges:run_detail", args=[project.slug, run.pk]))
-    if _htmx(request):
+    if wants_partial(request):
         scope = form.cleaned_data.get("scope", JudgeRun.Scope.DEV) if form.is_valid() else JudgeRun.Scope.DEV
         context = _version_context(request, project, version, scope=scope, error=error)
         return render(request, "judges/version_detail.html#start", context, status=422)
@@ -599,10 +596,10 @@ def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     (htmx); once the run is over the poll reloads the page, so the report and the disagreements appear."""
     project = _lead_project(request, slug)
     run = selectors.run_for_project(project=project, run_id=run_id)
-    if _htmx(request) and request.GET.get("part") == "disagreements":
+    if wants_partial(request) and request.GET.get("part") == "disagreements":
         context = _run_context(project, run) | _disagreement_context(request, run)
         return render(request, "judges/run_detail.html#disagreements", context)
-    if _htmx(request):
+    if wants_partial(request):
         if request.GET.get("poll") and not run.is_active:
             return HttpResponseClientRefresh()
         return render(request, "judges/run_detail.html#progress", _run_context(project, run))
@@ -618,7 +615,7 @@ def run_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     project = _lead_project(request, slug)
     run = selectors.run_for_project(project=project, run_id=run_id)
     cancelled = services.judge_run_cancel(run=run)
-    if _htmx(request):
+    if wants_partial(request):
         return render(request, "judges/run_detail.html#progress", _run_context(project, run))
     if cancelled:
         messages.success(request, "Run cancelled. Calls already in flight finish and are kept.")
@@ -629,7 +626,7 @@ def run_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
 
 def _to(request: HttpRequest, url: str) -> HttpResponse:
     """After a successful POST: a client-side redirect for htmx, an ordinary one otherwise."""
-    if _htmx(request):
+    if wants_partial(request):
         return HttpResponseClientRedirect(url)
     return redirect(url)
 
@@ -707,11 +704,11 @@ def compare_runs(request: HttpRequest, slug: str) -> HttpResponse:
             "same_rubric": a.rubric_version_id == b.rubric_version_id,
             "definitions": compare.DEFINITIONS,
         }
-    if _htmx(request):
+    if wants_partial(request):
         if request.GET.get("poll") and not context["pending"]:
             return HttpResponseClientRefresh()
         if request.GET.get("part") == "flips" and ready:
             return render(request, "judges/compare.html#flips", context)
     if ready:
         context["history_chart"] = _history_chart(judge, highlight={r.version_id for r in (a, b) if r is not None})
-    return render(request, "judges/compare.html" + ("#comparison" if _htmx(request) else ""), context)
+    return render(request, "judges/compare.html" + ("#comparison" if wants_partial(request) else ""), context)

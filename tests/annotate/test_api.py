@@ -6,10 +6,11 @@ import json
 
 import pytest
 from django.apps import apps
-from django.db import models
+from django.db import OperationalError, models
 from django.urls import reverse
 
-from annotate import ratelimit, tokens
+from annotate import api, imports, ratelimit, tokens
+from annotate.middleware import RETRY_MESSAGE
 from annotate.models import ApiToken, ImportedUser, Item, Label, Project
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, membership
 
@@ -155,6 +156,42 @@ def test_pushing_labels_counts_them_and_creates_imported_users(client, lead):
     assert item.n_submitted == 1 and Label.objects.get().value == "fail"
     progress = client.get(API + "/projects/one-criterion/progress", headers=_auth(raw)).json()
     assert (progress["n_items"], progress["n_complete"], progress["n_labels_current"]) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_an_unexpected_error_is_a_short_json_500_and_its_traceback_goes_to_the_log(
+    client, project, lead, settings, monkeypatch, caplog, debug
+):
+    settings.DEBUG = debug  # under DEBUG, django-ninja's own handler answers with the traceback as text
+
+    def broken(**kwargs):
+        raise RuntimeError("internal detail: /srv/annotate/secret.py line 12")
+
+    monkeypatch.setattr(imports, "items_import", broken)
+    response = _post(client, "/projects/support-bot/items", {"items": [{"input": "Q", "output": "A"}]}, _token(lead))
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json() == {"detail": api.UNEXPECTED_ERROR, "errors": []}
+    assert b"Traceback" not in response.content and b"internal detail" not in response.content
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    assert record.levelname == "ERROR" and record.status_code == 500  # type: ignore[attr-defined]
+    assert record.exc_info and "internal detail" in str(record.exc_info[1])
+    assert "/api/v1/projects/support-bot/items" in record.getMessage()
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_a_database_outage_inside_an_api_call_is_the_json_503_with_the_retry_message(
+    client, project, lead, settings, monkeypatch, debug
+):
+    settings.DEBUG = debug
+
+    def lost(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(imports, "items_import", lost)
+    response = _post(client, "/projects/support-bot/items", {"items": [{"input": "Q", "output": "A"}]}, _token(lead))
+    assert response.status_code == 503 and response.json() == {"detail": RETRY_MESSAGE}
+    assert response["Retry-After"] == "5"
 
 
 def test_a_request_body_or_batch_too_large_gets_413_in_json(client, project, lead, settings):

@@ -54,6 +54,7 @@ def labeled(project, annotator, other_annotator):
     return Project.objects.select_related("current_rubric").get(pk=project.pk)
 
 
+@pytest.mark.postgres(reason="downloads are built in a child process on PostgreSQL only (export_process.enabled)")
 def test_a_download_is_built_in_a_child_and_has_the_in_process_bytes(client, lead, labeled, settings):
     client.force_login(lead)
     url = f"/p/{labeled.slug}/export/download/?format=jsonl&individual=on"
@@ -99,6 +100,7 @@ def test_the_api_download_comes_from_a_child_too(client, lead, labeled):
     assert _gone()
 
 
+@pytest.mark.postgres(reason="downloads are built in a child process on PostgreSQL only (export_process.enabled)")
 def test_a_client_that_goes_away_stops_the_child(project, annotator):
     _items(project, 3000)  # more than the pipe holds: the child is still writing when the client leaves
     project = Project.objects.select_related("current_rubric").get(pk=project.pk)
@@ -109,6 +111,7 @@ def test_a_client_that_goes_away_stops_the_child(project, annotator):
     assert _gone()
 
 
+@pytest.mark.postgres(reason="downloads are built in a child process on PostgreSQL only (export_process.enabled)")
 def test_a_child_that_dies_mid_stream_cuts_the_download_short(project, annotator):
     _items(project, 3000)
     project = Project.objects.select_related("current_rubric").get(pk=project.pk)

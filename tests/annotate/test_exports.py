@@ -435,6 +435,7 @@ def _two_items(project, annotator, other_annotator):
 OPTIONS = exports.ExportOptions(individual=True, criteria=("acceptable",))
 
 
+@pytest.mark.postgres(reason="the export's REPEATABLE READ snapshot is PostgreSQL's (exports.snapshot)")
 @pytest.mark.django_db(transaction=True)
 def test_an_export_is_one_snapshot_even_when_someone_writes_between_its_reads(project, annotator, other_annotator):
     project = _two_items(project, annotator, other_annotator)

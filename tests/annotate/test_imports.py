@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.db.backends.utils import CursorDebugWrapper
 from django.urls import reverse
 
-from annotate import imports, ratelimit, selectors, services
+from annotate import imports, ratelimit, selectors, services, tokens
 from annotate.models import ImportedUser, ImportJob, Item, Label, Project
 from tests.factories import ProjectFactory, UserFactory, label, membership
 
@@ -489,6 +491,40 @@ def test_confirm_answers_htmx_with_the_result_partial(lead_client, project):
     response = lead_client.post(reverse("import_confirm", args=[project.slug, job.pk]), headers={"HX-Request": "true"})
     assert response.status_code == 200 and "1 new item added" in response.content.decode()
     assert "<html" not in response.content.decode()
+
+
+@pytest.mark.postgres(reason="new items go in with COPY, which is PostgreSQL's")
+def test_with_debug_on_as_make_run_sets_it_the_browser_and_the_api_import_through_copy(
+    lead_client, lead, project, settings
+):
+    """DEBUG makes Django hand out CursorDebugWrapper, whose copy() takes no writer: every import once failed."""
+    settings.DEBUG = True
+    with connection.cursor() as cursor:
+        assert isinstance(cursor, CursorDebugWrapper)  # the wrapper the imports below get
+    assert not Item.objects.filter(project=project).exists()  # an empty project: the whole file in one COPY
+    rows = [{"external_id": f"b-{n}", "input": f"Q{n}", "output": "A"} for n in range(3)]
+    _upload(lead_client, project, "items.jsonl", _jsonl(rows).encode())
+    job = ImportJob.objects.get()
+    done = lead_client.post(reverse("import_confirm", args=[project.slug, job.pk]), follow=True)
+    assert "3 new items added" in done.content.decode()
+    assert ImportJob.objects.get().status == ImportJob.Status.DONE
+    # The API, into a project that has items now: a COPY per batch.
+    _row, secret = tokens.token_create(user=lead, name="pipeline")
+    response = lead_client.post(
+        f"/api/v1/projects/{project.slug}/items",
+        data=json.dumps({"items": [{"external_id": f"a-{n}", "input": f"P{n}", "output": "B"} for n in range(2)]}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert response.status_code == 200, response.content.decode()[:500]
+    assert response.json()["new"] == 2
+    assert sorted(Item.objects.filter(project=project).values_list("external_id", flat=True)) == [
+        "a-0",
+        "a-1",
+        "b-0",
+        "b-1",
+        "b-2",
+    ]
 
 
 def test_every_import_url_is_a_404_for_an_outsider_and_for_an_annotator(client, project, outsider, annotator, lead):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from html.parser import HTMLParser
+
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from annotate import selectors, services
 from annotate.models import Assignment, Label
-from tests.factories import ItemFactory, UserFactory, label
+from annotate.splits import shown_order
+from tests.factories import ItemFactory, ProjectFactory, UserFactory, label, membership
 
 pytestmark = pytest.mark.django_db
 
@@ -176,6 +181,7 @@ def test_an_inactive_project_says_so_instead_of_handing_out_items(client, projec
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres(reason="pins PostgreSQL's one-statement submit; SQLite writes the labels, counts and lease apart")
 def test_the_submit_round_trip_stays_within_eight_queries(client, active, annotator):
     # A transactional test, so the count is what production runs (no test savepoints). Transaction control
     # (BEGIN/COMMIT) is listed apart: the budget is for statements that read or write.
@@ -218,3 +224,63 @@ def test_pairwise_item_text_with_html_is_inert_and_markdown_tricks_render_safely
     for bad in ("<script>alert", "<img", "<svg", "<iframe", '<a href="javascript', "<a href='javascript"):
         assert bad not in main, bad
     assert 'class="msg msg-user"' in main and 'class="msg msg-assistant"' in main
+
+
+class _FirstForm(HTMLParser):
+    """What a browser without JavaScript submits from the first form whose action matches `action`: its hidden inputs
+    (CSRF token and form key included) and, as a hurried newcomer would, the first radio of every group."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__()
+        self.pattern = re.compile(action)
+        self.action = ""
+        self.data: dict[str, str] = {}
+        self._inside = False
+        self._done = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form" and not self._done and self.pattern.fullmatch(a.get("action", "")):
+            self._inside, self.action = True, a["action"]
+        elif tag == "input" and self._inside and a.get("name"):
+            if a.get("type") == "hidden":
+                self.data[a["name"]] = a.get("value", "")
+            elif a.get("type") == "radio":
+                self.data.setdefault(a["name"], a.get("value", ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form" and self._inside:
+            self._inside, self._done = False, True
+
+
+@pytest.mark.parametrize("kind", ["binary", "pairwise"])
+def test_without_javascript_a_newcomer_labels_item_after_item_with_plain_form_posts(kind):
+    """The no-JavaScript path after `make run`: page, form, POST, redirect, next item; CSRF enforced as in a
+    browser. Runs on both databases (the embedded SQLite default once answered every submit with a 500)."""
+    project = ProjectFactory(kind=kind, slug=f"plain-{kind}", overlap=1)
+    services.project_set_status(project=project, status="active")
+    for n in range(4):
+        fields = {"output_a": f"Answer A{n}", "output_b": f"Answer B{n}"} if kind == "pairwise" else {}
+        ItemFactory(project=project, **fields)
+    user = UserFactory(username=f"newcomer-{kind}")
+    membership(user, project)
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    queue = reverse("label_queue", args=[project.slug])
+    submitted = []
+    for _ in range(3):
+        form = _FirstForm(re.escape(queue) + r"\d+/")
+        form.feed(browser.get(queue).content.decode())
+        assert form.action and form.data.get("csrfmiddlewaretoken") and form.data.get("form_key"), form.data
+        response = browser.post(form.action, form.data)
+        assert response.status_code == 302 and response.url == queue, response.content.decode()[:500]
+        item_id = int(form.action.rstrip("/").rsplit("/", 1)[1])
+        submitted.append(item_id)
+        stored = set(Label.objects.filter(item_id=item_id, annotator=user).values_list("value", flat=True))
+        if kind == "pairwise":  # the first choice shown is "Left is better": stored as the output shown on the left
+            assert stored == {"a" if shown_order(user.pk, item_id) == Label.Order.AB else "b"}
+        else:
+            assert stored == {"pass"}
+    assert len(set(submitted)) == 3
+    assert Label.objects.filter(annotator=user).count() == 3 * len(selectors.criteria_current(project=project))
+    assert not Assignment.objects.filter(annotator=user, item_id__in=submitted).exists()

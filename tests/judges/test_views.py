@@ -14,6 +14,8 @@ from tests.judges.conftest import MODEL, make_item
 pytestmark = pytest.mark.django_db
 
 HX = {"HX-Request": "true"}
+# What htmx 2 sends after a history-cache miss (the Back button): it shows the answer as the whole page.
+RESTORE = {**HX, "HX-History-Restore-Request": "true"}
 
 
 @pytest.fixture
@@ -414,6 +416,39 @@ def test_the_human_kappa_target_reads_the_stored_agreement_report(client, lead, 
     human = stored.data["criteria"]["acceptable"]["human"]["fleiss_kappa"]["value"]
     page = client.get(url).content.decode()
     assert f"&lt; target {human:.2f}" in page and "The target κ is the humans' own agreement" in page
+
+
+@pytest.mark.parametrize(
+    "page", ["judge_list", "judge_detail", "version_detail", "run", "run_disagreements", "compare", "compare_flips"]
+)
+def test_a_history_restore_gets_the_whole_page_where_htmx_alone_gets_the_fragment(
+    client, lead, project, version, labeled, page
+):
+    run = _run_now(version)
+    client.force_login(lead)
+    slug, compare = project.slug, reverse("judges:compare", args=[project.slug]) + f"?a={run.pk}&b={run.pk}"
+    url = {
+        "judge_list": reverse("judges:judge_list", args=[slug]),
+        "judge_detail": reverse("judges:judge_detail", args=[slug, version.judge_id]),
+        "version_detail": reverse("judges:version_detail", args=[slug, version.pk]) + "?scope=all",
+        "run": reverse("judges:run_detail", args=[slug, run.pk]),
+        # The URLs the disagreement and flip filters push into the history, with the part htmx asks for.
+        "run_disagreements": reverse("judges:run_detail", args=[slug, run.pk]) + "?kind=lenient&part=disagreements",
+        "compare": compare,
+        "compare_flips": compare + "&flip=broken&part=flips",
+    }[page]
+    fragment = client.get(url, headers=HX)
+    assert fragment.status_code == 200 and "<html" not in fragment.content.decode()
+    restored = client.get(url, headers=RESTORE)
+    body = restored.content.decode()
+    assert restored.status_code == 200 and "<html" in body and "</html>" in body
+    assert _title(body) == _title(client.get(url).content.decode())
+
+
+def _title(html: str) -> str:
+    match = re.search(r"<title>(.*?)</title>", html, re.S)
+    assert match, html[:200]
+    return match.group(1)
 
 
 def test_a_child_version_saved_and_run_on_dev_lands_on_the_comparison(client, lead, project, version, labeled):
