@@ -101,7 +101,10 @@ def test_few_shot_examples_leave_the_standins_verdicts_varying_with_the_items(pr
     plain = _run_here(make_version(judge))
     few_shot = _run_here(
         make_version(
-            judge, examples=[services.ExampleData(e.external_id, v, "") for e, v in zip(examples, ["pass", "fail"])]
+            judge,
+            examples=[
+                services.ExampleData(e.external_id, v, "") for e, v in zip(examples, ["pass", "fail"], strict=True)
+            ],
         )
     )
     assert set(few_shot.values()) == {"pass", "fail"}  # the hash rule, over 16 different outputs
