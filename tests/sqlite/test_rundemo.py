@@ -221,7 +221,7 @@ def test_two_demos_run_side_by_side_and_a_third_on_a_taken_port_or_folder_is_ref
         assert done.stderr.strip().count("\n") == 0, done.stderr
         assert says in done.stderr and re.search(r"PORT=\d+ .*make run", done.stderr), done.stderr
         assert "Database migrated" not in done.stdout
-    assert "VAR_DIR=" in done.stderr
+    assert re.search(rf"PORT={port} VAR_DIR=var/demo\d+ make run", done.stderr)  # its port was free: the folder moves
     assert _tables(third_dir / "annotate.sqlite3") == set()  # nothing migrated (the system checks open the file)
 
     # A judge run in the second demo goes through its own worker to its own stand-in, not the first demo's.

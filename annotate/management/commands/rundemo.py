@@ -56,9 +56,10 @@ class Command(BaseCommand):
         # Refused before anything is migrated or started: no half demo.
         lock = _lock_var_dir(var_dir)
         if lock is None:
+            free_port = port if _port_is_free(host, port) else _free_port_near(host, port)
             raise CommandError(
                 f"{var_dir} is in use by another demo. Give a second demo its own folder and port: "
-                f"PORT={_free_port_near(host, port)} VAR_DIR={_free_var_dir(var_dir)} make run"
+                f"PORT={free_port} VAR_DIR={_free_var_dir(var_dir)} make run"
             )
         if not _port_is_free(host, port):
             lock.close()
