@@ -14,8 +14,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 import pytest
@@ -184,6 +186,23 @@ def _stats(port: int) -> dict:
         return json.loads(response.read())
 
 
+def _log_in(opener: urllib.request.OpenerDirector, demo: Demo) -> None:
+    """Log in as the demo's first annotator through the login form, keeping the cookies in `opener`'s jar."""
+    base = f"http://127.0.0.1:{demo.port}"
+    password = json.loads((demo.var_dir / "demo_credentials.json").read_text())["annotator1"]
+    with opener.open(f"{base}/login/", timeout=10) as answer:
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', answer.read().decode()).group(1)
+    form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": "annotator1", "password": password})
+    request = urllib.request.Request(f"{base}/login/", data=form.encode(), headers={"Referer": f"{base}/login/"})
+    with opener.open(request, timeout=10) as answer:
+        assert "/login/" not in answer.geturl(), f"{demo.name}: login refused"
+
+
+def _signed_in(opener: urllib.request.OpenerDirector, demo: Demo) -> bool:
+    with opener.open(f"http://127.0.0.1:{demo.port}/", timeout=10) as answer:
+        return "/login/" not in answer.geturl()
+
+
 def test_two_demos_run_side_by_side_and_a_third_on_a_taken_port_or_folder_is_refused_at_once(tmp_path, demos):
     standin_port = _free_port()  # as JUDGE_STANDIN_PORT's default would be: the same for both demos
     first = demos("first", port=_free_port(), standin_port=standin_port)
@@ -202,6 +221,13 @@ def test_two_demos_run_side_by_side_and_a_third_on_a_taken_port_or_folder_is_ref
     assert second_standin != standin_port
     for pid in second.child("runserver") + second.child("worker"):
         assert _environ(pid)["JUDGE_STANDIN_PORT"] == str(second_standin), _cmdline(pid)
+
+    # One browser, both demos: cookies are per host, not per port, so each demo names its cookies after its port and
+    # signing in to the second does not sign the first out.
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    _log_in(browser, first)
+    _log_in(browser, second)
+    assert _signed_in(browser, first) and _signed_in(browser, second)
 
     # A third demo on the first one's port, or in its folder, stops at once with one line saying what to run.
     third_dir = tmp_path / "third"

@@ -113,6 +113,9 @@ class Command(BaseCommand):
         python = sys.executable
         # The children read the same settings: an absolute VAR_DIR, whatever directory they start in.
         env = {**os.environ, "VAR_DIR": str(var_dir)}
+        # Cookies are per host, not per port: a second demo on another port must not log the first one out.
+        env.setdefault("SESSION_COOKIE_NAME", f"annotate{port}_session")
+        env.setdefault("CSRF_COOKIE_NAME", f"annotate{port}_csrftoken")
         # If whatever started us (make, a terminal) goes away without a Ctrl-C, stop everything rather than leave
         # a worker or the stand-in holding its port.
         _die_with_parent()
