@@ -279,6 +279,10 @@ SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False  # htmx reads no cookie: the token is set once on <body> (hx-headers).
+# Browsers keep cookies per host, not per port: two demos on one machine would overwrite each other's session and CSRF
+# cookies (each logging the other out), so `make run` names them after its port.
+SESSION_COOKIE_NAME = env_str("SESSION_COOKIE_NAME", "sessionid") or "sessionid"
+CSRF_COOKIE_NAME = env_str("CSRF_COOKIE_NAME", "csrftoken") or "csrftoken"
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024, minimum=1024)
 # An enforced policy without inline script or style: user text can never become code.

@@ -4,11 +4,13 @@
 
 It answers `POST /v1/chat/completions` with a judge's JSON verdict, deterministically:
 
-- The verdict follows a rule over the last user message. `hash` (the default): binary items pass for about 70% of
-  outputs, chosen by a hash of the text inside <output>...</output> (else the whole message); pairwise items prefer
-  one of the texts inside <output_a>/<output_b> by a hash that ignores their order, so the verdict follows the
-  content wherever it is shown. `keyword`: binary fails when the --fail-word appears in the output; pairwise prefers
-  the output containing the --prefer-word (a tie when both or neither do). `first`: always "pass" / always "A" (a
+- The verdict follows a rule over the item in the last user message: its <output> (<output_a>, <output_b>) block,
+  never one of a few-shot example's (the "Example N ... Answer: ..." blocks of judges/prompts.py are skipped).
+  `hash` (the default): binary items pass for about 70% of outputs, chosen by a hash of the text inside
+  <output>...</output> (else the whole message); pairwise items prefer one of the texts inside
+  <output_a>/<output_b> by a hash that ignores their order, so the verdict follows the content wherever it is shown.
+  `keyword`: binary fails when the --fail-word appears in the output; pairwise prefers the output containing the
+  --prefer-word (a tie when both or neither do). `first`: always "pass" / always "A" (a
   judge with total position bias).
 - Faults are drawn from a hash of (seed, messages, attempt number of these messages), so a fault on one attempt
   does not make the next attempt of the same messages fail too: --rate-429 (with a Retry-After header),
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -100,6 +103,33 @@ def _between(text: str, tag: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
+# One few-shot example as judges/prompts.py (examples_text) writes it: "Example N", the example's blocks, its answer.
+# Item text inside a prompt has its block tags written as entities (prompts.as_data), so a tag here is always the
+# prompt's own structure and an example cannot end early inside its text.
+_EXAMPLE = re.compile(
+    r"Example \d+\n<input>\n.*?\n</input>\n"
+    r"(?:<output>\n.*?\n</output>|<output_a>\n.*?\n</output_a>\n<output_b>\n.*?\n</output_b>)"
+    r"\nAnswer: [^\n]*\n",
+    re.DOTALL,
+)
+
+
+def _item_text(text: str) -> str:
+    """The user message without its few-shot examples: what is left holds the item being judged, wherever the
+    template put the {{ examples }} block (before the item, as the default templates do, or after it)."""
+    return _EXAMPLE.sub("", text)
+
+
+def _item_block(text: str, tag: str) -> str | None:
+    """The item's own <tag> block: the first one outside the few-shot examples, else the last one of the message
+    (a message whose examples were written by hand ends with the item)."""
+    found = _between(_item_text(text), tag)
+    if found is not None:
+        return found
+    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", text, re.DOTALL)
+    return blocks[-1].strip() if blocks else None
+
+
 def _is_pairwise(body: dict[str, Any], messages: list[dict[str, Any]]) -> bool:
     schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema", {})
     enum = schema.get("properties", {}).get("verdict", {}).get("enum")
@@ -112,7 +142,7 @@ def _is_pairwise(body: dict[str, Any], messages: list[dict[str, Any]]) -> bool:
 def verdict_for(config: Config, text: str, *, pairwise: bool) -> tuple[str, str]:
     """(verdict, reasoning) by the configured rule."""
     if not pairwise:
-        output = _between(text, "output")
+        output = _item_block(text, "output")
         section = output if output is not None else text
         if config.rule == "first":
             return "pass", "Stand-in rule 'first': always pass."
@@ -123,7 +153,7 @@ def verdict_for(config: Config, text: str, *, pairwise: bool) -> tuple[str, str]
             )
         passed = _unit(config.seed, "binary", section) < config.pass_share
         return ("pass" if passed else "fail"), "Stand-in rule 'hash' over the output."
-    a, b = _between(text, "output_a"), _between(text, "output_b")
+    a, b = _item_block(text, "output_a"), _item_block(text, "output_b")
     if config.rule == "first":
         return "A", "Stand-in rule 'first': always the first output."
     if a is None or b is None:
@@ -334,6 +364,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m judges.standin", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--any-port-if-taken",
+        action="store_true",
+        help="when --port is in use, listen on a free port instead (the first line of output names it)",
+    )
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--rate-429", type=float, default=0.0)
     parser.add_argument("--rate-500", type=float, default=0.0)
@@ -365,7 +400,16 @@ def main(argv: list[str] | None = None) -> None:
         script=[s for s in args.script.split(",") if s],
         seed=args.seed,
     )
-    server = StandinServer((args.host, args.port), config)
+    try:
+        server = StandinServer((args.host, args.port), config)
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        if not args.any_port_if_taken:
+            parser.exit(1, f"stand-in: port {args.port} on {args.host} is in use; choose another with --port.\n")
+        # A second demo on this machine: any free port, which the first line below announces to whoever started us.
+        server = StandinServer((args.host, 0), config)
+    # The first line of output names the port: `make run` reads it (with --any-port-if-taken the port may differ).
     print(f"stand-in model server on http://{args.host}:{server.port}/v1 (rule {args.rule})", flush=True)
     try:
         server.serve_forever()
