@@ -108,6 +108,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Above everything that reads the body: refuses a body larger than its path takes (by Content-Length, before
+    # Django parses and spools a multipart upload) and form fields that are not text (NUL, lone surrogates).
+    "annotate.guards.RequestGuardMiddleware",
     # A database outage (PostgreSQL restarting) answers 503 with a retry message; every layer below may query.
     "annotate.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
