@@ -168,14 +168,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache and Celery ----------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
+# A hung Redis (a frozen process, a network partition) must cost a request one short wait, not redis-py's default of
+# none at all: the cache and session client give up after these many milliseconds to connect and to answer, and then
+# a circuit breaker bypasses Redis for REDIS_BREAKER_SECONDS (per process; annotate/cache.py), during which sessions,
+# rate limits and progress fall back as they do when Redis is down. /healthz shows Redis latency and the breaker.
+REDIS_CONNECT_TIMEOUT_MS = env_int("REDIS_CONNECT_TIMEOUT_MS", 500, minimum=1)
+REDIS_TIMEOUT_MS = env_int("REDIS_TIMEOUT_MS", 500, minimum=1)
+REDIS_BREAKER_SECONDS = env_int("REDIS_BREAKER_SECONDS", 10, minimum=1)
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "annotate.cache.BreakerRedisCache",
             "LOCATION": REDIS_URL,
             # JSON, never pickle (sessions and anything derived from user input pass through this cache). The
             # prefix keeps entries written by the pickling serializer of earlier versions from ever being read.
-            "OPTIONS": {"serializer": "annotate.cache.JSONSerializer"},
+            "OPTIONS": {
+                "serializer": "annotate.cache.JSONSerializer",
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_MS / 1000,
+                "socket_timeout": REDIS_TIMEOUT_MS / 1000,
+            },
             "KEY_PREFIX": "json",
         }
     }
