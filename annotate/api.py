@@ -174,7 +174,7 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     cause = exc.__cause__
     if isinstance(cause, BodyNotStorable):
         return _error(request, 400, "The request is not valid.", [{"field": cause.field, "message": cause.message}])
-    return _error(request, exc.status_code, str(exc.message))
+    return api.create_response(request, {"detail": str(exc.message)}, status=exc.status_code)  # django-ninja's own
 
 
 @api.exception_handler(AuthenticationError)

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
@@ -28,9 +28,13 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def _large_body_path(path: str) -> bool:
+    return any(pattern.match(path) for pattern in LARGE_BODY_PATHS)
+
+
 def body_limit(path: str) -> int:
     """The largest request body, in bytes, that `path` accepts."""
-    if any(pattern.match(path) for pattern in LARGE_BODY_PATHS):
+    if _large_body_path(path):
         return int(settings.IMPORT_MAX_FILE_BYTES) + FORM_OVERHEAD_BYTES
     return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
@@ -115,14 +119,23 @@ class RequestGuardMiddleware:
         message = f"The request body is too large: {declared:,} bytes, and this address takes at most {limit:,}."
         if request.path.startswith("/api/"):
             message += " Send smaller batches."
-        response = refused_response(request, 413, "Too large", message)
+        if wants_partial(request) and _large_body_path(request.path_info):
+            # The import form posts with htmx, which swaps only 2xx answers into its result area (as the import
+            # view answers its own refusals): say it there. No other htmx form sends bodies this large.
+            response = HttpResponse(f'<p class="error" role="alert">{escape(message)}</p>')
+        else:
+            response = refused_response(request, 413, "Too large", message)
         # The client may still be sending the body, which nothing here reads: close the connection after answering.
         response["Connection"] = "close"
         return response
 
     def _not_text(self, request: HttpRequest) -> HttpResponse | None:
         # request.POST is parsed only for form bodies (the API's JSON is checked by its own schemas).
-        for source in (request.GET, request.POST if request.method == "POST" else None):
+        try:
+            form = request.POST if request.method == "POST" else None
+        except UnreadablePostError:
+            return None  # the client went away mid-body: whatever reads the body next meets it as before
+        for source in (request.GET, form):
             if not source:
                 continue
             for name, values in source.lists():

@@ -94,6 +94,22 @@ def test_the_import_upload_may_be_as_large_as_an_import_file_and_the_api_only_as
     assert refused.status_code == 413 and "too large" in refused.json()["detail"]
 
 
+def test_a_too_large_import_sent_by_htmx_is_refused_in_the_forms_result_area_unread(
+    client, project, lead, recorder, settings
+):
+    settings.IMPORT_MAX_FILE_BYTES = 64 * 1024
+    client.force_login(lead)
+    big = SimpleUploadedFile("items.jsonl", b'{"input": "Q", "output": "A"}\n' * 20_000)
+    response = client.post(
+        reverse("import_start", args=[project.slug]),
+        {"kind": "items", "file": big, "file_format": ""},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200  # htmx swaps only 2xx answers
+    assert "too large" in response.content.decode() and 'role="alert"' in response.content.decode()
+    assert recorder.received == 0 and not ImportJob.objects.exists()
+
+
 # --- Form fields and JSON that are not text: 400 with the field named, never a 500 --------------------------------
 
 
