@@ -238,3 +238,23 @@ def test_the_app_sees_the_address_the_proxy_saw_not_the_one_a_client_claims(prox
     settings.BEHIND_PROXY, settings.PROXY_COUNT = True, 1
     request = RequestFactory().post("/login/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=headers["X-Forwarded-For"])
     assert logins.client_ip(request) == "127.0.0.1"
+
+
+def test_the_documented_server_blocks_are_a_valid_nginx_config(tmp_path):
+    if NGINX is None or shutil.which("openssl") is None:
+        pytest.skip("needs nginx and openssl")
+    temp = tmp_path / "nginx"
+    temp.mkdir()
+    key, cert = str(temp / "key.pem"), str(temp / "cert.pem")
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+    subprocess.run([*command, "-keyout", key, "-out", cert], check=True, capture_output=True)
+    server = (ROOT / "docker" / "nginx" / "annotate.conf").read_text()
+    server = re.sub(r"ssl_certificate\s+\S+;", f"ssl_certificate {temp}/cert.pem;", server)
+    server = re.sub(r"ssl_certificate_key\s+\S+;", f"ssl_certificate_key {temp}/key.pem;", server)
+    server = server.replace("/etc/nginx/snippets/annotate-locations.conf", str(LOCATIONS))
+    server = server.replace("listen 80;", f"listen 127.0.0.1:{_free_port()};")
+    server = server.replace("listen 443 ssl", f"listen 127.0.0.1:{_free_port()} ssl")
+    conf = temp / "nginx.conf"
+    conf.write_text(f"pid {temp}/nginx.pid;\nerror_log {temp}/error.log;\nevents {{}}\nhttp {{\n{server}\n}}\n")
+    checked = subprocess.run([NGINX, "-t", "-p", str(temp), "-c", str(conf)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
