@@ -11,6 +11,7 @@ Other apps mount their routers on `api` and reuse `TokenAuth` (the default for e
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import time
 from typing import Any, Literal
@@ -23,13 +24,25 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.http.response import HttpResponseBase
 from django.utils.log import log_response
 from ninja import NinjaAPI, Query, Schema, Status
-from ninja.errors import AuthenticationError, Throttled, ValidationError
+from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
+from ninja.parser import Parser
 from ninja.security import HttpBearer
 from ninja.throttling import BaseThrottle
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
-from annotate import export_process, exports, imports, middleware, ratelimit, samples, selectors, services, tokens
+from annotate import (
+    export_process,
+    exports,
+    guards,
+    imports,
+    middleware,
+    ratelimit,
+    samples,
+    selectors,
+    services,
+    tokens,
+)
 from annotate.models import Item, Membership, Project
 from annotate.specs import ProjectSpec, SpecError
 
@@ -79,6 +92,32 @@ class ApiError(Exception):
         super().__init__(detail)
 
 
+class BodyNotStorable(ValueError):
+    """A JSON body with a part no text column can hold (a NUL, a lone surrogate) or nested absurdly deep."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+# Bodies nest a few levels above the metadata they carry ({"items": [{"metadata": ...}]}).
+MAX_BODY_DEPTH = guards.MAX_JSON_DEPTH + 8
+
+
+class CheckedParser(Parser):
+    """JSON bodies, refused whole when any part cannot be stored: text with a NUL character or a lone surrogate
+    ("\\ud800" decodes to one, which no UTF-8 column takes), or nesting deeper than MAX_BODY_DEPTH (deep enough
+    for any metadata; deeper would fail in the encoders, each with its own recursion limit, as a 500)."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        data = json.loads(request.body)
+        found = guards.json_problem_at(data, max_depth=MAX_BODY_DEPTH)
+        if found:
+            raise BodyNotStorable(*found)
+        return data
+
+
 api = NinjaAPI(
     title="annotate API",
     version="1",
@@ -91,6 +130,7 @@ api = NinjaAPI(
     urls_namespace="api",
     auth=TokenAuth(),
     throttle=TokenRateThrottle(),
+    parser=CheckedParser(),
 )
 
 
@@ -126,6 +166,15 @@ def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespons
         for field, messages in by_field.items()
     ]
     return _error(request, 400, "The request is not valid.", errors)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    # django-ninja answers a body its parser refused with a generic 400: name the field when we know it.
+    cause = exc.__cause__
+    if isinstance(cause, BodyNotStorable):
+        return _error(request, 400, "The request is not valid.", [{"field": cause.field, "message": cause.message}])
+    return api.create_response(request, {"detail": str(exc.message)}, status=exc.status_code)  # django-ninja's own
 
 
 @api.exception_handler(AuthenticationError)

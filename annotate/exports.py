@@ -17,6 +17,7 @@ import json
 import json.encoder
 import re
 import tomllib
+import unicodedata
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -43,8 +44,13 @@ CONTENT_TYPES = {
 }
 EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "openai-evals": "jsonl", "preference": "jsonl"}
 CHUNK_SIZE = 2000
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
+# CSV injection (OWASP "CSV Injection"): a spreadsheet runs a cell that starts with one of these as a formula, and
+# some also after blank or invisible characters (spaces, a no-break space, a zero-width space, a line feed) or in
+# their full-width and small forms (＝, ﹦). "|" starts DDE payloads; U+2212 is the minus sign.
+_FORMULA_CHARS = frozenset("=+-@|\u2212\uff1d\uff0b\uff0d\uff20\uff5c\ufe66\ufe62\ufe63\ufe6b")
+# Skipped when looking for the first visible character: separators (Zs, Zl, Zp) and format characters (Cf: zero-width
+# spaces and joiners, the BOM, bidi marks). A control character (Cc: tab, CR, LF, NUL) at the start is enough alone.
+_BLANK_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cf"})
 _COUNTS = ("rows", "labels", "individual_labels", "items_filtered_out", "items_without_consensus", "ties")
 # agreement.Source by value: NONE, MAJORITY, GOLD.
 _SOURCE_NAMES = (None, "majority", "gold")
@@ -493,9 +499,21 @@ def csv_cell(value: Any) -> Any:
     """A cell a spreadsheet shows as text: a leading apostrophe on strings it would otherwise run as a formula."""
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+    if isinstance(value, str) and value and not value[0].isalnum() and _runs_as_formula(value):
         return "'" + value
     return value
+
+
+def _runs_as_formula(value: str) -> bool:
+    for char in value:
+        if char in _FORMULA_CHARS:
+            return True
+        category = unicodedata.category(char)
+        if category == "Cc":
+            return True
+        if category not in _BLANK_CATEGORIES:
+            return False
+    return False
 
 
 # json's own string encoder, the one json.dumps(..., ensure_ascii=False) uses (C when available).

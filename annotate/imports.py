@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import errno
 import json
 import logging
 import re
@@ -35,6 +36,7 @@ from django.utils import timezone
 from psycopg.copy import QueuedLibpqWriter
 
 from annotate import selectors, services
+from annotate.guards import json_problem, text_problem
 from annotate.models import ImportedUser, ImportJob, Item, Label, Membership, Project
 from annotate.splits import content_hash, order_key, split_for
 
@@ -370,8 +372,8 @@ def _text(value: Any, *, tabular: bool, max_chars: int) -> tuple[str, str | None
         return "", f"wrong type: expected text or a chat transcript (a list of messages), got {_type_name(value)}"
     if len(text) > max_chars:
         return "", f"too long: {len(text):,} characters (at most {max_chars:,})"
-    if "\x00" in text:
-        return "", "contains a NUL character, which cannot be stored"
+    if problem := text_problem(text):
+        return "", problem
     return text, None
 
 
@@ -385,8 +387,8 @@ def _external_id(value: Any) -> tuple[str, str | None]:
     value = value.strip()
     if len(value) > 255:
         return "", f"too long: {len(value):,} characters (at most 255)"
-    if "\x00" in value:
-        return "", "contains a NUL character, which cannot be stored"
+    if problem := text_problem(value):
+        return "", problem
     return value, None
 
 
@@ -474,6 +476,10 @@ class _ItemChecker:
             errors.append(RowError(line, "split", f"must be one of {', '.join(Item.Split.values)}, not {split!r}"))
         metadata, metadata_errors = self._metadata(line, row)
         errors += metadata_errors
+        if problem := json_problem(metadata):
+            # Before json.dumps: it fails on nesting a few hundred deep, and a lone surrogate fails the hash.
+            errors.append(RowError(line, "metadata", problem))
+            metadata = {}
         try:
             # allow_nan=False: Python reads NaN and Infinity, but they are not JSON and PostgreSQL refuses them.
             metadata_json = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
@@ -863,8 +869,10 @@ class _LabelChecker:
         note = row.get("note") or ""
         if not isinstance(note, str):
             errors.append(RowError(line, "note", f"wrong type: expected text, got {_type_name(note)}"))
-        elif len(note) > MAX_NOTE_CHARS or "\x00" in note:
-            errors.append(RowError(line, "note", f"too long or not text (at most {MAX_NOTE_CHARS:,} characters)"))
+        elif len(note) > MAX_NOTE_CHARS:
+            errors.append(RowError(line, "note", f"too long: {len(note):,} characters (at most {MAX_NOTE_CHARS:,})"))
+        elif problem := text_problem(note):
+            errors.append(RowError(line, "note", problem))
         created_at = None
         raw_when = row.get("created_at")
         if raw_when not in (None, ""):
@@ -925,17 +933,18 @@ class _LabelRun(_Run):
             self.flush()
 
     def _resolve_users(self, names: set[str]) -> None:
-        """Look the annotators up once. Unknown names will become inactive imported users; a user who exists but
-        is neither a member of this project, nor staff, nor imported, is refused: an import must not put labels
-        under the name of someone from another team."""
+        """Look the annotators up once. A name is a member of this project or a name an earlier import created for
+        this project; an unknown name will become an inactive user imported into this project. Any other account
+        (staff, another project's member or imported name) is refused: an import must not put labels under the
+        name of someone outside the project."""
         wanted = names - self.users.keys()
         if not wanted:
             return
         members = Membership.objects.filter(project=self.project, user=OuterRef("pk"))
-        imported = ImportedUser.objects.filter(user=OuterRef("pk"))
-        found = User.objects.filter(username__in=wanted).annotate(member=Exists(members), imp=Exists(imported))
+        imported_here = ImportedUser.objects.filter(user=OuterRef("pk"), project=self.project)
+        found = User.objects.filter(username__in=wanted).annotate(member=Exists(members), imp=Exists(imported_here))
         for user in found:
-            allowed = user.member or user.imp or (user.is_staff and user.is_active)  # type: ignore[attr-defined]
+            allowed = user.member or user.imp  # type: ignore[attr-defined]
             self.users[user.get_username()] = user.pk if allowed else -1
         for name in wanted - self.users.keys():
             self.users[name] = None
@@ -960,8 +969,9 @@ class _LabelRun(_Run):
                     RowError(
                         row.line,
                         "annotator",
-                        f"{row.annotator!r} is a user here but not a member of this project; add them first "
-                        "(unknown names are imported as inactive users)",
+                        f"{row.annotator!r} cannot be used: give the labels of a member of this project under "
+                        "their username (add them on the Members page first), and those of anyone else under a "
+                        "name of your own for them",
                     )
                 )
             else:
@@ -1153,6 +1163,10 @@ def file_import(
 # --- Import jobs (the browser's upload, preview and confirm) ---------------------------------------------------
 
 
+# A full disk, a full quota, a file larger than the process may write.
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
 def _upload_dir() -> Path:
     path = Path(settings.IMPORT_UPLOAD_DIR)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -1179,19 +1193,31 @@ def import_job_create(*, project: Project, actor: Any, kind: str, upload: Upload
     fmt = fmt or format_detect(upload.name or "", head)
     stored_name = f"{secrets.token_hex(16)}.{fmt}"
     path = _upload_dir() / stored_name
-    with path.open("xb") as out:
-        path.chmod(0o600)
-        for chunk in upload.chunks():
-            out.write(chunk)
-    return ImportJob.objects.create(
-        project=project,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
-        kind=kind,
-        filename=Path(upload.name or "upload").name[:255],
-        stored_name=stored_name,
-        size_bytes=size,
-        file_format=fmt,
-    )
+    try:
+        with path.open("xb") as out:
+            path.chmod(0o600)
+            for chunk in upload.chunks():
+                out.write(chunk)
+        return ImportJob.objects.create(
+            project=project,
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            kind=kind,
+            filename=Path(upload.name or "upload").name[:255],
+            stored_name=stored_name,
+            size_bytes=size,
+            file_format=fmt,
+        )
+    except BaseException as exc:
+        # Nothing refers to a file without its job (the expiry sweep goes by jobs): never leave a partial one.
+        path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+            log.error("import upload refused: %s has no room (%s)", path.parent, exc)
+            raise ImportRefused(
+                "The server has no room to store this file right now; nothing was stored. Try again later, or ask "
+                "an administrator to free space in the upload folder.",
+                status=507,
+            ) from None
+        raise
 
 
 def import_job_runs_inline(job: ImportJob) -> bool:

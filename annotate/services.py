@@ -927,6 +927,8 @@ def label_edit(
         raise QueueError("You have no labels on that item under the current rubric.")
     shown = shown_order(annotator.pk, item_id) if project.is_pairwise else None
     note = note.strip()
+    if len(note) > 10_000:  # the same cap as a new label's note (label_submit)
+        raise QueueError("The note is too long (at most 10,000 characters).")
     if not note and _needs_note(project, values, shown):
         raise QueueError("This project asks for a note whenever something fails: say why.")
     changed = []

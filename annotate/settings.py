@@ -108,6 +108,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Above everything that reads the body: refuses a body larger than its path takes (by Content-Length, before
+    # Django parses and spools a multipart upload) and form fields that are not text (NUL, lone surrogates).
+    "annotate.guards.RequestGuardMiddleware",
     # A database outage (PostgreSQL restarting) answers 503 with a retry message; every layer below may query.
     "annotate.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -165,14 +168,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache and Celery ----------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
+# A hung Redis (a frozen process, a network partition) must cost a request one short wait, not redis-py's default of
+# none at all: the cache and session client give up after these many milliseconds to connect and to answer, and then
+# a circuit breaker bypasses Redis for REDIS_BREAKER_SECONDS (per process; annotate/cache.py), during which sessions,
+# rate limits and progress fall back as they do when Redis is down. /healthz shows Redis latency and the breaker.
+REDIS_CONNECT_TIMEOUT_MS = env_int("REDIS_CONNECT_TIMEOUT_MS", 500, minimum=1)
+REDIS_TIMEOUT_MS = env_int("REDIS_TIMEOUT_MS", 500, minimum=1)
+REDIS_BREAKER_SECONDS = env_int("REDIS_BREAKER_SECONDS", 10, minimum=1)
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "annotate.cache.BreakerRedisCache",
             "LOCATION": REDIS_URL,
             # JSON, never pickle (sessions and anything derived from user input pass through this cache). The
             # prefix keeps entries written by the pickling serializer of earlier versions from ever being read.
-            "OPTIONS": {"serializer": "annotate.cache.JSONSerializer"},
+            "OPTIONS": {
+                "serializer": "annotate.cache.JSONSerializer",
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_MS / 1000,
+                "socket_timeout": REDIS_TIMEOUT_MS / 1000,
+            },
             "KEY_PREFIX": "json",
         }
     }
@@ -245,15 +259,24 @@ AUTH_PASSWORD_VALIDATORS = [
 # costs no session query and a cache outage loses no session (annotate.sessions: Django's cached_db store, with
 # every cache call but logout's made best effort, so that labeling goes on while Redis is down).
 SESSION_ENGINE = "annotate.sessions"
-# Login throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for one username from one address, that pair
-# is refused (HTTP 429) until AXES_COOLOFF_MINUTES pass; a success resets the count. Well under ASVS 2.2.1's 100 per
-# hour per account.
+# Login throttling (annotate/logins.py). Per client address (django-axes): after AXES_FAILURE_LIMIT failed logins
+# from one address, whatever the usernames, that address is refused (HTTP 429) until AXES_COOLOFF_MINUTES pass
+# without another failure. Per username, from all addresses together: after LOGIN_SLOWDOWN_AFTER failures the next
+# attempt waits a delay that doubles with each failure, up to LOGIN_SLOWDOWN_MAX_SECONDS; a browser that logged into
+# the account before skips the wait. Nobody can lock the owner out; ASVS 2.2.1 asks for at most 100 failures an hour
+# per account, and the delay allows well under that. A success does not reset an address's count (an attacker's
+# own account must not be a reset button).
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
-AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 10, minimum=1)
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 20, minimum=1)
 AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = False
 AXES_VERBOSE = False
+AXES_CLIENT_IP_CALLABLE = "annotate.logins.client_ip"
+AXES_COOLOFF_MESSAGE = "Too many failed logins from your address: try again in a few minutes."
+LOGIN_SLOWDOWN_AFTER = env_int("LOGIN_SLOWDOWN_AFTER", 5, minimum=1)
+LOGIN_SLOWDOWN_MAX_SECONDS = env_int("LOGIN_SLOWDOWN_MAX_SECONDS", 60, minimum=1)
+LOGIN_DEVICE_COOKIE_DAYS = env_int("LOGIN_DEVICE_COOKIE_DAYS", 180, minimum=1)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -262,7 +285,11 @@ LOGOUT_REDIRECT_URL = "login"
 # HTTPS is assumed outside DEBUG (TLS ends at a proxy that sets X-Forwarded-Proto). Plain-HTTP test servers say
 # HTTPS=false.
 HTTPS = env_bool("HTTPS", not DEBUG)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", HTTPS) else None
+# Behind a reverse proxy (nginx, docker/nginx.conf): trust its X-Forwarded-Proto, and take the client's address for
+# login throttling from X-Forwarded-For, PROXY_COUNT entries from the right (one per proxy that appends to it).
+BEHIND_PROXY = env_bool("BEHIND_PROXY", HTTPS)
+PROXY_COUNT = env_int("PROXY_COUNT", 1, minimum=1)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
 SECURE_SSL_REDIRECT = HTTPS
 # Health checks come from inside the network over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]

@@ -34,6 +34,7 @@ from annotate import (
     tasks,
     tokens,
 )
+from annotate.cache import redis_health
 from annotate.forms import ExportForm, ImportConfirmForm, ImportUploadForm, ProjectStatusForm, TokenCreateForm
 from annotate.http import wants_partial
 from annotate.models import AgreementReport, ImportJob, Item, Membership, Project
@@ -168,13 +169,15 @@ def _dashboard_context(project: Project) -> dict[str, object]:
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness for load balancers and compose: the process answers and the database is reachable."""
+    """Liveness for load balancers and compose: the process answers and the database is reachable (else 503). Redis
+    is reported (PING latency, circuit breaker) but does not fail the check: the app works on without it."""
+    redis = redis_health()
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception:
-        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
-    return JsonResponse({"status": "ok"})
+        return JsonResponse({"status": "error", "database": "unreachable", "redis": redis}, status=503)
+    return JsonResponse({"status": "ok", "database": "ok", "redis": redis})
 
 
 # --- Labeling -------------------------------------------------------------------------------------------------

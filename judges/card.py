@@ -183,6 +183,7 @@ def card_filename(card: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Card:
+    project_slug: str
     kind: str
     endpoint: str
     model: str
@@ -226,7 +227,8 @@ def card_read(data: Any) -> Card:
             "The card's signature does not match: it was changed after export, or exported by another deployment "
             "(another SECRET_KEY). Export it again."
         ) from None
-    kind = _field(_field(data, "project", dict, ""), "kind", str, "project.")
+    project = _field(data, "project", dict, "")
+    kind = _field(project, "kind", str, "project.")
     if kind not in KINDS:
         raise CardError(f"Unknown project kind {kind!r}.")
     prompt = _field(data, "prompt", dict, "")
@@ -251,6 +253,7 @@ def card_read(data: Any) -> Card:
     if prompts.examples_text(examples, kind=kind) != _field(data, "examples_text", str, ""):
         raise CardError("The card's examples_text is not what its examples render to.")
     card = Card(
+        project_slug=_field(project, "slug", str, "project."),
         kind=kind,
         endpoint=_field(model, "endpoint", str, "model."),
         model=_field(model, "model", str, "model."),
@@ -358,8 +361,14 @@ def _context(card: Card) -> RenderContext:
         max_tokens=card.max_tokens,
     )
     criterion = Criterion(key=card.criterion_key, name=card.criterion_name, description=card.criterion_description)
+    # Scoped like the app's cache (the signed card names its project): a card run here reuses the project's answers.
     return RenderContext(
-        version=version, kind=card.kind, criterion=criterion, endpoint=endpoint, examples=card.examples
+        scope=card.project_slug,
+        version=version,
+        kind=card.kind,
+        criterion=criterion,
+        endpoint=endpoint,
+        examples=card.examples,
     )
 
 

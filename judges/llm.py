@@ -177,9 +177,12 @@ class ChatRequest:
     max_tokens: int
     response_format: Mapping[str, Any] | None = None
 
-    def cache_key(self, endpoint: Endpoint) -> str:
-        """The exact-match cache key: endpoint, model, rendered messages and every parameter sent."""
+    def cache_key(self, endpoint: Endpoint, *, scope: str) -> str:
+        """The exact-match cache key: the project (`scope`, its slug), endpoint, model, rendered messages and every
+        parameter sent. Scoped to the project, so that nobody gets another project's answer by sending the same
+        request; the versions and runs of one project still share their answers."""
         payload = {
+            "scope": scope,
             "endpoint": endpoint.name,
             "base_url": endpoint.base_url,
             "model": self.model,

@@ -122,6 +122,7 @@ def criterion_of_run(*, rubric_version: RubricVersion, key: str) -> Criterion | 
 
 @dataclass(frozen=True)
 class RenderContext:
+    scope: str  # the project's slug: cached answers are shared within a project only
     version: JudgeVersion
     kind: str
     criterion: Criterion
@@ -161,6 +162,7 @@ def render_context(*, version: JudgeVersion, rubric_version: RubricVersion) -> R
         for ex in FewShotExample.objects.filter(version=version).select_related("item").order_by("position")
     )
     return RenderContext(
+        scope=project.slug,
         version=version,
         kind=project.kind,
         criterion=criterion,
@@ -204,7 +206,8 @@ def plan_calls(context: RenderContext, items: Iterable[Item]) -> list[PlannedCal
                 temperature=version.temperature,
                 max_tokens=version.max_tokens,
             )
-            planned.append(PlannedCall(item.pk, order, request, request.cache_key(context.endpoint)))
+            key = request.cache_key(context.endpoint, scope=context.scope)
+            planned.append(PlannedCall(item.pk, order, request, key))
     return planned
 
 

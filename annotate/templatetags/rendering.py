@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import nh3
 from django import template
@@ -21,8 +22,26 @@ _ALLOWED_TAGS = {
 _ALLOWED_ATTRIBUTES: dict[str, set[str]] = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
 
 
+# Explicit bidirectional embeddings, overrides and isolates (LRE RLE PDF LRO RLO, LRI RLI FSI PDI): in item text they
+# can make what an annotator reads differ from what is stored ("Trojan Source"), and reorder the page around the
+# text. They are shown as visible marks instead of being obeyed. Plain text, never markup: it may land in an
+# attribute (a link's title) after rendering. The marks (LRM, RLM, ALM) are harmless and stay.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def show_bidi_controls(text: str) -> str:
+    """`text` with every explicit bidirectional control replaced by a visible mark such as ⟦U+202E⟧."""
+    return _BIDI_CONTROLS.sub(lambda m: f"\u27e6U+{ord(m.group()):04X}\u27e7", text)
+
+
+@register.filter(name="bidi_visible")
+def bidi_visible_filter(text: object) -> str:
+    """For item text shown as plain text (tables, previews): its bidi controls as visible marks. Escaped as usual."""
+    return show_bidi_controls(str(text or ""))
+
+
 def render_markdown(text: str) -> str:
-    html = _md.render(text or "")
+    html = _md.render(show_bidi_controls(text or ""))
     return nh3.clean(
         html,
         tags=_ALLOWED_TAGS,

@@ -118,8 +118,11 @@ def test_every_page_carries_an_enforced_content_security_policy_without_inline_s
     assert response.headers["X-Frame-Options"] == "DENY"
 
 
-def test_healthz_reports_the_database(client, db):
-    assert client.get(reverse("healthz")).json() == {"status": "ok"}
+def test_healthz_reports_the_database_and_redis_latency_and_breaker(client, db):
+    health = client.get(reverse("healthz")).json()
+    assert health["status"] == "ok" and health["database"] == "ok"
+    assert health["redis"]["status"] == "ok" and health["redis"]["breaker"] == "closed"
+    assert 0 <= health["redis"]["latency_ms"] < 1000
 
 
 def test_logins_are_throttled_after_repeated_failures(client, lead, settings):

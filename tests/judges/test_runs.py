@@ -211,6 +211,21 @@ def test_the_cache_is_shared_by_versions_that_send_the_same_request(project, jud
 
 
 @pytest.mark.django_db
+def test_another_project_sending_the_exact_same_request_gets_no_cached_answer(project, judge, version, standin):
+    make_item(project, 1)
+    _run_here(version)
+    other = ProjectFactory(slug="other-team", kind=project.kind)
+    make_item(other, 1)  # the same item text, criterion and prompt: the same request, word for word
+    theirs = make_version(services.judge_create(project=other, criterion_key="acceptable"))
+    run = _run_here(theirs)
+    totals = selectors.run_totals(run=run)
+    assert (totals.calls_made, totals.cache_hits) == (1, 0) and run.estimate["n_cached"] == 0
+    assert CachedCompletion.objects.count() == 2
+    # Within that project, its own answers are reused.
+    assert selectors.run_totals(run=_run_here(theirs)).calls_made == 0
+
+
+@pytest.mark.django_db
 def test_the_cost_is_estimated_before_the_run_and_counted_after(project, version, standin, settings):
     settings.JUDGE_PRICES = {MODEL: (2.0, 8.0)}
     for n in range(3):
