@@ -48,9 +48,10 @@ def log_in(page: Page, app: MakeRun, username: str) -> None:
 
 
 def activate(link: Locator) -> None:
-    """Follow a link from the keyboard: focus it (as Tab would) and press Enter."""
+    """Follow a link from the keyboard: focus it (as Tab would), press Enter, wait for the new page to load."""
     link.focus()
-    link.press("Enter")
+    with link.page.expect_navigation():
+        link.press("Enter")
 
 
 def wait_until(page: Page, watch: Watch, what: str, condition: Callable[[], bool], timeout: float = 20) -> None:
@@ -85,12 +86,22 @@ def item_row(app: MakeRun, item_id: int) -> dict[str, Any]:
     return dict(zip(("external_id", "input", "output", "output_a", "output_b"), row, strict=True))
 
 
-def shown_order_on_screen(left_text: str, item: dict[str, Any]) -> str:
-    """Which output the page showed on the left ("ab": output_a), from the rendered text."""
-    a = difflib.SequenceMatcher(None, left_text, item["output_a"]).ratio()
-    b = difflib.SequenceMatcher(None, left_text, item["output_b"]).ratio()
-    assert a != b, "the two outputs are indistinguishable on screen"
-    return "ab" if a > b else "ba"
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _likeness(shown: str, source: str) -> float:
+    """How much of `source` (raw item text) reads as `shown` (its rendering: Markdown lists lose their numbers)."""
+    return difflib.SequenceMatcher(None, _words(shown), _words(source), autojunk=False).ratio()
+
+
+def shown_order_on_screen(form: Locator, item: dict[str, Any]) -> str:
+    """Which output the page showed on the left ("ab": output_a), read from the rendered Left and Right texts."""
+    left, right = (section.inner_text() for section in form.locator(".outputs section").all())
+    as_ab = _likeness(left, item["output_a"]) + _likeness(right, item["output_b"])
+    as_ba = _likeness(left, item["output_b"]) + _likeness(right, item["output_a"])
+    assert as_ab != as_ba, f"the two outputs of item {item['external_id']} cannot be told apart on screen"
+    return "ab" if as_ab > as_ba else "ba"
 
 
 def stored_value(kind: str, shown: str, order: str | None) -> str:
@@ -205,7 +216,7 @@ class Labeler:
         item = item_row(self.app, item_id)
         order = None
         if kind == "pairwise":
-            order = shown_order_on_screen(form.locator(".outputs section").first.inner_text(), item)
+            order = shown_order_on_screen(form, item)
         criteria = criteria_keys(form)
         expected = self.keyboard.play(keys, criteria, {})
         assert checked(form) == expected, f"the form does not hold what was pressed ({keys})"
