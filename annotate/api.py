@@ -486,7 +486,9 @@ def _import_errors(exc: imports.ImportInvalid, noun: str) -> ApiError:
         {"field": ".".join(part for part in (noun, str(e.line), e.field) if part), "message": e.message}
         for e in exc.errors
     ]
-    return ApiError(400, f"{exc.n_errors} bad {noun}; nothing was written.", errors)
+    return ApiError(
+        400, f"{imports.counted(exc.n_errors, 'bad ' + noun.removesuffix('s'))}; nothing was written.", errors
+    )
 
 
 def _import_out(report: imports.ImportReport) -> dict[str, Any]:

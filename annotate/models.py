@@ -427,6 +427,11 @@ class ImportJob(models.Model):
     def is_running(self) -> bool:
         return self.status in self.RUNNING
 
+    @property
+    def is_waiting(self) -> bool:
+        """Waiting for a worker to take it (so no progress yet)."""
+        return self.status in (self.Status.PENDING, self.Status.QUEUED)
+
 
 class ProductionRecord(models.Model):
     """One input/output pair a pipeline sent from real traffic. The daily sample draws items from these.
