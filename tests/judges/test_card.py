@@ -478,3 +478,27 @@ def test_only_leads_get_the_card_on_the_page_and_the_api(client, calibrated, lea
         key_api = "/api/v1/projects/support-bot/judge-card-key"
         assert client.get(key_api, headers={"Authorization": f"Bearer {other}"}).status_code == 404
     assert Item.objects.filter(project__slug="support-bot").exists()
+
+
+def test_the_runner_caches_answers_in_redis_when_given_a_redis_url(files, standin, settings, capsys):
+    data, items, tmp_path = files
+    if not settings.REDIS_URL:
+        pytest.skip("the embedded default has no Redis")
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    if stale := client.keys("judges:card-cache:*"):
+        client.delete(*stale)
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(data))
+    args = _args(tmp_path, str(path), str(items), "--redis-url", settings.REDIS_URL)
+    before = standin.stats()["requests"]
+    assert card.main(args) == 0
+    assert "1 model calls, 0 answers from the cache" in capsys.readouterr().err
+    assert card.main(args) == 0
+    assert "0 model calls, 1 answers from the cache" in capsys.readouterr().err
+    assert standin.stats()["requests"] - before == 1
+    # One entry for the one request, kept with an expiry.
+    names = client.keys("judges:card-cache:*")
+    assert len(names) == 1 and 0 < client.ttl(names[0]) <= card.RedisCache.TTL_SECONDS
+    client.delete(*names)
