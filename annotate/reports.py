@@ -364,9 +364,16 @@ def figure_text(figure: dict[str, Any]) -> str:
 
 
 def report_with_judges(report: AgreementReport) -> dict[str, Any]:
-    """The stored report with the judge–human figures of every finished judge run on this rubric version."""
+    """The stored report with the judge–human figures of every finished judge run on this rubric version, its
+    criteria in the rubric's order, each with its `name`."""
     data = dict(report.data)
-    criteria = {key: dict(section) for key, section in data.get("criteria", {}).items()}
+    stored = data.get("criteria", {})
+    # In the rubric's order and with each criterion's name: the stored JSON keeps neither (PostgreSQL's jsonb orders
+    # object keys by length, then bytes).
+    rubric = Criterion.objects.filter(rubric_version_id=report.rubric_version_id).order_by("position")
+    names = {c.key: c.name for c in rubric if c.key in stored}
+    order = [*names, *sorted(k for k in stored if k not in names)]
+    criteria = {key: dict(stored[key]) | {"name": names.get(key, key)} for key in order}
     try:
         from judges.models import JudgeRun
     except ImportError:  # pragma: no cover - the judges app is part of the project

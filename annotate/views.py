@@ -36,7 +36,7 @@ from annotate import (
 )
 from annotate.cache import redis_health
 from annotate.forms import ExportForm, ImportConfirmForm, ImportUploadForm, ProjectStatusForm, TokenCreateForm
-from annotate.http import wants_partial
+from annotate.http import partial_target, wants_partial
 from annotate.models import AgreementReport, ImportJob, Item, Membership, Project
 from annotate.splits import shown_order
 from judges import staleness
@@ -435,14 +435,18 @@ def label_progress(request: HttpRequest, slug: str) -> HttpResponse:
 def _import_page(
     request: HttpRequest, project: Project, form: ImportUploadForm, *, status: int = 200, error: str = ""
 ) -> HttpResponse:
+    jobs = list(project.import_jobs.select_related("created_by")[:10])
     context = {
         "project": project,
         "form": form,
         "error": error,
-        "jobs": project.import_jobs.select_related("created_by")[:10],
+        "jobs": [(job, imports.import_job_progress(job) if job.is_running else None) for job in jobs],
+        "jobs_running": any(job.is_running for job in jobs),
         "max_bytes": settings.IMPORT_MAX_FILE_BYTES,
         "max_chars": f"{settings.IMPORT_MAX_FIELD_CHARS:,}",
     }
+    if request.method == "GET" and partial_target(request) == "import-jobs":
+        return render(request, "annotate/import.html#jobs", context)  # the Recent imports card polling itself
     if wants_partial(request) and status != 200:
         # htmx swaps only 2xx answers: show the refusal in place of the form.
         return reswap(retarget(render(request, "annotate/import.html#form", context), "#import-form-card"), "outerHTML")

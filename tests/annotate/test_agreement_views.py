@@ -118,3 +118,41 @@ def test_gold_set_refuses_items_of_other_projects(demo):
     foreign = other.items.first()
     with pytest.raises(Exception, match="not in this project"):
         services.gold_set(project=project, item_id=foreign.pk, criterion_key="overall", value="a", note="", actor=lead)
+
+
+def test_the_agreement_page_orders_criteria_as_the_rubric_does_and_titles_them_by_name(client):
+    """PostgreSQL's jsonb keeps object keys by length, then bytes: the report must not show that order."""
+    from tests.factories import ItemFactory, ProjectFactory, label
+
+    criteria = [
+        {"key": "zeta_is_long", "name": "Resolves the issue", "description": "Nothing more is needed."},
+        {"key": "b", "name": "Grounded in sources", "description": "Claims are sourced."},
+        {"key": "mid", "name": "Tone & register", "description": "Polite."},
+    ]
+    project = ProjectFactory(slug="ordered", criteria=criteria)
+    lead, ann1, ann2 = UserFactory(), UserFactory(), UserFactory()
+    membership(lead, project, Membership.Role.LEAD)
+    for user in (ann1, ann2):
+        membership(user, project, Membership.Role.ANNOTATOR)
+    for _ in range(3):
+        item = ItemFactory(project=project)
+        for user in (ann1, ann2):
+            for c in criteria:
+                label(item, user, c["key"], "pass")
+    report = reports.report_refresh(project=project)
+    report.refresh_from_db()
+    client.force_login(lead)
+    page = client.get(reverse("agreement_page", args=[project.slug])).content.decode()
+    titles = re.findall(r'<h2 id="c-([a-z_]+)">([^<]+)', page)
+    assert titles == [
+        ("zeta_is_long", "Resolves the issue "),
+        ("b", "Grounded in sources "),
+        ("mid", escape("Tone & register") + " "),
+    ]
+    out = StringIO()
+    call_command("agreement_report", project.slug, "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert (
+        list(data["criteria"]) == ["zeta_is_long", "b", "mid"]
+        and data["criteria"]["b"]["name"] == "Grounded in sources"
+    )
