@@ -97,6 +97,7 @@ def test_a_failed_submit_keeps_the_form_filled_and_a_retry_saves_once(page: Page
     page.keyboard.press("Enter")
     wait_for_labels(page, project, 3)
     expect(page.locator("#current form")).not_to_have_attribute("data-item", first_item)
+    expect(page.locator("#current form .form-error")).to_be_hidden()
     assert Label.objects.filter(item_id=int(first_item)).count() == 3
     assert Item.objects.get(pk=int(first_item)).n_submitted == 1
 
