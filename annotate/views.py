@@ -221,8 +221,13 @@ def _label_context(request: HttpRequest, project: Project, items: list[Item], **
     }
 
 
-def _page_items(request: HttpRequest) -> set[int]:
-    """The items the labeling page says it holds (shown, prefetched, being submitted): its `page_items` fields."""
+def _page_items(request: HttpRequest) -> set[int] | None:
+    """The items the labeling page says it holds (shown, prefetched, being submitted): its `page_items` fields.
+
+    None when it does not say (a page from before it did, a scripted client): it is then taken to hold every lease.
+    """
+    if "page_items" not in request.POST:
+        return None
     held = set()
     for raw in request.POST.getlist("page_items")[:100]:
         try:

@@ -204,10 +204,9 @@
 
   if (onQueue) {
     workspace.addEventListener("htmx:configRequest", (event) => {
-      event.detail.parameters.page_items = Array.from(
-        workspace.querySelectorAll("form.item-form[data-item]"),
-        (f) => f.dataset.item,
-      );
+      const held = Array.from(workspace.querySelectorAll("form.item-form[data-item]"), (f) => f.dataset.item);
+      // Sent even when empty (one blank value): a request without the field is from a client that does not say.
+      event.detail.parameters.page_items = held.length ? held : "";
     });
 
     // The request is on its way: keep the form aside, filled in, and show the next item now.

@@ -178,6 +178,9 @@ def test_the_next_item_for_a_page_is_a_lease_it_lacks_oldest_first_before_a_fres
     fresh = _next(active, annotator, {shown.pk, prefetched.pk, stray.pk})
     assert fresh.pk not in {shown.pk, prefetched.pk, stray.pk}
     assert _my_leases(annotator) == sorted([shown.pk, prefetched.pk, stray.pk, fresh.pk])
+    # A client that does not say what it holds is taken to hold every lease: a fresh claim.
+    unsaid = _next(active, annotator, None)
+    assert unsaid.pk not in {shown.pk, prefetched.pk, stray.pk, fresh.pk}
 
 
 def test_the_next_item_is_never_an_expired_lease_or_one_already_submitted(active, annotator):
