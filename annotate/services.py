@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -724,6 +724,25 @@ def queue_fill(*, project: Project, annotator: AuthUser, rubric_version_id: int,
             break
         items.append(item)
     return items
+
+
+def queue_next(
+    *, project: Project, annotator: AuthUser, rubric_version_id: int, holding: Collection[int] | None
+) -> Item | None:
+    """The next item for a labeling page that already holds the items `holding` (shown, prefetched, being submitted).
+
+    One of this annotator's live leases that the page does not hold comes first, oldest first; only when there is
+    none is a fresh item claimed. So a page that submits quickly, or hears its answers out of order, is handed back
+    the items leased for it instead of collecting leases on items it never shows. `holding=None` (the client does
+    not say) takes the page to hold all its leases: a fresh claim, as before pages said what they hold.
+    """
+    if holding is None:
+        return queue_claim(project=project, annotator=annotator, rubric_version_id=rubric_version_id)
+    held = set(holding)
+    for item in queue_leased_items(project=project, annotator=annotator, rubric_version_id=rubric_version_id):
+        if item.pk not in held:
+            return item
+    return queue_claim(project=project, annotator=annotator, rubric_version_id=rubric_version_id)
 
 
 def queue_renew(*, project: Project, annotator: AuthUser) -> int:
