@@ -213,7 +213,7 @@ def _bca_bounds(value: float, boot: FloatArray, jack: FloatArray, weight: FloatA
     `boot` holds the resampled values, `jack` the distinct leave-one-item-out values and `weight` how many items give
     each. As in Efron & Tibshirani (1993), eq. 14.14–14.15, with the bias correction z₀ from the share of resamples
     below the estimate (ties counted half, as scipy.stats.bootstrap does) and the acceleration a from the jackknife:
-    a = Σ d³ / (6 (Σ d²)^{3/2}), d = mean(jack) − jack.
+    a = Σ d³ / (6 (Σ d²)^{3/2}), d = mean(jack) − jack. None when every resample lies on one side of the estimate.
     """
     below = (np.count_nonzero(boot < value) + np.count_nonzero(boot <= value)) / (2 * boot.size)
     if not 0.0 < below < 1.0:
@@ -227,8 +227,11 @@ def _bca_bounds(value: float, boot: FloatArray, jack: FloatArray, weight: FloatA
     for z in (-_Z, _Z):
         shifted = z0 + z
         if accel * shifted >= 1.0:
-            return None
-        levels.append(normal.cdf(z0 + shifted / (1.0 - accel * shifted)))
+            # Past the pole of the formula its level would jump to the other tail; its limit from below is the
+            # most extreme resample on this side, which is what the interval takes.
+            levels.append(1.0 if shifted > 0 else 0.0)
+        else:
+            levels.append(normal.cdf(z0 + shifted / (1.0 - accel * shifted)))
     return levels[0], levels[1]
 
 

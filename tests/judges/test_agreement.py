@@ -7,6 +7,7 @@ import itertools
 import math
 import warnings
 from collections import Counter
+from statistics import NormalDist
 from typing import Any
 
 import krippendorff
@@ -659,6 +660,22 @@ def test_the_bca_intervals_of_kappa_and_alpha_are_scipys_on_the_same_resamples(m
         monkeypatch, human * 2 + judge, 4, cohen, lambda: ag.binary_judge_report(human, judge, n_boot=2000).kappa
     )
     assert (got.ci_low, got.ci_high) == pytest.approx(expected, abs=1e-9)
+
+
+def test_past_the_pole_of_the_bca_formula_the_bound_is_the_most_extreme_resample():
+    # |a| ≤ 1/6 always, so a·(z₀ − 1.96) ≥ 1 needs z₀ ≤ −4.04: one resample of 100,001 at the estimate, the rest above
+    # it (z₀ = Φ⁻¹(1/200,002) = −4.42), and one item whose removal moves the figure up a lot (a → −1/6).
+    boot = np.r_[0.5, np.linspace(0.6, 1.0, 100_000)]
+    jack = np.r_[np.zeros(9_999), 1.0]
+    d = jack.mean() - jack
+    accel = (d**3).sum() / (6 * (d**2).sum() ** 1.5)
+    z0 = NormalDist().inv_cdf(1 / 200_002)
+    assert accel * (z0 - 1.959963984540054) >= 1
+    # The formula's raw level would wrap round to the upper tail; the bound is the lowest resample instead.
+    assert ag._bca_bounds(0.5, boot, jack, np.ones_like(jack)) == (
+        0.0,
+        pytest.approx(NormalDist().cdf(z0 + (z0 + 1.959963984540054) / (1 - accel * (z0 + 1.959963984540054)))),
+    )
 
 
 def test_turning_resampling_off_gives_values_without_intervals():
