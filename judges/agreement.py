@@ -17,7 +17,7 @@ changes with its value (the acceleration, from the jackknife). Plain percentile 
 Every figure here depends on the items only through how many items fall in each distinct "pattern" (an item's
 category counts, or a cell of a confusion table), so drawing N items with replacement is done exactly, and fast, by
 drawing the pattern counts from Multinomial(N, observed pattern shares): the cost is O(resamples × patterns), not
-O(resamples × items). The jackknife (leave one item out) is exact the same way: one value per pattern, weighted by
+O(resamples × items). The jackknife (leave one item out) is exact in the same way: one value per pattern, weighted by
 how many items share it. See `_resample` and `_bca_figure`.
 
 Refusals are explicit: a figure that is not defined on the data has `value=None` and a `reason`; no output is NaN.
@@ -755,7 +755,8 @@ def position_consistency(
     """Position consistency: the share of items where the judge gives the same verdict with the two outputs swapped.
 
     `verdict_ab[i]` is the verdict with the outputs shown in the order (a, b), `verdict_ba[i]` with them shown as
-    (b, a) but already mapped back to the canonical a/b/tie terms, so a consistent judge has them equal.
+    (b, a) but already mapped back to the canonical a/b/tie terms, so a consistent judge has them equal. The interval
+    is Wilson's, so `n_boot` only turns it off (0) and `seed` is not used; both stay for a uniform signature.
     """
     _check_boot(n_boot, seed)
     ab, ba = _aligned_verdicts(verdict_ab, verdict_ba, 3, ("verdict_ab", "verdict_ba"))
