@@ -14,11 +14,12 @@ import datetime as dt
 import json
 import re
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -452,6 +453,15 @@ PROJECT_EXAMPLE: JsonDict = {
 }
 
 
+class ProjectSettingsIn(Schema):
+    """The settings a lead changes through the API; an omitted one stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sample_size: Annotated[int, Field(ge=0, le=Project.MAX_SAMPLE_SIZE, strict=True)] | None = None
+    sample_hour: Annotated[int, Field(ge=0, le=23, strict=True)] | None = None
+
+
 class ProjectIn(ProjectSpec):
     """The same spec as `manage.py create_project` reads."""
 
@@ -476,7 +486,9 @@ def _import_errors(exc: imports.ImportInvalid, noun: str) -> ApiError:
         {"field": ".".join(part for part in (noun, str(e.line), e.field) if part), "message": e.message}
         for e in exc.errors
     ]
-    return ApiError(400, f"{exc.n_errors} bad {noun}; nothing was written.", errors)
+    return ApiError(
+        400, f"{imports.counted(exc.n_errors, 'bad ' + noun.removesuffix('s'))}; nothing was written.", errors
+    )
 
 
 def _import_out(report: imports.ImportReport) -> dict[str, Any]:
@@ -552,6 +564,17 @@ def project_create(request: HttpRequest, payload: ProjectIn) -> Status:
 @api.get("/projects/{slug}", response={200: ProjectOut, **_ERRORS}, tags=["projects"])
 def project_read(request: HttpRequest, slug: str) -> dict[str, Any]:
     project, role = _project(request, slug)
+    return _project_out(project, role)
+
+
+@api.patch("/projects/{slug}", response={200: ProjectOut, **_ERRORS}, tags=["projects"])
+def project_settings_update(request: HttpRequest, slug: str, payload: ProjectSettingsIn) -> dict[str, Any]:
+    """Change the daily production sample (lead only): `sample_size` (0 turns it off) and `sample_hour` (0-23)."""
+    project, role = _project(request, slug, role=Membership.Role.LEAD)
+    try:
+        services.project_set_sampling(project=project, sample_size=payload.sample_size, sample_hour=payload.sample_hour)
+    except DjangoValidationError as exc:
+        raise ApiError(400, " ".join(exc.messages)) from None
     return _project_out(project, role)
 
 

@@ -136,6 +136,23 @@ class ProjectSettingsForm(forms.Form):
     require_note_on_fail = forms.BooleanField(
         required=False, label="Ask for a note whenever a criterion fails (or loses, in pairwise)"
     )
+    # Not required: a form posted without them (an older page, a script) leaves the sample settings as they are.
+    sample_size = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=Project.MAX_SAMPLE_SIZE,
+        initial=50,
+        label="Daily sample size",
+        help_text="Production records sampled into the queue each day (0: off).",
+    )
+    sample_hour = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=23,
+        initial=6,
+        label="Sample hour",
+        help_text="Local hour (0-23) from which the previous day's records are sampled.",
+    )
 
     def __init__(self, *args: Any, kind_locked: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -151,7 +168,17 @@ class ProjectNewForm(ProjectSettingsForm):
         label="Address",
         help_text="Lowercase letters, digits and dashes, used in links (/p/<address>/). Empty: made from the name.",
     )
-    field_order = ["name", "slug", "kind", "instructions", "overlap", "allow_tie", "require_note_on_fail"]
+    field_order = [
+        "name",
+        "slug",
+        "kind",
+        "instructions",
+        "overlap",
+        "allow_tie",
+        "require_note_on_fail",
+        "sample_size",
+        "sample_hour",
+    ]
 
     def clean_slug(self) -> str:
         slug: str = self.cleaned_data.get("slug") or ""

@@ -10,7 +10,7 @@ from django.utils.cache import patch_vary_headers
 from django_htmx.middleware import HtmxDetails
 
 # The request headers wants_partial reads: a response depends on them.
-HTMX_HEADERS = ("HX-Request", "HX-History-Restore-Request")
+HTMX_HEADERS = ("HX-Request", "HX-History-Restore-Request", "HX-Target")
 
 
 def wants_partial(request: HttpRequest) -> bool:
@@ -24,6 +24,16 @@ def wants_partial(request: HttpRequest) -> bool:
     if not isinstance(details, HtmxDetails):
         details = HtmxDetails(request)
     return bool(details) and not details.history_restore_request
+
+
+def partial_target(request: HttpRequest) -> str | None:
+    """The id of the element an htmx request will swap its answer into (None for a page request)."""
+    if not wants_partial(request):
+        return None
+    details = getattr(request, "htmx", None)
+    if not isinstance(details, HtmxDetails):
+        details = HtmxDetails(request)
+    return details.target
 
 
 class VaryOnHtmxMiddleware:

@@ -18,6 +18,7 @@ import datetime as dt
 import errno
 import json
 import logging
+import math
 import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
@@ -62,6 +63,38 @@ _STALE_AFTER = dt.timedelta(minutes=30)
 _USERNAME = re.compile(r"^[\w.@+-]{1,150}\Z")
 
 Progress = Callable[[float, int], None]  # (fraction done, rows read so far)
+PROGRESS_MIN_ROWS = 500
+
+
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """'1 bad row', '2 bad rows', '1,200 bad rows': a count with its noun in agreement."""
+    return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
+
+
+class _ProgressEvery:
+    """Reports progress every 1% of the file or every PROGRESS_MIN_ROWS rows, whichever is larger: a 3 MB file
+    moves in steps of 500 rows, a 2 GB one in steps of 1%, and neither writes the cache more often than that. Where
+    1% will be is estimated from the rows read so far, then checked, so the file's position is read only a few times
+    per step. Without a position (API rows) it reports every PROGRESS_MIN_ROWS rows."""
+
+    def __init__(self, progress: Progress | None, position: Callable[[], float] | None) -> None:
+        self.progress = progress
+        self.position = position
+        self.next_at = PROGRESS_MIN_ROWS
+        self.last_fraction = 0.0
+
+    def row(self, n_rows: int) -> None:
+        if self.progress is None or n_rows < self.next_at:
+            return
+        fraction = min(1.0, self.position()) if self.position else 0.0
+        if 0 < fraction < self.last_fraction + 0.01:
+            # Not 1% further yet: look again where the rows read so far say that will be.
+            rows_per_fraction = n_rows / fraction
+            self.next_at = n_rows + max(1, math.ceil((self.last_fraction + 0.01 - fraction) * rows_per_fraction))
+            return
+        self.progress(fraction, n_rows)
+        self.last_fraction = fraction
+        self.next_at = n_rows + PROGRESS_MIN_ROWS
 
 
 @dataclass(frozen=True)
@@ -92,7 +125,7 @@ class ImportInvalid(Exception):
     def __init__(self, errors: list[RowError], n_errors: int) -> None:
         self.errors = errors
         self.n_errors = n_errors
-        super().__init__(f"{n_errors} bad row(s); nothing was imported")
+        super().__init__(f"{counted(n_errors, 'bad row')}; nothing was imported")
 
 
 @dataclass
@@ -123,16 +156,18 @@ class ImportReport:
         """One sentence for the lead, the command's output and the API."""
         noun = "item" if self.kind == ImportJob.Kind.ITEMS else "label"
         verb = "" if self.applied else "would be "
-        parts = [f"{self.n_new:,} new {noun}{'s' * (self.n_new != 1)} {verb}added", f"{self.n_unchanged:,} unchanged"]
+        parts = [f"{counted(self.n_new, 'new ' + noun)} {verb}added", f"{self.n_unchanged:,} unchanged"]
         if self.n_updated:
-            parts.append(f"{self.n_updated:,} conflicting {noun}{'s' * (self.n_updated != 1)} {verb}updated")
+            parts.append(f"{counted(self.n_updated, 'conflicting ' + noun)} {verb}updated")
         elif self.n_conflicts:
             parts.append(f"{self.n_conflicts:,} conflicting (left as they are)")
-        text = f"{self.n_rows:,} rows: " + ", ".join(parts) + "."
+        text = f"{counted(self.n_rows, 'row')}: " + ", ".join(parts) + "."
         if self.kind == ImportJob.Kind.ITEMS and self.n_updated:
             text += f" Their existing labels ({self.n_labels_kept:,}) were kept."
         if self.users_created:
-            text += f" {len(self.users_created)} unknown annotator name(s) {verb}imported as inactive users."
+            names = counted(len(self.users_created), "unknown annotator name")
+            users = "an inactive user" if len(self.users_created) == 1 else "inactive users"
+            text += f" {names} {verb}imported as {users}."
         return text
 
 
@@ -784,6 +819,7 @@ def items_import(
         if apply:
             lock_project_writes(project)
         run.empty_at_start = apply and not Item.objects.filter(project=project).exists()
+        every = _ProgressEvery(progress, position)
         checker: _ItemChecker | None = None
         for line, row in rows:
             if checker is None:
@@ -794,8 +830,7 @@ def items_import(
                 if header is not None:
                     continue
             run.feed(checker, line, row)
-            if progress is not None and run.report.n_rows % BATCH == 0:
-                progress(position() if position else 0.0, run.report.n_rows)
+            every.row(run.report.n_rows)
         run.flush()
         run.copy_end()
         report = run.finish()
@@ -1092,6 +1127,7 @@ def labels_import(
     with transaction.atomic():
         if apply:
             lock_project_writes(project)
+        every = _ProgressEvery(progress, position)
         checker: _LabelChecker | None = None
         for line, row in rows:
             if checker is None:
@@ -1102,8 +1138,7 @@ def labels_import(
                 if header is not None:
                     continue
             run.feed(checker, line, row)
-            if progress is not None and run.report.n_rows % BATCH == 0:
-                progress(position() if position else 0.0, run.report.n_rows)
+            every.row(run.report.n_rows)
         run.flush()
         report = run.finish()
         if run.written:
@@ -1309,7 +1344,7 @@ def _job_run(job: ImportJob, *, apply: bool) -> None:
         _cache_quietly(lambda: cache.set(_progress_key(job.pk), value, 3600))
 
     done = ImportJob.Status.DONE if apply else ImportJob.Status.PREVIEWED
-    fields: dict[str, Any] = {"finished_at": timezone.now()}
+    fields: dict[str, Any] = {}
     try:
         report = file_import(
             project=job.project,
@@ -1329,6 +1364,7 @@ def _job_run(job: ImportJob, *, apply: bool) -> None:
         fields.update(status=ImportJob.Status.FAILED, message="An unexpected error stopped the import.")
     else:
         fields.update(status=done, report=report.as_dict())
+    fields["finished_at"] = timezone.now()  # when the work ended, not when it began (started_at says that)
     ImportJob.objects.filter(pk=job.pk).update(**fields)
     if fields["status"] != ImportJob.Status.PREVIEWED:
         import_job_path(job).unlink(missing_ok=True)

@@ -5,9 +5,9 @@ While PostgreSQL restarts (or a failover runs) every query raises OperationalErr
 uncaught exception into a 500 inside whichever layer raised it, so this middleware does not rely on seeing the
 exception itself: a `got_request_exception` receiver marks the request when the exception was a database connection
 error, and the middleware, placed near the top of the stack, replaces that 500 with a 503 whose body suits the
-caller: the htmx error partial for htmx requests (label.js shows its text and keeps the form filled in), JSON for the
-API, a small page otherwise. Once the database is back, CONN_HEALTH_CHECKS makes the next request reconnect: nothing
-has to be restarted.
+caller: for htmx requests the error partial with the message in the `label-refused` event (label.js shows it next to
+the form it keeps filled in, and never reads the body), JSON for the API, a small page otherwise. Once the database
+is back, CONN_HEALTH_CHECKS makes the next request reconnect: nothing has to be restarted.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from django.db import InterfaceError, OperationalError
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from django_htmx.http import trigger_client_event
 
 from annotate.http import wants_partial
 
@@ -68,8 +69,9 @@ def unavailable_response(request: HttpRequest, message: str = RETRY_MESSAGE) -> 
     if request.path.startswith("/api/"):
         response = JsonResponse({"detail": message}, status=503)
     elif wants_partial(request):
-        # The labeling page's error partial: label.js shows its text and puts the still-filled form back.
+        # The labeling page's error partial; label.js shows the event's message and puts the still-filled form back.
         response = HttpResponse(render_to_string("annotate/label.html#error", {"error": message}), status=503)
+        trigger_client_event(response, "label-refused", {"message": message})
     else:
         response = HttpResponse(render_to_string("unavailable.html", {"message": message}), status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -37,6 +37,7 @@ class Project(models.Model):
         default=50, help_text="Production records sampled into the queue each day (0: off)."
     )
     sample_hour = models.PositiveSmallIntegerField(default=6, help_text="Local hour (0-23) the daily sample is taken.")
+    MAX_SAMPLE_SIZE = 10_000  # project_sample_size_bounded
     # The newest rubric version, kept by services.rubric_set_criteria so the hot path reads it with the project.
     current_rubric = models.ForeignKey(
         "RubricVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
@@ -425,6 +426,11 @@ class ImportJob(models.Model):
     @property
     def is_running(self) -> bool:
         return self.status in self.RUNNING
+
+    @property
+    def is_waiting(self) -> bool:
+        """Waiting for a worker to take it (so no progress yet)."""
+        return self.status in (self.Status.PENDING, self.Status.QUEUED)
 
 
 class ProductionRecord(models.Model):

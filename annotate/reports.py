@@ -28,15 +28,21 @@ PAIRWISE_CODES = {"a": agreement.A, "b": agreement.B, "tie": agreement.TIE}
 DEFINITIONS = {
     "percent_agreement": "Share of pairs of labels on the same item that agree, over items with two or more labels.",
     "fleiss_kappa": (
-        "Agreement beyond chance among all annotators, over items with the usual number of labels "
-        "(Fleiss' κ; 1 = perfect, 0 = chance)."
+        "Agreement beyond chance among all annotators, over every item with two or more labels (Fleiss' κ; 1 = "
+        "perfect, 0 = chance). Items may have different numbers of labels: κ = (p_a − p_e) / (1 − p_e), with p_a the "
+        "mean over items of the share of agreeing label pairs, r_ic(r_ic − 1) / (r_i(r_i − 1)) summed over "
+        "categories, and p_e = Σ π_c², π_c the mean over items of the share r_ic / r_i of an item's labels in category "
+        "c: Fleiss' κ generalised to a varying number of raters per item as in Gwet, Handbook of Inter-Rater "
+        "Reliability (4th ed., 2014). With the same number of labels on every item it is Fleiss' (1971) κ."
     ),
     "krippendorff_alpha": (
         "Agreement beyond chance over all items, missing labels allowed (Krippendorff's α, nominal; 1 = perfect, "
-        "0 = chance)."
+        "0 = chance). The headline figure when items have different numbers of labels: it was made for that case."
     ),
     "pairwise_cohen_kappa": "Agreement beyond chance between two annotators on the items both labeled (Cohen's κ).",
-    "interval": "95% bootstrap interval: items resampled 1,000 times with a fixed seed.",
+    "interval": (
+        "95% intervals: bias-corrected and accelerated (BCa) bootstrap, items resampled 1,000 times with a fixed seed."
+    ),
 }
 
 
@@ -240,11 +246,17 @@ def human_report(
         found = agreement.consensus(item, value, k, gold=gold_codes(criterion, item_ids, codes), n_items=item_ids.size)
         needs = item_ids[found.needs_adjudication]
         pairs = agreement.pairwise_cohen_kappas(item, rater, value, k, min_shared=min_shared, n_boot=n_boot)
+        per_item = np.bincount(np.bincount(item)) if item.size else np.zeros(0, dtype=np.int64)
+        ratings_per_item = {str(m): int(per_item[m]) for m in range(2, per_item.size) if per_item[m]}
         out[criterion.key] = {
             "human": {
                 "n_items": int(np.unique(item).size),
                 "n_labels": int(mask.sum()),
                 "n_annotators": int(np.unique(rater).size),
+                # How many items have 2, 3, ... labels (those with one count in no figure), and the figure to lead
+                # with: α when those numbers differ, as α was made for missing labels.
+                "ratings_per_item": ratings_per_item,
+                "headline": "krippendorff_alpha" if len(ratings_per_item) > 1 else "fleiss_kappa",
                 "percent_agreement": figure_json(agreement.percent_agreement(item, rater, value, k, n_boot=n_boot)),
                 "fleiss_kappa": figure_json(agreement.fleiss_kappa(item, rater, value, k, n_boot=n_boot)),
                 "krippendorff_alpha": figure_json(
@@ -364,9 +376,16 @@ def figure_text(figure: dict[str, Any]) -> str:
 
 
 def report_with_judges(report: AgreementReport) -> dict[str, Any]:
-    """The stored report with the judge–human figures of every finished judge run on this rubric version."""
+    """The stored report with the judge–human figures of every finished judge run on this rubric version, its
+    criteria in the rubric's order, each with its `name`."""
     data = dict(report.data)
-    criteria = {key: dict(section) for key, section in data.get("criteria", {}).items()}
+    stored = data.get("criteria", {})
+    # In the rubric's order and with each criterion's name: the stored JSON keeps neither (PostgreSQL's jsonb orders
+    # object keys by length, then bytes).
+    rubric = Criterion.objects.filter(rubric_version_id=report.rubric_version_id).order_by("position")
+    names = {c.key: c.name for c in rubric if c.key in stored}
+    order = [*names, *sorted(k for k in stored if k not in names)]
+    criteria = {key: dict(stored[key]) | {"name": names.get(key, key)} for key in order}
     try:
         from judges.models import JudgeRun
     except ImportError:  # pragma: no cover - the judges app is part of the project

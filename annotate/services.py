@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -120,6 +120,12 @@ def project_apply_spec(*, spec: ProjectSpec, actor: AuthUser | None = None) -> t
             "allow_tie": spec.allow_tie,
             "require_note_on_fail": spec.require_note_on_fail,
         }
+        # Omitted: a new project takes the defaults and an existing one keeps its daily sample settings.
+        fields |= {
+            name: value
+            for name, value in (("sample_size", spec.sample_size), ("sample_hour", spec.sample_hour))
+            if value is not None
+        }
         if project is None:
             project = Project.objects.create(slug=spec.slug, kind=spec.kind, status=Project.Status.DRAFT, **fields)
         else:
@@ -177,6 +183,29 @@ def _project_fields_check(*, name: str, overlap: int) -> None:
         raise ValidationError(f"Overlap must be between 1 and {Project.MAX_OVERLAP} annotators per item.")
 
 
+def _sampling_check(*, sample_size: int | None, sample_hour: int | None) -> None:
+    if sample_size is not None and not 0 <= sample_size <= Project.MAX_SAMPLE_SIZE:
+        raise ValidationError(f"The daily sample size must be between 0 (off) and {Project.MAX_SAMPLE_SIZE:,}.")
+    if sample_hour is not None and not 0 <= sample_hour <= 23:
+        raise ValidationError("The sample hour must be between 0 and 23.")
+
+
+@transaction.atomic
+def project_set_sampling(
+    *, project: Project, sample_size: int | None = None, sample_hour: int | None = None
+) -> Project:
+    """Change the daily production sample: its size (0 turns it off) and the local hour it is taken from. None
+    leaves a setting as it is. A change applies from the next sample job; a day already sampled stays as it is."""
+    _sampling_check(sample_size=sample_size, sample_hour=sample_hour)
+    locked = Project.objects.select_for_update().get(pk=project.pk)
+    for field, value in (("sample_size", sample_size), ("sample_hour", sample_hour)):
+        if value is not None:
+            setattr(locked, field, value)
+            setattr(project, field, value)
+    locked.save(update_fields=["sample_size", "sample_hour", "updated_at"])
+    return project
+
+
 @transaction.atomic
 def project_create(
     *,
@@ -188,6 +217,8 @@ def project_create(
     overlap: int = 2,
     allow_tie: bool = True,
     require_note_on_fail: bool = False,
+    sample_size: int | None = None,
+    sample_hour: int | None = None,
 ) -> Project:
     """Create a draft project with the creator as its lead. It has no rubric yet: criteria come next."""
     if not project_may_create(creator):
@@ -195,6 +226,10 @@ def project_create(
     if kind not in Project.Kind.values:
         raise ValidationError(f"Unknown kind {kind!r}: choose binary or pairwise.")
     _project_fields_check(name=name, overlap=overlap)
+    _sampling_check(sample_size=sample_size, sample_hour=sample_hour)
+    sampling = {
+        name: value for name, value in (("sample_size", sample_size), ("sample_hour", sample_hour)) if value is not None
+    }
     if not _SLUG_RE.fullmatch(slug):
         raise ValidationError(
             "Choose an address of lowercase letters, digits, dashes and underscores, starting with a letter or digit."
@@ -214,6 +249,7 @@ def project_create(
                 allow_tie=allow_tie,
                 require_note_on_fail=require_note_on_fail,
                 status=Project.Status.DRAFT,
+                **sampling,
             )
     except IntegrityError:
         raise taken from None
@@ -236,10 +272,14 @@ def project_update(
     overlap: int,
     allow_tie: bool,
     require_note_on_fail: bool,
+    sample_size: int | None = None,
+    sample_hour: int | None = None,
 ) -> Project:
-    """Change a project's settings. The kind can change only while the project has no items or labels."""
+    """Change a project's settings. The kind can change only while the project has no items or labels. A sample
+    setting left None stays as it is."""
     locked = Project.objects.select_for_update().get(pk=project.pk)
     _project_fields_check(name=name, overlap=overlap)
+    _sampling_check(sample_size=sample_size, sample_hour=sample_hour)
     if kind != locked.kind:
         if kind not in Project.Kind.values:
             raise ValidationError(f"Unknown kind {kind!r}: choose binary or pairwise.")
@@ -254,6 +294,8 @@ def project_update(
         "overlap": overlap,
         "allow_tie": allow_tie,
         "require_note_on_fail": require_note_on_fail,
+        "sample_size": locked.sample_size if sample_size is None else sample_size,
+        "sample_hour": locked.sample_hour if sample_hour is None else sample_hour,
     }.items():
         setattr(locked, field, value)
         setattr(project, field, value)
@@ -682,6 +724,25 @@ def queue_fill(*, project: Project, annotator: AuthUser, rubric_version_id: int,
             break
         items.append(item)
     return items
+
+
+def queue_next(
+    *, project: Project, annotator: AuthUser, rubric_version_id: int, holding: Collection[int] | None
+) -> Item | None:
+    """The next item for a labeling page that already holds the items `holding` (shown, prefetched, being submitted).
+
+    One of this annotator's live leases that the page does not hold comes first, oldest first; only when there is
+    none is a fresh item claimed. So a page that submits quickly, or hears its answers out of order, is handed back
+    the items leased for it instead of collecting leases on items it never shows. `holding=None` (the client does
+    not say) takes the page to hold all its leases: a fresh claim, as before pages said what they hold.
+    """
+    if holding is None:
+        return queue_claim(project=project, annotator=annotator, rubric_version_id=rubric_version_id)
+    held = set(holding)
+    for item in queue_leased_items(project=project, annotator=annotator, rubric_version_id=rubric_version_id):
+        if item.pk not in held:
+            return item
+    return queue_claim(project=project, annotator=annotator, rubric_version_id=rubric_version_id)
 
 
 def queue_renew(*, project: Project, annotator: AuthUser) -> int:

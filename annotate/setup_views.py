@@ -59,6 +59,8 @@ def _settings_values(form: ProjectSettingsForm, project: Project | None = None) 
         "overlap": data["overlap"],
         "allow_tie": data["allow_tie"],
         "require_note_on_fail": data["require_note_on_fail"],
+        "sample_size": data["sample_size"],
+        "sample_hour": data["sample_hour"],
     }
 
 
@@ -69,7 +71,10 @@ def _settings_values(form: ProjectSettingsForm, project: Project | None = None) 
 @login_required
 def project_new(request: HttpRequest) -> HttpResponse:
     _require_creator(request)
-    form = ProjectNewForm(request.POST or None, initial={"kind": Project.Kind.BINARY, "overlap": 2, "allow_tie": True})
+    form = ProjectNewForm(
+        request.POST or None,
+        initial={"kind": Project.Kind.BINARY, "overlap": 2, "allow_tie": True, "sample_size": 50, "sample_hour": 6},
+    )
     if request.method == "POST" and "preview" in request.POST:
         # Without JavaScript, the Preview button posts the form here: show the preview, create nothing.
         return render(request, "annotate/setup/project_new.html", {"form": form, "preview_source": _posted(request)})

@@ -48,6 +48,10 @@ class ProjectSpec(BaseModel):
     overlap: Annotated[int, Field(ge=1, le=Project.MAX_OVERLAP, strict=True)] = 2
     allow_tie: Annotated[bool, Field(strict=True)] = True
     require_note_on_fail: Annotated[bool, Field(strict=True)] = False
+    # The daily production sample. Omitted: a new project takes the defaults (50 records from 6:00), an existing one
+    # keeps its own.
+    sample_size: Annotated[int, Field(ge=0, le=Project.MAX_SAMPLE_SIZE, strict=True)] | None = None
+    sample_hour: Annotated[int, Field(ge=0, le=23, strict=True)] | None = None
     # Omitted: a new project starts as a draft and an existing one keeps its status.
     status: Literal["draft", "active", "archived"] | None = None
     criteria: Annotated[list[CriterionSpec], Field(min_length=1, max_length=50)]

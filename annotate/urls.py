@@ -24,6 +24,7 @@ urlpatterns = [
     path("p/<slug:slug>/label/<int:item_id>/skip/", views.label_skip, name="label_skip"),
     path("p/<slug:slug>/label/<int:item_id>/edit/", views.label_edit, name="label_edit"),
     path("p/<slug:slug>/label/undo/", views.label_undo, name="label_undo"),
+    path("p/<slug:slug>/label/next/", views.label_next, name="label_next"),
     path("p/<slug:slug>/label/heartbeat/", views.label_heartbeat, name="label_heartbeat"),
     path("p/<slug:slug>/label/progress/", views.label_progress, name="label_progress"),
     path("p/<slug:slug>/history/", views.label_history, name="label_history"),

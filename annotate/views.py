@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import push_url, reswap, retarget
+from django_htmx.http import push_url, reswap, retarget, trigger_client_event
 
 from annotate import (
     charts,
@@ -36,7 +36,8 @@ from annotate import (
 )
 from annotate.cache import redis_health
 from annotate.forms import ExportForm, ImportConfirmForm, ImportUploadForm, ProjectStatusForm, TokenCreateForm
-from annotate.http import wants_partial
+from annotate.http import partial_target, wants_partial
+from annotate.keymap import keymap
 from annotate.models import AgreementReport, ImportJob, Item, Membership, Project
 from annotate.splits import shown_order
 from judges import staleness
@@ -202,19 +203,58 @@ def _card(item: Item | None, user_id: int | None) -> ItemCard | None:
     return ItemCard(item=item, form_key=uuid.uuid4().hex, shown_order=shown, left=left, right=right)
 
 
+def _keys(project: Project, page: str) -> dict[str, object]:
+    """The page's keyboard map: the `?` overlay is rendered from `keymap`, label.js reads `keymap_data`."""
+    bindings = keymap(page=page, kind=project.kind, allow_tie=project.allow_tie)
+    return {"keymap": bindings, "keymap_data": [binding.as_data() for binding in bindings]}
+
+
 def _label_context(request: HttpRequest, project: Project, items: list[Item], **extra: object) -> dict[str, object]:
+    """The labeling screen: the first item is shown, the others wait hidden (prefetched), in order."""
     criteria = selectors.criteria_of_version(project.current_rubric_id)
-    user_id = request.user.pk
+    cards = [_card(item, request.user.pk) for item in items]
     return {
         "project": project,
         "criteria": criteria,
-        "current": _card(items[0] if items else None, user_id),
-        "next": _card(items[1] if len(items) > 1 else None, user_id),
+        "current": cards[0] if cards else None,
+        "upcoming": cards[1:],
         "values": {},
         "note": "",
         "error": "",
         **extra,
     }
+
+
+def _page_items(request: HttpRequest) -> set[int] | None:
+    """The items the labeling page says it holds (shown, prefetched, being submitted): its `page_items` fields.
+
+    None when it does not say (a page from before it did, a scripted client): it is then taken to hold every lease.
+    """
+    if "page_items" not in request.POST:
+        return None
+    held = set()
+    for raw in request.POST.getlist("page_items")[:100]:
+        try:
+            held.add(int(raw))
+        except ValueError:
+            continue
+    return held
+
+
+def _next_for_page(request: HttpRequest, project: Project) -> HttpResponse:
+    """The htmx answer to a submit, a skip or a refill: the page's next item, to wait hidden until it is shown.
+
+    It is an item leased to this annotator that the page does not hold yet, or a fresh claim only when there is
+    none, so answers that cross on a slow link never leave an item leased to someone whose page does not have it.
+    """
+    item = services.queue_next(
+        project=project,
+        annotator=request.user,  # type: ignore[arg-type]
+        rubric_version_id=project.current_rubric_id,  # type: ignore[arg-type]
+        holding=_page_items(request),
+    )
+    upcoming = [_card(item, request.user.pk)] if item else []
+    return render(request, "annotate/label.html#prefetched", _label_context(request, project, [], upcoming=upcoming))
 
 
 @require_GET
@@ -225,13 +265,13 @@ def label_queue(request: HttpRequest, slug: str) -> HttpResponse:
     if project.status != Project.Status.ACTIVE or project.current_rubric_id is None:
         return render(request, "annotate/label.html", {"project": project, "inactive": True})
     items = services.queue_fill(project=project, annotator=request.user, rubric_version_id=project.current_rubric_id)  # type: ignore[arg-type]
-    return render(request, "annotate/label.html", _label_context(request, project, items))
+    return render(request, "annotate/label.html", _label_context(request, project, items, **_keys(project, "queue")))
 
 
 @require_POST
 @login_required
 def label_submit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
-    """Save every criterion of one item. htmx gets the newly prefetched item back; a plain POST is redirected."""
+    """Save every criterion of one item. htmx gets the page's next item back; a plain POST is redirected."""
     project, _role = selectors.project_for_user(request.user, slug)
     criteria = selectors.criteria_of_version(project.current_rubric_id)
     if project.status != Project.Status.ACTIVE or not criteria:
@@ -263,14 +303,19 @@ def label_submit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
         return _label_refused(request, project, item_id, exc.message, exc.status, values=request.POST, note=note)
     if not wants_partial(request):
         return redirect("label_queue", slug=project.slug)
-    # The client already shows the item it had prefetched; claim the one after it.
-    item = services.queue_claim(
-        project=project,
-        annotator=request.user,  # type: ignore[arg-type]
-        rubric_version_id=project.current_rubric_id,  # type: ignore[arg-type]
-    )
-    context = _label_context(request, project, [item] if item else [])
-    return render(request, "annotate/label.html#prefetched", {**context, "next": context["current"]})
+    return _next_for_page(request, project)
+
+
+@require_POST
+@login_required
+def label_next(request: HttpRequest, slug: str) -> HttpResponse:
+    """The page has no item waiting and nothing on its way: send it the next one (htmx). Without htmx: the queue."""
+    project, _role = selectors.project_for_user(request.user, slug)
+    if not wants_partial(request):
+        return redirect("label_queue", slug=project.slug)
+    if project.status != Project.Status.ACTIVE or project.current_rubric_id is None:
+        return _label_refused(request, project, 0, "This project is not open for labeling right now.", 409)
+    return _next_for_page(request, project)
 
 
 def _label_refused(
@@ -283,11 +328,14 @@ def _label_refused(
     values: object = None,
     note: str = "",
 ) -> HttpResponse:
-    """The form again, still filled in, with the reason; the client keeps the annotator on this item."""
+    """The reason, for the annotator. htmx: a short message in the `label-refused` event (HX-Trigger), which the
+    page shows next to the form it keeps; it never reads the body. Without JavaScript: the form again, filled in."""
     if wants_partial(request):
-        return render(request, "annotate/label.html#error", {"error": message}, status=status)
+        response = render(request, "annotate/label.html#error", {"error": message}, status=status)
+        return trigger_client_event(response, "label-refused", {"message": message[:300]})
     item = Item.objects.filter(project=project, pk=item_id).first()
     context = _label_context(request, project, [item] if item else [], error=message, note=note)
+    context.update(_keys(project, "queue"))
     context["values"] = _display_values(project, values, shown_order(request.user.pk, item_id))
     return render(request, "annotate/label.html", context, status=status)
 
@@ -316,13 +364,7 @@ def label_skip(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
         return _label_refused(request, project, item_id, exc.message, exc.status)
     if not wants_partial(request):
         return redirect("label_queue", slug=project.slug)
-    item = services.queue_claim(
-        project=project,
-        annotator=request.user,  # type: ignore[arg-type]
-        rubric_version_id=project.current_rubric_id,  # type: ignore[arg-type]
-    )
-    context = _label_context(request, project, [item] if item else [])
-    return render(request, "annotate/label.html#prefetched", {**context, "next": context["current"]})
+    return _next_for_page(request, project)
 
 
 @require_POST
@@ -392,6 +434,7 @@ def label_edit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
         if project.is_pairwise and value in {"a", "b"}:
             value = "left" if (value == "a") == (shown == "ab") else "right"
         display[key] = value
+    back = request.GET.get("next", request.POST.get("next", ""))
     return render(
         request,
         "annotate/label_edit.html",
@@ -403,7 +446,9 @@ def label_edit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
             "revisions": {key: label.revision for key, label in by_key.items()},
             "note": mine[0].note,
             "error": error,
-            "next": request.GET.get("next", request.POST.get("next", "")),
+            "next": back,
+            "cancel_url": reverse("label_history" if back == "history" else "label_queue", args=[project.slug]),
+            **_keys(project, "edit"),
         },
         status=409 if error else 200,
     )
@@ -435,14 +480,18 @@ def label_progress(request: HttpRequest, slug: str) -> HttpResponse:
 def _import_page(
     request: HttpRequest, project: Project, form: ImportUploadForm, *, status: int = 200, error: str = ""
 ) -> HttpResponse:
+    jobs = list(project.import_jobs.select_related("created_by")[:10])
     context = {
         "project": project,
         "form": form,
         "error": error,
-        "jobs": project.import_jobs.select_related("created_by")[:10],
+        "jobs": [(job, imports.import_job_progress(job) if job.is_running else None) for job in jobs],
+        "jobs_running": any(job.is_running for job in jobs),
         "max_bytes": settings.IMPORT_MAX_FILE_BYTES,
         "max_chars": f"{settings.IMPORT_MAX_FIELD_CHARS:,}",
     }
+    if request.method == "GET" and partial_target(request) == "import-jobs":
+        return render(request, "annotate/import.html#jobs", context)  # the Recent imports card polling itself
     if wants_partial(request) and status != 200:
         # htmx swaps only 2xx answers: show the refusal in place of the form.
         return reswap(retarget(render(request, "annotate/import.html#form", context), "#import-form-card"), "outerHTML")

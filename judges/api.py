@@ -233,3 +233,15 @@ def version_card(request: HttpRequest, slug: str, version_id: int) -> Status:
         return Status(200, card.card_build(version=version))
     except card.CardError as exc:
         return Status(409, ErrorOut(detail=str(exc)))
+
+
+class CardKeyOut(Schema):
+    key: str
+    env: str
+
+
+@router.get("/projects/{slug}/judge-card-key", response={200: CardKeyOut, 404: ErrorOut})
+def judge_card_key(request: HttpRequest, slug: str) -> Status:
+    """The project's card key: the secret `python -m judges.card` checks the project's cards with (leads only)."""
+    project = _project(request, slug)
+    return Status(200, CardKeyOut(key=card.card_key(project.slug), env=card.KEY_ENV))

@@ -57,7 +57,11 @@ DEFINITIONS = {
     "position_consistency": (
         "The share of items where the judge gives the same verdict with the two outputs shown in either order."
     ),
-    "interval": "95% bootstrap interval: the items resampled 1,000 times with a fixed seed.",
+    "interval": (
+        "95% intervals. Rates of items (accuracy, TPR, TNR, precision, agreement, consistency): Wilson score "
+        "intervals. κ: bias-corrected and accelerated (BCa) bootstrap, the items resampled 1,000 times with a fixed "
+        "seed."
+    ),
 }
 
 

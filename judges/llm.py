@@ -1,6 +1,8 @@
 """The LLM client: endpoints from settings, the OpenAI Python client, shared rate limits, retries, answer parsing.
 
 Nothing here touches the database: the chunk service calls `call` from a thread pool and writes the results itself.
+Nothing here needs Django either, except the defaults read from settings: the judge card runner (judges/card.py), which
+runs where the app is not installed, builds its Endpoint from the card and passes its own Policy and Limiter.
 
 Endpoints are configuration, never user input: each has a name, a base URL checked against JUDGE_ALLOWED_HOSTS, and
 the NAME of the environment variable holding its key. The key is read from the environment when the client is built
@@ -28,7 +30,11 @@ from urllib.parse import urlsplit
 
 import httpx2
 import openai
-from django.conf import settings
+
+try:
+    from django.conf import settings
+except ImportError:  # the judge card runner, installed alone (runner/): it passes its own Policy and Limiter
+    settings = cast(Any, None)
 
 logger = logging.getLogger(__name__)
 # The HTTP client logs every request at INFO (URL and status); a run makes thousands. Unless LOGGING says otherwise,
@@ -117,9 +123,13 @@ _clients: dict[tuple[Endpoint, str], openai.OpenAI] = {}
 _clients_lock = threading.Lock()
 
 
-def client_for(endpoint: Endpoint) -> openai.OpenAI:
-    """One OpenAI client per endpoint per process (thread-safe). It never retries by itself: `call` does."""
-    check_base_url(endpoint.base_url)
+def client_for(endpoint: Endpoint, *, check: bool = True) -> openai.OpenAI:
+    """One OpenAI client per endpoint per process (thread-safe). It never retries by itself: `call` does.
+
+    `check=False` skips the app's host allowlist: only for the card runner, whose endpoint comes from a signed card
+    or from the operator's command line, never from a user of the app."""
+    if check:
+        check_base_url(endpoint.base_url)
     if endpoint.key_env:
         key = os.environ.get(endpoint.key_env, "")
         if not key:
@@ -332,9 +342,10 @@ class RedisLimiter:
 
     shared = True
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, grace_seconds: float | None = None) -> None:
         import redis
 
+        self.grace_seconds = settings.JUDGE_SLOT_GRACE_SECONDS if grace_seconds is None else grace_seconds
         self.redis = redis.Redis.from_url(url, max_connections=512, socket_timeout=10)
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._release = self.redis.register_script(_RELEASE)
@@ -347,7 +358,7 @@ class RedisLimiter:
     def acquire(self, endpoint: Endpoint, *, should_stop: Callable[[], bool]) -> Slot | None:
         holders, starts, released = self.keys(endpoint)
         token = uuid.uuid4().hex
-        lease_ms = int((endpoint.timeout + settings.JUDGE_SLOT_GRACE_SECONDS) * 1000)
+        lease_ms = int((endpoint.timeout + self.grace_seconds) * 1000)
         while True:
             waited = int(
                 self._acquire(keys=[holders, starts], args=[token, endpoint.max_concurrency, lease_ms, endpoint.rpm])
@@ -509,13 +520,34 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def backoff_seconds(attempt: int, retry_after: float | None) -> float:
+@dataclass(frozen=True)
+class Policy:
+    """How `call` retries: attempts, exponential backoff (ms) and the longest Retry-After it honours (s)."""
+
+    max_attempts: int = 6
+    backoff_base_ms: int = 500
+    backoff_max_ms: int = 30_000
+    retry_after_max_seconds: int = 60
+
+
+def policy() -> Policy:
+    """The app's retry policy, from settings (JUDGE_MAX_ATTEMPTS, JUDGE_BACKOFF_*, JUDGE_RETRY_AFTER_MAX_SECONDS)."""
+    return Policy(
+        max_attempts=settings.JUDGE_MAX_ATTEMPTS,
+        backoff_base_ms=settings.JUDGE_BACKOFF_BASE_MS,
+        backoff_max_ms=settings.JUDGE_BACKOFF_MAX_MS,
+        retry_after_max_seconds=settings.JUDGE_RETRY_AFTER_MAX_SECONDS,
+    )
+
+
+def backoff_seconds(attempt: int, retry_after: float | None, *, rules: Policy | None = None) -> float:
     """Exponential backoff with full jitter; a Retry-After is waited in full (up to JUDGE_RETRY_AFTER_MAX_SECONDS)."""
-    base = settings.JUDGE_BACKOFF_BASE_MS / 1000
-    cap = settings.JUDGE_BACKOFF_MAX_MS / 1000
+    rules = rules or policy()
+    base = rules.backoff_base_ms / 1000
+    cap = rules.backoff_max_ms / 1000
     jittered = random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
     if retry_after is not None:
-        return min(retry_after, float(settings.JUDGE_RETRY_AFTER_MAX_SECONDS)) + random.uniform(0, base)
+        return min(retry_after, float(rules.retry_after_max_seconds)) + random.uniform(0, base)
     return jittered
 
 
@@ -531,14 +563,25 @@ def _sleep(seconds: float, should_stop: Callable[[], bool]) -> bool:
         time.sleep(min(left, 0.25))
 
 
-def call(endpoint: Endpoint, request: ChatRequest, *, should_stop: Callable[[], bool] = lambda: False) -> CallResult:
+def call(
+    endpoint: Endpoint,
+    request: ChatRequest,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    limits: Limiter | None = None,
+    rules: Policy | None = None,
+) -> CallResult:
     """Ask the model once, retrying 429, 5xx, timeouts and connection errors with backoff, jitter and Retry-After.
 
     The returned slot is still held: the caller releases it once the result is stored, so that a worker killed
-    between the answer and the write has at most the limit's worth of calls to repeat.
+    between the answer and the write has at most the limit's worth of calls to repeat. Without `limits` and `rules`
+    (the app) they come from settings; the card runner passes its own and its endpoint is not checked against the
+    app's allowlist.
     """
-    client = client_for(endpoint)
-    limits = limiter()
+    standalone = rules is not None
+    rules = rules or policy()
+    client = client_for(endpoint, check=not standalone)
+    limits = limits or limiter()
     started = time.monotonic()
     attempt = 0
     kwargs: dict[str, Any] = {
@@ -595,11 +638,11 @@ def call(endpoint: Endpoint, request: ChatRequest, *, should_stop: Callable[[], 
                 ),
                 slot,
             )
-        if attempt >= settings.JUDGE_MAX_ATTEMPTS:
+        if attempt >= rules.max_attempts:
             logger.warning("judge call to %s failed after %d attempts: %s", endpoint.name, attempt, category)
             return CallResult(Failure(category, attempt, _ms(started)), slot)
         slot.release()
-        if _sleep(backoff_seconds(attempt, retry_after), should_stop):
+        if _sleep(backoff_seconds(attempt, retry_after, rules=rules), should_stop):
             return CallResult(Failure("cancelled", attempt, _ms(started), cancelled=True), None)
 
 

@@ -21,7 +21,7 @@ from django.http import Http404
 from annotate import reports
 from annotate import selectors as annotate_selectors
 from annotate.models import AgreementReport, Criterion, GoldLabel, Item, Label, Project, RubricVersion
-from judges import agreement, compare, llm, prompts
+from judges import agreement, calls, compare, llm, prompts
 from judges.models import CachedCompletion, FewShotExample, Judge, JudgeRun, JudgeVersion, Verdict
 
 MILLION = Decimal(1_000_000)
@@ -172,41 +172,30 @@ def render_context(*, version: JudgeVersion, rubric_version: RubricVersion) -> R
 
 
 def item_data(item: Item, order: str) -> prompts.ItemData:
-    """The item as the template sees it in this order: for "ba", output B is shown first (as {{ output_a }})."""
-    first, second = (item.output_b, item.output_a) if order == Verdict.Order.BA else (item.output_a, item.output_b)
-    return prompts.ItemData(
-        external_id=item.external_id,
-        input=item.input,
-        output=item.output,
-        output_a=first,
-        output_b=second,
-        metadata=item.metadata,
-    )
+    return calls.item_data(item, order)
 
 
 def plan_calls(context: RenderContext, items: Iterable[Item]) -> list[PlannedCall]:
+    """Every request of these items, in order (judges/calls.py renders them, as the card runner does)."""
     version = context.version
     planned = []
     for item in items:
         for order in orders_for(context.kind):
-            messages = prompts.render_messages(
+            request, key = calls.request_for(
+                endpoint=context.endpoint,
+                scope=context.scope,
+                kind=context.kind,
                 system_template=version.system_template,
                 user_template=version.user_template,
-                kind=context.kind,
-                item=item_data(item, order),
+                model=version.model,
+                temperature=version.temperature,
+                max_tokens=version.max_tokens,
                 criterion_name=context.criterion.name,
                 criterion_description=context.criterion.description,
                 examples=context.examples,
+                item=item,
+                order=order,
             )
-            request = llm.build_request(
-                endpoint=context.endpoint,
-                kind=context.kind,
-                model=version.model,
-                messages=messages,
-                temperature=version.temperature,
-                max_tokens=version.max_tokens,
-            )
-            key = request.cache_key(context.endpoint, scope=context.scope)
             planned.append(PlannedCall(item.pk, order, request, key))
     return planned
 

@@ -41,7 +41,7 @@ from django.utils import timezone
 from annotate import reports
 from annotate import selectors as annotate_selectors
 from annotate.models import Item, Project
-from judges import agreement, llm, prompts, selectors
+from judges import agreement, calls, llm, prompts, selectors
 from judges.models import CachedCompletion, FewShotExample, Judge, JudgeRun, JudgeVersion, RunChunk, Verdict
 
 if TYPE_CHECKING:
@@ -436,13 +436,9 @@ def judge_chunk_process(*, chunk_id: int) -> str:
     return f"{outcome}: {worker.n_chunks} chunk(s), {worker.n_calls} call(s)"
 
 
-def canonical(answer: str, *, order: str) -> str:
-    """The model's answer in canonical terms: for pairwise shown B-first, its "A" is the item's output_b."""
-    if answer in BINARY_VERDICTS:
-        return answer
-    if order == Verdict.Order.BA:
-        return {"A": "b", "B": "a", "tie": "tie"}[answer]
-    return {"A": "a", "B": "b", "tie": "tie"}[answer]
+# Reading answers is shared with the judge card runner, which has no database (judges/calls.py).
+canonical = calls.canonical
+Judgement = calls.Judgement
 
 
 def completion_of(row: CachedCompletion) -> llm.Completion:
@@ -479,27 +475,7 @@ def cached_answers(keys: Sequence[str]) -> dict[str, CachedCompletion]:
     return found
 
 
-@dataclass(frozen=True)
-class Judgement:
-    """The model's text read as a verdict: OK with its canonical value, or invalid with the raw text kept."""
-
-    status: str
-    answer: str = ""
-    value: str = ""
-    reasoning: str = ""
-    raw: str = ""
-
-
-def judgement_of(content: str, *, kind: str, order: str) -> Judgement:
-    answer = llm.parse_answer(content, kind=kind)
-    if answer is None:
-        return Judgement(status=Verdict.Status.INVALID, raw=content[:20_000])
-    return Judgement(
-        status=Verdict.Status.OK,
-        answer=answer.verdict,
-        value=canonical(answer.verdict, order=order),
-        reasoning=answer.reasoning[:5000],
-    )
+judgement_of = calls.judgement_of
 
 
 GroupKey = tuple[int, str]  # (chunk id, cache key): identical requests within a chunk are made once

@@ -16,6 +16,7 @@ urlpatterns = [
     path("p/<slug:slug>/judges/<int:judge_id>/versions/new/", views.version_new, name="version_new"),
     path("p/<slug:slug>/judges/versions/<int:version_id>/", views.version_detail, name="version_detail"),
     path("p/<slug:slug>/judges/versions/<int:version_id>/card.json", views.version_card, name="version_card"),
+    path("p/<slug:slug>/judges/card-key/", views.card_key, name="card_key"),
     path("p/<slug:slug>/judges/versions/<int:version_id>/run/", views.run_start, name="run_start"),
     path("p/<slug:slug>/judges/runs/<int:run_id>/", views.run_detail, name="run_detail"),
     path("p/<slug:slug>/judges/runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),

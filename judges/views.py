@@ -456,6 +456,17 @@ def version_card(request: HttpRequest, slug: str, version_id: int) -> HttpRespon
     return response
 
 
+@require_GET
+@login_required
+def card_key(request: HttpRequest, slug: str) -> HttpResponse:
+    """The project's card key (judges.card.card_key): the secret a pipeline checks the project's cards with."""
+    project = _lead_project(request, slug)
+    response = HttpResponse(card.card_key(project.slug) + "\n", content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{project.slug}.card-key"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 @require_POST
 @login_required
 def run_start(request: HttpRequest, slug: str, version_id: int) -> HttpResponse:

@@ -52,6 +52,15 @@ def test_the_command_prints_the_documented_json_schema(demo):
     assert AgreementReport.objects.filter(project=project).count() == 1
 
 
+def test_the_command_marks_alpha_as_the_headline_where_items_have_different_numbers_of_labels(demo):
+    project, _ = demo
+    out = StringIO()
+    call_command("agreement_report", project.slug, stdout=out)
+    lines = out.getvalue().splitlines()
+    assert any(line.strip().startswith("krippendorff_alpha") and line.endswith("(headline)") for line in lines)
+    assert not any(line.strip().startswith("fleiss_kappa") and "headline" in line for line in lines)
+
+
 def test_the_report_is_served_from_storage_and_recomputed_only_when_labels_change(demo):
     project, _ = demo
     first = reports.report_refresh(project=project)
@@ -91,6 +100,13 @@ def test_the_agreement_page_shows_figures_with_their_definitions(demo, client):
     client.force_login(lead)
     page = client.get(reverse("agreement_page", args=[project.slug])).content.decode()
     assert "Krippendorff" in page and escape(reports.DEFINITIONS["krippendorff_alpha"]) in page
+    # The formula of the generalised Fleiss' κ and its source are named beside it.
+    assert escape(reports.DEFINITIONS["fleiss_kappa"]) in page and "Gwet, Handbook of Inter-Rater Reliability" in page
+    # Items have two or three labels: α leads, above percent agreement and κ, and the page says why.
+    assert "50 items with 2, 9 items with 3" in page
+    assert "Items have different numbers of labels, so Krippendorff" in page
+    table = page[page.index('id="c-overall"') :]
+    assert table.index("headline</span>") < table.index("Percent agreement") < table.index("Fleiss' κ</th>")
     assert not re.search(r"\bnan\b", page, re.IGNORECASE)  # a word: the random CSRF token may hold "nan"
     partial = client.get(reverse("agreement_page", args=[project.slug]), headers={"HX-Request": "true"})
     assert partial.content.decode().lstrip().startswith('<div id="report">')
@@ -118,3 +134,41 @@ def test_gold_set_refuses_items_of_other_projects(demo):
     foreign = other.items.first()
     with pytest.raises(Exception, match="not in this project"):
         services.gold_set(project=project, item_id=foreign.pk, criterion_key="overall", value="a", note="", actor=lead)
+
+
+def test_the_agreement_page_orders_criteria_as_the_rubric_does_and_titles_them_by_name(client):
+    """PostgreSQL's jsonb keeps object keys by length, then bytes: the report must not show that order."""
+    from tests.factories import ItemFactory, ProjectFactory, label
+
+    criteria = [
+        {"key": "zeta_is_long", "name": "Resolves the issue", "description": "Nothing more is needed."},
+        {"key": "b", "name": "Grounded in sources", "description": "Claims are sourced."},
+        {"key": "mid", "name": "Tone & register", "description": "Polite."},
+    ]
+    project = ProjectFactory(slug="ordered", criteria=criteria)
+    lead, ann1, ann2 = UserFactory(), UserFactory(), UserFactory()
+    membership(lead, project, Membership.Role.LEAD)
+    for user in (ann1, ann2):
+        membership(user, project, Membership.Role.ANNOTATOR)
+    for _ in range(3):
+        item = ItemFactory(project=project)
+        for user in (ann1, ann2):
+            for c in criteria:
+                label(item, user, c["key"], "pass")
+    report = reports.report_refresh(project=project)
+    report.refresh_from_db()
+    client.force_login(lead)
+    page = client.get(reverse("agreement_page", args=[project.slug])).content.decode()
+    titles = re.findall(r'<h2 id="c-([a-z_]+)">([^<]+)', page)
+    assert titles == [
+        ("zeta_is_long", "Resolves the issue "),
+        ("b", "Grounded in sources "),
+        ("mid", escape("Tone & register") + " "),
+    ]
+    out = StringIO()
+    call_command("agreement_report", project.slug, "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert (
+        list(data["criteria"]) == ["zeta_is_long", "b", "mid"]
+        and data["criteria"]["b"]["name"] == "Grounded in sources"
+    )

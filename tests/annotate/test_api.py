@@ -345,3 +345,39 @@ def test_revoking_another_users_token_is_a_404_and_the_token_pages_need_a_login(
     client.force_login(lead)
     done = client.post(reverse("token_revoke", args=[row.pk]), follow=True)
     assert "no longer opens the API" in done.content.decode() and tokens.token_authenticate(raw) is None
+
+
+def test_a_lead_sets_the_daily_sample_through_the_api_and_nobody_else_can(client, project, lead, annotator, outsider):
+    url = API + "/projects/support-bot"
+    body = json.dumps({"sample_size": 120, "sample_hour": 22})
+    for user in (annotator, outsider):
+        response = client.patch(url, body, content_type="application/json", headers=_auth(_token(user)))
+        assert response.status_code == 404
+    raw = _token(lead)
+    response = client.patch(url, body, content_type="application/json", headers=_auth(raw))
+    assert response.status_code == 200
+    assert (response.json()["sample_size"], response.json()["sample_hour"]) == (120, 22)
+    project.refresh_from_db()
+    assert (project.sample_size, project.sample_hour) == (120, 22)
+    # An omitted setting stays; 0 turns the sample off; out of range is a 400 naming the field, nothing written.
+    response = client.patch(url, json.dumps({"sample_size": 0}), content_type="application/json", headers=_auth(raw))
+    assert response.json()["sample_size"] == 0 and response.json()["sample_hour"] == 22
+    for bad in ({"sample_hour": 24}, {"sample_size": 10_001}, {"sample_size": "5"}, {"overlap": 3}):
+        response = client.patch(url, json.dumps(bad), content_type="application/json", headers=_auth(raw))
+        assert response.status_code == 400, bad
+    project.refresh_from_db()
+    assert (project.sample_size, project.sample_hour) == (0, 22)
+
+
+def test_a_project_created_through_the_api_takes_its_sample_settings_from_the_spec(client, project, lead):
+    staff = UserFactory(username="root", is_staff=True)
+    spec = {
+        "slug": "sampled",
+        "name": "Sampled",
+        "kind": "binary",
+        "sample_size": 7,
+        "sample_hour": 3,
+        "criteria": [{"key": "ok", "name": "OK", "description": "Fine."}],
+    }
+    response = _post(client, "/projects", spec, _token(staff))
+    assert response.status_code == 201 and (response.json()["sample_size"], response.json()["sample_hour"]) == (7, 3)

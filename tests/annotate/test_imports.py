@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import json
 import time
 from pathlib import Path
@@ -248,7 +249,7 @@ def test_the_import_items_command_prints_a_summary_and_refuses_a_bad_file_with_e
     good = _file(tmp_path, "good.jsonl", _jsonl([{"input": "Q", "output": "A"}]))
     out, err = io.StringIO(), io.StringIO()
     call_command("import_items", project.slug, str(good), stdout=out, stderr=err)
-    assert "1 rows: 1 new item added, 0 unchanged." in out.getvalue()
+    assert "1 row: 1 new item added, 0 unchanged." in out.getvalue()
     assert "importing [" in err.getvalue() and "100%" in err.getvalue()
     bad = _file(tmp_path, "bad.jsonl", _jsonl([{"input": "Q"}, {"output": "A"}]))
     with pytest.raises(CommandError) as exc:
@@ -610,3 +611,102 @@ def test_the_project_page_links_the_lead_to_both_imports(client, project, lead, 
     assert "Import items" in page and "Import labels" in page
     client.force_login(annotator)
     assert "Import items" not in client.get(reverse("project_detail", args=[project.slug])).content.decode()
+
+
+# --- Progress, finish time, the Recent imports card, counts in words (issue 23) -----------------------------------
+
+
+def _progress_of(tmp_path, project, n_rows: int) -> list[tuple[float, int]]:
+    path = _file(tmp_path, "many.jsonl", _jsonl([{"input": f"Q{i}", "output": "A"} for i in range(n_rows)]))
+    seen: list[tuple[float, int]] = []
+    imports.file_import(project=project, kind="items", path=path, progress=lambda f, n: seen.append((f, n)))
+    return seen
+
+
+def test_progress_moves_every_500_rows_in_a_file_where_1_percent_is_fewer(project, tmp_path):
+    seen = _progress_of(tmp_path, project, 3_000)
+    assert [n for _f, n in seen] == [500, 1000, 1500, 2000, 2500, 3000, 3000]  # then the end: 100%
+    fractions = [f for f, _n in seen]
+    assert fractions == sorted(fractions) and 0 < fractions[0] < 0.25 and fractions[-1] == 1.0
+
+
+def test_progress_moves_every_1_percent_in_a_file_where_500_rows_are_fewer(project, tmp_path):
+    seen = _progress_of(tmp_path, project, 80_000)  # 1% = about 800 rows
+    steps = list(itertools.pairwise(seen[:-1]))
+    assert all(0.01 <= fb - fa <= 0.0102 and nb - na >= 500 for (fa, na), (fb, nb) in steps), steps
+    assert 97 <= len(seen) <= 101 and seen[-1] == (1.0, 80_000)
+
+
+def test_a_job_is_finished_when_its_work_ends_not_when_it_starts(project, settings, monkeypatch):
+    path = Path(settings.IMPORT_UPLOAD_DIR)
+    path.mkdir(parents=True)
+    (path / "f.jsonl").write_text(_jsonl([{"input": "Q", "output": "A"}]))
+    job = ImportJob.objects.create(
+        project=project, kind="items", filename="f.jsonl", stored_name="f.jsonl", file_format="jsonl", status="queued"
+    )
+    real = imports.file_import
+    ended: list[dt.datetime] = []
+
+    def slow(**kwargs):
+        report = real(**kwargs)
+        time.sleep(0.3)
+        ended.append(django_now())
+        return report
+
+    from django.utils.timezone import now as django_now
+
+    monkeypatch.setattr(imports, "file_import", slow)
+    imports.import_job_apply(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "done" and job.finished_at >= ended[0]
+    assert job.finished_at - job.started_at >= dt.timedelta(seconds=0.3)
+
+
+def test_the_recent_imports_card_polls_while_a_job_runs_and_its_badge_matches_the_bar(lead_client, project):
+    url = reverse("import_start", args=[project.slug])
+    job = ImportJob.objects.create(
+        project=project, kind="items", filename="big.jsonl", file_format="jsonl", status="applying", size_bytes=10
+    )
+    page = lead_client.get(url).content.decode()
+    assert 'id="import-jobs"' in page and 'hx-trigger="every 2s"' in page
+    assert '<label for="job-progress-' in page and "Importing</label>" in page
+    # The card asks for itself: the answer is the card alone, with the progress the worker wrote.
+    from django.core.cache import cache
+
+    cache.set(f"import-job-progress:{job.pk}", {"percent": 40, "rows": 1200}, 60)
+    card = lead_client.get(url, headers={"HX-Request": "true", "HX-Target": "import-jobs"}).content.decode()
+    assert card.lstrip().startswith('<section class="card" id="import-jobs"') and "<html" not in card
+    assert 'value="40"' in card and "40% · 1200 rows read" in card
+    # A job waiting for a worker says so, with no percentage, in the list and on its page alike.
+    ImportJob.objects.filter(pk=job.pk).update(status="queued")
+    card = lead_client.get(url, headers={"HX-Request": "true", "HX-Target": "import-jobs"}).content.decode()
+    assert "Waiting to be imported</label>" in card and "value=" not in card.split("<progress", 1)[1].split(">", 1)[0]
+    job_page = lead_client.get(reverse("import_job", args=[project.slug, job.pk])).content.decode()
+    assert "Waiting to be imported</span>" in job_page and "Waiting to be imported</label>" in job_page
+    assert "Importing</label>" not in job_page
+    # Once nothing runs, the card stops polling and shows the final badge.
+    ImportJob.objects.filter(pk=job.pk).update(status="done")
+    card = lead_client.get(url, headers={"HX-Request": "true", "HX-Target": "import-jobs"}).content.decode()
+    assert "every 2s" not in card and '<span class="badge">Imported</span>' in card
+
+
+def test_counts_agree_in_number_in_import_messages(client, project, lead, tmp_path):
+    one = _file(tmp_path, "one.jsonl", _jsonl([{"input": "Q", "output": "A"}, {"input": "Q2"}]))
+    with pytest.raises(CommandError, match=r"^1 bad row; nothing was imported"):
+        call_command("import_items", project.slug, str(one), "--no-progress")
+    two = _file(tmp_path, "two.jsonl", _jsonl([{"input": "Q"}, {"input": "Q2"}]))
+    with pytest.raises(CommandError, match=r"^2 bad rows; nothing was imported"):
+        call_command("import_items", project.slug, str(two), "--no-progress")
+    _row, raw = tokens.token_create(user=lead, name="pipeline")
+    for rows, detail in (([{"input": "Q"}], "1 bad record;"), ([{"input": "Q"}, {"input": "R"}], "2 bad records;")):
+        response = client.post(
+            f"/api/v1/projects/{project.slug}/samples",
+            json.dumps({"records": rows}),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {raw}"},
+        )
+        assert response.status_code == 400 and response.json()["detail"].startswith(detail), response.json()
+    report = imports.ImportReport(kind="labels", applied=True, n_rows=1, users_created=["zoe"])
+    assert report.summary().startswith("1 row: ") and "1 unknown annotator name imported as an inactive user." in (
+        report.summary()
+    )

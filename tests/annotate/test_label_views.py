@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
 import pytest
 from django.db import connection
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from annotate import selectors, services
+from annotate.keymap import keymap
+from annotate.middleware import RETRY_MESSAGE, unavailable_response
 from annotate.models import Assignment, Label
 from annotate.splits import shown_order
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, label, membership
@@ -50,6 +54,7 @@ def test_every_labeling_url_is_404_for_an_outsider(client, active, items, outsid
         reverse("label_submit", args=[slug, item.pk]),
         reverse("label_skip", args=[slug, item.pk]),
         reverse("label_heartbeat", args=[slug]),
+        reverse("label_next", args=[slug]),
         reverse("label_edit", args=[slug, item.pk]),
     ]
     for url in gets:
@@ -70,17 +75,133 @@ def test_a_plain_post_saves_and_redirects_to_the_next_item(client, active, items
     assert next_item.pk != item.pk
 
 
+def _queue_page(client, project):
+    """The labeling page's items: (current item, its form key, the prefetched items' ids)."""
+    page = client.get(reverse("label_queue", args=[project.slug]))
+    assert page.status_code == 200
+    current = page.context["current"]
+    return current.item, current.form_key, [card.item.pk for card in page.context["upcoming"]]
+
+
 def test_an_htmx_submit_answers_with_the_newly_prefetched_item_only(client, active, items, annotator):
     client.force_login(annotator)
-    item, key = _current_item(client, active)
+    item, key, upcoming = _queue_page(client, active)
     response = client.post(
-        reverse("label_submit", args=[active.slug, item.pk]), {**FORM, "form_key": key}, headers={"HX-Request": "true"}
+        reverse("label_submit", args=[active.slug, item.pk]),
+        {**FORM, "form_key": key, "page_items": [item.pk, *upcoming]},
+        headers={"HX-Request": "true"},
     )
     body = response.content.decode()
     assert response.status_code == 200
     assert body.lstrip().startswith("<form") and "<html" not in body
+    assert f'data-item="{upcoming[0]}"' not in body and f'data-item="{item.pk}"' not in body
     # Leases: the one shown now (prefetched earlier) and the one this response prefetched.
     assert Assignment.objects.filter(annotator=annotator, state="leased").count() == 2
+
+
+def _leased(annotator) -> set[int]:
+    return set(Assignment.objects.filter(annotator=annotator, state="leased").values_list("item_id", flat=True))
+
+
+def test_the_next_item_is_a_lease_the_page_lacks_before_any_new_claim(client, active, items, annotator):
+    # Two answers crossed on a slow link: the annotator holds a lease on an item the page was never sent.
+    client.force_login(annotator)
+    item, key, upcoming = _queue_page(client, active)
+    stray = services.queue_claim(project=active, annotator=annotator, rubric_version_id=active.current_rubric_id)
+    response = client.post(
+        reverse("label_submit", args=[active.slug, item.pk]),
+        {**FORM, "form_key": key, "page_items": [item.pk, *upcoming]},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    assert f'data-item="{stray.pk}"' in response.content.decode()
+    assert _leased(annotator) == {*upcoming, stray.pk}, "no fresh lease while the page lacks one it holds"
+
+
+def test_a_client_that_does_not_say_what_it_holds_gets_a_fresh_item_as_before(client, active, items, annotator):
+    # A page loaded before pages said what they hold (or a scripted client, like the benchmarks) has the prefetched
+    # item already: handing it back would show it twice.
+    client.force_login(annotator)
+    item, key, upcoming = _queue_page(client, active)
+    response = client.post(
+        reverse("label_submit", args=[active.slug, item.pk]), {**FORM, "form_key": key}, headers={"HX-Request": "true"}
+    )
+    (fresh,) = _leased(annotator) - set(upcoming)
+    assert f'data-item="{fresh}"' in response.content.decode()
+
+
+def test_the_queue_page_shows_every_item_leased_to_the_annotator(client, active, items, annotator):
+    for _ in range(3):
+        services.queue_claim(project=active, annotator=annotator, rubric_version_id=active.current_rubric_id)
+    client.force_login(annotator)
+    item, _key, upcoming = _queue_page(client, active)
+    assert {item.pk, *upcoming} == _leased(annotator) and len(upcoming) == 2
+
+
+def test_the_refill_answers_with_an_item_the_page_does_not_hold(client, active, items, annotator):
+    client.force_login(annotator)
+    item, _key, upcoming = _queue_page(client, active)
+    url = reverse("label_next", args=[active.slug])
+    response = client.post(url, {"page_items": [item.pk, *upcoming]}, headers={"HX-Request": "true"})
+    body = response.content.decode()
+    assert response.status_code == 200 and body.lstrip().startswith("<form") and "<html" not in body
+    (new,) = _leased(annotator) - {item.pk, *upcoming}
+    assert f'data-item="{new}"' in body
+    # Junk in page_items is ignored, not an error; without htmx the queue page is where to go.
+    assert client.post(url, {"page_items": ["x", ""]}, headers={"HX-Request": "true"}).status_code == 200
+    plain = client.post(url)
+    assert plain.status_code == 302 and plain.url == reverse("label_queue", args=[active.slug])
+
+
+def test_the_refill_of_a_paused_project_is_refused_with_a_short_reason(client, project, items, annotator):
+    client.force_login(annotator)
+    response = client.post(reverse("label_next", args=[project.slug]), headers={"HX-Request": "true"})
+    assert response.status_code == 409
+    assert "not open for labeling" in json.loads(response["HX-Trigger"])["label-refused"]["message"]
+    assert not Assignment.objects.exists()
+
+
+def test_an_htmx_refusal_says_why_in_a_short_event_and_sends_no_page(client, active, items, annotator):
+    client.force_login(annotator)
+    item, key = _current_item(client, active)
+    response = client.post(
+        reverse("label_submit", args=[active.slug, item.pk]),
+        {"c-acceptable": "pass", "form_key": key},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 409
+    message = json.loads(response["HX-Trigger"])["label-refused"]["message"]
+    assert "Follows the instruction" in message and len(message) <= 300
+    assert len(response.content) < 1000 and b"<html" not in response.content
+
+
+def test_a_late_submit_over_htmx_is_a_410_whose_reason_is_in_the_event(client, active, items, annotator):
+    client.force_login(annotator)
+    item, key = _current_item(client, active)
+    # The lease ran out and the sweep freed it; others gave the item every label it needs meanwhile.
+    Assignment.objects.filter(annotator=annotator, item=item).update(expires_at=timezone.now())
+    services.assignments_expire()
+    for _ in range(active.overlap):
+        other = UserFactory()
+        services.label_submit(
+            project=active,
+            annotator=other,
+            item_id=item.pk,
+            criteria=selectors.criteria_of_version(active.current_rubric_id),
+            values={"acceptable": "pass", "follows_instructions": "pass", "factually_correct": "pass"},
+        )
+    response = client.post(
+        reverse("label_submit", args=[active.slug, item.pk]), {**FORM, "form_key": key}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 410
+    assert "all the labels it needs" in json.loads(response["HX-Trigger"])["label-refused"]["message"]
+    assert not Label.objects.filter(item=item, annotator=annotator).exists()
+
+
+def test_the_outage_answer_to_an_htmx_submit_carries_its_message_in_the_event(db):
+    response = unavailable_response(RequestFactory().post("/p/x/label/1/", headers={"HX-Request": "true"}))
+    assert response.status_code == 503
+    assert json.loads(response["HX-Trigger"]) == {"label-refused": {"message": RETRY_MESSAGE}}
 
 
 def test_a_double_submit_over_http_stores_once_and_still_moves_on(client, active, items, annotator):
@@ -284,3 +405,45 @@ def test_without_javascript_a_newcomer_labels_item_after_item_with_plain_form_po
     assert len(set(submitted)) == 3
     assert Label.objects.filter(annotator=user).count() == 3 * len(selectors.criteria_current(project=project))
     assert not Assignment.objects.filter(annotator=user, item_id__in=submitted).exists()
+
+
+def _handed_to_the_script(body: str) -> list[dict]:
+    return json.loads(re.search(r'<script id="keymap" type="application/json">(.*?)</script>', body, re.S).group(1))
+
+
+def test_the_keyboard_help_and_the_keys_handed_to_the_script_come_from_one_map(client, active, items, annotator):
+    client.force_login(annotator)
+    queue = client.get(reverse("label_queue", args=[active.slug])).content.decode()
+    data = _handed_to_the_script(queue)
+    assert data == [b.as_data() for b in keymap(page="queue", kind="binary", allow_tie=active.allow_tie)]
+    assert [b["action"] for b in data] == [
+        "next", "prev", "choose:0", "choose:1", "note", "submit", "skip", "undo", "help"
+    ]  # fmt: skip
+    assert [b["keys"] for b in data][2:4] == [["1", "p"], ["2", "f"]]
+    assert all(f'<tr data-action="{b["action"]}">' in queue for b in data)
+
+    item, key = _current_item(client, active)
+    client.post(reverse("label_submit", args=[active.slug, item.pk]), {**FORM, "form_key": key})
+    edit = client.get(reverse("label_edit", args=[active.slug, item.pk])).content.decode()
+    assert [b["action"] for b in _handed_to_the_script(edit)] == [
+        "next", "prev", "choose:0", "choose:1", "note", "submit", "cancel", "help"
+    ]  # fmt: skip
+    assert "<kbd>Esc</kbd>" in edit and f'href="{reverse("label_queue", args=[active.slug])}" class="cancel"' in edit
+    from_history = client.get(reverse("label_edit", args=[active.slug, item.pk]) + "?next=history").content.decode()
+    assert f'href="{reverse("label_history", args=[active.slug])}" class="cancel"' in from_history
+
+
+def test_the_pairwise_map_chooses_sides_with_the_arrows_and_offers_tie_only_when_allowed():
+    with_tie = keymap(page="queue", kind="pairwise", allow_tie=True)
+    assert [(b.keys, b.action, b.label) for b in with_tie if b.action.startswith("choose:")] == [
+        (("1", "ArrowLeft"), "choose:0", "Left is better"),
+        (("2", "ArrowRight"), "choose:1", "Right is better"),
+        (("3", "t"), "choose:2", "Tie"),
+    ]
+    without = keymap(page="edit", kind="pairwise", allow_tie=False)
+    assert "choose:2" not in {b.action for b in without}
+    assert [b.key_names for b in without if b.action == "choose:0"] == [["1", "←"]]
+    with pytest.raises(ValueError, match="page"):
+        keymap(page="history", kind="binary", allow_tie=False)
+    with pytest.raises(ValueError, match="kind"):
+        keymap(page="queue", kind="ranking", allow_tie=False)

@@ -160,6 +160,40 @@ def test_skip_releases_the_item_to_others_and_keeps_it_out_of_my_queue(active, a
     assert _claim(active, other_annotator).pk == only.pk
 
 
+def _next(project, user, holding):
+    return services.queue_next(
+        project=project, annotator=user, rubric_version_id=project.current_rubric_id, holding=holding
+    )
+
+
+def _my_leases(user) -> list[int]:
+    return sorted(Assignment.objects.filter(annotator=user, state="leased").values_list("item_id", flat=True))
+
+
+def test_the_next_item_for_a_page_is_a_lease_it_lacks_oldest_first_before_a_fresh_claim(active, items, annotator):
+    shown, prefetched, stray = (_claim(active, annotator) for _ in range(3))
+    assert _next(active, annotator, {shown.pk, prefetched.pk}).pk == stray.pk
+    assert _next(active, annotator, {prefetched.pk}).pk == shown.pk  # oldest lease first
+    assert _my_leases(annotator) == sorted([shown.pk, prefetched.pk, stray.pk]), "nothing new was claimed"
+    fresh = _next(active, annotator, {shown.pk, prefetched.pk, stray.pk})
+    assert fresh.pk not in {shown.pk, prefetched.pk, stray.pk}
+    assert _my_leases(annotator) == sorted([shown.pk, prefetched.pk, stray.pk, fresh.pk])
+    # A client that does not say what it holds is taken to hold every lease: a fresh claim.
+    unsaid = _next(active, annotator, None)
+    assert unsaid.pk not in {shown.pk, prefetched.pk, stray.pk, fresh.pk}
+
+
+def test_the_next_item_is_never_an_expired_lease_or_one_already_submitted(active, annotator):
+    for _ in range(3):
+        ItemFactory(project=active)
+    expired, submitted = _claim(active, annotator), _claim(active, annotator)
+    _expire(Assignment.objects.filter(annotator=annotator, item=expired))
+    _submit(active, annotator, submitted)
+    last = _next(active, annotator, set())
+    assert last is not None and last.pk not in {expired.pk, submitted.pk}
+    assert _next(active, annotator, {last.pk}) is None  # the expired one stays out until the sweep frees it
+
+
 def test_an_item_id_from_another_project_is_refused(active, annotator):
     foreign = ItemFactory(project=ProjectFactory())
     with pytest.raises(services.QueueError, match="not in this project"):

@@ -89,3 +89,25 @@ def test_agreement_with_consensus_counts_only_items_someone_else_labeled_too(dem
     # Most Tülu items have one annotator: their lone labels must not count as agreeing with themselves.
     assert sum(r["n_with_consensus"] for r in annotators) < sum(r["n_labels"] for r in annotators)
     assert any(r["agreement_with_consensus"] is not None and r["agreement_with_consensus"] < 1 for r in annotators)
+
+
+def test_fleiss_kappa_counts_every_doubly_labeled_item_and_alpha_leads_when_label_counts_differ(demo):
+    _, pairwise = demo
+    human = report_build(project=pairwise, n_boot=0)["criteria"]["overall"]["human"]
+    # The Tülu data: 50 items with two evaluators and 9 with three; Fleiss' κ used to take the 50 alone.
+    assert human["ratings_per_item"] == {"2": 50, "3": 9}
+    assert human["fleiss_kappa"]["n"] == human["krippendorff_alpha"]["n"] == 59
+    assert human["headline"] == "krippendorff_alpha"
+
+
+def test_fleiss_kappa_stays_the_headline_when_every_item_has_the_same_number_of_labels(demo):
+    _, pairwise = demo
+    # Keep only the items with exactly two labels on "overall".
+    labels = Label.objects.filter(item__project=pairwise, criterion__key="overall")
+    per_item: dict[int, int] = {}
+    for item_id in labels.values_list("item_id", flat=True):
+        per_item[item_id] = per_item.get(item_id, 0) + 1
+    labels.filter(item_id__in=[i for i, m in per_item.items() if m == 3]).delete()
+    human = report_build(project=pairwise, n_boot=0)["criteria"]["overall"]["human"]
+    assert human["ratings_per_item"] == {"2": 50}
+    assert human["headline"] == "fleiss_kappa" and human["fleiss_kappa"]["n"] == 50

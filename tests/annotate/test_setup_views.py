@@ -137,6 +137,21 @@ def test_a_lead_edits_the_settings(client, project, lead):
     assert project.allow_tie and not project.require_note_on_fail
 
 
+def test_a_lead_sets_the_daily_sample_on_the_settings_page(client, project, lead):
+    client.force_login(lead)
+    url = reverse("project_settings", args=[project.slug])
+    page = client.get(url).content.decode()
+    assert 'name="sample_size" value="50"' in page and 'name="sample_hour" value="6"' in page
+    response = client.post(url, _settings(project, sample_size="120", sample_hour="22"))
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert (project.sample_size, project.sample_hour) == (120, 22)
+    response = client.post(url, _settings(project, sample_size="0", sample_hour="24"))
+    assert response.status_code == 422 and "less than or equal to 23" in response.content.decode()
+    project.refresh_from_db()
+    assert (project.sample_size, project.sample_hour) == (120, 22)
+
+
 def test_the_kind_is_locked_once_the_project_has_items(client, project, lead):
     ItemFactory(project=project)
     with pytest.raises(ValidationError, match="kind cannot change"):

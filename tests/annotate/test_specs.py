@@ -136,3 +136,26 @@ def test_the_kind_of_an_existing_project_cannot_change(tmp_path, users):
     with pytest.raises(CommandError, match="kind: project 'support-bot' is binary"):
         _run(tmp_path, {**SPEC, "kind": "pairwise", "name": "Renamed"})
     assert Project.objects.get(slug="support-bot").name == "Support bot answers"
+
+
+def test_the_daily_sample_is_set_in_the_spec_and_kept_when_a_later_spec_omits_it(tmp_path, users):
+    _run(tmp_path, SPEC | {"sample_size": 200, "sample_hour": 23})
+    project = Project.objects.get(slug="support-bot")
+    assert (project.sample_size, project.sample_hour) == (200, 23)
+    _run(tmp_path, SPEC | {"sample_size": 0})
+    project.refresh_from_db()
+    assert (project.sample_size, project.sample_hour) == (0, 23)
+    _run(tmp_path, SPEC)
+    project.refresh_from_db()
+    assert (project.sample_size, project.sample_hour) == (0, 23)
+    for bad, field in (({"sample_hour": 24}, "sample_hour"), ({"sample_size": -1}, "sample_size")):
+        with pytest.raises(CommandError, match=field):
+            _run(tmp_path, SPEC | bad)
+    project.refresh_from_db()
+    assert (project.sample_size, project.sample_hour) == (0, 23)
+
+
+def test_a_new_project_from_a_spec_without_sample_settings_takes_the_defaults(tmp_path, users):
+    _run(tmp_path, SPEC)
+    project = Project.objects.get(slug="support-bot")
+    assert (project.sample_size, project.sample_hour) == (50, 6)

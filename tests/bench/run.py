@@ -1,6 +1,7 @@
 """`make bench`: run the benchmarks against a fresh PostgreSQL database and write docs/benchmarks.md.
 
-`make bench` runs them all; `python -m tests.bench.run bench_name ...` runs the named ones only. A feature area adds
+`make bench` runs them all and rewrites docs/benchmarks.md; `python -m tests.bench.run bench_name ...` runs the named
+ones only and replaces just their rows there (the other rows stay from the last full run). A feature area adds
 its benchmarks as `BENCHMARKS = [fn, ...]` in a `tests/bench/bench_<area>.py` module; each fn returns `Row`s.
 
 Benchmarks are not tests: they measure, on this machine, the figures the issues name. Each section of the table says
@@ -287,6 +288,9 @@ def bench_project_page() -> list[Row]:
     ]
 
 
+SUITE = "Whole test suite (pytest)"
+
+
 def bench_test_suite() -> list[Row]:
     """How long `pytest` takes: the issue asks for a suite that stays under 10 minutes in CI."""
     start = time.perf_counter()
@@ -308,7 +312,7 @@ def bench_test_suite() -> list[Row]:
     log = ROOT / "var" / "bench-pytest.log"
     log.parent.mkdir(exist_ok=True)
     log.write_text(result.stdout + result.stderr)
-    return [Row("Whole test suite (pytest)", summary, "seconds", f"{elapsed:.0f}", "< 600")]
+    return [Row(SUITE, summary, "seconds", f"{elapsed:.0f}", "< 600")]
 
 
 BENCHMARKS: list[Callable[[], list[Row]]] = [
@@ -319,14 +323,53 @@ BENCHMARKS: list[Callable[[], list[Row]]] = [
 ]
 
 
-def _write(rows: list[Row], seconds: float) -> Path:
+WRITTEN_BY = (
+    "Written by `make bench` (tests/bench/run.py); do not edit by hand. Each full run replaces this file; a run of "
+    "named benchmarks replaces their rows."
+)
+
+
+def _write_partial(path: Path, rows: list[Row], seconds: float, names: list[str], commit: str) -> Path:
+    """A run of some benchmarks only: their rows replace the rows of the same benchmarks in the file (in place, or
+    after the others when new) and a line says so; every other row stays as the last full run wrote it."""
+    lines = path.read_text().splitlines()
+    header_end = next(n for n, line in enumerate(lines) if line.startswith("| --- "))
+    head = [line for line in lines[: header_end - 1] if line.strip()]
+    table = lines[header_end + 1 :]
+    replaced = {r.benchmark for r in rows}
+    fresh = [f"| {r.benchmark} | {r.scale} | {r.figure} | {r.value} | {r.target} |" for r in rows]
+    kept: list[str] = []
+    for line in table:
+        if line.startswith("| ") and line.split(" | ")[0].removeprefix("| ") in replaced:
+            kept += fresh
+            fresh = []
+        elif line.strip():
+            kept.append(line)
+    note = (
+        f"- Partial run: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit `{commit or 'uncommitted'}`, "
+        f"{seconds:.0f} s: {', '.join(names)} (`python -m tests.bench.run {' '.join(names)}`); their rows replaced"
+    )
+    same = f": {', '.join(names)} ("
+    head = [line for line in head if not (line.startswith("- Partial run:") and same in line)] + [note]
+    # Rows new to the file go before the whole test suite's, which runs last.
+    last = next((n for n, line in enumerate(kept) if line.startswith(f"| {SUITE} |")), len(kept))
+    kept[last:last] = fresh
+    out = [head[0], "", WRITTEN_BY, "", *head[2:], "", *lines[header_end - 1 : header_end + 1], *kept]
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def _write(rows: list[Row], seconds: float, only: list[str] | None = None) -> Path:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
     ).stdout.strip()
+    path = ROOT / "docs" / "benchmarks.md"
+    if only and path.exists():
+        return _write_partial(path, rows, seconds, only, commit)
     lines = [
         "# Benchmarks",
         "",
-        "Written by `make bench` (tests/bench/run.py); do not edit by hand. Each run replaces this file.",
+        WRITTEN_BY,
         "",
         f"- Run: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit `{commit or 'uncommitted'}`, "
         f"{seconds:.0f} s in all",
@@ -338,7 +381,6 @@ def _write(rows: list[Row], seconds: float) -> Path:
         "| --- | --- | --- | ---: | --- |",
     ]
     lines += [f"| {r.benchmark} | {r.scale} | {r.figure} | {r.value} | {r.target} |" for r in rows]
-    path = ROOT / "docs" / "benchmarks.md"
     path.parent.mkdir(exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -369,7 +411,7 @@ def main() -> int:
         for row in new:
             print(f"  {row.benchmark} [{row.scale}] {row.figure}: {row.value}", flush=True)
         print(f"  ({time.perf_counter() - t0:.1f} s)", flush=True)
-    path = _write(rows, time.perf_counter() - start)
+    path = _write(rows, time.perf_counter() - start, sorted(only))
     print(f"bench: wrote {path.relative_to(ROOT)}")
     return 0
 

@@ -10,11 +10,18 @@ it with async.E001, as it should in production. The test thread never runs Djang
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+    from annotate.models import Project
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -98,3 +105,55 @@ def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# --- The labeling pages: shared by the labeling tests ----------------------------------------------------------
+
+# Item text that must be shown, never run: script, handlers and javascript: links stay inert; code blocks render.
+HOSTILE = (
+    '<script>window.__xss=1</script> <img src=x onerror="window.__xss=2"> [link](javascript:window.__xss=3)\n\n'
+    "```python\nprint('code block')\n```"
+)
+
+
+def active_project(kind: str, n_items: int, **fields: object) -> tuple[Project, AbstractBaseUser]:
+    """An active project of `kind` (overlap 1 unless given) with n items and one annotator, `<kind>-annotator`."""
+    from annotate import services
+    from tests.factories import ItemFactory, ProjectFactory, UserFactory, membership
+
+    fields.setdefault("overlap", 1)
+    project = ProjectFactory(slug=f"{kind}-queue", name=f"{kind.title()} queue", kind=kind, **fields)
+    services.project_set_status(project=project, status="active")
+    for i in range(n_items):
+        if kind == "pairwise":
+            ItemFactory(
+                project=project,
+                input=f"Question {i}: {HOSTILE}",
+                output="",
+                output_a=f"Answer A{i}",
+                output_b=f"Answer B{i}",
+            )
+        else:
+            ItemFactory(project=project, input=f"Question {i}: {HOSTILE}", output=f"Answer {i}")
+    user = UserFactory(username=f"{kind}-annotator")
+    membership(user, project, "annotator")
+    return project, user
+
+
+def wait_for_labels(page: Page, project: Project, n: int, *, timeout: float = 10) -> None:
+    """Wait for n labels, letting Playwright work meanwhile: its sync API handles routes and events only while the
+    test thread is inside a Playwright call, so a plain sleep here would stall a routed request."""
+    from annotate.models import Label
+
+    deadline = time.monotonic() + timeout
+    while Label.objects.filter(item__project=project).count() < n and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+
+
+def wait_until(page: Page, condition: Callable[[], object], *, timeout: float = 10) -> None:
+    """Wait for a database condition the same way (see wait_for_labels); fail if it never holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {getattr(condition, '__name__', condition)}")
+        page.wait_for_timeout(50)

@@ -2,7 +2,7 @@
 
 The app runs under gunicorn on a throwaway PostgreSQL cluster (tests/faults/harness.py), never the shared one. The
 submit meets the stopped cluster and gets the 503 retry message; the form stays on screen with every choice and the
-note, the message is shown; once the cluster is back, the same form is submitted again and saved exactly once.
+note, with the message next to it; once the cluster is back, the same form is submitted again and saved exactly once.
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ def test_a_submit_during_a_database_outage_keeps_the_form_filled_and_succeeds_on
     cluster.stop()
     page.locator("#current button.submit").click()
 
-    banner = page.locator("#label-error")
-    expect(banner).to_have_text(RETRY_MESSAGE, timeout=20_000)
+    message = page.locator("#current form.item-form .form-error")
+    expect(message).to_have_text(RETRY_MESSAGE, timeout=20_000)
+    expect(message).to_be_in_viewport()
     # The same item's form is back, filled in as it was.
     form = page.locator("#current form.item-form")
     expect(form).to_have_attribute("data-item", item or "")
@@ -68,7 +69,7 @@ def test_a_submit_during_a_database_outage_keeps_the_form_filled_and_succeeds_on
     page.wait_for_function(
         "(item) => document.querySelector('#current form.item-form')?.dataset.item !== item", arg=item
     )
-    expect(banner).to_be_hidden()
+    expect(page.locator("#current form.item-form .form-error")).to_be_hidden()
     deadline = 50
     while len(_labels(cluster.url)) < 3 and deadline:
         page.wait_for_timeout(100)

@@ -6,51 +6,15 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import Page, Route, expect
 
-from annotate import services
 from annotate.models import Item, Label
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import active_project, screenshot, wait_for_labels
 from tests.browser.test_login_and_project import csp_problems, log_in_by_keyboard
-from tests.factories import ItemFactory, ProjectFactory, UserFactory, membership
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
-HOSTILE = (
-    '<script>window.__xss=1</script> <img src=x onerror="window.__xss=2"> [link](javascript:window.__xss=3)\n\n'
-    "```python\nprint('code block')\n```"
-)
-
-
-def _active(kind: str, n_items: int, **fields):
-    project = ProjectFactory(slug=f"{kind}-queue", name=f"{kind.title()} queue", kind=kind, overlap=1, **fields)
-    services.project_set_status(project=project, status="active")
-    for i in range(n_items):
-        if kind == "pairwise":
-            ItemFactory(
-                project=project,
-                input=f"Question {i}: {HOSTILE}",
-                output="",
-                output_a=f"Answer A{i}",
-                output_b=f"Answer B{i}",
-            )
-        else:
-            ItemFactory(project=project, input=f"Question {i}: {HOSTILE}", output=f"Answer {i}")
-    user = UserFactory(username=f"{kind}-annotator")
-    membership(user, project, "annotator")
-    return project, user
-
-
-def _wait_saved(page: Page, project, n: int) -> None:
-    """Wait for n labels, letting Playwright work meanwhile: its sync API handles routes and events only while the
-    test thread is inside a Playwright call, so a plain sleep here would stall a routed request."""
-    import time
-
-    deadline = time.monotonic() + 10
-    while Label.objects.filter(item__project=project).count() < n and time.monotonic() < deadline:
-        page.wait_for_timeout(50)
-
 
 def test_an_annotator_labels_a_binary_queue_by_keyboard_only(page: Page, live_server):
-    project, user = _active("binary", 3)
+    project, user = active_project("binary", 3)
     log_in_by_keyboard(page, live_server.url, user.username)
     page.goto(live_server.url + reverse("label_queue", args=[project.slug]))
     expect(page.get_by_role("button", name="Submit")).to_be_visible()
@@ -65,7 +29,7 @@ def test_an_annotator_labels_a_binary_queue_by_keyboard_only(page: Page, live_se
         for key in keys:
             page.keyboard.press(key)
         page.keyboard.press("Enter")
-        _wait_saved(page, project, 3 * n)
+        wait_for_labels(page, project, 3 * n)
     expect(page.get_by_role("heading", name="Nothing left for you here")).to_be_visible()
     screenshot(page, "label-binary-done")
     stored = list(
@@ -79,7 +43,7 @@ def test_an_annotator_labels_a_binary_queue_by_keyboard_only(page: Page, live_se
 
 
 def test_an_annotator_labels_a_pairwise_queue_by_keyboard_and_the_sides_are_recorded(page: Page, live_server):
-    project, user = _active("pairwise", 6)
+    project, user = active_project("pairwise", 6)
     log_in_by_keyboard(page, live_server.url, user.username)
     page.goto(live_server.url + reverse("label_queue", args=[project.slug]))
     expect(page.get_by_role("radio", name="Left is better").first).to_be_visible()
@@ -91,7 +55,7 @@ def test_an_annotator_labels_a_pairwise_queue_by_keyboard_and_the_sides_are_reco
         for _ in range(3):
             page.keyboard.press("1")  # Left is better, on every criterion
         page.keyboard.press("Enter")
-        _wait_saved(page, project, 3 * n)
+        wait_for_labels(page, project, 3 * n)
     labels = Label.objects.filter(item__project=project).order_by("created_at", "item_id")
     per_item = {}
     for label in labels:
@@ -107,7 +71,7 @@ def test_an_annotator_labels_a_pairwise_queue_by_keyboard_and_the_sides_are_reco
 
 
 def test_a_failed_submit_keeps_the_form_filled_and_a_retry_saves_once(page: Page, live_server):
-    project, user = _active("binary", 2)
+    project, user = active_project("binary", 2)
     log_in_by_keyboard(page, live_server.url, user.username)
     page.goto(live_server.url + reverse("label_queue", args=[project.slug]))
     first_item = page.locator("#current form").get_attribute("data-item")
@@ -124,19 +88,22 @@ def test_a_failed_submit_keeps_the_form_filled_and_a_retry_saves_once(page: Page
     for key in ("1", "1", "2"):
         page.keyboard.press(key)
     page.keyboard.press("Enter")
-    expect(page.locator("#label-error")).to_contain_text("Not saved")
+    message = page.locator("#current form .form-error")
+    expect(message).to_have_text("Not saved: the connection dropped. Your choices are kept; press Enter to try again.")
+    expect(message).to_be_in_viewport()
     expect(page.locator("#current form")).to_have_attribute("data-item", first_item)
     assert page.locator("#current input:checked").count() == 3
     assert not Label.objects.exists()
     page.keyboard.press("Enter")
-    _wait_saved(page, project, 3)
+    wait_for_labels(page, project, 3)
     expect(page.locator("#current form")).not_to_have_attribute("data-item", first_item)
+    expect(page.locator("#current form .form-error")).to_be_hidden()
     assert Label.objects.filter(item_id=int(first_item)).count() == 3
     assert Item.objects.get(pk=int(first_item)).n_submitted == 1
 
 
 def test_submit_with_a_missing_criterion_says_which_and_sends_nothing(page: Page, live_server):
-    project, user = _active("binary", 1)
+    project, user = active_project("binary", 1)
     log_in_by_keyboard(page, live_server.url, user.username)
     page.goto(live_server.url + reverse("label_queue", args=[project.slug]))
     page.keyboard.press("1")
@@ -146,7 +113,7 @@ def test_submit_with_a_missing_criterion_says_which_and_sends_nothing(page: Page
 
 
 def test_undo_reopens_the_last_item_and_the_help_overlay_lists_the_keys(page: Page, live_server):
-    project, user = _active("binary", 2)
+    project, user = active_project("binary", 2)
     log_in_by_keyboard(page, live_server.url, user.username)
     page.goto(live_server.url + reverse("label_queue", args=[project.slug]))
     page.keyboard.press("?")
@@ -156,7 +123,7 @@ def test_undo_reopens_the_last_item_and_the_help_overlay_lists_the_keys(page: Pa
     for key in ("1", "1", "1"):
         page.keyboard.press(key)
     page.keyboard.press("Enter")
-    _wait_saved(page, project, 3)
+    wait_for_labels(page, project, 3)
     page.keyboard.press("u")
     expect(page.get_by_role("heading", name="Change your labels")).to_be_visible()
     page.get_by_text("Fail").first.click()

@@ -7,6 +7,7 @@ import itertools
 import math
 import warnings
 from collections import Counter
+from statistics import NormalDist
 from typing import Any
 
 import krippendorff
@@ -14,9 +15,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy import stats as scipy_stats
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_score, recall_score
 from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
+from statsmodels.stats.proportion import proportion_confint
 
 from judges import agreement as ag
 from judges.agreement import FAIL, PASS, TIE, A, B, Figure
@@ -166,29 +169,71 @@ def test_the_binary_judge_report_matches_sklearn_figure_by_figure(case):
             assert figure.value == pytest.approx(want, abs=1e-9), name
 
 
+def gwet_fleiss_kappa(item: np.ndarray, value: np.ndarray, k: int) -> float:
+    """Fleiss' κ for a varying number of ratings per item, written out from Gwet's Handbook of Inter-Rater
+    Reliability (4th ed.) as his irrCAC package computes it, over the items with two or more ratings:
+    p_a = mean_i Σ_c r_ic(r_ic − 1) / (r_i(r_i − 1)), π_c = mean_i r_ic / r_i, p_e = Σ_c π_c². NaN where undefined."""
+    per_item: dict[int, Counter] = {}
+    for i, v in zip(item.tolist(), value.tolist(), strict=True):
+        per_item.setdefault(i, Counter())[v] += 1
+    rows = [[counts[c] for c in range(k)] for counts in per_item.values() if sum(counts.values()) >= 2]
+    if not rows:
+        return math.nan
+    p_a = sum(sum(x * (x - 1) for x in row) / (sum(row) * (sum(row) - 1)) for row in rows) / len(rows)
+    pi = [sum(row[c] / sum(row) for row in rows) / len(rows) for c in range(k)]
+    p_e = sum(p * p for p in pi)
+    return math.nan if p_e == 1 else (p_a - p_e) / (1 - p_e)
+
+
 @SETTINGS
 @given(human_labels())
-def test_fleiss_kappa_matches_statsmodels_on_the_items_with_the_most_common_number_of_ratings(case):
+def test_fleiss_kappa_uses_every_item_with_two_or_more_ratings_as_gwet_generalises_it(case):
     item, rater, value, k = case
     per_item = Counter(item.tolist())
-    shapes = Counter(m for m in per_item.values() if m >= 2)
     got = ag.fleiss_kappa(item, rater, value, k, n_boot=0)
-    if not shapes:
-        assert got.value is None and got.reason and "two or more ratings" in got.reason
-        assert ag.ratings_per_item_mode(item) is None
-        return
-    m = max(shapes, key=lambda size: (shapes[size], size))
-    assert ag.ratings_per_item_mode(item) == m
-    rows = np.array([value[item == i] for i in sorted(per_item) if per_item[i] == m])
-    table, _ = aggregate_raters(rows, n_cat=k)
-    expected = quietly(statsmodels_fleiss_kappa, table, method="fleiss")
-    assert got.n == rows.shape[0]
-    if math.isnan(expected):
+    expected = gwet_fleiss_kappa(item, value, k)
+    assert got.n == sum(1 for m in per_item.values() if m >= 2)
+    if got.n == 0:
+        assert got.value is None and got.reason == "no items with two or more ratings: κ is not defined"
+    elif math.isnan(expected):
         assert got.value is None and got.reason == "only one category present: κ is not defined"
     else:
         assert got.value == pytest.approx(expected, abs=1e-9)
-    # An explicit m uses exactly the items with m ratings.
-    assert ag.fleiss_kappa(item, rater, value, k, m=m, n_boot=0) == got
+
+
+@SETTINGS
+@given(human_labels())
+def test_fleiss_kappa_matches_statsmodels_where_every_item_has_the_same_number_of_ratings(case):
+    item, rater, value, k = case
+    per_item = Counter(item.tolist())
+    for m in sorted({m for m in per_item.values() if m >= 2}):
+        rows = np.array([value[item == i] for i in sorted(per_item) if per_item[i] == m])
+        table, _ = aggregate_raters(rows, n_cat=k)
+        expected = quietly(statsmodels_fleiss_kappa, table, method="fleiss")
+        # An explicit m is Fleiss' original κ on the items with exactly m ratings...
+        only_m = ag.fleiss_kappa(item, rater, value, k, m=m, n_boot=0)
+        # ... and the generalised κ on those items alone is the same number.
+        keep = np.isin(item, [i for i in per_item if per_item[i] == m])
+        alone = ag.fleiss_kappa(item[keep], rater[keep], value[keep], k, n_boot=0)
+        assert only_m.n == alone.n == rows.shape[0]
+        if math.isnan(expected):
+            assert only_m.value is None and alone.value is None
+        else:
+            assert only_m.value == pytest.approx(expected, abs=1e-9)
+            assert alone.value == pytest.approx(expected, abs=1e-9)
+
+
+def test_fleiss_kappa_over_items_with_two_and_three_ratings_on_a_hand_worked_example():
+    # Item 0: pass, pass, fail; item 1: pass, pass; item 2: fail, fail; item 3: pass (one rating: left out).
+    item = np.array([0, 0, 0, 1, 1, 2, 2, 3])
+    rater = np.array([0, 1, 2, 0, 1, 1, 2, 0])
+    value = np.array([PASS, PASS, FAIL, PASS, PASS, FAIL, FAIL, PASS])
+    # p_a = (2/6 + 1 + 1) / 3 = 7/9; π_pass = (2/3 + 1 + 0) / 3 = 5/9, π_fail = 4/9; p_e = 41/81.
+    # κ = (7/9 − 41/81) / (1 − 41/81) = (22/81) / (40/81) = 0.55.
+    got = ag.fleiss_kappa(item, rater, value, 2, n_boot=0)
+    assert got.value == pytest.approx(0.55) and got.n == 3
+    # The items with exactly 2 ratings alone agree perfectly.
+    assert ag.fleiss_kappa(item, rater, value, 2, m=2, n_boot=0).value == pytest.approx(1.0)
 
 
 @SETTINGS
@@ -349,14 +394,16 @@ def test_when_everyone_agrees_the_figures_are_one_with_no_false_zero_width_inter
         assert figure.ci_low is None and figure.ci_high is None
 
 
-def test_a_perfect_judge_gets_the_exact_interval_not_one_to_one():
+def test_a_perfect_judge_gets_the_wilson_interval_not_one_to_one():
     report = ag.binary_judge_report(np.array([PASS] * 12 + [FAIL] * 8), np.array([PASS] * 12 + [FAIL] * 8))
     assert report.accuracy.value == 1.0
-    # Clopper–Pearson for 20 of 20: the lower bound is 0.025 ** (1 / 20) = 0.8316.
-    assert report.accuracy.ci_low == pytest.approx(0.025 ** (1 / 20)) and report.accuracy.ci_high == 1.0
-    assert report.tnr.ci_low == pytest.approx(0.025 ** (1 / 8))
+    # Wilson for 20 of 20: the lower bound is n / (n + z²) = 20 / 23.84 = 0.839.
+    z2 = 1.959963984540054**2
+    assert report.accuracy.ci_low == pytest.approx(20 / (20 + z2)) and report.accuracy.ci_high == 1.0
+    assert report.tnr.ci_low == pytest.approx(8 / (8 + z2))
     wrong = ag.binary_judge_report(np.array([PASS] * 10), np.array([FAIL] * 10))
-    assert wrong.accuracy.value == 0.0 and wrong.accuracy.ci_high == pytest.approx(1 - 0.025 ** (1 / 10))
+    assert wrong.accuracy.value == 0.0 and wrong.accuracy.ci_low == 0.0
+    assert wrong.accuracy.ci_high == pytest.approx(z2 / (10 + z2))
 
 
 def test_one_annotator_gives_no_human_agreement_figures():
@@ -454,36 +501,181 @@ def test_on_typical_data_every_interval_exists_and_contains_its_estimate():
 
 
 def test_resampling_pattern_counts_gives_the_same_interval_as_resampling_item_indices():
-    """The fast bootstrap draws how many items of each kind a resample holds; it must match drawing items by index."""
+    """The fast bootstrap draws how many items of each kind a resample holds; with its own draws it must agree with
+    scipy's BCa, which draws items by index."""
     item, rater, value = typical_labels(seed=3, n_items=150)
     counts = np.zeros((150, 2), dtype=np.int64)
     np.add.at(counts, (item, value), 1)
-    rng = np.random.default_rng(99)
-    alphas = []
-    for _ in range(4000):
-        c = counts[rng.integers(0, 150, size=150)]
-        n_c = c.sum(axis=0)
-        n = n_c.sum()
-        observed = ((c**2).sum(axis=1) - 3).sum() / 2
-        alphas.append(1 - (n - 1) * (n - observed) / (n * n - (n_c**2).sum()))
-    naive_low, naive_high = np.quantile(alphas, [0.025, 0.975])
+
+    def alpha(indices: np.ndarray, axis: int = -1) -> np.ndarray:
+        c = counts[indices]
+        n_c = c.sum(axis=-2)
+        n = n_c.sum(axis=-1)
+        observed = ((c**2).sum(axis=-1) - 3).sum(axis=-1) / 2
+        return 1 - (n - 1) * (n - observed) / (n * n - (n_c**2).sum(axis=-1))
+
+    naive = scipy_stats.bootstrap(
+        (np.arange(150),), alpha, n_resamples=4000, method="BCa", rng=np.random.default_rng(99), vectorized=True
+    ).confidence_interval
     fast = ag.krippendorff_alpha_nominal(item, rater, value, 2, n_boot=4000, seed=1)
-    assert fast.ci_low == pytest.approx(naive_low, abs=0.015)
-    assert fast.ci_high == pytest.approx(naive_high, abs=0.015)
+    assert fast.ci_low == pytest.approx(naive.low, abs=0.015)
+    assert fast.ci_high == pytest.approx(naive.high, abs=0.015)
 
 
-def test_no_interval_is_given_when_too_many_resamples_lack_what_the_figure_needs():
-    # Two human "fail"s in 30 items: (28/30)**30 = 13% of resamples hold no fail, so TNR = 1/2 has no honest interval.
+def test_a_rate_over_few_items_gets_its_wilson_interval_given_how_many_items_it_counts():
+    # Two human "fail"s in 30 items: TNR = 1/2 is a proportion of 2 items, and its interval says how little that is.
     human = np.array([FAIL, FAIL] + [PASS] * 28)
     judge = np.array([FAIL, PASS] + [PASS] * 24 + [FAIL] * 4)
     report = ag.binary_judge_report(human, judge)
     assert (report.tnr.value, report.tnr.n) == (0.5, 2)
-    assert report.tnr.ci_low is None and report.tnr.ci_high is None
+    assert (report.tnr.ci_low, report.tnr.ci_high) == pytest.approx(proportion_confint(1, 2, method="wilson"))
     assert report.fail_recall == report.tnr
-    assert report.tpr.value == pytest.approx(24 / 28) and report.tpr.ci_low is not None
-    # At 1 of 1 every resample that has the item gives 1: the exact interval says how little one item shows.
+    assert report.tpr.value == pytest.approx(24 / 28) and report.tpr.n == 28
     single = ag.binary_judge_report(np.array([FAIL] + [PASS] * 29), np.array([FAIL] + [PASS] * 29))
-    assert (single.tnr.value, single.tnr.ci_low, single.tnr.ci_high) == (1.0, pytest.approx(0.025), 1.0)
+    assert (single.tnr.value, single.tnr.n) == (1.0, 1)
+    assert (single.tnr.ci_low, single.tnr.ci_high) == pytest.approx(proportion_confint(1, 1, method="wilson"))
+
+
+def test_no_bootstrap_interval_is_given_when_too_many_resamples_lack_what_the_figure_needs():
+    # One item holds the only "fail" ratings: about 37% of resamples lack it and κ is undefined on them, and so is
+    # the jackknife sample without it. κ = 1 is reported without a made-up interval.
+    item = np.repeat(np.arange(30), 2)
+    rater = np.tile([0, 1], 30)
+    value = np.array([FAIL, FAIL] + [PASS] * 58)
+    for figure in (
+        ag.fleiss_kappa(item, rater, value, 2),
+        ag.krippendorff_alpha_nominal(item, rater, value, 2),
+        ag.cohen_kappa(value[::2], value[1::2], 2),
+    ):
+        assert figure.value == pytest.approx(1.0)
+        assert figure.ci_low is None and figure.ci_high is None
+
+
+@SETTINGS
+@given(st.integers(0, 60), st.integers(1, 60))
+def test_every_rate_of_a_judge_report_has_the_wilson_interval_statsmodels_gives(successes, trials):
+    successes = min(successes, trials)
+    human = np.full(trials, PASS)
+    judge = np.array([PASS] * successes + [FAIL] * (trials - successes))
+    report = ag.binary_judge_report(human, judge, n_boot=50)
+    expected = proportion_confint(successes, trials, alpha=0.05, method="wilson")
+    for figure in (report.tpr, report.accuracy):
+        assert (figure.ci_low, figure.ci_high) == pytest.approx(expected, abs=1e-12)
+    assert ag.wilson_interval(successes, trials) == pytest.approx(expected, abs=1e-12)
+    pairwise = ag.pairwise_judge_report(np.full(trials, A), np.array([A] * successes + [B] * (trials - successes)))
+    assert (pairwise.agreement.ci_low, pairwise.agreement.ci_high) == pytest.approx(expected, abs=1e-12)
+    consistency = ag.position_consistency(np.full(trials, A), np.array([A] * successes + [TIE] * (trials - successes)))
+    assert (consistency.ci_low, consistency.ci_high) == pytest.approx(expected, abs=1e-12)
+
+
+def scipy_bca_on_the_same_resamples(
+    monkeypatch: pytest.MonkeyPatch, pattern: np.ndarray, n_patterns: int, statistic: Any, figure: Any
+) -> tuple[tuple[float, float], Figure]:
+    """scipy.stats.bootstrap's BCa interval (which resamples item indices and jackknifes item by item) and ours,
+    fed the very same resamples: scipy's drawn indices, counted per pattern in our order (`pattern[i]` is item i's),
+    are what our `_resample` returns. `statistic(indices)` computes the figure on the items at `indices` (last axis)."""
+    n = pattern.size
+    drawn: list[np.ndarray] = []
+
+    def recording(indices: np.ndarray, axis: int = -1) -> np.ndarray:
+        if indices.ndim == 2 and indices.shape[-1] == n:
+            drawn.append(indices)
+        return statistic(indices)
+
+    result = scipy_stats.bootstrap(
+        (np.arange(n),), recording, n_resamples=2000, method="BCa", rng=np.random.default_rng(5), vectorized=True
+    )
+    counts = np.stack([np.bincount(pattern[row], minlength=n_patterns) for row in np.concatenate(drawn)])
+    assert counts.shape == (2000, n_patterns)
+
+    def same_resamples(freq: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+        assert (freq == np.bincount(pattern, minlength=n_patterns)).all()
+        return np.vstack([freq[None, :], counts])
+
+    monkeypatch.setattr(ag, "_resample", same_resamples)
+    return (float(result.confidence_interval.low), float(result.confidence_interval.high)), figure()
+
+
+def mixed_design(seed: int, n_items: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Items with 2 or 3 of 5 raters, each copying the item's true label with probability 0.8; and each item's
+    category counts."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.choice([2, 3], size=n_items)
+    item = np.repeat(np.arange(n_items), sizes)
+    rater = np.concatenate([rng.permutation(5)[:m] for m in sizes])
+    truth = rng.random(n_items) < 0.6
+    value = np.where(rng.random(item.size) < 0.8, truth[item], ~truth[item]).astype(np.int64)
+    counts = np.zeros((n_items, 2), dtype=np.int64)
+    np.add.at(counts, (item, value), 1)
+    return item, rater, value, counts
+
+
+def our_patterns(counts: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each item's pattern number in the order the module keeps its distinct rows."""
+    distinct, _ = ag._patterns(counts)
+    pattern = np.array([np.flatnonzero((distinct == row).all(axis=1))[0] for row in counts])
+    return pattern, distinct.shape[0]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_bca_intervals_of_kappa_and_alpha_are_scipys_on_the_same_resamples(monkeypatch, seed):
+    item, rater, value, counts = mixed_design(seed)
+    pattern, n_patterns = our_patterns(counts)
+
+    def fleiss(indices: np.ndarray) -> np.ndarray:
+        rows = counts[indices].astype(float)  # (..., items, k)
+        r = rows.sum(axis=-1)
+        p_a = ((rows * (rows - 1)).sum(axis=-1) / (r * (r - 1))).mean(axis=-1)
+        p_e = ((rows / r[..., None]).mean(axis=-2) ** 2).sum(axis=-1)
+        return (p_a - p_e) / (1 - p_e)
+
+    def alpha(indices: np.ndarray) -> np.ndarray:
+        rows = counts[indices].astype(float)
+        r = rows.sum(axis=-1)
+        n_c = rows.sum(axis=-2)
+        n = n_c.sum(axis=-1)
+        agree = ((rows * (rows - 1)).sum(axis=-1) / (r - 1)).sum(axis=-1)
+        return 1 - (n - 1) * (n - agree) / (n * n - (n_c**2).sum(axis=-1))
+
+    for statistic, ours in (
+        (fleiss, lambda: ag.fleiss_kappa(item, rater, value, 2, n_boot=2000)),
+        (alpha, lambda: ag.krippendorff_alpha_nominal(item, rater, value, 2, n_boot=2000)),
+    ):
+        expected, got = scipy_bca_on_the_same_resamples(monkeypatch, pattern, n_patterns, statistic, ours)
+        assert got.value == pytest.approx(float(statistic(np.arange(counts.shape[0]))))
+        assert (got.ci_low, got.ci_high) == pytest.approx(expected, abs=1e-9)
+        monkeypatch.undo()
+
+    rng = np.random.default_rng(seed)
+    human = (rng.random(40) < 0.6).astype(np.int64)
+    judge = np.where(rng.random(40) < 0.8, human, 1 - human)
+
+    def cohen(indices: np.ndarray) -> np.ndarray:
+        h, j = human[indices], judge[indices]
+        p_o = (h == j).mean(axis=-1)
+        p_e = h.mean(axis=-1) * j.mean(axis=-1) + (1 - h.mean(axis=-1)) * (1 - j.mean(axis=-1))
+        return (p_o - p_e) / (1 - p_e)
+
+    expected, got = scipy_bca_on_the_same_resamples(
+        monkeypatch, human * 2 + judge, 4, cohen, lambda: ag.binary_judge_report(human, judge, n_boot=2000).kappa
+    )
+    assert (got.ci_low, got.ci_high) == pytest.approx(expected, abs=1e-9)
+
+
+def test_past_the_pole_of_the_bca_formula_the_bound_is_the_most_extreme_resample():
+    # |a| ≤ 1/6 always, so a·(z₀ − 1.96) ≥ 1 needs z₀ ≤ −4.04: one resample of 100,001 at the estimate, the rest above
+    # it (z₀ = Φ⁻¹(1/200,002) = −4.42), and one item whose removal moves the figure up a lot (a → −1/6).
+    boot = np.r_[0.5, np.linspace(0.6, 1.0, 100_000)]
+    jack = np.r_[np.zeros(9_999), 1.0]
+    d = jack.mean() - jack
+    accel = (d**3).sum() / (6 * (d**2).sum() ** 1.5)
+    z0 = NormalDist().inv_cdf(1 / 200_002)
+    assert accel * (z0 - 1.959963984540054) >= 1
+    # The formula's raw level would wrap round to the upper tail; the bound is the lowest resample instead.
+    assert ag._bca_bounds(0.5, boot, jack, np.ones_like(jack)) == (
+        0.0,
+        pytest.approx(NormalDist().cdf(z0 + (z0 + 1.959963984540054) / (1 - accel * (z0 + 1.959963984540054)))),
+    )
 
 
 def test_turning_resampling_off_gives_values_without_intervals():

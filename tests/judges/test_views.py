@@ -41,6 +41,7 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
         ("post", reverse("judges:version_new", args=[slug, judge])),
         ("get", reverse("judges:version_detail", args=[slug, version.pk])),
         ("get", reverse("judges:version_card", args=[slug, version.pk])),
+        ("get", reverse("judges:card_key", args=[slug])),
         ("post", reverse("judges:run_start", args=[slug, version.pk])),
         ("get", reverse("judges:run_detail", args=[slug, run.pk])),
         ("post", reverse("judges:run_cancel", args=[slug, run.pk])),
@@ -52,7 +53,7 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
 def test_every_judges_url_is_covered_here():
     from judges.urls import urlpatterns
 
-    assert len(urlpatterns) == 12  # _urls lists each, with GET and POST where a view takes both
+    assert len(urlpatterns) == 13  # _urls lists each, with GET and POST where a view takes both
 
 
 def test_outsiders_and_annotators_get_404_on_every_judges_page(client, project, version, done_run, outsider, annotator):
@@ -71,7 +72,7 @@ def test_ids_from_another_project_are_404_even_for_its_lead(client, project, ver
     client.force_login(outsider)
     other = Project.objects.get(slug="other-team")
     for method, url in _urls(project, version, done_run):
-        if url.endswith(("/judges/", "/judges/new/", "/check/")):
+        if url.endswith(("/judges/", "/judges/new/", "/check/", "/card-key/")):
             continue  # project-level pages: the outsider's own project has them
         response = getattr(client, method)(url.replace(f"/p/{project.slug}/", f"/p/{other.slug}/"))
         assert response.status_code == 404, url

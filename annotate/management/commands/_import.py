@@ -77,7 +77,9 @@ class ImportCommand(BaseCommand):
             lines = [str(e) for e in exc.errors]
             if exc.n_errors > len(exc.errors):
                 lines.append(f"... and {exc.n_errors - len(exc.errors):,} more")
-            raise CommandError(f"{exc.n_errors:,} bad row(s); nothing was imported:\n  " + "\n  ".join(lines)) from None
+            raise CommandError(
+                f"{imports.counted(exc.n_errors, 'bad row')}; nothing was imported:\n  " + "\n  ".join(lines)
+            ) from None
         except imports.ImportRefused as exc:
             raise CommandError(f"{exc.message} Nothing was imported.") from None
         self.stdout.write(self.style.SUCCESS(report.summary()) if report.applied else report.summary())

@@ -38,4 +38,6 @@ class Command(BaseCommand):
                 f"  {key}: {human['n_items']} items, {human['n_labels']} labels, {human['n_annotators']} annotators"
             )
             for name in ("percent_agreement", "fleiss_kappa", "krippendorff_alpha"):
-                self.stdout.write(f"    {name:<20} {reports.figure_text(human[name])}")
+                # α leads where items have different numbers of labels (reports.human_report).
+                lead = "  (headline)" if name == "krippendorff_alpha" and human.get("headline") == name else ""
+                self.stdout.write(f"    {name:<20} {reports.figure_text(human[name])}{lead}")
