@@ -122,6 +122,7 @@ class Watch:
     server_errors: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     log_problems: list[str] = field(default_factory=list)
+    failed: bool = False
 
     def on_response(self, response: Response) -> None:
         if response.status >= 500:
@@ -141,7 +142,10 @@ class Watch:
         )
 
     def check(self) -> None:
+        if self.failed:
+            return  # reported once, by the check that found it
         if problems := self.problems():
+            self.failed = True
             pytest.fail(
                 f"[{self.app.setup}] the journey met errors (make run's output: {self.app.log_path}):\n"
                 + "\n".join(problems),
