@@ -124,6 +124,18 @@ def parse_bound(text: str, *, end: bool) -> dt.datetime:
         raise refused from None
 
 
+def format_refusal(*, fmt: str, pairwise: bool) -> str:
+    """Why a project of this kind cannot have `fmt` (a known format), or "" when it can."""
+    if fmt == "preference" and not pairwise:
+        return "Preference pairs need a pairwise project: this one is binary."
+    if fmt == "openai-evals" and pairwise:
+        return (
+            "OpenAI evals samples have one ideal answer, which a pairwise project does not give: "
+            "export preference pairs instead."
+        )
+    return ""
+
+
 def check_range(since: dt.datetime | None, until: dt.datetime | None) -> None:
     if since is not None and until is not None and since >= until:
         raise ExportRefused(f"The range is empty: until ({_iso(until)}) must be after since ({_iso(since)}).")
@@ -583,13 +595,8 @@ def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime
         if bound is not None and bound.tzinfo is None:
             raise ExportRefused("The date range needs aware datetimes (see parse_bound).")
     check_range(options.since, options.until)
-    if options.fmt == "preference" and not project.is_pairwise:
-        raise ExportRefused("Preference pairs need a pairwise project: this one is binary.")
-    if options.fmt == "openai-evals" and project.is_pairwise:
-        raise ExportRefused(
-            "OpenAI evals samples have one ideal answer, which a pairwise project does not give: "
-            "export preference pairs instead."
-        )
+    if refusal := format_refusal(fmt=options.fmt, pairwise=project.is_pairwise):
+        raise ExportRefused(refusal)
     version = project.current_rubric
     if version is None:
         raise ExportRefused("This project has no rubric yet, so there is nothing to export.")

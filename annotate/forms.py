@@ -74,9 +74,22 @@ class ExportForm(forms.Form):
         ),
     )
 
-    def __init__(self, *args: Any, criterion_keys: list[str], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, criterion_keys: list[str], pairwise: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.pairwise = pairwise
         self.fields["criterion"].choices = [(key, key) for key in criterion_keys]  # type: ignore[attr-defined]
+        # Offer only the formats this project's kind can give; one asked for anyway is refused with the reason.
+        self.fields["format"].widget.choices = [  # type: ignore[attr-defined]
+            (value, label)
+            for value, label in self.fields["format"].choices  # type: ignore[attr-defined]
+            if not exports.format_refusal(fmt=value, pairwise=pairwise)
+        ]
+
+    def clean_format(self) -> str:
+        fmt = self.cleaned_data["format"]
+        if refusal := exports.format_refusal(fmt=fmt, pairwise=self.pairwise):
+            raise forms.ValidationError(refusal, code="unfit")
+        return fmt
 
     def _bound(self, name: str, *, end: bool) -> dt.datetime | None:
         text = self.cleaned_data.get(name) or ""

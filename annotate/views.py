@@ -793,7 +793,7 @@ def rubric_reports_compute(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _export_form(project: Project, data: QueryDict | None = None) -> ExportForm:
     keys = list(selectors.criteria_current(project=project).values_list("key", flat=True))
-    return ExportForm(data, criterion_keys=keys)
+    return ExportForm(data, criterion_keys=keys, pairwise=project.is_pairwise)
 
 
 def _export_page(

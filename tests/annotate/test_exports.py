@@ -4,6 +4,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 
 import pytest
 from django.core.management import call_command
@@ -267,6 +268,28 @@ def test_bad_options_show_the_form_again_with_the_reason(client, binary, lead):
     assert response.status_code == 400 and "pairwise" in response.content.decode()
     response = client.get("/p/support-bot/export/download/", {"format": "jsonl", "criterion": ["missing"]})
     assert response.status_code == 400 and "missing" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("kind", "offered"),
+    [("binary", ["jsonl", "csv", "openai-evals"]), ("pairwise", ["jsonl", "csv", "preference"])],
+)
+def test_the_export_page_offers_only_the_formats_its_project_can_download(client, project, lead, kind, offered):
+    """Found by the journey (tests/journey/): a binary project's page offered preference pairs, which answered 400."""
+    Project.objects.filter(pk=project.pk).update(kind=kind)
+    _item(project, "one")
+    client.force_login(lead)
+    page = client.get("/p/support-bot/export/").content.decode()
+    select = re.search(r'<select name="format"[^>]*>(.*?)</select>', page, re.S)
+    assert select, page
+    assert re.findall(r'<option value="([^"]*)"', select[1]) == offered
+    for fmt in offered:
+        response = client.get("/p/support-bot/export/download/", {"format": fmt})
+        assert response.status_code == 200 and response.streaming, (fmt, response.content[:500])
+        b"".join(response.streaming_content)  # read to the end: the stream closes its snapshot transaction
+    refused = next(fmt for fmt in ("openai-evals", "preference") if fmt not in offered)
+    response = client.get("/p/support-bot/export/download/", {"format": refused})
+    assert response.status_code == 400 and ("binary" if kind == "binary" else "preference pairs") in response.text
 
 
 @pytest.mark.parametrize("persona", ["annotator", "outsider"])
