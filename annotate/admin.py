@@ -15,6 +15,7 @@ from annotate.models import (
     ProductionRecord,
     Project,
     RubricVersion,
+    shown_username,
 )
 
 
@@ -102,8 +103,14 @@ class ImportJobAdmin(admin.ModelAdmin):
 
 @admin.register(ImportedUser)
 class ImportedUserAdmin(admin.ModelAdmin):
-    list_display = ["user", "project", "created_at"]
+    list_display = ["name", "user", "project", "created_at"]
+    list_select_related = ["user", "project"]
     raw_id_fields = ["user", "project"]
+    search_fields = ["user__username"]
+
+    @admin.display(description="name in the label file", ordering="user__username")
+    def name(self, obj: ImportedUser) -> str:
+        return shown_username(obj.user.get_username())
 
 
 @admin.register(ProductionRecord)

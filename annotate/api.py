@@ -326,7 +326,12 @@ class LabelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     external_id: str
-    annotator: str = Field(description="A username; an unknown one becomes an inactive imported user.")
+    annotator: str = Field(
+        description=(
+            "A member's username; any other name becomes this project's own inactive imported annotator "
+            "(never an existing account outside the project)."
+        )
+    )
     criterion: str = Field(description="A criterion key of the project's current rubric.")
     value: str = Field(description="pass or fail (binary projects); a, b or tie (pairwise).")
     note: str | None = None

@@ -32,7 +32,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from annotate import reports
-from annotate.models import Criterion, GoldLabel, Item, Label, Project
+from annotate.models import Criterion, GoldLabel, Item, Label, Project, shown_username
 from judges import agreement
 
 FORMATS = ("jsonl", "csv", "openai-evals", "preference")
@@ -432,7 +432,9 @@ class Export:
     def _usernames(self, annotator_ids: set[int]) -> None:
         missing = annotator_ids - self.usernames.keys()
         if missing:
-            self.usernames.update(get_user_model().objects.filter(pk__in=list(missing)).values_list("pk", "username"))
+            found = get_user_model().objects.filter(pk__in=list(missing)).values_list("pk", "username")
+            # An imported identity is exported under the readable name its label file gave it.
+            self.usernames.update((pk, shown_username(username)) for pk, username in found)
 
     def _row(self, item: dict[str, Any], refs: list[dict[str, Any]], labels: _Individual) -> dict[str, Any]:
         row: dict[str, Any] = {"external_id": item["external_id"], "input": item["input"]}

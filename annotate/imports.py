@@ -38,11 +38,12 @@ from psycopg.copy import QueuedLibpqWriter
 
 from annotate import selectors, services
 from annotate.guards import json_problem, text_problem
-from annotate.models import ImportedUser, ImportJob, Item, Label, Membership, Project
+from annotate.models import ImportedUser, ImportJob, Item, Label, Membership, Project, imported_username
 from annotate.splits import content_hash, order_key, split_for
 
 log = logging.getLogger(__name__)
 User = get_user_model()
+USERNAME_MAX_LENGTH: int = User._meta.get_field("username").max_length or 150
 
 FORMATS = ("jsonl", "csv")
 BATCH = 5000
@@ -165,9 +166,10 @@ class ImportReport:
         if self.kind == ImportJob.Kind.ITEMS and self.n_updated:
             text += f" Their existing labels ({self.n_labels_kept:,}) were kept."
         if self.users_created:
-            names = counted(len(self.users_created), "unknown annotator name")
-            users = "an inactive user" if len(self.users_created) == 1 else "inactive users"
-            text += f" {names} {verb}imported as {users}."
+            names = counted(len(self.users_created), "annotator name")
+            that = "that is not a member" if len(self.users_created) == 1 else "that are not members"
+            users = "inactive imported user" if len(self.users_created) == 1 else "inactive imported users"
+            text += f" {names} {that} of this project {verb}added as its own {users}."
         return text
 
 
@@ -943,7 +945,9 @@ class _LabelRun(_Run):
         self.update = update
         self.batch: list[_LabelRow] = []
         self.version_id: int = project.current_rubric_id or 0  # labels_import refuses a project without rubric
-        self.users: dict[str, int | None] = {}  # username -> id; None: to be created as an imported user
+        # annotator name -> user id; None: to be created as this project's imported identity; -1: refused (too long)
+        self.users: dict[str, int | None] = {}
+        self.too_long: dict[str, int] = {}  # refused name -> the longest name an imported identity can have here
         self.written = False
 
     def feed(self, checker: _LabelChecker, line: int, row: dict[str, Any] | RowError) -> None:
@@ -968,22 +972,46 @@ class _LabelRun(_Run):
             self.flush()
 
     def _resolve_users(self, names: set[str]) -> None:
-        """Look the annotators up once. A name is a member of this project or a name an earlier import created for
-        this project; an unknown name will become an inactive user imported into this project. Any other account
-        (staff, another project's member or imported name) is refused: an import must not put labels under the
-        name of someone outside the project."""
+        """Look the annotators up once. Whether a name exists outside this project never changes the outcome:
+
+        - a name this project imported before is that same imported identity (so a re-import changes nothing);
+        - else a member of this project is themselves;
+        - any other name (staff, another project's member or imported name, a name nobody has) is this project's own
+          imported identity, `imported:<project id>:<name>`, created when the import is applied. Such a username
+          cannot be a real account's, so no label ever lands on an account outside the project.
+        """
         wanted = names - self.users.keys()
         if not wanted:
             return
+        pid = self.project.pk
+        scoped = {imported_username(pid, name): name for name in wanted}
         members = Membership.objects.filter(project=self.project, user=OuterRef("pk"))
         imported_here = ImportedUser.objects.filter(user=OuterRef("pk"), project=self.project)
-        found = User.objects.filter(username__in=wanted).annotate(member=Exists(members), imp=Exists(imported_here))
-        for user in found:
-            allowed = user.member or user.imp  # type: ignore[attr-defined]
-            self.users[user.get_username()] = user.pk if allowed else -1
-        for name in wanted - self.users.keys():
-            self.users[name] = None
-            self.report.users_created.append(name)
+        found = (
+            User.objects.filter(username__in=[*wanted, *scoped])
+            .annotate(member=Exists(members), imp=Exists(imported_here))
+            .values_list("username", "pk", "member", "imp")
+        )
+        mine: dict[str, int] = {}  # this project's imported identities, under their readable names
+        member_ids: dict[str, int] = {}
+        for username, pk, member, imp in found:
+            if imp:
+                # An identity of this project: namespaced, or a plain name an import created before namespacing.
+                mine[scoped.get(username, username)] = pk
+            elif member and username in wanted:
+                member_ids[username] = pk
+        limit = USERNAME_MAX_LENGTH - len(imported_username(pid, ""))
+        for name in sorted(wanted):
+            if name in mine:
+                self.users[name] = mine[name]
+            elif name in member_ids:
+                self.users[name] = member_ids[name]
+            elif len(name) > limit:
+                self.users[name] = -1
+                self.too_long[name] = limit
+            else:
+                self.users[name] = None
+                self.report.users_created.append(name)
 
     def flush(self) -> None:
         batch, self.batch = self.batch, []
@@ -1004,9 +1032,8 @@ class _LabelRun(_Run):
                     RowError(
                         row.line,
                         "annotator",
-                        f"{row.annotator!r} cannot be used: give the labels of a member of this project under "
-                        "their username (add them on the Members page first), and those of anyone else under a "
-                        "name of your own for them",
+                        f"a name that is not a member of this project can be at most {self.too_long[row.annotator]} "
+                        "characters long here",
                     )
                 )
             else:
@@ -1090,20 +1117,20 @@ class _LabelRun(_Run):
             self.written = True
 
     def _create_users(self) -> None:
-        names = [name for name, pk in self.users.items() if pk is None]
+        names = {imported_username(self.project.pk, name): name for name, pk in self.users.items() if pk is None}
         if not names:
             return
         users = []
-        for name in names:
-            user = User(username=name, is_active=False)
+        for username in names:
+            user = User(username=username, is_active=False)
             user.set_unusable_password()
             users.append(user)
         User.objects.bulk_create(users, batch_size=500)
-        ids = dict(User.objects.filter(username__in=names).values_list("username", "pk"))
+        ids = dict(User.objects.filter(username__in=list(names)).values_list("username", "pk"))
         ImportedUser.objects.bulk_create(
-            [ImportedUser(user_id=ids[name], project=self.project) for name in names], batch_size=500
+            [ImportedUser(user_id=ids[username], project=self.project) for username in names], batch_size=500
         )
-        self.users.update(ids)
+        self.users.update({names[username]: pk for username, pk in ids.items()})
 
 
 def labels_import(
@@ -1119,7 +1146,8 @@ def labels_import(
     """Check, compare and (with `apply`) write existing human labels, all or nothing. Idempotent.
 
     Labels go under the project's current rubric version and count exactly like labels given in the browser;
-    unknown annotator names become inactive imported users. Afterwards the queue's counters are recomputed.
+    annotator names that are not members become this project's own inactive imported users (see `_resolve_users`).
+    Afterwards the queue's counters are recomputed.
     """
     if project.current_rubric_id is None:
         raise ImportRefused("This project has no criteria yet, so there is nothing to attach labels to.")

@@ -303,11 +303,33 @@ class Assignment(models.Model):
 # --- Getting data in: imports, API tokens, the daily production sample ----------------------------------------
 
 
+IMPORTED_PREFIX = "imported:"
+
+
+def imported_username(project_id: int, name: str) -> str:
+    """The username of the identity a label import gives the annotator `name` in one project.
+
+    Django's username validator allows only letters, digits and @ . + - _, so no signup, admin form or
+    `createsuperuser` can take a name with a colon: the identity never collides with a real account, and each project
+    has its own.
+    """
+    return f"{IMPORTED_PREFIX}{project_id}:{name}"
+
+
+def shown_username(username: str) -> str:
+    """The name to show for an account: an imported identity's readable name, anyone else's username."""
+    if username.startswith(IMPORTED_PREFIX):
+        return username.split(":", 2)[-1]
+    return username
+
+
 class ImportedUser(models.Model):
-    """Marks a user that a label import created for an unknown annotator name: inactive, without a password.
+    """Marks a user that a label import created for an annotator name that is not a member of `project`: inactive,
+    without a password, named `imported:<project id>:<name>` (see `imported_username`; shown as `<name>`).
 
     Such users only carry labels; they can never log in. Kept apart from the user model so that a deactivated real
-    account is never mistaken for an imported one.
+    account is never mistaken for an imported one. Imports before the namespace created plain usernames; those stay
+    their project's identity for that name.
     """
 
     user = models.OneToOneField(

@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotate.models import AgreementReport, Criterion, GoldLabel, Label, Project, RubricVersion
+from annotate.models import AgreementReport, Criterion, GoldLabel, Label, Project, RubricVersion, shown_username
 from judges import agreement
 
 BINARY_CODES = {"fail": agreement.FAIL, "pass": agreement.PASS}
@@ -165,7 +165,9 @@ def figure_json(figure: agreement.Figure) -> dict[str, Any]:
 
 
 def _usernames(ids: Iterable[int]) -> dict[int, str]:
-    return dict(get_user_model().objects.filter(pk__in=list(ids)).values_list("pk", "username"))
+    """Annotators as people see them: an imported identity under its readable name."""
+    found = get_user_model().objects.filter(pk__in=list(ids)).values_list("pk", "username")
+    return {pk: shown_username(username) for pk, username in found}
 
 
 MAX_ADJUDICATION_IDS = 5000

@@ -26,6 +26,7 @@ from annotate.models import (
     RubricVersion,
     ThroughputCount,
     ThroughputWatermark,
+    shown_username,
 )
 
 
@@ -356,7 +357,10 @@ def throughput(*, project: Project, days: int = 14, today: dt.date | None = None
     for annotator_id, day, n in rows:
         if day in index:
             counts.setdefault(annotator_id, [0] * days)[index[day]] += n
-    names = dict(User.objects.filter(pk__in=list(counts)).values_list("pk", "username"))
+    names = {
+        pk: shown_username(username)
+        for pk, username in User.objects.filter(pk__in=list(counts)).values_list("pk", "username")
+    }
     annotators = sorted(
         (
             AnnotatorThroughput(

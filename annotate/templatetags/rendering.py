@@ -11,6 +11,8 @@ from django.utils.html import format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 
+from annotate.models import shown_username
+
 register = template.Library()
 
 # html=False: any HTML in the source is shown as text. linkify stays off: no URL in item text becomes a link target.
@@ -32,6 +34,13 @@ _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 def show_bidi_controls(text: str) -> str:
     """`text` with every explicit bidirectional control replaced by a visible mark such as ⟦U+202E⟧."""
     return _BIDI_CONTROLS.sub(lambda m: f"\u27e6U+{ord(m.group()):04X}\u27e7", text)
+
+
+@register.filter(name="annotator_name")
+def annotator_name_filter(user: object) -> str:
+    """An account as people see it: a label import's identity under its readable name, anyone else's username."""
+    get_username = getattr(user, "get_username", None)
+    return shown_username(get_username() if callable(get_username) else str(user or ""))
 
 
 @register.filter(name="bidi_visible")

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from annotate import api, imports, ratelimit, tokens
 from annotate.middleware import RETRY_MESSAGE
-from annotate.models import ApiToken, ImportedUser, Item, Label, Project
+from annotate.models import ApiToken, ImportedUser, Item, Label, Project, imported_username
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, membership
 
 pytestmark = pytest.mark.django_db
@@ -151,7 +151,9 @@ def test_pushing_labels_counts_them_and_creates_imported_users(client, lead):
     body = {"labels": [{"external_id": "t-1", "annotator": "rater-7", "criterion": "acceptable", "value": "fail"}]}
     response = _post(client, "/projects/one-criterion/labels", body, raw)
     assert response.status_code == 200 and response.json()["users_created"] == ["rater-7"]
-    assert ImportedUser.objects.filter(user__username="rater-7").exists()
+    assert ImportedUser.objects.filter(
+        user__username=imported_username(project.pk, "rater-7"), project=project
+    ).exists()
     item.refresh_from_db()
     assert item.n_submitted == 1 and Label.objects.get().value == "fail"
     progress = client.get(API + "/projects/one-criterion/progress", headers=_auth(raw)).json()

@@ -15,8 +15,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.urls import reverse
 
-from annotate import exports, imports, ratelimit, services, tokens
-from annotate.models import GoldLabel, ImportedUser, ImportJob, Label, Project
+from annotate import exports, imports, ratelimit, reports, services, tokens
+from annotate.models import GoldLabel, ImportedUser, ImportJob, Label, Project, shown_username
 from annotate.templatetags.rendering import render_text_filter
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, label, membership
 
@@ -226,30 +226,109 @@ def _labels_file(tmp_path, names: list[str]) -> pathlib.Path:
     return path
 
 
-def test_a_label_import_refuses_staff_and_other_projects_imported_names_with_one_message(project, annotator, tmp_path):
+def test_a_label_import_gives_every_non_member_this_projects_own_identity_whoever_has_the_name(
+    project, lead, annotator, tmp_path
+):
+    """The outcome never depends on whether a username exists outside the project: a staff account, another project's
+    member, another project's imported name and a name nobody has all become this project's imported identities, in
+    the same words, and none of those accounts receives a label."""
     services.item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
-    UserFactory(username="root-admin", is_staff=True, is_superuser=True)
+    staff = UserFactory(username="root-admin", is_staff=True, is_superuser=True)
     other = ProjectFactory(slug="elsewhere")
+    their_member = UserFactory(username="their-member")
+    membership(their_member, other)
     services.item_build(project=other, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
     imports.file_import(project=other, kind="labels", path=_labels_file(tmp_path, ["their-rater"]))
-    assert ImportedUser.objects.filter(user__username="their-rater", project=other).exists()
+    their_rater = ImportedUser.objects.get(project=other).user
+    outside = ["root-admin", "their-member", "their-rater", "nobody-yet"]
 
-    with pytest.raises(imports.ImportInvalid) as exc:
-        imports.file_import(
-            project=project, kind="labels", path=_labels_file(tmp_path, ["root-admin", "their-rater", "ada-x"])
-        )
-    refused = {e.line: e.message for e in exc.value.errors}
-    assert set(refused) == {1, 2}
-    assert refused[1] == refused[2].replace("their-rater", "root-admin")  # the same words for any outside account
-    assert "user here" not in refused[1] and "exists" not in refused[1]
-    assert not Label.objects.filter(item__project=project).exists()
-    # Members and the project's own imported names are taken.
-    report = imports.file_import(
-        project=project, kind="labels", path=_labels_file(tmp_path, [annotator.username, "ada-x"])
+    preview = imports.file_import(
+        project=project, kind="labels", path=_labels_file(tmp_path, [annotator.username, *outside]), apply=False
     )
-    assert report.n_new == 2 and report.users_created == ["ada-x"]
-    again = imports.file_import(project=project, kind="labels", path=_labels_file(tmp_path, ["ada-x"]))
-    assert again.users_created == [] and again.n_unchanged == 1
+    report = imports.file_import(
+        project=project, kind="labels", path=_labels_file(tmp_path, [annotator.username, *outside])
+    )
+    assert preview.users_created == report.users_created == sorted(outside) and report.n_new == 5
+    assert "4 annotator names that are not members of this project" in report.summary()
+    # The member keeps their own account; each outside name is a new inactive identity of this project only.
+    assert Label.objects.get(annotator=annotator).item.project == project
+    for account in (staff, their_member, their_rater):
+        assert not Label.objects.filter(item__project=project, annotator=account).exists()
+    assert not Label.objects.filter(item__project=project, annotator=lead).exists()
+    mine = ImportedUser.objects.filter(project=project).select_related("user")
+    assert sorted(shown_username(i.user.get_username()) for i in mine) == sorted(outside)
+    assert all(not i.user.is_active and not i.user.has_usable_password() for i in mine)
+    assert {i.user.pk for i in mine}.isdisjoint({staff.pk, their_member.pk, their_rater.pk})
+    assert Label.objects.filter(item__project=project, annotator__imported__project=project).count() == 4
+    # Importing the same file again changes nothing and creates nobody.
+    again = imports.file_import(
+        project=project, kind="labels", path=_labels_file(tmp_path, [annotator.username, *outside])
+    )
+    assert (again.n_new, again.n_unchanged, again.users_created) == (0, 5, [])
+    assert ImportedUser.objects.filter(project=project).count() == 4
+    # The other project's imported name is still only that project's.
+    assert list(ImportedUser.objects.filter(project=other).values_list("user", flat=True)) == [their_rater.pk]
+    # Exports and the agreement report show the readable names.
+    export = exports.export_prepare(
+        project=Project.objects.select_related("current_rubric").get(pk=project.pk),
+        options=exports.ExportOptions(individual=True),
+    )
+    row = json.loads("".join(export.lines()).splitlines()[0])
+    names = [e["annotator"] for e in row["labels"]["acceptable"]["individual"]]
+    assert sorted(names) == sorted([annotator.username, *outside])
+    report_names = {
+        a["annotator"]
+        for section in reports.report_build(project=project, n_boot=20)["criteria"].values()
+        for a in section["annotators"]
+    }
+    assert report_names == {annotator.username, *outside}
+
+
+def test_an_imported_name_stays_this_projects_identity_after_a_member_of_that_name_joins(project, tmp_path):
+    services.item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
+    path = _labels_file(tmp_path, ["bo"])
+    assert imports.file_import(project=project, kind="labels", path=path).users_created == ["bo"]
+    bo = UserFactory(username="bo")
+    membership(bo, project)
+    again = imports.file_import(project=project, kind="labels", path=path)
+    assert (again.n_new, again.n_unchanged, again.users_created) == (0, 1, [])
+    assert not Label.objects.filter(annotator=bo).exists()
+
+
+def test_a_plain_name_imported_before_the_namespace_stays_its_projects_identity(project, tmp_path):
+    services.item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
+    old = UserFactory(username="old-rater", is_active=False)
+    ImportedUser.objects.create(user=old, project=project)
+    report = imports.file_import(project=project, kind="labels", path=_labels_file(tmp_path, ["old-rater"]))
+    assert (report.n_new, report.users_created) == (1, []) and Label.objects.get().annotator == old
+    # Another project's import of that name gets its own identity, as for any name.
+    other = ProjectFactory(slug="elsewhere")
+    services.item_build(project=other, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
+    theirs = imports.file_import(project=other, kind="labels", path=_labels_file(tmp_path, ["old-rater"]))
+    assert theirs.users_created == ["old-rater"] and not Label.objects.filter(item__project=other, annotator=old)
+
+
+def test_pages_show_an_imported_annotators_readable_name(client, project, lead, annotator, tmp_path):
+    services.item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
+    imports.file_import(project=project, kind="labels", path=_labels_file(tmp_path, ["ext-rater"]))
+    label(project.items.get(external_id="t-1"), annotator, "acceptable", "fail")
+    reports.report_refresh(project=project)
+    client.force_login(lead)
+    page = client.get(reverse("adjudicate", args=[project.slug, "acceptable"])).content.decode()
+    assert "<strong>ext-rater</strong>" in page and f"imported:{project.pk}:" not in page
+    agreement = client.get(reverse("agreement_page", args=[project.slug])).content.decode()
+    assert "<td>ext-rater</td>" in agreement and f"imported:{project.pk}:" not in agreement
+
+
+def test_an_outside_name_too_long_for_an_imported_identity_is_refused_whoever_has_it(project, tmp_path):
+    services.item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
+    taken, free = "t" * 150, "f" * 150
+    UserFactory(username=taken)
+    with pytest.raises(imports.ImportInvalid) as exc:
+        imports.file_import(project=project, kind="labels", path=_labels_file(tmp_path, [taken, free]))
+    refused = {e.line: (e.field, e.message) for e in exc.value.errors}
+    assert set(refused) == {1, 2} and refused[1][1].replace(taken, free) == refused[2][1]
+    assert not ImportedUser.objects.exists()
 
 
 # --- CSV cells a spreadsheet would run as formulas ------------------------------------------------------------------

@@ -331,13 +331,13 @@ def test_tulu_labels_import_as_pairwise_labels_that_count_like_browser_labels_an
 
 def test_label_rows_are_checked_and_one_bad_row_imports_nothing_not_even_new_users(project, lead, tmp_path):
     _item(project, "t-1")
-    stranger = UserFactory(username="someone-else")  # a user of another team: not a member here
+    stranger = UserFactory(username="someone-else")  # of another team, not a member: a name like any other
     rows = [
         {"external_id": "t-1", "annotator": "new-rater", "criterion": "acceptable", "value": "pass"},  # 1 fine
         {"external_id": "t-1", "annotator": "new-rater", "criterion": "nope", "value": "pass"},  # 2
         {"external_id": "t-1", "annotator": "new-rater", "criterion": "factually_correct", "value": "a"},  # 3
         {"external_id": "t-404", "annotator": "new-rater", "criterion": "acceptable", "value": "fail"},  # 4
-        {"external_id": "t-1", "annotator": stranger.username, "criterion": "acceptable", "value": "fail"},  # 5
+        {"external_id": "t-1", "annotator": stranger.username, "criterion": "acceptable", "value": "fail"},  # 5 fine
         {"external_id": "t-1", "annotator": "new-rater", "criterion": "acceptable", "value": "fail"},  # 6 duplicate
         {"external_id": "t-1", "annotator": "bad name!", "criterion": "acceptable", "value": "fail"},  # 7
         {"external_id": "t-1", "annotator": "x", "criterion": "acceptable", "value": "pass", "created_at": "May"},  # 8
@@ -346,11 +346,11 @@ def test_label_rows_are_checked_and_one_bad_row_imports_nothing_not_even_new_use
     with pytest.raises(imports.ImportInvalid) as exc:
         _import(project, _file(tmp_path, "labels.jsonl", _jsonl(rows)), kind="labels")
     assert _problems(exc) == {
-        (2, "criterion"), (3, "value"), (4, "external_id"), (5, "annotator"), (6, ""), (7, "annotator"),
+        (2, "criterion"), (3, "value"), (4, "external_id"), (6, ""), (7, "annotator"),
         (8, "created_at"), (9, "value"),
     }  # fmt: skip
     assert not Label.objects.exists()
-    assert not ImportedUser.objects.exists() and not type(lead).objects.filter(username="new-rater").exists()
+    assert not ImportedUser.objects.exists() and type(lead).objects.filter(is_active=False).count() == 0
 
 
 def test_a_pairwise_project_without_ties_refuses_imported_ties(tmp_path):
@@ -707,6 +707,12 @@ def test_counts_agree_in_number_in_import_messages(client, project, lead, tmp_pa
         )
         assert response.status_code == 400 and response.json()["detail"].startswith(detail), response.json()
     report = imports.ImportReport(kind="labels", applied=True, n_rows=1, users_created=["zoe"])
-    assert report.summary().startswith("1 row: ") and "1 unknown annotator name imported as an inactive user." in (
-        report.summary()
+    assert report.summary().startswith("1 row: ") and (
+        "1 annotator name that is not a member of this project added as its own inactive imported user."
+        in (report.summary())
+    )
+    two = imports.ImportReport(kind="labels", applied=False, n_rows=2, users_created=["zoe", "yan"])
+    assert (
+        "2 annotator names that are not members of this project would be added as its own inactive imported users."
+        in (two.summary())
     )
