@@ -94,8 +94,8 @@ def test_a_frozen_redis_costs_requests_one_short_timeout_and_the_breaker_then_by
             seen.update(json.loads(ada.get("/healthz", timeout=10).text)["redis"])
             return seen["status"] == "ok" and seen["breaker"] == "closed"
 
-        # After the breaker's period a request tries Redis again, and it answers. The breaker is per process: read the
-        # latency from the answer that found it closed (the next request may meet a process whose breaker is still open).
+        # After the breaker's period a request tries Redis again, and it answers. The breaker is per process: read
+        # the latency from the answer that found it closed (the next request may meet a process still bypassing).
         wait_for(redis_is_back, timeout=4 * BREAKER_SECONDS + 10, every=0.3, what="the breaker to close")
         assert seen["latency_ms"] < 100
     finally:
