@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from annotate import services
+from tests.conftest import PASSWORD
 from tests.faults.harness import ROOT, AppServer, ThrowawayPostgres, ThrowawayRedis, app_env, manage
 from tests.judges.conftest import judge, standin, standin_server, version  # noqa: F401 (fixtures)
 
@@ -101,3 +103,17 @@ def app_on_throwaway_postgres(throwaway_postgres, collected_static, tmp_path):
         yield throwaway_postgres, server, seeded
     finally:
         server.stop()
+
+
+@pytest.fixture
+def labeling_project(transactional_db, project, lead, annotator, settings):
+    """An active project with 20 items whose lead and annotator log in with PASSWORD through the real login form."""
+    # The app server hashes as production does; the test suite's fast MD5 hasher is not among its hashers.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    for user in (lead, annotator):
+        user.set_password(PASSWORD)
+        user.save(update_fields=["password"])
+    services.project_set_status(project=project, status="active")
+    for n in range(20):
+        services.item_build(project=project, fields={"input": f"Question {n}?", "output": f"Answer {n}."}).save()
+    return project

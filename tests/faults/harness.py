@@ -356,3 +356,10 @@ def first_form(html: str) -> tuple[str, dict[str, str]] | None:
     for radio in RADIO.finditer(rest):
         data.setdefault(radio["name"], radio["value"])
     return match["action"], data
+
+
+def timed(call):
+    """What `call()` returns, and how many seconds it took."""
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started

@@ -10,12 +10,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 
-import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotate import imports, services, tokens
+from annotate import imports, tokens
 from annotate.middleware import CACHE_RETRY_MESSAGE
 from annotate.models import ImportJob, Item, Label
 from judges import services as judge_services
@@ -30,30 +28,12 @@ from tests.faults.harness import (
     first_form,
     start_worker,
     stop_process,
+    timed,
     wait_for,
 )
 from tests.judges.conftest import make_version
 
 N_IMPORTED = 3000
-
-
-def _timed(call):
-    started = time.monotonic()
-    result = call()
-    return result, time.monotonic() - started
-
-
-@pytest.fixture
-def labeling_project(transactional_db, project, lead, annotator, settings):
-    # The app server hashes as production does; the test suite's fast MD5 hasher is not among its hashers.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
-    for user in (lead, annotator):
-        user.set_password(PASSWORD)
-        user.save(update_fields=["password"])
-    services.project_set_status(project=project, status="active")
-    for n in range(20):
-        services.item_build(project=project, fields={"input": f"Question {n}?", "output": f"Answer {n}."}).save()
-    return project
 
 
 def test_with_redis_down_annotators_keep_labeling_and_queued_work_resumes_when_it_returns(
@@ -99,10 +79,10 @@ def test_with_redis_down_annotators_keep_labeling_and_queued_work_resumes_when_i
         # Labeling goes on: the queue page, a submit, the next item, the side panel, the heartbeat.
         slowest = 0.0
         for _ in range(4):
-            page, seconds = _timed(lambda: ada.get(queue))
+            page, seconds = timed(lambda: ada.get(queue))
             assert page.status == 200, page.text[:300]
             action, body = first_form(page.text)  # type: ignore[misc]
-            saved, more = _timed(lambda a=action, b=body: ada.post(a, b, htmx=True))
+            saved, more = timed(lambda a=action, b=body: ada.post(a, b, htmx=True))
             assert saved.status == 200, saved.text[:300]
             slowest = max(slowest, seconds, more)
         assert ada.get(queue + "progress/", htmx=True).status == 200

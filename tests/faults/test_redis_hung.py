@@ -10,36 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
-import pytest
-
-from annotate import services
 from annotate.models import Label
 from tests.conftest import PASSWORD
-from tests.faults.harness import AppServer, Session, app_env, database_url, first_form, wait_for
+from tests.faults.harness import AppServer, Session, app_env, database_url, first_form, timed, wait_for
 
 BOUND_SECONDS = 1.5
 BREAKER_SECONDS = 2
-
-
-@pytest.fixture
-def labeling_project(transactional_db, project, lead, annotator, settings):
-    # The app server hashes as production does; the test suite's fast MD5 hasher is not among its hashers.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
-    for user in (lead, annotator):
-        user.set_password(PASSWORD)
-        user.save(update_fields=["password"])
-    services.project_set_status(project=project, status="active")
-    for n in range(20):
-        services.item_build(project=project, fields={"input": f"Question {n}?", "output": f"Answer {n}."}).save()
-    return project
-
-
-def _timed(call):
-    started = time.monotonic()
-    result = call()
-    return result, time.monotonic() - started
 
 
 def test_a_frozen_redis_costs_requests_one_short_timeout_and_the_breaker_then_bypasses_it(
@@ -71,17 +48,17 @@ def test_a_frozen_redis_costs_requests_one_short_timeout_and_the_breaker_then_by
         frozen = True
         timings = []
         for _ in range(6):  # more requests than gunicorn has processes: each process meets the frozen Redis
-            page, seconds = _timed(lambda: ada.get(queue, timeout=10))
+            page, seconds = timed(lambda: ada.get(queue, timeout=10))
             assert page.status == 200, page.text[:300]
             action, body = first_form(page.text)  # type: ignore[misc]
-            saved, more = _timed(lambda a=action, b=body: ada.post(a, b, htmx=True, timeout=10))
+            saved, more = timed(lambda a=action, b=body: ada.post(a, b, htmx=True, timeout=10))
             assert saved.status == 200, saved.text[:300]
             timings += [seconds, more]
         assert max(timings) < BOUND_SECONDS, timings
         # Once a process's breaker is open it does not wait on Redis at all.
         assert sorted(timings)[len(timings) // 2] < 0.3, timings
         assert Label.objects.filter(annotator=annotator).count() == 7 * 3
-        health, seconds = _timed(lambda: json.loads(ada.get("/healthz", timeout=10).text))
+        health, seconds = timed(lambda: json.loads(ada.get("/healthz", timeout=10).text))
         assert seconds < BOUND_SECONDS and health["status"] == "ok"
         assert health["redis"]["status"] in {"bypassed", "unreachable"} and health["redis"]["latency_ms"] is None
 
