@@ -43,14 +43,6 @@ NAMES: dict[int, str | None] = {
 }
 # The order in which kinds are counted and shown.
 SHOWN = ("gold", "majority", "single", "unsettled")
-DESCRIPTIONS = {
-    "gold": "a lead's gold label",
-    "majority": "at least two labels with a strict majority",
-    "single": "one label",
-    "unsettled": "two or more labels split with no strict majority",
-}
-
-
 def description(*, single: bool = True) -> str:
     """What the reference is, in words, for reports and judge pages."""
     text = "a lead's gold label where set, else the strict majority of two or more labels"
