@@ -43,6 +43,8 @@ NAMES: dict[int, str | None] = {
 }
 # The order in which kinds are counted and shown.
 SHOWN = ("gold", "majority", "single", "unsettled")
+
+
 def description(*, single: bool = True) -> str:
     """What the reference is, in words, for reports and judge pages."""
     text = "a lead's gold label where set, else the strict majority of two or more labels"
