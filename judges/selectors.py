@@ -615,6 +615,7 @@ class Comparison:
     n_only_a: int
     n_only_b: int
     reference: dict[int, Reference]
+    common_kinds: dict[str, int]  # the common items by reference kind (gold, majority, single)
 
 
 def comparison(*, a: JudgeRun, b: JudgeRun, n_boot: int = agreement.N_BOOT) -> Comparison:
@@ -638,6 +639,7 @@ def comparison(*, a: JudgeRun, b: JudgeRun, n_boot: int = agreement.N_BOOT) -> C
         n_only_a=len((set(values_a) - set(values_b)) & set(reference)),
         n_only_b=len((set(values_b) - set(values_a)) & set(reference)),
         reference=reference,
+        common_kinds={name: sum(1 for i in common if reference[i].kind == name) for name in refkind.SHOWN[:3]},
     )
 
 

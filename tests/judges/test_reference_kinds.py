@@ -179,3 +179,13 @@ def test_the_judge_card_names_the_kinds_its_figures_were_measured_on(version, mi
     measured = card.card_build(version=version)["measured"]
     assert measured[0]["single_label_reference"] is True
     assert measured[0]["reference_kinds"] == {"gold": 3, "majority": 3, "single": 2, "unsettled": 0}
+
+
+def test_the_dashboard_and_the_comparison_name_the_kinds_their_judge_figures_use(client, lead, project, version, mixed):
+    a, b = _run_all(version), _run_all(version)
+    client.force_login(lead)
+    page = client.get(reverse("project_detail", args=[project.slug])).content.decode()
+    assert "compared with 3 gold, 3 majority, 2 single reference labels" in page
+    assert '<span class="muted small figure-n">n=8</span>' in page  # κ on the 8 compared items
+    compared = client.get(reverse("judges:compare", args=[project.slug]), {"a": a.pk, "b": b.pk}).content.decode()
+    assert "Humans' reference on those items: 3 gold, 3 majority, 2 single labels." in compared
