@@ -47,8 +47,10 @@ def invite_create(*, project: Project, role: str, created_by: User, email: str =
 
     Only a lead of the project (or staff) may invite, and never with more rights than they have themselves.
     """
+    # Only leads invite (annotators never reach the members page); the rank check keeps "never above your own role"
+    # true should another role ever be added.
     creator_role = selectors.project_role(created_by, project)
-    if creator_role is None or _RANK.get(role, 99) > _RANK.get(creator_role, -1):
+    if creator_role != Membership.Role.LEAD or _RANK.get(role, 99) > _RANK[creator_role]:
         raise ValidationError("You cannot invite people to this project with that role.")
     if role not in Membership.Role.values:
         raise ValidationError(f"Unknown role {role!r}: choose lead or annotator.")
