@@ -23,7 +23,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from annotate import services
-from annotate.models import Label, Membership, Project
+from annotate.models import Assignment, Label, Membership, Project
 
 
 def _membership_locked(project: Project, membership_id: int) -> Membership:
@@ -107,6 +107,25 @@ def account_create(*, actor: User, username: str, email: str = "") -> User:
     user.set_unusable_password()
     user.save()
     return user
+
+
+@transaction.atomic
+def account_set_active(*, actor: User, user: User, active: bool) -> int:
+    """Deactivate (or reactivate) an account. A deactivated account cannot log in or use its API tokens, and the
+    items it held in every project go back to the queue at once; its labels and memberships stay. Staff cannot
+    deactivate themselves. Returns how many leased items were freed."""
+    _require_staff(actor)
+    if user.pk == actor.pk and not active:
+        raise ValidationError("You cannot deactivate your own account.")
+    User.objects.filter(pk=user.pk).update(is_active=active)
+    user.is_active = active
+    if active:
+        return 0
+    project_ids = set(Assignment.objects.filter(annotator=user).values_list("item__project_id", flat=True).distinct())
+    return sum(
+        services.member_leases_release(project=project, user=user)
+        for project in Project.objects.filter(pk__in=project_ids).order_by("pk")
+    )
 
 
 def password_link(*, actor: User, user: User) -> str:

@@ -248,11 +248,24 @@ def people_page(request: HttpRequest) -> HttpResponse:
                 )
                 form = AccountCreateForm()
                 notice, link = _password_link(request, user, "Created")
-            elif action == "link":
+            elif action in {"link", "deactivate", "activate"}:
                 account = User.objects.filter(pk=_int(request.POST.get("user")), imported__isnull=True).first()
                 if account is None:
                     raise ValidationError("No such account.")
-                notice, link = _password_link(request, account, "Made a set-password link for")
+                if action == "link":
+                    notice, link = _password_link(request, account, "Made a set-password link for")
+                else:
+                    freed = people.account_set_active(
+                        actor=request.user,  # type: ignore[arg-type]
+                        user=account,
+                        active=action == "activate",
+                    )
+                    notice = (
+                        f"Reactivated {account.get_username()}."
+                        if action == "activate"
+                        else f"Deactivated {account.get_username()}: {freed} held item(s) went back to the queue; "
+                        "their labels stay."
+                    )
             else:
                 raise ValidationError("Unknown action.")
         except ValidationError as exc:

@@ -301,3 +301,28 @@ def test_a_password_link_is_emailed_when_a_server_is_configured(client, annotato
     assert "It was also e-mailed." in response.content.decode()
     assert mailoutbox[0].to == [annotator.email] and "/reset/" in mailoutbox[0].body
     assert annotator.check_password(PASSWORD)  # the old password works until the new one is set
+
+
+def test_staff_deactivate_an_account_which_frees_its_leases_everywhere_and_keeps_labels(client, project, annotator):
+    services.project_set_status(project=project, status="active")
+    project.refresh_from_db()
+    items = [ItemFactory(project=project) for _ in range(3)]
+    label(items[0], annotator, "acceptable", "pass")
+    services.queue_fill(project=project, annotator=annotator, rubric_version_id=project.current_rubric_id)
+    assert Assignment.objects.filter(annotator=annotator).exists()
+    staff = UserFactory(username="sid-staff", is_staff=True)
+    client.force_login(staff)
+    response = client.post(reverse("people"), {"action": "deactivate", "user": annotator.pk})
+    assert "Deactivated ada-annotator: 2 held item(s) went back to the queue" in response.content.decode()
+    annotator.refresh_from_db()
+    assert not annotator.is_active
+    assert not Assignment.objects.filter(annotator=annotator).exists()
+    assert sum(Item.objects.filter(project=project).values_list("n_leased", flat=True)) == 0
+    assert Label.objects.filter(annotator=annotator).count() == 1
+    response = Client().post(reverse("login"), {"username": annotator.username, "password": PASSWORD})
+    assert response.status_code == 200 and "_auth_user_id" not in response.client.session
+    response = client.post(reverse("people"), {"action": "deactivate", "user": staff.pk})
+    assert response.status_code == 422 and "your own account" in response.content.decode()
+    client.post(reverse("people"), {"action": "activate", "user": annotator.pk})
+    annotator.refresh_from_db()
+    assert annotator.is_active
