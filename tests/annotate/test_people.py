@@ -101,6 +101,7 @@ def test_a_logged_in_user_joins_and_never_loses_a_higher_role(client, project, l
     client.force_login(outsider)
     path = reverse("invite_open", args=[secret])
     assert "Join the project" in client.get(path).content.decode()
+    assert not Membership.objects.filter(project=project, user=outsider).exists()  # opening the link changes nothing
     assert client.post(path).status_code == 302
     assert Membership.objects.get(project=project, user=outsider).role == "annotator"
     # A lead joining with an annotator invite stays lead; an annotator invited as lead becomes lead.
@@ -194,6 +195,20 @@ def test_a_lead_withdraws_an_invite_and_cannot_withdraw_another_projects(client,
     assert Invite.objects.get(pk=theirs.pk).revoked_at is None
     assert Invite.objects.get(pk=mine.pk).revoked_at is not None
     assert invites.invite_find(secret) is None
+
+
+def test_a_refused_signup_keeps_the_link_usable_and_says_why(client, project, lead, annotator):
+    invite, secret = invites.invite_create(project=project, role="annotator", created_by=lead)
+    path = reverse("invite_open", args=[secret])
+    response = _signup(client, path, annotator.username.upper())
+    assert response.status_code == 422 and "already exists" in response.content.decode()
+    response = client.post(path, {"username": "newbie", "password1": "123", "password2": "123"})
+    assert response.status_code == 422 and "too short" in response.content.decode()
+    assert 'value="newbie"' in response.content.decode()
+    assert invites.invite_find(secret) is not None and not User.objects.filter(username="newbie").exists()
+    assert _signup(client, path, "newbie").status_code == 302
+    invite.refresh_from_db()
+    assert invite.used_by.username == "newbie"
 
 
 # --- Deactivating members -------------------------------------------------------------------------------------
