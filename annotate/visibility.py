@@ -50,13 +50,16 @@ def _text(value: Any) -> str:
 
 def fields_parse(raw: str) -> list[str]:
     """The field names a lead typed (comma- or space-separated), checked, duplicates dropped, in order."""
+    return fields_check([part for part in re.split(r"[,\s]+", raw.strip()) if part])
+
+
+def fields_check(fields: list[str]) -> list[str]:
+    """The field names, each checked, duplicates dropped, in order; ValidationError names the first bad one."""
     names: list[str] = []
-    for part in re.split(r"[,\s]+", raw.strip()):
-        if not part:
-            continue
-        if not _FIELD_RE.fullmatch(part):
+    for part in fields:
+        if not isinstance(part, str) or not _FIELD_RE.fullmatch(part):
             raise ValidationError(
-                f"“{part[:64]}” is not a field name: use letters, digits, dots, dashes and underscores (up to 64)."
+                f"“{str(part)[:64]}” is not a field name: use letters, digits, dots, dashes and underscores (up to 64)."
             )
         if part not in names:
             names.append(part)
@@ -68,7 +71,7 @@ def fields_parse(raw: str) -> list[str]:
 @transaction.atomic
 def project_set_annotator_fields(*, project: Project, fields: list[str]) -> Project:
     """Set which fields annotators see. Checked here too, so the API and commands cannot store a bad list."""
-    checked = fields_parse(" ".join(fields))
+    checked = fields_check(fields)
     Project.objects.filter(pk=project.pk).update(annotator_fields=checked)
     project.annotator_fields = checked
     return project

@@ -142,3 +142,24 @@ def test_the_demo_hides_which_models_annotators_compare(client, settings, tmp_pa
     for external_id, metadata in Item.objects.filter(project=project).values_list("external_id", "metadata"):
         assert external_id not in html
         assert f"{metadata['model_a']}-vs-" not in html
+
+
+def test_a_lead_sets_the_fields_annotators_see_through_the_api_and_a_bad_list_changes_nothing(client, pairwise, people):
+    lead, annotator, _other = people
+    url = f"/api/v1/projects/{pairwise.slug}"
+    lead_headers = {"Authorization": f"Bearer {tokens.token_create(user=lead, name='ci')[1]}"}
+    response = client.patch(
+        url, '{"annotator_fields": ["dataset"]}', content_type="application/json", headers=lead_headers
+    )
+    assert response.status_code == 200 and response.json()["annotator_fields"] == ["dataset"]
+    bad = '{"annotator_fields": ["model_a", "no spaces"], "sample_size": 7}'
+    response = client.patch(url, bad, content_type="application/json", headers=lead_headers)
+    assert response.status_code == 400 and "no spaces" in response.json()["detail"]
+    pairwise.refresh_from_db()
+    assert pairwise.annotator_fields == ["dataset"] and pairwise.sample_size != 7
+    annotator_headers = {"Authorization": f"Bearer {tokens.token_create(user=annotator, name='me')[1]}"}
+    response = client.patch(
+        url, '{"annotator_fields": ["model_a"]}', content_type="application/json", headers=annotator_headers
+    )
+    assert response.status_code == 404
+    assert Project.objects.get(pk=pairwise.pk).annotator_fields == ["dataset"]
