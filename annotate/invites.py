@@ -20,7 +20,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotate import selectors
@@ -133,7 +133,14 @@ def invite_signup(*, secret: str, username: str, email: str, password: str) -> t
     account. Call with values a UserCreationForm has checked (username free, password validated)."""
     if invite_find(secret) is None:
         raise InviteError(UNUSABLE)
-    user = User.objects.create_user(username=username, email=email, password=password)
+    if User.objects.filter(username__iexact=username).exists():
+        # The form checked; someone took the name since. Said plainly rather than as a database error.
+        raise ValidationError("A user with that username already exists.")
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(username=username, email=email, password=password)
+    except IntegrityError:
+        raise ValidationError("A user with that username already exists.") from None
     return user, invite_accept(secret=secret, user=user)
 
 

@@ -341,3 +341,10 @@ def test_staff_deactivate_an_account_which_frees_its_leases_everywhere_and_keeps
     client.post(reverse("people"), {"action": "activate", "user": annotator.pk})
     annotator.refresh_from_db()
     assert annotator.is_active
+
+
+def test_a_username_taken_between_the_form_and_the_signup_is_refused_and_the_link_kept(project, lead, annotator):
+    _invite, secret = invites.invite_create(project=project, role="annotator", created_by=lead)
+    with pytest.raises(ValidationError, match="already exists"):
+        invites.invite_signup(secret=secret, username="ADA-annotator", email="", password=NEW_PASSWORD)
+    assert invites.invite_find(secret) is not None
