@@ -42,6 +42,7 @@ from annotate import (
     samples,
     selectors,
     services,
+    skips,
     tokens,
 )
 from annotate.models import Item, Membership, Project
@@ -422,6 +423,7 @@ class ProjectOut(Schema):
     criteria: list[CriterionOut]
     sample_size: int
     sample_hour: int
+    skip_return_minutes: int
 
 
 class SampleOut(Schema):
@@ -465,6 +467,7 @@ class ProjectSettingsIn(Schema):
 
     sample_size: Annotated[int, Field(ge=0, le=Project.MAX_SAMPLE_SIZE, strict=True)] | None = None
     sample_hour: Annotated[int, Field(ge=0, le=23, strict=True)] | None = None
+    skip_return_minutes: Annotated[int, Field(ge=0, le=Project.MAX_SKIP_RETURN_MINUTES, strict=True)] | None = None
 
 
 class ProjectIn(ProjectSpec):
@@ -525,6 +528,7 @@ def _project_out(project: Project, role: str) -> dict[str, Any]:
         "criteria": list(selectors.criteria_current(project=project).values("key", "name", "description")),
         "sample_size": project.sample_size,
         "sample_hour": project.sample_hour,
+        "skip_return_minutes": project.skip_return_minutes,
     }
 
 
@@ -574,10 +578,13 @@ def project_read(request: HttpRequest, slug: str) -> dict[str, Any]:
 
 @api.patch("/projects/{slug}", response={200: ProjectOut, **_ERRORS}, tags=["projects"])
 def project_settings_update(request: HttpRequest, slug: str, payload: ProjectSettingsIn) -> dict[str, Any]:
-    """Change the daily production sample (lead only): `sample_size` (0 turns it off) and `sample_hour` (0-23)."""
+    """Change settings (lead only): the daily production sample, `sample_size` (0 turns it off) and `sample_hour`
+    (0-23), and `skip_return_minutes`, after which a skipped item comes back to the end of that annotator's queue."""
     project, role = _project(request, slug, role=Membership.Role.LEAD)
     try:
         services.project_set_sampling(project=project, sample_size=payload.sample_size, sample_hour=payload.sample_hour)
+        if payload.skip_return_minutes is not None:
+            skips.project_set_skip_return(project=project, minutes=payload.skip_return_minutes)
     except DjangoValidationError as exc:
         raise ApiError(400, " ".join(exc.messages)) from None
     return _project_out(project, role)

@@ -37,6 +37,14 @@ def skip_return_check(minutes: int | None) -> None:
         )
 
 
+def project_set_skip_return(*, project: Project, minutes: int) -> Project:
+    """Set the delay after which skipped items come back. It applies to skips already made, too."""
+    skip_return_check(minutes)
+    Project.objects.filter(pk=project.pk).update(skip_return_minutes=minutes, updated_at=timezone.now())
+    project.skip_return_minutes = minutes
+    return project
+
+
 def _due_cutoff(project: Project, now: dt.datetime) -> dt.datetime:
     """Skips made at or before this moment have waited the project's delay: their items may come back."""
     return now - dt.timedelta(minutes=project.skip_return_minutes)

@@ -1,4 +1,3 @@
-
 from django.conf import settings
 from django.db import migrations, models
 from django.db.models import F

@@ -4,13 +4,14 @@ the Skipped page; counted by the empty queue. Runs on PostgreSQL and again on SQ
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from annotate import selectors, services, skips, specs
+from annotate import selectors, services, skips, specs, tokens
 from annotate.models import Assignment, Item
 from tests.factories import ItemFactory
 
@@ -237,3 +238,20 @@ def test_the_project_spec_carries_the_delay(db, lead):
     assert project.skip_return_minutes == 5
     with pytest.raises(specs.SpecError, match="skip_return_minutes"):
         specs.spec_parse(data | {"skip_return_minutes": 10_081})
+
+
+def test_the_lead_sets_the_delay_through_the_api_and_nobody_else_can(client, project, lead, annotator):
+    url = "/api/v1/projects/support-bot"
+
+    def patch(user, body):
+        _row, raw = tokens.token_create(user=user, name="pipeline")
+        headers = {"Authorization": f"Bearer {raw}"}
+        return client.patch(url, json.dumps(body), content_type="application/json", headers=headers)
+
+    assert patch(annotator, {"skip_return_minutes": 5}).status_code == 404
+    response = patch(lead, {"skip_return_minutes": 5})
+    assert response.status_code == 200 and response.json()["skip_return_minutes"] == 5
+    for bad in (-1, 10_081, "5"):
+        assert patch(lead, {"skip_return_minutes": bad}).status_code == 400, bad
+    project.refresh_from_db()
+    assert project.skip_return_minutes == 5
