@@ -7,12 +7,13 @@ import datetime as dt
 import json
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 from django.utils import timezone
 
 from annotate import selectors, services, skips, specs, tokens
-from annotate.models import Assignment, Item
+from annotate.models import Assignment, Item, Project
 from tests.factories import ItemFactory
 
 pytestmark = pytest.mark.django_db
@@ -255,3 +256,23 @@ def test_the_lead_sets_the_delay_through_the_api_and_nobody_else_can(client, pro
         assert patch(lead, {"skip_return_minutes": bad}).status_code == 400, bad
     project.refresh_from_db()
     assert project.skip_return_minutes == 5
+
+
+@pytest.mark.postgres(reason="migrates the schema back and forth; the SQLite variant would rebuild every table")
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_gives_skips_made_before_it_the_time_of_their_lease(project, annotator):
+    def migrate(target):
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate([target])
+
+    services.project_set_status(project=project, status="active")
+    project.refresh_from_db()
+    only = ItemFactory(project=project)
+    _claim(project, annotator)
+    services.queue_skip(project=project, annotator=annotator, item_id=only.pk)
+    lease_made = Assignment.objects.get(item=only).created_at
+    migrate(("annotate", "0007_relabel_requests"))
+    migrate(("annotate", "0008_skips_skip_return"))
+    assert Assignment.objects.get(item=only).skipped_at == lease_made
+    assert Project.objects.get(pk=project.pk).skip_return_minutes == 60

@@ -5,7 +5,8 @@ disagreements behind "Show test items" and offers no "New version from this one"
 from __future__ import annotations
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
 from annotate import tokens
@@ -139,3 +140,25 @@ def test_the_database_refuses_a_run_with_test_items_and_no_look_number(project, 
         JudgeRun.objects.create(
             project=project, version=version, rubric_version=project.current_rubric, n_items=2, n_test_items=1
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_counts_earlier_runs_with_test_items_as_looks_in_the_order_they_were_made(
+    project, version, split_items
+):
+    def migrate(target):
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate([target])
+
+    dev, test = split_items[0], split_items[2]
+    first = services.judge_run_start(version=version, scope="test", confirm_test=True)
+    everything = services.judge_run_start(version=version, scope="all", confirm_test=True)
+    chosen = services.judge_run_start(version=version, scope="items", item_ids=[dev.pk, test.pk], confirm_test=True)
+    dev_run = services.judge_run_start(version=version, scope="dev")
+    # As runs started before test items counted as looks: only the test-split run carried a number.
+    JudgeRun.objects.filter(pk__in=[everything.pk, chosen.pk]).update(n_test_items=0, test_run_number=None)
+    migrate(("judges", "0002_judge_targets"))
+    migrate(("judges", "0003_skips_test_looks"))
+    looks = {run.pk: (run.n_test_items, run.test_run_number) for run in JudgeRun.objects.all()}
+    assert looks == {first.pk: (2, 1), everything.pk: (2, 2), chosen.pk: (1, 3), dev_run.pk: (0, None)}
