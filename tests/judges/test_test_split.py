@@ -4,7 +4,10 @@ disagreements behind "Show test items" and offers no "New version from this one"
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
@@ -162,3 +165,15 @@ def test_the_migration_counts_earlier_runs_with_test_items_as_looks_in_the_order
     migrate(("judges", "0003_skips_test_looks"))
     looks = {run.pk: (run.n_test_items, run.test_run_number) for run in JudgeRun.objects.all()}
     assert looks == {first.pk: (2, 1), everything.pk: (2, 2), chosen.pk: (1, 3), dev_run.pk: (0, None)}
+
+
+def test_run_judge_all_leaves_test_out_unless_include_test(project, version, split_items):
+    err = io.StringIO()
+    call_command("run_judge", project.slug, str(version.pk), "--split", "all", stdout=io.StringIO(), stderr=err)
+    assert JudgeRun.objects.latest("id").n_test_items == 0 and "test run" not in err.getvalue()
+    call_command(
+        "run_judge", project.slug, str(version.pk), "--split", "all", "--include-test", stdout=io.StringIO(), stderr=err
+    )
+    run = JudgeRun.objects.latest("id")
+    assert (run.n_items, run.n_test_items, run.test_run_number) == (4, 2, 1)
+    assert "2 item(s) of the held-out test split: this is test run #1." in err.getvalue()
