@@ -42,6 +42,7 @@ from annotate import (
     samples,
     selectors,
     services,
+    skips,
     tokens,
     visibility,
 )
@@ -426,6 +427,7 @@ class ProjectOut(Schema):
     annotator_fields: list[str] = Field(
         description="What the labeling screens show besides item text: metadata keys, `external_id` for ids."
     )
+    skip_return_minutes: int
 
 
 class SampleOut(Schema):
@@ -470,6 +472,7 @@ class ProjectSettingsIn(Schema):
     sample_size: Annotated[int, Field(ge=0, le=Project.MAX_SAMPLE_SIZE, strict=True)] | None = None
     sample_hour: Annotated[int, Field(ge=0, le=23, strict=True)] | None = None
     annotator_fields: Annotated[list[str], Field(max_length=visibility.MAX_FIELDS)] | None = None
+    skip_return_minutes: Annotated[int, Field(ge=0, le=Project.MAX_SKIP_RETURN_MINUTES, strict=True)] | None = None
 
 
 class ProjectIn(ProjectSpec):
@@ -531,6 +534,7 @@ def _project_out(project: Project, role: str) -> dict[str, Any]:
         "sample_size": project.sample_size,
         "sample_hour": project.sample_hour,
         "annotator_fields": list(project.annotator_fields or []),
+        "skip_return_minutes": project.skip_return_minutes,
     }
 
 
@@ -580,8 +584,9 @@ def project_read(request: HttpRequest, slug: str) -> dict[str, Any]:
 
 @api.patch("/projects/{slug}", response={200: ProjectOut, **_ERRORS}, tags=["projects"])
 def project_settings_update(request: HttpRequest, slug: str, payload: ProjectSettingsIn) -> dict[str, Any]:
-    """Change the daily production sample (lead only): `sample_size` (0 turns it off) and `sample_hour` (0-23); and
-    `annotator_fields`, the metadata keys (and `external_id`) annotators see on the labeling screens."""
+    """Change settings (lead only): the daily production sample, `sample_size` (0 turns it off) and `sample_hour`
+    (0-23); `annotator_fields`, the metadata keys (and `external_id`) annotators see on the labeling screens; and
+    `skip_return_minutes`, after which a skipped item comes back to the end of that annotator's queue."""
     project, role = _project(request, slug, role=Membership.Role.LEAD)
     try:
         with transaction.atomic():
@@ -590,6 +595,8 @@ def project_settings_update(request: HttpRequest, slug: str, payload: ProjectSet
             )
             if payload.annotator_fields is not None:
                 visibility.project_set_annotator_fields(project=project, fields=payload.annotator_fields)
+            if payload.skip_return_minutes is not None:
+                skips.project_set_skip_return(project=project, minutes=payload.skip_return_minutes)
     except DjangoValidationError as exc:
         raise ApiError(400, " ".join(exc.messages)) from None
     return _project_out(project, role)

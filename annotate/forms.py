@@ -156,6 +156,16 @@ class ProjectSettingsForm(forms.Form):
         help_text="Local hour (0-23) from which the previous day's records are sampled.",
     )
 
+    # Not required, like the sample settings: a form posted without it leaves the delay as it is.
+    skip_return_minutes = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=Project.MAX_SKIP_RETURN_MINUTES,
+        initial=60,
+        label="Skipped items come back after (minutes)",
+        help_text="A skipped item returns to the end of that annotator's queue after this many minutes (0: at once).",
+    )
+
     def __init__(self, *args: Any, kind_locked: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if kind_locked:
@@ -180,6 +190,7 @@ class ProjectNewForm(ProjectSettingsForm):
         "require_note_on_fail",
         "sample_size",
         "sample_hour",
+        "skip_return_minutes",
     ]
 
     def clean_slug(self) -> str:

@@ -65,7 +65,7 @@ def keymap(*, page: str, kind: str, allow_tie: bool) -> list[Binding]:
     if page == "queue":
         bindings += [
             Binding(("Enter",), "submit", "Submit (every criterion needs a value)"),
-            Binding(("s",), "skip", "Skip this item"),
+            Binding(("s",), "skip", "Skip this item: it comes back later, at the end of your queue"),
             Binding(("u",), "undo", "Undo: reopen the item you last submitted"),
         ]
     else:

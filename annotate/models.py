@@ -43,6 +43,11 @@ class Project(models.Model):
     # and its external id only when "external_id" is listed. Empty by default: ids such as `…/chatgpt-vs-tulu_65B`
     # would tell annotators which models they compare. Lead pages (adjudication, imports, exports) show everything.
     annotator_fields = models.JSONField(default=list, blank=True)
+    # How long a skipped item stays out of the annotator's queue before it comes back at its end (annotate.skips).
+    skip_return_minutes = models.PositiveIntegerField(
+        default=60, help_text="Minutes before a skipped item comes back to the end of that annotator's queue."
+    )
+    MAX_SKIP_RETURN_MINUTES = 7 * 24 * 60  # project_skip_return_bounded: a week
     # The newest rubric version, kept by services.rubric_set_criteria so the hot path reads it with the project.
     current_rubric = models.ForeignKey(
         "RubricVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
@@ -61,6 +66,7 @@ class Project(models.Model):
             models.CheckConstraint(condition=~Q(slug=""), name="project_slug_not_empty"),
             models.CheckConstraint(condition=Q(sample_hour__lte=23), name="project_sample_hour_range"),
             models.CheckConstraint(condition=Q(sample_size__lte=10_000), name="project_sample_size_bounded"),
+            models.CheckConstraint(condition=Q(skip_return_minutes__lte=10_080), name="project_skip_return_bounded"),
         ]
 
     def __str__(self) -> str:
@@ -334,8 +340,9 @@ class Label(models.Model):
 class Assignment(models.Model):
     """A lease: the item is reserved for this annotator until `expires_at`. Ends on submit, skip or expiry.
 
-    A skip keeps the row in state `skipped`: it no longer reserves the item, but keeps it out of this annotator's
-    queue.
+    A skip keeps the row in state `skipped` with `skipped_at`: it no longer reserves the item, and keeps it out of
+    this annotator's queue until `project.skip_return_minutes` have passed; then the item comes back at the end of
+    their queue (annotate.skips), or earlier when they reopen it from their Skipped list.
     """
 
     class State(models.TextChoices):
@@ -348,10 +355,17 @@ class Assignment(models.Model):
     state = models.CharField(max_length=8, choices=State.choices, default=State.LEASED)
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the annotator skipped the item: set exactly on skipped rows (assignment_skipped_at_iff_skipped).
+    skipped_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["item", "annotator"], name="assignment_one_lease_per_annotator"),
+            models.CheckConstraint(
+                condition=(Q(state="skipped") & Q(skipped_at__isnull=False))
+                | (~Q(state="skipped") & Q(skipped_at__isnull=True)),
+                name="assignment_skipped_at_iff_skipped",
+            ),
             models.CheckConstraint(condition=Q(state__in=["leased", "skipped"]), name="assignment_state_valid"),
             models.CheckConstraint(condition=Q(expires_at__gt=models.F("created_at")), name="assignment_expires"),
         ]
@@ -359,6 +373,10 @@ class Assignment(models.Model):
             # Serves the queue's count of live leases per item and the expiry sweep.
             models.Index(fields=["item", "expires_at"], name="assignment_item_expiry_idx"),
             models.Index(fields=["annotator", "state", "expires_at"], name="assignment_annotator_idx"),
+            # Serves the queue's return of skipped items (oldest skip first) and the annotator's Skipped list.
+            models.Index(
+                fields=["annotator", "skipped_at"], name="assignment_skipped_idx", condition=Q(state="skipped")
+            ),
         ]
 
     def __str__(self) -> str:

@@ -17,7 +17,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 
-from annotate import selectors
+from annotate import selectors, skips
 from annotate.models import Assignment, Criterion, GoldLabel, Item, Label, Membership, Project, RubricVersion
 from annotate.specs import ProjectSpec, SpecError
 from annotate.splits import content_hash, order_key, shown_order, split_for
@@ -123,7 +123,11 @@ def project_apply_spec(*, spec: ProjectSpec, actor: AuthUser | None = None) -> t
         # Omitted: a new project takes the defaults and an existing one keeps its daily sample settings.
         fields |= {
             name: value
-            for name, value in (("sample_size", spec.sample_size), ("sample_hour", spec.sample_hour))
+            for name, value in (
+                ("sample_size", spec.sample_size),
+                ("sample_hour", spec.sample_hour),
+                ("skip_return_minutes", spec.skip_return_minutes),
+            )
             if value is not None
         }
         if project is None:
@@ -219,6 +223,7 @@ def project_create(
     require_note_on_fail: bool = False,
     sample_size: int | None = None,
     sample_hour: int | None = None,
+    skip_return_minutes: int | None = None,
 ) -> Project:
     """Create a draft project with the creator as its lead. It has no rubric yet: criteria come next."""
     if not project_may_create(creator):
@@ -227,8 +232,15 @@ def project_create(
         raise ValidationError(f"Unknown kind {kind!r}: choose binary or pairwise.")
     _project_fields_check(name=name, overlap=overlap)
     _sampling_check(sample_size=sample_size, sample_hour=sample_hour)
+    skips.skip_return_check(skip_return_minutes)
     sampling = {
-        name: value for name, value in (("sample_size", sample_size), ("sample_hour", sample_hour)) if value is not None
+        name: value
+        for name, value in (
+            ("sample_size", sample_size),
+            ("sample_hour", sample_hour),
+            ("skip_return_minutes", skip_return_minutes),
+        )
+        if value is not None
     }
     if not _SLUG_RE.fullmatch(slug):
         raise ValidationError(
@@ -274,12 +286,14 @@ def project_update(
     require_note_on_fail: bool,
     sample_size: int | None = None,
     sample_hour: int | None = None,
+    skip_return_minutes: int | None = None,
 ) -> Project:
     """Change a project's settings. The kind can change only while the project has no items or labels. A sample
-    setting left None stays as it is."""
+    setting or the skip delay left None stays as it is."""
     locked = Project.objects.select_for_update().get(pk=project.pk)
     _project_fields_check(name=name, overlap=overlap)
     _sampling_check(sample_size=sample_size, sample_hour=sample_hour)
+    skips.skip_return_check(skip_return_minutes)
     if kind != locked.kind:
         if kind not in Project.Kind.values:
             raise ValidationError(f"Unknown kind {kind!r}: choose binary or pairwise.")
@@ -296,6 +310,7 @@ def project_update(
         "require_note_on_fail": require_note_on_fail,
         "sample_size": locked.sample_size if sample_size is None else sample_size,
         "sample_hour": locked.sample_hour if sample_hour is None else sample_hour,
+        "skip_return_minutes": locked.skip_return_minutes if skip_return_minutes is None else skip_return_minutes,
     }.items():
         setattr(locked, field, value)
         setattr(project, field, value)
@@ -674,9 +689,11 @@ def queue_claim(*, project: Project, annotator: AuthUser, rubric_version_id: int
     """Lease the next item this annotator should label, or None when the queue has nothing for them.
 
     Order: items closest to complete, then higher priority (today's production sample), then the stable shuffled
-    order. On PostgreSQL this is one statement: the candidate row is locked with SKIP LOCKED, so concurrent claims
-    never wait on each other, and the lease count lives on that row, so a claim that meets a row another claim just
-    filled re-checks it against the new count (READ COMMITTED re-evaluation) instead of over-assigning it.
+    order; only when no fresh item is left, the annotator's skipped items whose delay has passed, oldest skip first
+    (annotate.skips: skipped items come back at the end of the queue). On PostgreSQL a fresh claim is one
+    statement: the candidate row is locked with SKIP LOCKED, so concurrent claims never wait on each other, and the
+    lease count lives on that row, so a claim that meets a row another claim just filled re-checks it against the
+    new count (READ COMMITTED re-evaluation) instead of over-assigning it.
     """
     now = timezone.now()
     expires = now + dt.timedelta(seconds=_lease_seconds())
@@ -690,7 +707,10 @@ def queue_claim(*, project: Project, annotator: AuthUser, rubric_version_id: int
     }
     if connection.vendor == "postgresql":
         # One statement, so atomic on its own: no transaction block needed around it.
-        return next(iter(Item.objects.raw(_CLAIM_SQL, params)), None)
+        fresh = next(iter(Item.objects.raw(_CLAIM_SQL, params)), None)
+        if fresh is not None:
+            return fresh
+        return skips.skip_claim_due(project=project, annotator=annotator, rubric_version_id=rubric_version_id)
     # SQLite (the embedded demo): transactions take the write lock when they begin, so these steps are serialised.
     with transaction.atomic():
         item = (
@@ -705,7 +725,7 @@ def queue_claim(*, project: Project, annotator: AuthUser, rubric_version_id: int
             .first()
         )
         if item is None:
-            return None
+            return skips.skip_claim_due(project=project, annotator=annotator, rubric_version_id=rubric_version_id)
         Item.objects.filter(pk=item.pk).update(n_leased=F("n_leased") + 1)
         Assignment.objects.create(
             item=item, annotator=annotator, rubric_version_id=rubric_version_id, expires_at=expires
@@ -767,12 +787,15 @@ def queue_renew(*, project: Project, annotator: AuthUser) -> int:
 
 @transaction.atomic
 def queue_skip(*, project: Project, annotator: AuthUser, item_id: int) -> None:
-    """Release the item. It stays out of this annotator's queue; others can have it at once."""
+    """Release the item: others can have it at once. It stays out of this annotator's queue for the project's
+    `skip_return_minutes`, then comes back at its end (annotate.skips). Skipping an item skipped already keeps the
+    time of the first skip."""
     item = Item.objects.select_for_update().filter(project=project, pk=item_id).first()
     if item is None:
         raise QueueError("That item is not in this project.")
+    now = timezone.now()
     changed = Assignment.objects.filter(item=item, annotator=annotator, state=Assignment.State.LEASED).update(
-        state=Assignment.State.SKIPPED
+        state=Assignment.State.SKIPPED, skipped_at=now
     )
     if changed:
         Item.objects.filter(pk=item.pk).update(n_leased=F("n_leased") - changed)
@@ -784,7 +807,8 @@ def queue_skip(*, project: Project, annotator: AuthUser, item_id: int) -> None:
             .order_by("-number")
             .values_list("pk", flat=True)[0],
             state=Assignment.State.SKIPPED,
-            expires_at=timezone.now() + dt.timedelta(seconds=_lease_seconds()),
+            skipped_at=now,
+            expires_at=now + dt.timedelta(seconds=_lease_seconds()),
         )
 
 

@@ -61,6 +61,7 @@ def _settings_values(form: ProjectSettingsForm, project: Project | None = None) 
         "require_note_on_fail": data["require_note_on_fail"],
         "sample_size": data["sample_size"],
         "sample_hour": data["sample_hour"],
+        "skip_return_minutes": data["skip_return_minutes"],
     }
 
 
@@ -73,7 +74,14 @@ def project_new(request: HttpRequest) -> HttpResponse:
     _require_creator(request)
     form = ProjectNewForm(
         request.POST or None,
-        initial={"kind": Project.Kind.BINARY, "overlap": 2, "allow_tie": True, "sample_size": 50, "sample_hour": 6},
+        initial={
+            "kind": Project.Kind.BINARY,
+            "overlap": 2,
+            "allow_tie": True,
+            "sample_size": 50,
+            "sample_hour": 6,
+            "skip_return_minutes": 60,
+        },
     )
     if request.method == "POST" and "preview" in request.POST:
         # Without JavaScript, the Preview button posts the form here: show the preview, create nothing.

@@ -52,6 +52,9 @@ class ProjectSpec(BaseModel):
     # keeps its own.
     sample_size: Annotated[int, Field(ge=0, le=Project.MAX_SAMPLE_SIZE, strict=True)] | None = None
     sample_hour: Annotated[int, Field(ge=0, le=23, strict=True)] | None = None
+    # Minutes before a skipped item comes back to the end of the annotator's queue. Omitted: 60 for a new project,
+    # unchanged for an existing one.
+    skip_return_minutes: Annotated[int, Field(ge=0, le=Project.MAX_SKIP_RETURN_MINUTES, strict=True)] | None = None
     # Omitted: a new project starts as a draft and an existing one keeps its status.
     status: Literal["draft", "active", "archived"] | None = None
     criteria: Annotated[list[CriterionSpec], Field(min_length=1, max_length=50)]

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from annotate import logins, people_views, setup_views, views
+from annotate import logins, people_views, setup_views, skip_views, views
 from annotate.api import api
 
 urlpatterns = [
@@ -37,6 +37,8 @@ urlpatterns = [
     path("p/<slug:slug>/label/<int:item_id>/skip/", views.label_skip, name="label_skip"),
     path("p/<slug:slug>/label/<int:item_id>/edit/", views.label_edit, name="label_edit"),
     path("p/<slug:slug>/label/undo/", views.label_undo, name="label_undo"),
+    path("p/<slug:slug>/label/skipped/", skip_views.label_skipped, name="label_skipped"),
+    path("p/<slug:slug>/label/skipped/<int:item_id>/reopen/", skip_views.label_reopen, name="label_reopen"),
     path("p/<slug:slug>/label/next/", views.label_next, name="label_next"),
     path("p/<slug:slug>/label/heartbeat/", views.label_heartbeat, name="label_heartbeat"),
     path("p/<slug:slug>/label/progress/", views.label_progress, name="label_progress"),

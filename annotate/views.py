@@ -31,6 +31,7 @@ from annotate import (
     samples,
     selectors,
     services,
+    skips,
     tasks,
     tokens,
 )
@@ -265,7 +266,10 @@ def _next_for_page(request: HttpRequest, project: Project) -> HttpResponse:
         holding=_page_items(request),
     )
     upcoming = [_card(project, item, request.user.pk)] if item else []
-    return render(request, "annotate/label.html#prefetched", _label_context(request, project, [], upcoming=upcoming))
+    context = _label_context(request, project, [], upcoming=upcoming)
+    if item is None:
+        context["skips"] = skips.skip_summary(project=project, annotator=request.user)  # type: ignore[arg-type]
+    return render(request, "annotate/label.html#prefetched", context)
 
 
 @require_GET
@@ -276,7 +280,13 @@ def label_queue(request: HttpRequest, slug: str) -> HttpResponse:
     if project.status != Project.Status.ACTIVE or project.current_rubric_id is None:
         return render(request, "annotate/label.html", {"project": project, "inactive": True})
     items = services.queue_fill(project=project, annotator=request.user, rubric_version_id=project.current_rubric_id)  # type: ignore[arg-type]
-    return render(request, "annotate/label.html", _label_context(request, project, items, **_keys(project, "queue")))
+    # ?item=ID (a reopened skip, annotate.skip_views): that lease is shown first, the others wait behind it.
+    first = request.GET.get("item", "")
+    items.sort(key=lambda item: str(item.pk) != first)
+    context = _label_context(request, project, items, **_keys(project, "queue"))
+    if not items:
+        context["skips"] = skips.skip_summary(project=project, annotator=request.user)  # type: ignore[arg-type]
+    return render(request, "annotate/label.html", context)
 
 
 @require_POST
@@ -347,6 +357,8 @@ def _label_refused(
     item = Item.objects.filter(project=project, pk=item_id).first()
     context = _label_context(request, project, [item] if item else [], error=message, note=note)
     context.update(_keys(project, "queue"))
+    if item is None:
+        context["skips"] = skips.skip_summary(project=project, annotator=request.user)  # type: ignore[arg-type]
     context["values"] = _display_values(project, values, shown_order(request.user.pk, item_id))
     return render(request, "annotate/label.html", context, status=status)
 

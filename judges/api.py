@@ -70,6 +70,8 @@ class VersionOut(Schema):
 
 class RunIn(Schema):
     scope: str = JudgeRun.Scope.DEV
+    # The held-out test split's confirmation: needed for `test`, and for `all` or `items` to include test items (`all`
+    # leaves them out without it; `items` naming any is refused with 400). Every run with test items is counted.
     confirm_test: bool = False
     item_ids: list[int] | None = None
 
@@ -80,6 +82,7 @@ class RunOut(Schema):
     status: str
     scope: str
     test_run_number: int | None
+    n_test_items: int
     n_items: int
     n_calls: int
     n_verdicts: int
@@ -143,6 +146,7 @@ def _run_out(run: JudgeRun) -> RunOut:
         status=run.status,
         scope=run.scope,
         test_run_number=run.test_run_number,
+        n_test_items=run.n_test_items,
         n_items=run.n_items,
         n_calls=run.n_calls,
         n_verdicts=totals.n_verdicts,
@@ -191,7 +195,9 @@ def version_create(request: HttpRequest, slug: str, judge_id: int, data: Version
 
 @router.post("/projects/{slug}/judge-versions/{version_id}/runs", response={201: RunOut, 400: ErrorOut, 404: ErrorOut})
 def run_start(request: HttpRequest, slug: str, version_id: int, data: RunIn) -> Status:
-    """Start a run: dev by default; `all`; `items` with `item_ids`; `test` only with `confirm_test` (counted)."""
+    """Start a run: dev by default; `all`; `items` with `item_ids`; `test` only with `confirm_test`. The test split
+    stays held out: `all` leaves its items out and `items` naming any is refused (400) unless `confirm_test`; a run
+    with test items counts as a look at test (`test_run_number`, `n_test_items`)."""
     project = _project(request, slug)
     version = selectors.version_for_project(project=project, version_id=version_id)
     try:

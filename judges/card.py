@@ -224,7 +224,7 @@ def card_build(*, version: JudgeVersion) -> dict[str, Any]:
         "criterion_changed": changed,
         "measured": measured,
         "test_runs": {
-            "of_this_version": JudgeRun.objects.filter(version=version, scope=JudgeRun.Scope.TEST).count(),
+            "of_this_version": JudgeRun.objects.filter(version=version, n_test_items__gt=0).count(),
             "of_this_judge": selectors.test_runs_count(judge=judge),
         },
         "app_version": exports.app_version(),

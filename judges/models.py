@@ -179,7 +179,10 @@ class JudgeRun(models.Model):
     # The rubric version whose criterion text the prompt shows and whose human labels the report compares against.
     rubric_version = models.ForeignKey(RubricVersion, on_delete=models.PROTECT, related_name="+")
     scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.DEV)
-    # For test runs: 1 for this judge's first run on the held-out split, 2 for the second... (shown on every page).
+    # How many of the run's items are in the held-out test split. Any run with test items (the test split, or "All
+    # items" and chosen items once confirmed) is a look at test: it gets a number, 1 for this judge's first look,
+    # 2 for the second... (shown on every page).
+    n_test_items = models.PositiveIntegerField(default=0)
     test_run_number = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     n_items = models.PositiveIntegerField(default=0)
@@ -208,12 +211,16 @@ class JudgeRun(models.Model):
             models.CheckConstraint(
                 condition=Q(scope__in=["dev", "test", "all", "items"]), name="judge_run_scope_valid"
             ),
-            # A test-split run always carries its number; no other run does.
+            # A run that includes test items always carries its look number; no other run does.
             models.CheckConstraint(
-                condition=(Q(scope="test") & Q(test_run_number__isnull=False))
-                | (~Q(scope="test") & Q(test_run_number__isnull=True)),
-                name="judge_run_test_number_iff_test",
+                condition=(Q(n_test_items__gt=0) & Q(test_run_number__isnull=False))
+                | (Q(n_test_items=0) & Q(test_run_number__isnull=True)),
+                name="judge_run_test_number_iff_test_items",
             ),
+            models.CheckConstraint(
+                condition=~Q(scope="test") | Q(n_test_items__gt=0), name="judge_run_test_scope_has_test_items"
+            ),
+            models.CheckConstraint(condition=Q(n_test_items__lte=models.F("n_items")), name="judge_run_test_items_le"),
         ]
         indexes = [
             # Serves the reconciler's scan of unfinished runs.
@@ -226,6 +233,10 @@ class JudgeRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    @property
+    def looked_at_test(self) -> bool:
+        return self.test_run_number is not None
 
 
 class RunChunk(models.Model):

@@ -76,7 +76,8 @@ def judges_for_project(*, project: Project) -> list[JudgeRow]:
         for j in Judge.objects.filter(project=project).annotate(
             n_versions=Count("versions", distinct=True),
             n_runs=Count("versions__runs", distinct=True),
-            n_test_runs=Count("versions__runs", filter=Q(versions__runs__scope="test"), distinct=True),
+            # Every run with test items is a look at test, whatever its scope (judge_run_start numbers them).
+            n_test_runs=Count("versions__runs", filter=Q(versions__runs__n_test_items__gt=0), distinct=True),
         )
     }
     latest: dict[int, JudgeVersion] = {}
@@ -104,8 +105,9 @@ def _row(criterion: Criterion, judge: Judge | None, latest: dict[int, JudgeVersi
 
 
 def test_runs_count(*, judge: Judge) -> int:
-    """How many times this judge has been run on the held-out test split (shown, so nobody tunes on test quietly)."""
-    return JudgeRun.objects.filter(version__judge=judge, scope=JudgeRun.Scope.TEST).count()
+    """How many times this judge's runs have looked at the held-out test split (shown, so nobody tunes on test
+    quietly): every run with test items counts, on the test split, all items or chosen items."""
+    return JudgeRun.objects.filter(version__judge=judge, n_test_items__gt=0).count()
 
 
 def runs_of_judge(*, judge: Judge, limit: int = 50) -> list[JudgeRun]:
@@ -201,10 +203,16 @@ def plan_calls(context: RenderContext, items: Iterable[Item]) -> list[PlannedCal
     return planned
 
 
-def items_for_scope(*, project: Project, scope: str, item_ids: Sequence[int] | None = None) -> QuerySet[Item]:
+def items_for_scope(
+    *, project: Project, scope: str, item_ids: Sequence[int] | None = None, include_test: bool = False
+) -> QuerySet[Item]:
+    """The items a run of `scope` judges. "All items" leaves the held-out test split out unless `include_test` (the
+    run then counts as a look at test); chosen items are all returned: judge_run_start refuses test ones unconfirmed."""
     items = Item.objects.filter(project=project)
     if scope in (JudgeRun.Scope.DEV, JudgeRun.Scope.TEST):
         items = items.filter(split=scope)
+    elif scope == JudgeRun.Scope.ALL and not include_test:
+        items = items.exclude(split=Item.Split.TEST)
     elif scope == JudgeRun.Scope.ITEMS:
         items = items.filter(pk__in=list(item_ids or []))
     return items.order_by("id")
@@ -280,11 +288,17 @@ def estimate_for(*, context: RenderContext, planned: Sequence[PlannedCall], n_it
 
 
 def run_estimate(
-    *, version: JudgeVersion, scope: str, item_ids: Sequence[int] | None = None, rubric_version: RubricVersion
+    *,
+    version: JudgeVersion,
+    scope: str,
+    item_ids: Sequence[int] | None = None,
+    rubric_version: RubricVersion,
+    include_test: bool = False,
 ) -> Estimate:
     """What a run would cost before it starts. Raises EndpointError or LookupError like render_context."""
     context = render_context(version=version, rubric_version=rubric_version)
-    items = list(items_for_scope(project=version.judge.project, scope=scope, item_ids=item_ids))
+    project = version.judge.project
+    items = list(items_for_scope(project=project, scope=scope, item_ids=item_ids, include_test=include_test))
     return estimate_for(context=context, planned=plan_calls(context, items), n_items=len(items))
 
 

@@ -267,7 +267,9 @@ def judge_run_start(
     actor: Actor | None = None,
 ) -> JudgeRun:
     """Start a run of `version` over the dev split (the default), all items, chosen items, or, only with
-    `confirm_test`, the held-out test split; test runs are numbered per judge and the number is shown everywhere.
+    `confirm_test`, the held-out test split. The test split stays held out in every scope: "all items" leaves its
+    items out unless `confirm_test`, and chosen items that are in it are refused unless `confirm_test`. Any run with
+    test items is a look at test: looks are numbered per judge and the number is shown everywhere.
 
     The chunks are enqueued after commit. Refused with ValidationError when the criterion is no longer in the rubric,
     the endpoint is not usable, there are no items, or the user started too many runs in the last hour.
@@ -284,9 +286,15 @@ def judge_run_start(
         wanted = set(item_ids or [])
         if not wanted:
             raise ValidationError("Choose at least one item.")
-        known = set(Item.objects.filter(project=project, pk__in=wanted).values_list("pk", flat=True))
-        if missing := wanted - known:
+        known = dict(Item.objects.filter(project=project, pk__in=wanted).values_list("pk", "split"))
+        if missing := wanted - set(known):
             raise ValidationError(f"{len(missing)} of the chosen items are not in this project.")
+        n_test = sum(1 for split in known.values() if split == Item.Split.TEST)
+        if n_test and not confirm_test:
+            raise ValidationError(
+                f"{n_test} of the chosen items are in the held-out test split. Leave them out while you tune, or "
+                "confirm on test (confirm_test), which counts this run as a look at test."
+            )
     starter = _actor(actor)
     if starter is not None:
         since = timezone.now() - dt.timedelta(hours=1)
@@ -302,7 +310,7 @@ def judge_run_start(
         raise ValidationError(str(exc)) from None
     if not llm.endpoint_has_key(context.endpoint):
         raise ValidationError(f"The environment variable {context.endpoint.key_env} holding the key is not set.")
-    items = list(selectors.items_for_scope(project=project, scope=scope, item_ids=item_ids))
+    items = list(selectors.items_for_scope(project=project, scope=scope, item_ids=item_ids, include_test=confirm_test))
     if not items:
         raise ValidationError(f"There are no items to judge in the {JudgeRun.Scope(scope).label.lower()}.")
     item_pks = [item.pk for item in items]
@@ -313,14 +321,16 @@ def judge_run_start(
     now = timezone.now()
     with transaction.atomic():
         Judge.objects.select_for_update().filter(pk=version.judge_id).first()
+        n_test_items = sum(1 for item in items if item.split == Item.Split.TEST)
         test_number = None
-        if scope == JudgeRun.Scope.TEST:
+        if n_test_items:
             test_number = selectors.test_runs_count(judge=version.judge) + 1
         run = JudgeRun.objects.create(
             project=project,
             version=version,
             rubric_version=rubric_version,
             scope=scope,
+            n_test_items=n_test_items,
             test_run_number=test_number,
             n_items=len(item_pks),
             n_calls=len(planned),

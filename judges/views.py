@@ -17,6 +17,7 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -494,7 +495,11 @@ def run_start(request: HttpRequest, slug: str, version_id: int) -> HttpResponse:
             error = " ".join(_errors(exc))
         else:
             if run.test_run_number:
-                messages.warning(request, f"Run on the held-out test split started: test run #{run.test_run_number}.")
+                messages.warning(
+                    request,
+                    f"Run with {run.n_test_items} item{pluralize(run.n_test_items)} of the held-out test split "
+                    f"started: test run #{run.test_run_number}.",
+                )
             return _to(request, reverse("judges:run_detail", args=[project.slug, run.pk]))
     if wants_partial(request):
         scope = form.cleaned_data.get("scope", JudgeRun.Scope.DEV) if form.is_valid() else JudgeRun.Scope.DEV
@@ -588,6 +593,7 @@ def _disagreement_context(request: HttpRequest, run: JudgeRun) -> dict[str, Any]
     wanted = request.GET.get("kind", "")
     wanted = wanted if wanted in dict(kinds) else ""
     rows = [row for row in found.rows if not wanted or row[1] == wanted]
+    rows, test_rows = _test_rows_apart(run, rows)
     page = Paginator(rows, 10).get_page(request.GET.get("dpage"))
     # The compared items by kind of reference, as the report stored them (a report from before it counted them: the
     # judged items with a reference label, by kind).
@@ -605,6 +611,31 @@ def _disagreement_context(request: HttpRequest, run: JudgeRun) -> dict[str, Any]
         "dpage": page,
         "cards": selectors.item_cards(runs=[run], items=list(page.object_list), reference=found.reference),
         "sources": sources,
+    } | _test_cards_context(request, run, test_rows, found.reference)
+
+
+def _test_rows_apart(run: JudgeRun, rows: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """The disagreement rows outside the held-out test split, and those in it (folded on the page, never listed
+    openly next to "New version from this one": reading them to change the prompt would tune it to test)."""
+    if not run.n_test_items or not rows:
+        return rows, []
+    test = set(
+        Item.objects.filter(pk__in=[item_id for item_id, _ in rows], split=Item.Split.TEST).values_list("pk", flat=True)
+    )
+    return [row for row in rows if row[0] not in test], [row for row in rows if row[0] in test]
+
+
+def _test_cards_context(
+    request: HttpRequest, run: JudgeRun, rows: list[tuple[int, str]], reference: dict[int, Any]
+) -> dict[str, Any]:
+    tpage = Paginator(rows, 10).get_page(request.GET.get("tpage"))
+    return {
+        "n_test_disagreements": len(rows),
+        "tpage": tpage,
+        "test_open": "tpage" in request.GET,
+        "test_cards": selectors.item_cards(runs=[run], items=list(tpage.object_list), reference=reference)
+        if rows
+        else [],
     }
 
 

@@ -120,3 +120,12 @@ def mixed_reference_items(project: Project, annotators, lead) -> dict[str, Item]
         if gold is not None:
             GoldLabel.objects.create(item=items[name], criterion=criterion, value=gold, set_by=lead)
     return items
+
+
+def migrate_to_latest() -> None:
+    """Apply every migration: a test that migrated the schema back leaves it whole for the tests after it."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())

@@ -107,7 +107,8 @@ def test_urls_in_user_data_are_never_fetched_by_import_labeling_judging_or_expor
     assert Label.objects.filter(annotator=annotator).count() == 6 * 3
     # A judge run over every item (the stand-in model sees the text; the app fetches nothing from it).
     version = make_version(judge_services.judge_create(project=project, criterion_key="acceptable"))
-    run = judge_services.judge_run_start(version=version, scope="all")
+    # Test items included, confirmed as the app asks (all items leave the held-out test split out otherwise).
+    run = judge_services.judge_run_start(version=version, scope="all", confirm_test=True)
     for chunk in RunChunk.objects.filter(run=run):
         judge_services.judge_chunk_process(chunk_id=chunk.pk)
     assert Verdict.objects.filter(run=run, status="ok").count() == 6

@@ -99,7 +99,7 @@ def test_the_judge_page_lists_versions_and_its_runs_fragment_alone(client, lead,
     client.force_login(lead)
     url = reverse("judges:judge_detail", args=[project.slug, version.judge_id])
     page = client.get(url).content.decode()
-    assert "Edit from here" in page and "0 runs on the test split" in page
+    assert "Edit from here" in page and "test looked at 0×" in page
     fragment = client.get(url, headers=HX).content.decode()
     assert fragment.lstrip().startswith('<div id="runs">') and f"#{done_run.pk}" in fragment
     assert "<html" not in fragment and "Edit from here" not in fragment
@@ -218,13 +218,16 @@ def test_the_template_check_shows_problems_and_the_literal_prompt(client, lead, 
 def test_the_version_page_shows_the_estimate_and_its_fragment_follows_the_scope(client, lead, project, version):
     for n in range(4):
         make_item(project, n, split="dev" if n < 3 else "test")
+    make_item(project, 4, split="train")
     client.force_login(lead)
     url = reverse("judges:version_detail", args=[project.slug, version.pk])
     page = client.get(url).content.decode()
     assert "<strong>3</strong> calls for 3 items" in page and "characters ÷ 4" in page
     assert "offline stand-in" in page and "test run #1" in page
     fragment = client.get(url + "?scope=all", headers=HX).content.decode()
-    assert "<strong>4</strong> calls for 4 items" in fragment and "<html" not in fragment
+    # All items but the held-out test split, which a run includes only when confirmed.
+    assert "<strong>4</strong> calls for 4 items, the held-out test split left out" in fragment
+    assert "<html" not in fragment
 
 
 def test_starting_a_run_redirects_to_its_page(client, lead, project, version):
@@ -252,7 +255,7 @@ def test_a_run_on_test_without_the_confirmation_is_refused_and_with_it_counted(c
     page = client.get(reverse("judges:run_detail", args=[project.slug, run.pk])).content.decode()
     assert "test run #1 of this judge" in page
     judge_page = client.get(reverse("judges:judge_detail", args=[project.slug, version.judge_id])).content.decode()
-    assert "1 run on the test split" in judge_page
+    assert "test looked at 1×" in judge_page
 
 
 def test_the_run_page_polls_while_running_and_stops_when_done(client, lead, project, version, done_run):

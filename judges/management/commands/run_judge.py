@@ -15,13 +15,19 @@ from judges.models import JudgeRun, JudgeVersion
 class Command(BaseCommand):
     help = (
         "Start a run of a judge version (Celery workers do the calls). --split test is the explicit action that "
-        "runs on the held-out split; it is counted and shown. --wait prints the judge–human report as JSON."
+        "runs on the held-out split (--split all leaves it out unless --include-test); every run with test items is "
+        "counted and shown. --wait prints the judge–human report as JSON."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("project_slug")
         parser.add_argument("version_id", type=int, help="The judge version's id (see the version page's URL).")
         parser.add_argument("--split", choices=["dev", "test", "all"], default="dev")
+        parser.add_argument(
+            "--include-test",
+            action="store_true",
+            help="With --split all: include the held-out test split too (counted as a look at test).",
+        )
         parser.add_argument("--wait", action="store_true", help="Wait for the run to end and print its report.")
         parser.add_argument("--timeout", type=float, default=None, help="Seconds to wait at most (with --wait).")
 
@@ -34,12 +40,18 @@ class Command(BaseCommand):
             raise CommandError(f"Project {project.slug!r} has no judge version {options['version_id']}.")
         try:
             run = services.judge_run_start(
-                version=version, scope=options["split"], confirm_test=options["split"] == "test"
+                version=version,
+                scope=options["split"],
+                confirm_test=options["split"] == "test" or options["include_test"],
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         if run.test_run_number:
-            self.stderr.write(self.style.WARNING(f"Held-out test split: this is test run #{run.test_run_number}."))
+            self.stderr.write(
+                self.style.WARNING(
+                    f"{run.n_test_items} item(s) of the held-out test split: this is test run #{run.test_run_number}."
+                )
+            )
         self.stderr.write(f"Run {run.pk} started: {run.n_calls} calls over {run.n_items} items ({run.scope}).")
         if not options["wait"]:
             self.stdout.write(str(run.pk))
