@@ -23,6 +23,7 @@ from django_htmx.http import push_url, reswap, retarget, trigger_client_event
 from annotate import (
     charts,
     drift,
+    export_formats,
     export_process,
     exports,
     imports,
@@ -797,9 +798,11 @@ def _export_form(project: Project, data: QueryDict | None = None) -> ExportForm:
 
 
 def _export_page(
-    request: HttpRequest, project: Project, form: ExportForm, *, status: int = 200, error: str = ""
+    request: HttpRequest, project: Project, form: ExportForm, *, status: int = 200, error: str = "", empty: str = ""
 ) -> HttpResponse:
-    context = {"project": project, "form": form, "error": error}
+    kind = "pairwise" if project.is_pairwise else "binary"
+    formats = [f for f in export_formats.REGISTRY.values() if kind in f.kinds]
+    context = {"project": project, "form": form, "error": error, "empty": empty, "formats": formats}
     return render(request, "annotate/export.html", context, status=status)
 
 
@@ -830,6 +833,7 @@ def export_download(request: HttpRequest, slug: str) -> HttpResponseBase:
         individual=data["individual"],
         since=data["since"],
         until=data["until"],
+        bom=data["bom"],
     )
     if request.GET.get("manifest") == "1":
         # The manifest alone, as JSON: what the download would hold (counts included), without the rows.
@@ -845,6 +849,10 @@ def export_download(request: HttpRequest, slug: str) -> HttpResponseBase:
         return _export_page(request, project, form, status=400, error=str(exc))
     except export_process.ExportFailed as exc:
         return _export_page(request, project, form, status=503, error=str(exc))
+    if not prepared.manifest["counts"]["rows"]:
+        for _chunk in stream:  # at most a CSV header: reading it to the end ends the snapshot or the child
+            pass
+        return _export_page(request, project, form, empty=exports.empty_reason(prepared.manifest))
     response = StreamingHttpResponse(stream, content_type=exports.CONTENT_TYPES[options.fmt])
     response["Content-Disposition"] = f'attachment; filename="{prepared.filename}"'
     response[exports.MANIFEST_HEADER] = exports.manifest_header(prepared.manifest)
