@@ -108,10 +108,14 @@ def refusal(*, fmt: str, pairwise: bool) -> str:
     )
 
 
-def choices(*, pairwise: bool) -> list[tuple[str, str]]:
-    """The (id, label) of the formats this project kind can have, in REGISTRY order."""
+def for_kind(*, pairwise: bool) -> list[Format]:
+    """The formats this project kind can have, in REGISTRY order."""
     kind = "pairwise" if pairwise else "binary"
-    return [(f.id, f.label) for f in REGISTRY.values() if kind in f.kinds]
+    return [f for f in REGISTRY.values() if kind in f.kinds]
+
+
+def choices(*, pairwise: bool) -> list[tuple[str, str]]:
+    return [(f.id, f.label) for f in for_kind(pairwise=pairwise)]
 
 
 # --- The OpenAI Evals API data source ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from annotate import logins, setup_views, views
+from annotate import logins, setup_views, site_views, views
 from annotate.api import api
 
 urlpatterns = [
@@ -43,6 +43,7 @@ urlpatterns = [
     path("settings/tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
     path("api/v1/", api.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", site_views.favicon, name="favicon"),
     path("", include("judges.urls")),
     path("admin/", admin.site.urls),
 ]

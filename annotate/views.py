@@ -17,7 +17,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 from django_htmx.http import push_url, reswap, retarget, trigger_client_event
 
 from annotate import (
@@ -44,7 +44,7 @@ from annotate.splits import shown_order
 from judges import staleness
 
 
-@require_GET
+@require_safe  # GET and HEAD: a HEAD / (a monitor, a proxy's check) answers like a GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     rows = selectors.projects_for_user(request.user)  # type: ignore[arg-type]
@@ -800,8 +800,7 @@ def _export_form(project: Project, data: QueryDict | None = None) -> ExportForm:
 def _export_page(
     request: HttpRequest, project: Project, form: ExportForm, *, status: int = 200, error: str = "", empty: str = ""
 ) -> HttpResponse:
-    kind = "pairwise" if project.is_pairwise else "binary"
-    formats = [f for f in export_formats.REGISTRY.values() if kind in f.kinds]
+    formats = export_formats.for_kind(pairwise=project.is_pairwise)
     context = {"project": project, "form": form, "error": error, "empty": empty, "formats": formats}
     return render(request, "annotate/export.html", context, status=status)
 
