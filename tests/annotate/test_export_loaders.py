@@ -274,6 +274,17 @@ def test_jsonl_csv_and_preference_load_with_the_standard_readers(binary, pairwis
     ]
 
 
-def test_every_format_has_a_loader_test():
+def test_every_format_has_a_loader_test_and_every_entry_point_takes_every_id():
+    from typing import get_args
+
+    from annotate.api import ExportQuery
+    from annotate.forms import ExportForm
+    from annotate.management.commands.export_labels import Command
+
     tested = {"inspect-ai", "hf-datasets", "openai-evals-api", "jsonl", "csv", "preference"}
     assert set(export_formats.FORMATS) == tested
+    accepted = {*tested, "openai-evals"}
+    assert set(get_args(ExportQuery.model_fields["format"].annotation)) == accepted
+    assert {value for value, _label in ExportForm.base_fields["format"].choices} == accepted  # type: ignore[attr-defined]
+    parser = Command().create_parser("manage.py", "export_labels")
+    assert set(next(a for a in parser._actions if a.dest == "fmt").choices) == accepted  # type: ignore[arg-type]
