@@ -16,7 +16,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) HTTPS=
 # The tests of the services that branch on the database (queue, submit, imports, exports, reports, samples, drift,
 # throughput) run a second time on the embedded default of `make run`: SQLite and the file-system cache and Celery
 # broker, under a throwaway VAR_DIR. Tests marked `postgres` need what only PostgreSQL has and are left out there.
-SQLITE_TESTS := $(addprefix tests/annotate/,test_queue.py test_label_views.py test_imports.py test_exports.py \
+SQLITE_TESTS := $(addprefix tests/annotate/,test_queue.py test_label_views.py test_imports.py test_exports.py test_export_loaders.py test_export_options.py \
 	test_export_process.py test_reports.py test_api.py test_samples.py test_drift.py test_dashboard.py test_tasks.py)
 
 # Django 6 needs Python 3.12 or newer: take the first one we can find.
