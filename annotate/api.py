@@ -670,7 +670,11 @@ def samples_push(request: HttpRequest, slug: str, payload: RecordBatchIn) -> dic
 
 
 class ExportQuery(Schema):
-    format: Literal["jsonl", "csv", "openai-evals", "preference"] = "jsonl"
+    # export_formats.FORMATS, and the former id openai-evals (export_formats.ALIASES: now openai-evals-api).
+    format: Literal["jsonl", "csv", "openai-evals-api", "inspect-ai", "hf-datasets", "preference", "openai-evals"] = (
+        "jsonl"
+    )
+    bom: bool = Field(False, description="CSV only: start with a UTF-8 byte order mark, for spreadsheets.")
     split: Literal["train", "dev", "test"] | None = None
     min_labels: int = Field(0, ge=0, le=Project.MAX_OVERLAP)
     consensus_only: bool = False
@@ -713,6 +717,7 @@ def project_export(request: HttpRequest, slug: str, query: Query[ExportQuery]) -
         individual=query.individual,
         since=since,
         until=until,
+        bom=query.bom,
     )
     if query.manifest:
         try:
@@ -727,7 +732,7 @@ def project_export(request: HttpRequest, slug: str, query: Query[ExportQuery]) -
         raise ApiError(400, str(exc)) from None
     except export_process.ExportFailed as exc:
         raise ApiError(503, str(exc)) from None
-    response = StreamingHttpResponse(stream, content_type=exports.CONTENT_TYPES[query.format])
+    response = StreamingHttpResponse(stream, content_type=exports.CONTENT_TYPES[prepared.manifest["format"]])
     response["Content-Disposition"] = f'attachment; filename="{prepared.filename}"'
     response[exports.MANIFEST_HEADER] = exports.manifest_header(prepared.manifest)
     response["X-Content-Type-Options"] = "nosniff"

@@ -66,6 +66,25 @@ def _target_line(x1: float, x2: float, y1: float, y2: float, title: str) -> str:
     )
 
 
+def _zero_line(x1: float, x2: float, y1: float, y2: float) -> str:
+    """The line at 0 on a scale that goes below it, darker than the grid."""
+    return f'<line class="zero" x1="{x1:.1f}" x2="{x2:.1f}" y1="{y1:.1f}" y2="{y2:.1f}" stroke="{MUTED}"/>'
+
+
+def _dodge(positions: Sequence[tuple[float, float]], radius: float) -> list[tuple[float, float]]:
+    """The positions, each moved sideways (right, left, further right...) off any earlier one it would cover, so that
+    no point hides under another; a point whose place is free stays where it is."""
+    placed: list[tuple[float, float]] = []
+    gap = 2 * radius + 1
+    for x, y in positions:
+        for k in range(64):
+            shift = 0.0 if k == 0 else gap * ((k + 1) // 2) * (1 if k % 2 else -1)
+            if all(math.hypot(x + shift - px, y - py) >= gap for px, py in placed):
+                break
+        placed.append((x + shift, y))
+    return placed
+
+
 @dataclass(frozen=True)
 class Bar:
     """One row of an interval chart: a point estimate with its 95% interval."""
@@ -107,6 +126,11 @@ def interval_bars(
             f'stroke="{GRID}"/>'
         )
         body.append(_text(x(tick), top + row_h * len(rows) + 16, _tick(tick), anchor="middle", fill=MUTED, size=11))
+    if lo < 0 < hi:
+        body.append(_zero_line(x(0.0), x(0.0), top - 4, top + row_h * len(rows)))
+    # One target mark per row that has a target: the chart's line across every row when no row has its own, else a
+    # tick on each row at its own target or the chart's.
+    per_row = any(row.target is not None for row in rows)
     descs = []
     for i, row in enumerate(rows):
         y = top + i * row_h
@@ -133,16 +157,19 @@ def interval_bars(
                 f'<line x1="{x1:.1f}" x2="{x1:.1f}" y1="{mid - 5}" y2="{mid + 5}"/>'
                 f'<line x1="{x2:.1f}" x2="{x2:.1f}" y1="{mid - 5}" y2="{mid + 5}"/></g>'
             )
-        if row.target is not None:
-            tx = x(row.target)
-            body.append(_target_line(tx, tx, y + 2, y + row_h - 2, f"{row.label} target {fmt(row.target, digits)}"))
-            descs[-1] += f"; target {fmt(row.target, digits)}"
+        if per_row and goal is not None:
+            tx = x(goal)
+            body.append(_target_line(tx, tx, y + 2, y + row_h - 2, f"{row.label} target {fmt(goal, digits)}"))
+            descs[-1] += f"; target {fmt(goal, digits)}"
         body.append(
             _text(width - value_w + 8, mid + 4, f"{fmt(row.value, digits)}{_short_interval(row.lo, row.hi, digits)}")
         )
     if target is not None:
-        tx = x(target)
-        body.append(_target_line(tx, tx, top - 6, top + row_h * len(rows) + 2, f"{target_label} {fmt(target, digits)}"))
+        if not per_row:
+            tx = x(target)
+            body.append(
+                _target_line(tx, tx, top - 6, top + row_h * len(rows) + 2, f"{target_label} {fmt(target, digits)}")
+            )
         descs.append(f"{target_label}: {fmt(target, digits)}")
     return _svg(width, height, title, "; ".join(descs) or "no data", body, "chart-bars")
 
@@ -160,9 +187,25 @@ def _tick(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _step(lo: float, hi: float, n: int = 4) -> float:
+    """The round step (1, 2, 2.5 or 5 times a power of ten) whose number of intervals between lo and hi is nearest
+    `n` (the larger step on a tie): 0.25 from 0 to 1, 0.5 from -1 to 1, 0.1 from 0.5 to 1."""
+    raw = (hi - lo) / n
+    if raw <= 0 or not math.isfinite(raw):
+        return 1.0
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    steps = [m * magnitude for m in (1, 2, 2.5, 5, 10)]
+    return min(reversed(steps), key=lambda step: abs((hi - lo) / step - n))
+
+
 def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
-    step = (hi - lo) / n
-    return [lo + step * i for i in range(n + 1)]
+    """Round ticks inside [lo, hi]: the multiples of `_step` (0, 0.25, 0.5, 0.75, 1 on a scale from 0 to 1)."""
+    if hi <= lo:
+        return [lo]
+    step = _step(lo, hi, n)
+    first = math.ceil(lo / step - 1e-9)
+    last = math.floor(hi / step + 1e-9)
+    return [round(k * step, 12) + 0.0 for k in range(first, last + 1)]
 
 
 def heatmap(
@@ -277,26 +320,38 @@ def line_chart(
     for tick in _ticks(lo, hi):
         body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" stroke="{GRID}"/>')
         body.append(_text(left - 6, py(tick) + 4, _tick(tick), anchor="end", fill=MUTED, size=11))
+    if lo < 0 < hi:
+        body.append(_zero_line(left, left + plot_w, py(0.0), py(0.0)))
     for i, name in enumerate(labels):
         body.append(_text(px(i), height - 10, _clip(name, 12), anchor="middle", fill=MUTED, size=11))
     descs = []
+    shown = [
+        [(i, p) for i, p in enumerate(s.points) if p.value is not None and not math.isnan(p.value)] for s in series
+    ]
+    # Series that meet at a point are drawn side by side there, not on top of each other.
+    flat = [(k, i, p) for k, pts in enumerate(shown) for i, p in pts]
+    spots = _dodge([(px(i), py(p.value)) for _k, i, p in flat], 5.0)  # type: ignore[arg-type]
+    at = {(k, i): spot for (k, i, _p), spot in zip(flat, spots, strict=True)}
     for k, s in enumerate(series):
         colour = SERIES[k % len(SERIES)]
-        pts = [(i, p) for i, p in enumerate(s.points) if p.value is not None and not math.isnan(p.value)]
+        pts = shown[k]
         if len(pts) > 1:
-            path = " ".join(f"{'M' if j == 0 else 'L'}{px(i):.1f},{py(p.value):.1f}" for j, (i, p) in enumerate(pts))  # type: ignore[arg-type]
+            path = " ".join(
+                f"{'M' if j == 0 else 'L'}{at[k, i][0]:.1f},{at[k, i][1]:.1f}" for j, (i, _p) in enumerate(pts)
+            )
             body.append(f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         for i, p in pts:
             assert p.value is not None
+            cx, cy = at[k, i]
             text = f"{s.name}, {p.label}: {fmt(p.value, digits)}{_interval(p.lo, p.hi, digits)}"
             descs.append(text)
             if p.lo is not None and p.hi is not None:
                 body.append(
-                    f'<line x1="{px(i):.1f}" x2="{px(i):.1f}" y1="{py(p.lo):.1f}" y2="{py(p.hi):.1f}" '
+                    f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{py(p.lo):.1f}" y2="{py(p.hi):.1f}" '
                     f'stroke="{colour}" stroke-width="1.5" stroke-opacity="0.6"/>'
                 )
             body.append(
-                f'<circle cx="{px(i):.1f}" cy="{py(p.value):.1f}" r="{5 if p.highlight else 3.5}" fill="{colour}" '
+                f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{5 if p.highlight else 3.5}" fill="{colour}" '
                 f'stroke="#fff"><title>{escape(text)}</title></circle>'
             )
         body.append(
@@ -328,6 +383,7 @@ def scatter(
     plot_w, plot_h = width - left - right, height - top - bottom
     xs = [p.xv for p in points if p.xv is not None]
     x_hi = max(xs) * 1.15 if xs and max(xs) > 0 else 1.0
+    x_hi = math.ceil(x_hi / _step(0.0, x_hi) - 1e-9) * _step(0.0, x_hi)  # the axis ends on a round tick
     span = (hi - lo) or 1.0
 
     def px(v: float) -> float:
@@ -353,8 +409,15 @@ def scatter(
         body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" stroke="{GRID}"/>')
         body.append(_text(left - 6, py(tick) + 4, _tick(tick), anchor="end", fill=MUTED, size=11))
     for tick in _ticks(0.0, x_hi):
-        body.append(_text(px(tick), top + plot_h + 14, fmt(tick, 2), anchor="middle", fill=MUTED, size=11))
+        body.append(_text(px(tick), top + plot_h + 14, _tick(tick), anchor="middle", fill=MUTED, size=11))
+    if lo < 0 < hi:
+        body.append(_zero_line(left, left + plot_w, py(0.0), py(0.0)))
     descs = []
+    drawn = [p for p in points if p.xv is not None and p.value is not None and not math.isnan(p.value)]
+    # Points at the same place (two models at $0 with the same figure) are drawn side by side.
+    spots = dict(
+        zip(map(id, drawn), _dodge([(px(p.xv), py(p.value)) for p in drawn], 7.0), strict=True)  # type: ignore[arg-type]
+    )
     for p in points:
         text = f"{p.label}: {y_title} {fmt(p.value, digits)}{_interval(p.lo, p.hi, digits)}, {x_title} " + (
             fmt(p.xv, 3) if p.xv is not None else "unknown"
@@ -365,16 +428,17 @@ def scatter(
         if p.xv is None or p.value is None or math.isnan(p.value):
             continue
         colour = GOOD if p.highlight else ACCENT
+        cx, cy = spots[id(p)]
         if p.lo is not None and p.hi is not None:
             body.append(
-                f'<line x1="{px(p.xv):.1f}" x2="{px(p.xv):.1f}" y1="{py(p.lo):.1f}" y2="{py(p.hi):.1f}" '
+                f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{py(p.lo):.1f}" y2="{py(p.hi):.1f}" '
                 f'stroke="{colour}" stroke-opacity="0.6" stroke-width="1.5"/>'
             )
         body.append(
-            f'<circle cx="{px(p.xv):.1f}" cy="{py(p.value):.1f}" r="{7 if p.highlight else 5}" fill="{colour}" '
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{7 if p.highlight else 5}" fill="{colour}" '
             f'stroke="#fff"><title>{escape(text)}</title></circle>'
         )
-        body.append(_text(px(p.xv) + 9, py(p.value) - 7, _clip(p.label, 24), size=11))
+        body.append(_text(cx + 9, cy - 7, _clip(p.label, 24), size=11))
     if target is not None:
         body.append(_target_line(left, left + plot_w, py(target), py(target), f"target {fmt(target, digits)}"))
         descs.append(f"target: {fmt(target, digits)}")
@@ -387,13 +451,18 @@ def column_chart(
     """Vertical columns for counts over time (labels per day, throughput)."""
     left, top, bottom = 36, 10, 24
     plot_w, plot_h = width - left - 8, height - top - bottom
-    top_value = max((v for _, v in values), default=0) or 1
+    most = max((v for _, v in values), default=0) or 1
+    # The axis ends on a round tick (a whole number): 0, 10, 20, 30, 40 for a top column of 37.
+    step = max(_step(0.0, most, 2), 1.0)
+    top_value = math.ceil(most / step - 1e-9) * step
     n = max(len(values), 1)
     col = plot_w / n
-    body = [
-        f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="{MUTED}"/>',
-        _text(left - 6, top + 10, f"{top_value:,.0f}", anchor="end", fill=MUTED, size=11),
-    ]
+    body = [f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="{MUTED}"/>']
+    for tick in (step * k for k in range(round(top_value / step) + 1)):
+        y = top + plot_h - plot_h * tick / top_value
+        if tick:
+            body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
+        body.append(_text(left - 6, y + 4, f"{tick:,.0f}", anchor="end", fill=MUTED, size=11))
     descs = []
     for i, (name, v) in enumerate(values):
         h = plot_h * v / top_value

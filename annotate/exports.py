@@ -1,4 +1,4 @@
-"""Getting data out: one project's current rubric version as JSON Lines, CSV, OpenAI evals samples or preference pairs.
+"""Getting data out: one project's current rubric version in one of annotate.export_formats' formats.
 
 Items are streamed from a server-side cursor in id order and decided a block at a time: the block's labels and gold
 labels are read, and each criterion's reference label and its kind computed with judges.agreement.consensus and
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -32,19 +33,17 @@ from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from annotate import reports
+from annotate import export_formats, reports
 from annotate.models import Criterion, GoldLabel, Item, Label, Project, shown_username
 from judges import agreement
 from judges import reference as refkind
 
-FORMATS = ("jsonl", "csv", "openai-evals", "preference")
-CONTENT_TYPES = {
-    "jsonl": "application/jsonl; charset=utf-8",
-    "csv": "text/csv; charset=utf-8",
-    "openai-evals": "application/jsonl; charset=utf-8",
-    "preference": "application/jsonl; charset=utf-8",
-}
-EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "openai-evals": "jsonl", "preference": "jsonl"}
+FORMATS = export_formats.FORMATS
+# Every id a caller may give: the formats and their former ids (export_formats.ALIASES).
+ACCEPTED_FORMATS = export_formats.ACCEPTED
+CONTENT_TYPES = {f.id: f.content_type for f in export_formats.REGISTRY.values()}
+EXTENSIONS = {f.id: f.extension for f in export_formats.REGISTRY.values()}
+BOM = "\ufeff"
 CHUNK_SIZE = 2000
 # CSV injection (OWASP "CSV Injection"): a spreadsheet runs a cell that starts with one of these as a formula, and
 # some also after blank or invisible characters (spaces, a no-break space, a zero-width space, a line feed) or in
@@ -62,13 +61,13 @@ class ExportRefused(ValueError):
 
 @dataclass(frozen=True)
 class ExportOptions:
-    fmt: str = "jsonl"
+    fmt: str = "jsonl"  # an id of export_formats.FORMATS; export_prepare resolves a former id (ALIASES)
     split: str | None = None
     min_labels: int = 0
     consensus_only: bool = False
     adjudicated_only: bool = False
-    # An allowlist of the current rubric's criterion keys (empty: all). openai-evals and preference use exactly one:
-    # the one given, or the rubric's first.
+    # An allowlist of the current rubric's criterion keys (empty: all). A one-criterion format (openai-evals-api,
+    # inspect-ai, preference) uses exactly one: the one given, or the rubric's first.
     criteria: tuple[str, ...] = ()
     individual: bool = False
     # The date range, half-open [since, until), aware datetimes from `parse_bound`: only labels and gold labels
@@ -76,6 +75,8 @@ class ExportOptions:
     # on an exported criterion is left out.
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    # CSV only: start the file with a UTF-8 byte order mark, so that spreadsheets read it as UTF-8.
+    bom: bool = False
 
     @property
     def dated(self) -> bool:
@@ -125,15 +126,13 @@ def parse_bound(text: str, *, end: bool) -> dt.datetime:
 
 
 def format_refusal(*, fmt: str, pairwise: bool) -> str:
-    """Why a project of this kind cannot have `fmt` (a known format), or "" when it can."""
-    if fmt == "preference" and not pairwise:
-        return "Preference pairs need a pairwise project: this one is binary."
-    if fmt == "openai-evals" and pairwise:
-        return (
-            "OpenAI evals samples have one ideal answer, which a pairwise project does not give: "
-            "export preference pairs instead."
-        )
-    return ""
+    """Why a project of this kind cannot have `fmt` (a known format or former id), or "" when it can."""
+    return export_formats.refusal(fmt=fmt, pairwise=pairwise)
+
+
+def one_criterion(fmt: str) -> bool:
+    spec = export_formats.REGISTRY.get(fmt)
+    return spec is not None and spec.one_criterion
 
 
 def check_range(since: dt.datetime | None, until: dt.datetime | None) -> None:
@@ -189,7 +188,7 @@ class Export:
             return
         writer = _CsvLine(self._csv_header()) if fmt == "csv" else None
         if writer is not None:
-            yield writer.line(writer.header)
+            yield (BOM if self.options.bom else "") + writer.line(writer.header)
         names = {code: value for value, code in self.codes.items()}
         for items, block in self._blocks(full=True):
             for raw, action, refs_raw in zip(items, block.action, block.refs, strict=True):
@@ -209,13 +208,38 @@ class Export:
                     item["metadata"] = json.loads(item["metadata"])
                     yield writer.line(self._csv_cells(self._row(item, refs, block.labels)))
                     continue
-                ref = refs[0]
-                if fmt == "openai-evals":
-                    line = {"input": _messages(item["input"]), "ideal": ref["reference"], "completion": item["output"]}
-                else:
-                    better, worse = ("output_a", "output_b") if ref["reference"] == "a" else ("output_b", "output_a")
-                    line = {"prompt": item["input"], "chosen": item[better], "rejected": item[worse]}
-                yield _json_line(line)
+                yield _json_line(self._format_row(item, refs))
+
+    def _format_row(self, item: dict[str, Any], refs: list[dict[str, Any]]) -> dict[str, Any]:
+        """A row of a format written from whole dicts (all but jsonl and csv): export_formats writes it."""
+        fmt = self.options.fmt
+        ref = refs[0]
+        if fmt == "preference":
+            better, worse = ("output_a", "output_b") if ref["reference"] == "a" else ("output_b", "output_a")
+            return {"prompt": item["input"], "chosen": item[better], "rejected": item[worse]}
+        if fmt == "openai-evals-api":
+            return export_formats.openai_evals_api_row(
+                messages=_messages(item["input"]),
+                external_id=item["external_id"],
+                output=item["output"],
+                reference=ref["reference"],
+                criterion=self.criteria[0].key,
+            )
+        item["metadata"] = json.loads(item["metadata"])
+        if fmt == "inspect-ai":
+            return export_formats.inspect_row(
+                messages=_messages(item["input"]),
+                item=item,
+                pairwise=self.project.is_pairwise,
+                criterion=self.criteria[0].key,
+                ref=ref,
+            )
+        return export_formats.hf_row(
+            item=item,
+            pairwise=self.project.is_pairwise,
+            rubric_version=self.manifest["rubric_version"],
+            refs={c.key: r for c, r in zip(self.criteria, refs, strict=True)},
+        )
 
     def _jsonl_lines(self, items: list[tuple[Any, ...]], block: _Block) -> list[str]:
         """One block's JSON Lines, written as `json.dumps(self._row(...), ensure_ascii=False)` would write them, byte
@@ -272,7 +296,7 @@ class Export:
         over the items' ids and labels that decides every item as `lines()` will (no row is built)."""
         options = self.options
         counts = dict.fromkeys(_COUNTS, 0)
-        if options.fmt in ("jsonl", "csv") and not (
+        if options.fmt in ("jsonl", "csv", "hf-datasets") and not (
             options.consensus_only or options.adjudicated_only or options.min_labels > 0 or options.dated
         ):
             items = Item.objects.filter(project=self.project)
@@ -285,7 +309,7 @@ class Export:
                 labels = labels.filter(item__split=options.split)
             counts["rows"] = items.count()
             counts["labels"] = labels.count()
-            counts["individual_labels"] = counts["labels"] if options.individual else 0
+            counts["individual_labels"] = counts["labels"] if options.individual and options.fmt != "hf-datasets" else 0
             return counts
         for _items, block in self._blocks(full=False):
             for key, value in block.counts.items():
@@ -389,7 +413,7 @@ class Export:
             # Labeled in the range: a label or a gold label created in it, on some exported criterion.
             wanted &= (n_annotators > 0) | (gold >= 0).any(axis=0)
         action[~wanted] = FILTERED
-        if options.fmt in ("openai-evals", "preference"):
+        if one_criterion(options.fmt):
             action[wanted & (code[0] < 0)] = NO_CONSENSUS
             if options.fmt == "preference":
                 action[wanted & (code[0] == self.codes["tie"])] = TIE
@@ -574,7 +598,7 @@ def _criteria(project: Project, options: ExportOptions) -> list[Criterion]:
             f"Unknown criterion {', '.join(unknown)}: the current rubric has {', '.join(by_key) or 'none'}."
         )
     chosen = [by_key[key] for key in dict.fromkeys(options.criteria)] if options.criteria else current
-    if options.fmt in ("openai-evals", "preference"):
+    if one_criterion(options.fmt):
         if len(options.criteria) > 1:
             raise ExportRefused(f"The {options.fmt} format uses one criterion: choose one.")
         chosen = chosen[:1]
@@ -589,7 +613,11 @@ def export_prepare(*, project: Project, options: ExportOptions, now: dt.datetime
     Raises ExportRefused with a message for people when the options do not fit the project.
     """
     if options.fmt not in FORMATS:
-        raise ExportRefused(f"Unknown format {options.fmt!r}: choose one of {', '.join(FORMATS)}.")
+        if options.fmt not in export_formats.ALIASES:
+            raise ExportRefused(f"Unknown format {options.fmt!r}: choose one of {', '.join(FORMATS)}.")
+        options = dataclasses.replace(options, fmt=export_formats.resolve(options.fmt))
+    if options.bom and options.fmt != "csv":
+        raise ExportRefused("A byte order mark is for CSV files only.")
     if options.split and options.split not in Item.Split.values:
         raise ExportRefused(f"Unknown split {options.split!r}: choose one of {', '.join(Item.Split.values)}.")
     if options.min_labels < 0:
@@ -673,6 +701,23 @@ def export_stream(
     export = next(stream)
     assert isinstance(export, Export)
     return export, stream  # type: ignore[return-value]  # only bytes follow the export
+
+
+def empty_reason(manifest: dict[str, Any]) -> str:
+    """Why an export with these counts has no row, for people (the export page says it instead of a download)."""
+    counts = manifest["counts"]
+    left_out = [
+        f"{counts[key]:,} {what}"
+        for key, what in (
+            ("items_filtered_out", "left out by the filters"),
+            ("items_without_consensus", "without a reference label on the criterion"),
+            ("ties", "tied"),
+        )
+        if counts.get(key)
+    ]
+    if not left_out:
+        return "No item matches these options: nothing to download."
+    return f"No item matches these options ({'; '.join(left_out)}): nothing to download."
 
 
 MANIFEST_HEADER = "X-Export-Manifest"

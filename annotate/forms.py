@@ -7,7 +7,7 @@ from django import forms
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
 
-from annotate import exports
+from annotate import export_formats, exports
 from annotate.models import ImportJob, Item, Membership, Project
 
 
@@ -36,12 +36,11 @@ class TokenCreateForm(forms.Form):
 class ExportForm(forms.Form):
     """The export options. Criterion choices are the current rubric's keys: nothing else reaches a query."""
 
+    # Every format and former id is accepted (a saved link keeps working); the select offers this kind's formats.
     format = forms.ChoiceField(
         choices=[
-            ("jsonl", "JSON Lines"),
-            ("csv", "CSV"),
-            ("openai-evals", "OpenAI evals samples (binary)"),
-            ("preference", "Preference pairs (pairwise)"),
+            *((f.id, f.label) for f in export_formats.REGISTRY.values()),
+            *((old, export_formats.REGISTRY[new].label) for old, new in export_formats.ALIASES.items()),
         ],
         initial="jsonl",
     )
@@ -55,6 +54,11 @@ class ExportForm(forms.Form):
         choices=[], required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked: all criteria."
     )
     individual = forms.BooleanField(required=False, label="Add every annotator's label and note")
+    bom = forms.BooleanField(
+        required=False,
+        label="CSV for spreadsheets: start with a UTF-8 byte order mark",
+        help_text="Excel then reads accents and other non-ASCII text right.",
+    )
     # Text, parsed by exports.parse_bound (the command and the API use the same): a date or a date and time.
     since = forms.CharField(
         required=False,
@@ -81,14 +85,10 @@ class ExportForm(forms.Form):
         self.pairwise = pairwise
         self.fields["criterion"].choices = [(key, key) for key in criterion_keys]  # type: ignore[attr-defined]
         # Offer only the formats this project's kind can give; one asked for anyway is refused with the reason.
-        self.fields["format"].widget.choices = [  # type: ignore[attr-defined]
-            (value, label)
-            for value, label in self.fields["format"].choices  # type: ignore[attr-defined]
-            if not exports.format_refusal(fmt=value, pairwise=pairwise)
-        ]
+        self.fields["format"].widget.choices = export_formats.choices(pairwise=pairwise)  # type: ignore[attr-defined]
 
     def clean_format(self) -> str:
-        fmt = self.cleaned_data["format"]
+        fmt = export_formats.resolve(self.cleaned_data["format"])
         if refusal := exports.format_refusal(fmt=fmt, pairwise=self.pairwise):
             raise forms.ValidationError(refusal, code="unfit")
         return fmt
@@ -114,6 +114,8 @@ class ExportForm(forms.Form):
             exports.check_range(data.get("since"), data.get("until"))
         except exports.ExportRefused as exc:
             self.add_error("until", str(exc))
+        if data.get("bom") and data.get("format") not in (None, "csv"):
+            self.add_error("bom", "A byte order mark is for CSV files only: untick it or choose CSV.")
         return data
 
 

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from annotate import logins, people_views, setup_views, skip_views, views
+from annotate import logins, people_views, setup_views, site_views, skip_views, views
 from annotate.api import api
 
 urlpatterns = [
@@ -58,6 +58,7 @@ urlpatterns = [
     path("settings/tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
     path("api/v1/", api.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", site_views.favicon, name="favicon"),
     path("", include("judges.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -17,12 +17,13 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 from django_htmx.http import push_url, reswap, retarget, trigger_client_event
 
 from annotate import (
     charts,
     drift,
+    export_formats,
     export_process,
     exports,
     imports,
@@ -45,7 +46,7 @@ from annotate.visibility import ItemShown, item_shown
 from judges import staleness
 
 
-@require_GET
+@require_safe  # GET and HEAD: a HEAD / (a monitor, a proxy's check) answers like a GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     rows = selectors.projects_for_user(request.user)  # type: ignore[arg-type]
@@ -823,9 +824,10 @@ def _export_form(project: Project, data: QueryDict | None = None) -> ExportForm:
 
 
 def _export_page(
-    request: HttpRequest, project: Project, form: ExportForm, *, status: int = 200, error: str = ""
+    request: HttpRequest, project: Project, form: ExportForm, *, status: int = 200, error: str = "", empty: str = ""
 ) -> HttpResponse:
-    context = {"project": project, "form": form, "error": error}
+    formats = export_formats.for_kind(pairwise=project.is_pairwise)
+    context = {"project": project, "form": form, "error": error, "empty": empty, "formats": formats}
     return render(request, "annotate/export.html", context, status=status)
 
 
@@ -856,6 +858,7 @@ def export_download(request: HttpRequest, slug: str) -> HttpResponseBase:
         individual=data["individual"],
         since=data["since"],
         until=data["until"],
+        bom=data["bom"],
     )
     if request.GET.get("manifest") == "1":
         # The manifest alone, as JSON: what the download would hold (counts included), without the rows.
@@ -871,6 +874,10 @@ def export_download(request: HttpRequest, slug: str) -> HttpResponseBase:
         return _export_page(request, project, form, status=400, error=str(exc))
     except export_process.ExportFailed as exc:
         return _export_page(request, project, form, status=503, error=str(exc))
+    if not prepared.manifest["counts"]["rows"]:
+        for _chunk in stream:  # at most a CSV header: reading it to the end ends the snapshot or the child
+            pass
+        return _export_page(request, project, form, empty=exports.empty_reason(prepared.manifest))
     response = StreamingHttpResponse(stream, content_type=exports.CONTENT_TYPES[options.fmt])
     response["Content-Disposition"] = f'attachment; filename="{prepared.filename}"'
     response[exports.MANIFEST_HEADER] = exports.manifest_header(prepared.manifest)

@@ -107,6 +107,23 @@ def endpoints() -> dict[str, Endpoint]:
     return found
 
 
+def is_standin(name: str) -> bool:
+    """Whether the endpoint called `name` is served by the stand-in (judges/standin.py): the built-in one, or a
+    configured endpoint whose base URL is the stand-in's (a loopback host on JUDGE_STANDIN_PORT). Its calls cost
+    nothing, whatever model name it answers to."""
+    endpoint = endpoints().get(name)
+    if endpoint is None:
+        return False
+    if endpoint.name == STANDIN:
+        return True
+    parts = urlsplit(endpoint.base_url)
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    return (parts.hostname or "").lower() in LOOPBACK and port == settings.JUDGE_STANDIN_PORT
+
+
 def endpoint_get(name: str) -> Endpoint:
     endpoint = endpoints().get(name)
     if endpoint is None:

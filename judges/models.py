@@ -128,7 +128,10 @@ class JudgeVersion(models.Model):
 
     @property
     def uses_standin(self) -> bool:
-        return self.endpoint == "standin"
+        """Served by the offline stand-in (the built-in endpoint or one configured at its URL): it costs $0."""
+        from judges import llm
+
+        return llm.is_standin(self.endpoint)
 
 
 class FewShotExample(models.Model):

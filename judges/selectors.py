@@ -231,12 +231,28 @@ def cached_keys(keys: Iterable[str]) -> set[str]:
 # --- Prices and estimates -------------------------------------------------------------------------------------
 
 
-def price_for(model: str) -> tuple[Decimal, Decimal] | None:
-    """USD per 1M tokens (input, output) from settings.JUDGE_PRICES, or None: then no cost is shown, never a guess."""
+STANDIN_PRICE = (Decimal(0), Decimal(0))
+
+
+def price_for(model: str, *, endpoint: str | None = None) -> tuple[Decimal, Decimal] | None:
+    """USD per 1M tokens (input, output) from settings.JUDGE_PRICES, or None: then no cost is shown, never a guess.
+
+    A model served by the stand-in (`endpoint`, see llm.is_standin) costs nothing, whatever its name: a stand-in
+    version named gpt-4o is not priced as gpt-4o."""
+    if endpoint is not None and llm.is_standin(endpoint):
+        return STANDIN_PRICE
     price = settings.JUDGE_PRICES.get(model)
     if price is None:
         return None
     return Decimal(str(price[0])), Decimal(str(price[1]))
+
+
+def run_prices(run: JudgeRun) -> tuple[Decimal | None, Decimal | None]:
+    """The prices a run's cost is counted at: those stored when it started, or none for a stand-in's run (one started
+    before stand-in runs were priced at $0 stored its model name's price)."""
+    if run.version.uses_standin:
+        return STANDIN_PRICE
+    return run.price_in, run.price_out
 
 
 def cost_of(tokens_in: int, tokens_out: int, price_in: Decimal | None, price_out: Decimal | None) -> Decimal | None:
@@ -276,7 +292,7 @@ def estimate_for(*, context: RenderContext, planned: Sequence[PlannedCall], n_it
     to_call = {p.key: p for p in planned if p.key not in cached}  # identical requests are made once
     tokens_in = sum(prompts.estimate_tokens(p.request.messages) for p in to_call.values())
     tokens_out = context.version.max_tokens * len(to_call)
-    price = price_for(context.version.model)
+    price = price_for(context.version.model, endpoint=context.version.endpoint)
     return Estimate(
         n_items=n_items,
         n_calls=len(planned),
@@ -340,7 +356,7 @@ def _totals(row: dict[str, int], run: JudgeRun) -> RunTotals:
         calls_made=row.get("calls_made", 0),
         tokens_in=row.get("tokens_in", 0),
         tokens_out=row.get("tokens_out", 0),
-        cost=cost_of(row.get("tokens_in", 0), row.get("tokens_out", 0), run.price_in, run.price_out),
+        cost=cost_of(row.get("tokens_in", 0), row.get("tokens_out", 0), *run_prices(run)),
     )
 
 
@@ -695,7 +711,7 @@ def model_choices(*, judge: Judge) -> list[list[ModelChoice]]:
     for version_id, run in runs.items():
         version = run.version
         row = tokens.get(run.pk, {"n": 0, "tin": 0, "tout": 0})
-        cost = cost_of(row["tin"], row["tout"], run.price_in, run.price_out)
+        cost = cost_of(row["tin"], row["tout"], *run_prices(run))
         per_1000 = cost * 1000 / row["n"] if cost is not None and row["n"] else None
         version.judge = judge
         run.version = version

@@ -316,7 +316,7 @@ def judge_run_start(
     item_pks = [item.pk for item in items]
     planned = selectors.plan_calls(context, items)
     estimate = selectors.estimate_for(context=context, planned=planned, n_items=len(item_pks))
-    price = selectors.price_for(version.model)
+    price = selectors.price_for(version.model, endpoint=version.endpoint)
     size = settings.JUDGE_CHUNK_SIZE
     now = timezone.now()
     with transaction.atomic():

@@ -24,6 +24,7 @@ NOT_PROJECT_PAGES = {
     "login/": {200, 302},
     "logout/": {405},  # GET is refused; logout is a POST
     "healthz": {200},
+    "favicon.ico": {200},  # the site's icon, the same for everyone
     "settings/tokens/": {200},  # their own tokens only (test below)
     "settings/tokens/<int:token_id>/revoke/": {405},  # a POST only; the POST on someone else's token is a 404
     # Creating projects is for staff and holders of annotate.add_project; anyone else is refused (test below).

@@ -37,8 +37,11 @@ def figure(data: dict[str, Any] | None, percent: bool = True) -> SafeString:
 
 
 @register.filter
-def usd(value: Decimal | str | None) -> str:
-    """A cost in dollars, or a dash when unknown (the model has no price in JUDGE_PRICES)."""
+def usd(value: Decimal | str | None, standin: bool = False) -> str:
+    """A cost in dollars, or a dash when unknown (the model has no price in JUDGE_PRICES). With `standin` (the
+    version is served by the offline stand-in): "$0 (stand-in)", on one line."""
+    if standin:
+        return format_html('<span class="nowrap">{}</span>', "$0 (stand-in)")
     if value is None or value == "":
         return "—"
     try:

@@ -151,3 +151,13 @@ def test_bad_or_foreign_requests_start_no_child(client, lead, labeled, outsider,
         client.force_login(user)
         assert client.get(f"/p/{labeled.slug}/export/download/?format=jsonl").status_code == 404
     assert not _children()
+
+
+@pytest.mark.postgres(reason="downloads are built in a child process on PostgreSQL only (export_process.enabled)")
+def test_an_empty_export_from_a_child_says_so_and_leaves_no_child(client, lead, labeled):
+    client.force_login(lead)
+    assert export_process.enabled()
+    response = client.get(f"/p/{labeled.slug}/export/download/?format=csv&bom=on&split=test")
+    assert response.status_code == 200 and not response.streaming
+    assert "No item matches these options: nothing to download." in response.text
+    assert _gone()

@@ -180,13 +180,24 @@ def test_csv_reads_back_and_neutralises_formulas(project, annotator):
     assert manifest["counts"]["rows"] == 3
 
 
-def test_openai_evals_samples_have_messages_and_the_ideal_label(binary):
-    lines, manifest = _jsonl(binary, fmt="openai-evals")
+def test_openai_evals_api_items_hold_the_input_the_graded_output_and_the_reference(binary):
+    """The former "openai-evals" rows put the output in a `completion` field no stock eval reads (issue 16)."""
+    lines, manifest = _jsonl(binary, fmt="openai-evals-api")
     assert lines == [
-        {"input": [{"role": "user", "content": "Prompt agreed"}], "ideal": "pass", "completion": "Out"},
-        {"input": [{"role": "user", "content": "Prompt split"}], "ideal": "fail", "completion": "Out"},
+        {
+            "item": {
+                "external_id": external_id,
+                "criterion": "acceptable",
+                "input": f"Prompt {external_id}",
+                "messages": [{"role": "user", "content": f"Prompt {external_id}"}],
+                "output": "Out",
+                "reference": reference,
+            }
+        }
+        for external_id, reference in (("agreed", "pass"), ("split", "fail"))
     ]
     assert manifest["criteria"] == ["acceptable"] and manifest["counts"]["items_without_consensus"] == 1
+    assert manifest["format"] == "openai-evals-api"
 
 
 def test_openai_evals_refuses_a_pairwise_project(db):
@@ -272,12 +283,18 @@ def test_bad_options_show_the_form_again_with_the_reason(client, binary, lead):
 
 @pytest.mark.parametrize(
     ("kind", "offered"),
-    [("binary", ["jsonl", "csv", "openai-evals"]), ("pairwise", ["jsonl", "csv", "preference"])],
+    [
+        ("binary", ["jsonl", "csv", "openai-evals-api", "inspect-ai", "hf-datasets"]),
+        ("pairwise", ["jsonl", "csv", "inspect-ai", "hf-datasets", "preference"]),
+    ],
 )
-def test_the_export_page_offers_only_the_formats_its_project_can_download(client, project, lead, kind, offered):
+def test_the_export_page_offers_only_the_formats_its_project_can_download(
+    client, project, lead, annotator, kind, offered
+):
     """Found by the journey (tests/journey/): a binary project's page offered preference pairs, which answered 400."""
     Project.objects.filter(pk=project.pk).update(kind=kind)
-    _item(project, "one")
+    project.refresh_from_db()
+    label(_item(project, "one"), annotator, "acceptable", "a" if kind == "pairwise" else "pass")
     client.force_login(lead)
     page = client.get("/p/support-bot/export/").content.decode()
     select = re.search(r'<select name="format"[^>]*>(.*?)</select>', page, re.S)
@@ -286,8 +303,8 @@ def test_the_export_page_offers_only_the_formats_its_project_can_download(client
     for fmt in offered:
         response = client.get("/p/support-bot/export/download/", {"format": fmt})
         assert response.status_code == 200 and response.streaming, (fmt, response.content[:500])
-        b"".join(response.streaming_content)  # read to the end: the stream closes its snapshot transaction
-    refused = next(fmt for fmt in ("openai-evals", "preference") if fmt not in offered)
+        assert b"one" in b"".join(response.streaming_content)  # read to the end: the stream closes its snapshot
+    refused = next(fmt for fmt in ("openai-evals-api", "preference") if fmt not in offered)
     response = client.get("/p/support-bot/export/download/", {"format": refused})
     assert response.status_code == 400 and ("binary" if kind == "binary" else "preference pairs") in response.text
 
@@ -593,8 +610,8 @@ def test_the_range_applies_to_min_labels_individual_labels_and_the_other_formats
     assert [r["external_id"] for r in rows] == ["mixed"]
     assert [e["value"] for e in rows[0]["labels"]["acceptable"]["individual"]] == ["pass", "pass"]
     assert manifest["counts"]["individual_labels"] == 2
-    lines, manifest = _jsonl(dated, fmt="openai-evals", **_bounds("2026-02-01"))
-    assert [line["ideal"] for line in lines] == ["fail"] and manifest["counts"]["rows"] == 1
+    lines, manifest = _jsonl(dated, fmt="openai-evals-api", **_bounds("2026-02-01"))
+    assert [line["item"]["reference"] for line in lines] == ["fail"] and manifest["counts"]["rows"] == 1
     text, _ = _run(dated, fmt="csv", **_bounds("2025-12-01", "2025-12-31"))
     assert [r["external_id"] for r in csv.DictReader(io.StringIO(text))] == ["old"]
 

@@ -81,7 +81,7 @@ def page(browser: Browser) -> Iterator[Page]:
     errors: list[str] = []
 
     def _on_console(message: ConsoleMessage) -> None:
-        # The app serves no favicon; Chromium's automatic request for it is not the page's doing.
+        # Chromium's automatic request for /favicon.ico is not the page's doing (the app serves one).
         if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
             errors.append(message.text)
 

@@ -69,6 +69,24 @@ def standin(standin_server: StandinServer, settings) -> Standin:
     return Standin(standin_server)
 
 
+@pytest.fixture(scope="session")
+def priced_server() -> Iterator[StandinServer]:
+    """A second stand-in on another loopback port: to the app, an ordinary OpenAI-compatible server, whose models are
+    priced (JUDGE_PRICES) as a real provider's are. The stand-in's own port is the one that costs $0."""
+    server = serve(Config(latency_ms=0))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def priced(standin: Standin, priced_server: StandinServer, settings) -> str:
+    """The name of a configured endpoint ("priced") on priced_server, with the stand-in fixture's settings."""
+    assert priced_server.port != standin.port
+    settings.JUDGE_ENDPOINTS = [{"name": "priced", "base_url": f"http://127.0.0.1:{priced_server.port}/v1"}]
+    return "priced"
+
+
 def make_item(project: Project, n: int, *, split: str = "dev", **content: str) -> Item:
     fields_ = content or (
         {"input": f"Question {n}?", "output_a": f"Answer A{n}.", "output_b": f"Answer B{n}."}

@@ -226,8 +226,9 @@ def test_another_project_sending_the_exact_same_request_gets_no_cached_answer(pr
 
 
 @pytest.mark.django_db
-def test_the_cost_is_estimated_before_the_run_and_counted_after(project, version, standin, settings):
+def test_the_cost_is_estimated_before_the_run_and_counted_after(project, judge, priced, settings):
     settings.JUDGE_PRICES = {MODEL: (2.0, 8.0)}
+    version = make_version(judge, endpoint=priced)
     for n in range(3):
         make_item(project, n)
     run = _run_here(version)
@@ -245,8 +246,9 @@ def test_the_cost_is_estimated_before_the_run_and_counted_after(project, version
 
 
 @pytest.mark.django_db
-def test_a_model_without_a_price_shows_no_cost_rather_than_a_guess(project, version, standin, settings):
+def test_a_model_without_a_price_shows_no_cost_rather_than_a_guess(project, judge, priced, settings):
     settings.JUDGE_PRICES = {}
+    version = make_version(judge, endpoint=priced)
     make_item(project, 1)
     run = _run_here(version)
     assert run.estimate["cost_max"] is None and run.price_in is None

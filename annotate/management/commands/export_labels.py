@@ -26,7 +26,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug")
-        parser.add_argument("--format", dest="fmt", choices=exports.FORMATS, default="jsonl")
+        parser.add_argument(
+            "--format",
+            dest="fmt",
+            choices=exports.ACCEPTED_FORMATS,
+            default="jsonl",
+            help="openai-evals is the former id of openai-evals-api",
+        )
+        parser.add_argument("--bom", action="store_true", help="CSV: start with a UTF-8 byte order mark (spreadsheets)")
         parser.add_argument("-o", "--output", help="file to write (default: stdout)")
         parser.add_argument("--split", choices=Item.Split.values)
         parser.add_argument("--min-labels", type=int, default=0, help="only items labeled by at least N annotators")
@@ -65,6 +72,7 @@ class Command(BaseCommand):
             individual=options["individual"],
             since=options["since"],
             until=options["until"],
+            bom=options["bom"],
         )
         # Every read in one REPEATABLE READ snapshot: a label written meanwhile cannot tear the file from its manifest.
         with exports.snapshot():
