@@ -87,7 +87,8 @@ def mixed(project, lead, annotator, other_annotator, standin):
 
 
 def _run_all(version) -> JudgeRun:
-    run = services.judge_run_start(version=version, scope=JudgeRun.Scope.ALL)
+    # Every split, the held-out test split included (confirmed, and so counted as a look at test).
+    run = services.judge_run_start(version=version, scope=JudgeRun.Scope.ALL, confirm_test=True)
     for chunk in RunChunk.objects.filter(run=run):
         services.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
