@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from annotate import logins, setup_views, views
+from annotate import adjudication_views, logins, setup_views, views
 from annotate.api import api
 
 urlpatterns = [
@@ -30,7 +30,8 @@ urlpatterns = [
     path("p/<slug:slug>/history/", views.label_history, name="label_history"),
     path("p/<slug:slug>/agreement/", views.agreement_page, name="agreement_page"),
     path("p/<slug:slug>/agreement/compute/", views.agreement_compute, name="agreement_compute"),
-    path("p/<slug:slug>/adjudicate/<slug:criterion_key>/", views.adjudicate, name="adjudicate"),
+    path("p/<slug:slug>/adjudicate/", adjudication_views.adjudicate, name="adjudicate_queue"),
+    path("p/<slug:slug>/adjudicate/<slug:criterion_key>/", adjudication_views.adjudicate, name="adjudicate"),
     path("p/<slug:slug>/rubric/", views.rubric_timeline, name="rubric_timeline"),
     path("p/<slug:slug>/rubric/relabel/", views.relabel_queue, name="relabel_queue"),
     path("p/<slug:slug>/rubric/reports/", views.rubric_reports_compute, name="rubric_reports_compute"),

@@ -609,7 +609,7 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     return redirect("token_list")
 
 
-# --- Agreement and adjudication (leads) -----------------------------------------------------------------------
+# --- Agreement (leads; adjudication: annotate/adjudication_views.py) ---------------------------------------
 
 
 @require_GET
@@ -639,46 +639,6 @@ def agreement_compute(request: HttpRequest, slug: str) -> HttpResponse:
     transaction.on_commit(lambda: tasks.agreement_report_compute.delay(project.pk))
     messages.info(request, "The report is being computed; this page shows it when it is ready.")
     return redirect("agreement_page", slug=project.slug)
-
-
-@require_http_methods(["GET", "POST"])
-@login_required
-def adjudicate(request: HttpRequest, slug: str, criterion_key: str) -> HttpResponse:
-    """Items the annotators did not settle on one criterion, with every label and note, and a form for gold."""
-    project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
-    criteria = {c.key: c for c in selectors.criteria_of_version(project.current_rubric_id)}
-    criterion = criteria.get(criterion_key)
-    if criterion is None:
-        raise Http404("No such criterion in the current rubric.")
-    error = ""
-    if request.method == "POST":
-        try:
-            item_id = int(request.POST.get("item", ""))
-            services.gold_set(
-                project=project,
-                item_id=item_id,
-                criterion_key=criterion.key,
-                value=request.POST.get("value", ""),
-                note=request.POST.get("note", ""),
-                actor=request.user,  # type: ignore[arg-type]
-            )
-        except (ValueError, ValidationError) as exc:
-            error = " ".join(getattr(exc, "messages", [])) or "Choose an item and a value."
-        else:
-            messages.success(request, "Gold label saved. The report picks it up at its next refresh.")
-            return redirect("adjudicate", slug=project.slug, criterion_key=criterion.key)
-    stored = AgreementReport.objects.filter(project=project, rubric_version_id=project.current_rubric_id).first()
-    pending = (stored.data.get("criteria", {}).get(criterion.key, {}).get("consensus", {}) if stored else {}).get(
-        "needs_adjudication", []
-    )
-    page = Paginator(pending, 20).get_page(request.GET.get("page"))
-    items = selectors.items_for_adjudication(project=project, criterion=criterion, item_ids=list(page.object_list))
-    return render(
-        request,
-        "annotate/adjudicate.html",
-        {"project": project, "criterion": criterion, "page": page, "items": items, "error": error, "report": stored},
-        status=400 if error else 200,
-    )
 
 
 # --- Criteria drift (leads) -----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from django.urls import reverse
 from playwright.sync_api import Browser, Page, expect
 
 from annotate.models import Label
-from tests.browser.conftest import HOSTILE, active_project, console_errors, screenshot, wait_for_labels
+from tests.browser.conftest import HOSTILE, active_project, console_errors, wait_for_labels
 from tests.browser.test_login_and_project import csp_problems, log_in_by_keyboard
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
@@ -38,6 +38,7 @@ def _label_long_item(browser: Browser, live_server, *, width: int, height: int, 
     from tests.factories import ItemFactory
 
     item = ItemFactory(project=project, input="Summarise our refund policy. " + HOSTILE, output=LONG_OUTPUT)
+    following = ItemFactory(project=project, input="And the exchange policy? " + HOSTILE, output=LONG_OUTPUT)
     context = browser.new_context(viewport={"width": width, "height": height})
     context.set_default_timeout(30_000)
     page = context.new_page()
@@ -48,12 +49,14 @@ def _label_long_item(browser: Browser, live_server, *, width: int, height: int, 
         log_in_by_keyboard(page, live_server.url, user.username)
         page.goto(live_server.url + reverse("label_queue", args=[project.slug]))
         expect(page.locator("#current fieldset.criterion.active")).to_have_count(1)
+        shown = int(page.locator("#current form.item-form").get_attribute("data-item"))
+        item, following = (item, following) if shown == item.pk else (following, item)
 
         doc_height = page.evaluate("document.documentElement.scrollHeight")
         assert doc_height > 10 * height, "the item is meant to be many screens long"
         # The user's text renders, escaped: its markup is shown as text and nothing of it ran.
         expect(page.locator("#current").get_by_text("THE-END-MARKER")).to_have_count(1)
-        expect(page.locator("#current")).to_contain_text("<script>window.__xss=1</script>")
+        expect(page.locator("#current")).to_contain_text("window.__xss=2")
         assert page.evaluate("window.__xss") is None
 
         for selector in (
@@ -63,14 +66,14 @@ def _label_long_item(browser: Browser, live_server, *, width: int, height: int, 
         ):
             assert _in_viewport(page, selector), f"{selector} is not in view at load ({width}×{height})"
         assert page.evaluate("window.scrollY") == 0
-        page.screenshot(path=str(screenshot_path(f"sticky-{name}-top")))
+        window_shot(page, f"sticky-{name}-top")
 
         # Reading halfway down the item: the controls are still in view.
         page.mouse.wheel(0, doc_height // 2)
         page.wait_for_function("window.scrollY > 0")
         for selector in ("#current .controls fieldset.criterion.active", "#current .controls button.submit"):
             assert _in_viewport(page, selector), f"{selector} left the window while reading ({width}×{height})"
-        page.screenshot(path=str(screenshot_path(f"sticky-{name}-reading")))
+        window_shot(page, f"sticky-{name}-reading")
 
         # Labeled by keyboard from there, without scrolling to the controls.
         scrolled = page.evaluate("window.scrollY")
@@ -84,12 +87,22 @@ def _label_long_item(browser: Browser, live_server, *, width: int, height: int, 
         page.keyboard.press("Escape")
         page.keyboard.press("Enter")
         wait_for_labels(page, project, 3)
+        # The next item starts at its top, its controls in view, though the submit was made halfway down.
+        expect(page.locator("#current form.item-form")).to_have_attribute("data-item", str(following.pk))
+        page.wait_for_function("window.scrollY === 0")
+        assert _in_viewport(page, "#current .controls button.submit")
+        window_shot(page, f"sticky-{name}-next")
         stored = Label.objects.filter(item=item).order_by("criterion__position")
         assert list(stored.values_list("value", flat=True)) == ["pass", "fail", "pass"]
         assert stored[0].note == "Point 12 contradicts point 3."
         assert errors == [] and csp_problems(page) == []
     finally:
         context.close()
+
+
+def window_shot(page: Page, name: str) -> None:
+    """Save what the window shows (not the whole page): tests/browser/screenshots/<name>.png."""
+    page.screenshot(path=str(screenshot_path(name)))
 
 
 def screenshot_path(name: str):
@@ -121,5 +134,5 @@ def test_the_change_your_labels_page_keeps_its_controls_in_view_too(page: Page, 
     page.mouse.wheel(0, 20_000)
     page.wait_for_function("window.scrollY > 0")
     assert _in_viewport(page, "#current .controls button.submit")
-    screenshot(page, "sticky-edit-1366x768")
+    window_shot(page, "sticky-edit-1366x768")
     assert console_errors(page) == []
