@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from annotate import adjudication_views, logins, setup_views, views
+from annotate import adjudication_views, history_views, logins, setup_views, views
 from annotate.api import api
 
 urlpatterns = [
@@ -27,7 +27,9 @@ urlpatterns = [
     path("p/<slug:slug>/label/next/", views.label_next, name="label_next"),
     path("p/<slug:slug>/label/heartbeat/", views.label_heartbeat, name="label_heartbeat"),
     path("p/<slug:slug>/label/progress/", views.label_progress, name="label_progress"),
-    path("p/<slug:slug>/history/", views.label_history, name="label_history"),
+    path("p/<slug:slug>/history/", history_views.label_history, name="label_history"),
+    path("p/<slug:slug>/history/<int:item_id>/", history_views.history_row, name="history_row"),
+    path("p/<slug:slug>/history/<int:item_id>/edit/", history_views.history_row_edit, name="history_row_edit"),
     path("p/<slug:slug>/agreement/", views.agreement_page, name="agreement_page"),
     path("p/<slug:slug>/agreement/compute/", views.agreement_compute, name="agreement_compute"),
     path("p/<slug:slug>/adjudicate/", adjudication_views.adjudicate, name="adjudicate_queue"),

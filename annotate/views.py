@@ -25,6 +25,7 @@ from annotate import (
     drift,
     export_process,
     exports,
+    history,
     imports,
     ratelimit,
     reports,
@@ -401,26 +402,12 @@ def label_edit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
     shown = shown_order(request.user.pk, item.pk) if project.is_pairwise else None
     error = ""
     if request.method == "POST":
-        values, problems = services.label_values_from_form(
-            project=project, criteria=criteria, data=request.POST, shown=shown
-        )
-        revisions = {}
-        for criterion in criteria:
-            try:
-                revisions[criterion.key] = int(request.POST.get(f"rev-{criterion.key}", ""))
-            except ValueError:
-                revisions[criterion.key] = -1
         try:
-            if problems:
-                raise services.QueueError(" ".join(problems))
-            services.label_edit(
+            history.label_edit_from_form(
                 project=project,
                 annotator=request.user,  # type: ignore[arg-type]
                 item_id=item.pk,
-                criteria=criteria,
-                values=values,
-                revisions=revisions,
-                note=request.POST.get("note", ""),
+                data=request.POST,
             )
         except services.QueueError as exc:
             error = exc.message
@@ -452,17 +439,6 @@ def label_edit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
         },
         status=409 if error else 200,
     )
-
-
-@require_GET
-@login_required
-def label_history(request: HttpRequest, slug: str) -> HttpResponse:
-    """The annotator's own submitted items in this project, newest first, with links to change them."""
-    project, _role = selectors.project_for_user(request.user, slug)
-    page = Paginator(selectors.history_of_annotator(project=project, annotator=request.user), 50).get_page(  # type: ignore[arg-type]
-        request.GET.get("page")
-    )
-    return render(request, "annotate/history.html", {"project": project, "page": page})
 
 
 @require_GET
