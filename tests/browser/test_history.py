@@ -55,7 +55,7 @@ def test_an_annotator_filters_their_history_and_edits_a_row_in_place(page: Page,
     screenshot(page, "history-filtered")
 
     # Edit in place: the row becomes its form, with the values and note given.
-    rows.first.get_by_role("link", name="Edit").click()
+    rows.first.get_by_role("button", name="Edit").click()
     editing = page.locator(f"#row-{items[1].pk}.editing")
     expect(editing).to_be_visible()
     expect(editing.locator('input[name="c-follows_instructions"][value="fail"]')).to_be_checked()
@@ -72,7 +72,7 @@ def test_an_annotator_filters_their_history_and_edits_a_row_in_place(page: Page,
     screenshot(page, "history-saved")
 
     # A refused edit keeps the form and says why: a note over the cap.
-    saved.get_by_role("link", name="Edit").click()
+    saved.get_by_role("button", name="Edit").click()
     editing.get_by_label("Note").evaluate("(el) => { el.removeAttribute('maxlength'); el.value = 'x'.repeat(10001); }")
     editing.get_by_role("button", name="Save").click()
     expect(editing.locator(".form-error")).to_contain_text("The note is too long")
