@@ -136,3 +136,25 @@ def test_the_change_your_labels_page_keeps_its_controls_in_view_too(page: Page, 
     assert _in_viewport(page, "#current .controls button.submit")
     window_shot(page, "sticky-edit-1366x768")
     assert console_errors(page) == []
+
+
+def test_pairwise_long_outputs_side_by_side_keep_the_controls_in_view(page: Page, live_server):
+    project, user = active_project("pairwise", 0, allow_tie=True)
+    from tests.factories import ItemFactory
+
+    ItemFactory(project=project, input="Compare. " + HOSTILE, output="", output_a=LONG_OUTPUT, output_b=LONG_OUTPUT)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    log_in_by_keyboard(page, live_server.url, user.username)
+    page.goto(live_server.url + reverse("label_queue", args=[project.slug]))
+    expect(page.locator("#current fieldset.criterion.active")).to_have_count(1)
+    page.mouse.wheel(0, 30_000)
+    page.wait_for_function("window.scrollY > 0")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("t")
+    page.keyboard.press("ArrowRight")
+    assert _in_viewport(page, "#current .controls button.submit")
+    window_shot(page, "sticky-pairwise-1366x768")
+    page.keyboard.press("Enter")
+    wait_for_labels(page, project, 3)
+    assert sorted(Label.objects.values_list("value", flat=True)) == ["a", "b", "tie"]  # left and right are A and B
+    assert console_errors(page) == []
