@@ -203,3 +203,13 @@ def test_the_adjudication_page_hands_the_labeling_keys_to_the_script(client, tul
     queue = keymap(page="queue", kind="pairwise", allow_tie=True)
     assert [b["keys"] for b in data][2:5] == [list(b.keys) for b in queue][2:5]  # the same keys as labeling
     assert [b["label"] for b in data][2:4] == ["Output A is better", "Output B is better"]
+
+
+def test_the_adjudication_page_reads_a_fixed_number_of_queries(client, tulu, django_assert_max_num_queries):
+    project, lead, report = tulu
+    client.force_login(lead)
+    url = reverse("adjudicate_queue", args=[project.slug])
+    # Whatever the number of disputed items (real data: dozens) and of labels on the one shown.
+    with django_assert_max_num_queries(10):
+        body = client.get(url, {"after": min(_listed(report))}).content.decode()
+    assert _shown_item(body) == sorted(_listed(report))[1]
