@@ -43,6 +43,7 @@ from annotate import (
     selectors,
     services,
     tokens,
+    visibility,
 )
 from annotate.models import Item, Membership, Project
 from annotate.specs import ProjectSpec, SpecError
@@ -422,6 +423,9 @@ class ProjectOut(Schema):
     criteria: list[CriterionOut]
     sample_size: int
     sample_hour: int
+    annotator_fields: list[str] = Field(
+        description="What the labeling screens show besides item text: metadata keys, `external_id` for ids."
+    )
 
 
 class SampleOut(Schema):
@@ -465,6 +469,7 @@ class ProjectSettingsIn(Schema):
 
     sample_size: Annotated[int, Field(ge=0, le=Project.MAX_SAMPLE_SIZE, strict=True)] | None = None
     sample_hour: Annotated[int, Field(ge=0, le=23, strict=True)] | None = None
+    annotator_fields: Annotated[list[str], Field(max_length=visibility.MAX_FIELDS)] | None = None
 
 
 class ProjectIn(ProjectSpec):
@@ -525,6 +530,7 @@ def _project_out(project: Project, role: str) -> dict[str, Any]:
         "criteria": list(selectors.criteria_current(project=project).values("key", "name", "description")),
         "sample_size": project.sample_size,
         "sample_hour": project.sample_hour,
+        "annotator_fields": list(project.annotator_fields or []),
     }
 
 
@@ -574,10 +580,16 @@ def project_read(request: HttpRequest, slug: str) -> dict[str, Any]:
 
 @api.patch("/projects/{slug}", response={200: ProjectOut, **_ERRORS}, tags=["projects"])
 def project_settings_update(request: HttpRequest, slug: str, payload: ProjectSettingsIn) -> dict[str, Any]:
-    """Change the daily production sample (lead only): `sample_size` (0 turns it off) and `sample_hour` (0-23)."""
+    """Change the daily production sample (lead only): `sample_size` (0 turns it off) and `sample_hour` (0-23); and
+    `annotator_fields`, the metadata keys (and `external_id`) annotators see on the labeling screens."""
     project, role = _project(request, slug, role=Membership.Role.LEAD)
     try:
-        services.project_set_sampling(project=project, sample_size=payload.sample_size, sample_hour=payload.sample_hour)
+        with transaction.atomic():
+            services.project_set_sampling(
+                project=project, sample_size=payload.sample_size, sample_hour=payload.sample_hour
+            )
+            if payload.annotator_fields is not None:
+                visibility.project_set_annotator_fields(project=project, fields=payload.annotator_fields)
     except DjangoValidationError as exc:
         raise ApiError(400, " ".join(exc.messages)) from None
     return _project_out(project, role)

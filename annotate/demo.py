@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import transaction
 
-from annotate import selectors, services
+from annotate import selectors, services, visibility
 from annotate.models import Item, Label, Membership, Project
 from annotate.specs import spec_parse
 
@@ -161,7 +161,10 @@ def demo_load() -> DemoResult:
     projects = []
     items_created = labels_created = 0
     for spec_data in (BINARY_SPEC, PAIRWISE_SPEC):
-        project, _, _ = services.project_apply_spec(spec=spec_parse(spec_data))
+        project, created, _ = services.project_apply_spec(spec=spec_parse(spec_data))
+        if created:
+            # Blind by default (annotate.visibility): the ids and model names stay hidden; the dataset name is harmless.
+            visibility.project_set_annotator_fields(project=project, fields=["dataset"])
         for username, _, role in credentials:
             services.membership_set(project=project, user=User.objects.get(username=username), role=role)
         projects.append(project)

@@ -1,8 +1,9 @@
 """Getting data out: one project's current rubric version as JSON Lines, CSV, OpenAI evals samples or preference pairs.
 
 Items are streamed from a server-side cursor in id order and decided a block at a time: the block's labels and gold
-labels are read, and each criterion's reference label computed with judges.agreement.consensus (gold where a lead set
-one, else the strict majority, as in the agreement report). So memory stays flat however large the project, and the
+labels are read, and each criterion's reference label and its kind computed with judges.agreement.consensus and
+judges.reference (gold where a lead set one, else the strict majority of two or more labels, else a single label; split
+items have none), as the agreement report and the judges do. So memory stays flat however large the project, and the
 first line follows at once. All reads run in one snapshot (`snapshot`), so the manifest's counts, decided before the
 first line, match the lines. Same data and options give byte-identical output.
 """
@@ -34,6 +35,7 @@ from django.utils import timezone
 from annotate import reports
 from annotate.models import Criterion, GoldLabel, Item, Label, Project, shown_username
 from judges import agreement
+from judges import reference as refkind
 
 FORMATS = ("jsonl", "csv", "openai-evals", "preference")
 CONTENT_TYPES = {
@@ -52,8 +54,6 @@ _FORMULA_CHARS = frozenset("=+-@|\u2212\uff1d\uff0b\uff0d\uff20\uff5c\ufe66\ufe6
 # spaces and joiners, the BOM, bidi marks). A control character (Cc: tab, CR, LF, NUL) at the start is enough alone.
 _BLANK_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cf"})
 _COUNTS = ("rows", "labels", "individual_labels", "items_filtered_out", "items_without_consensus", "ties")
-# agreement.Source by value: NONE, MAJORITY, GOLD.
-_SOURCE_NAMES = (None, "majority", "gold")
 
 
 class ExportRefused(ValueError):
@@ -158,7 +158,7 @@ class _Block:
 
     ids: list[int]
     action: list[int]
-    refs: list[tuple[tuple[int, int, int, int], ...]]  # per item, per criterion: (code, source, margin, n_labels)
+    refs: list[tuple[tuple[int, int, int, int], ...]]  # per item, per criterion: (code, kind, margin, n_labels)
     labels: _Individual  # with --individual
     counts: dict[str, int]
 
@@ -199,11 +199,11 @@ class Export:
                 refs = [
                     {
                         "reference": names.get(code),
-                        "source": _SOURCE_NAMES[source],
+                        "source": refkind.NAMES[kind],
                         "margin": margin if n else None,
                         "n_labels": n,
                     }
-                    for code, source, margin, n in refs_raw
+                    for code, kind, margin, n in refs_raw
                 ]
                 if writer is not None:
                     item["metadata"] = json.loads(item["metadata"])
@@ -256,9 +256,9 @@ class Export:
 
     def _ref_prefix(self, ref: tuple[int, int, int, int]) -> str:
         """A criterion's entry up to its closing brace: `{"reference": ..., "n_labels": N`."""
-        code, source, margin, n = ref
+        code, kind, margin, n = ref
         name = next((value for value, c in self.codes.items() if c == code), None)
-        source_name = _SOURCE_NAMES[source]
+        source_name = refkind.NAMES[kind]
         text = (
             f'{{"reference": {_encode(name) if name is not None else "null"}, '
             f'"source": {_encode(source_name) if source_name is not None else "null"}, '
@@ -319,7 +319,7 @@ class Export:
             yield batch, self._decide([item[0] for item in batch], labels=full)
 
     def _decide(self, id_list: list[int], *, labels: bool) -> _Block:
-        """Reference labels (agreement.consensus: gold, else the strict majority), filters and counts for one block."""
+        """Reference labels and their kinds (judges.reference), filters and counts for one block."""
         options = self.options
         ids = np.array(id_list, dtype=np.int64)
         n = ids.size
@@ -375,13 +375,14 @@ class Export:
         span = int(annotator.max()) + 1 if annotator.size else 1
         pairs = np.unique(pos[inside] * span + annotator[inside])
         n_annotators = np.bincount(pairs // span, minlength=n)
-        code = [f.label for f in found]
+        # The one definition of reference kinds; exports use every kind with a label, single labels included.
+        code, kinds = (list(column) for column in zip(*(refkind.labels(f) for f in found), strict=True))
         action = np.full(n, ROW, dtype=np.int64)
         wanted = np.ones(n, dtype=bool)
         if options.consensus_only:
             wanted &= np.logical_and.reduce([c >= 0 for c in code])
         if options.adjudicated_only:
-            wanted &= np.logical_or.reduce([f.source == agreement.Source.GOLD for f in found])
+            wanted &= np.logical_or.reduce([k == refkind.Kind.GOLD for k in kinds])
         if options.min_labels > 0:
             wanted &= n_annotators >= options.min_labels
         if options.dated:
@@ -414,8 +415,8 @@ class Export:
         refs = list(
             zip(
                 *(
-                    zip(f.label.tolist(), f.source.tolist(), f.margin.tolist(), f.n_ratings.tolist(), strict=True)
-                    for f in found
+                    zip(c.tolist(), k.tolist(), f.margin.tolist(), f.n_ratings.tolist(), strict=True)
+                    for f, c, k in zip(found, code, kinds, strict=True)
                 ),
                 strict=True,
             )

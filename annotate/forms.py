@@ -4,6 +4,8 @@ import datetime as dt
 from typing import Any
 
 from django import forms
+from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.models import User
 
 from annotate import exports
 from annotate.models import ImportJob, Item, Membership, Project
@@ -208,3 +210,32 @@ class MemberAddForm(forms.Form):
 
 class MemberRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(required=False, max_length=254, label="E-mail (optional)")
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.ANNOTATOR)
+
+
+class AnnotatorFieldsForm(forms.Form):
+    annotator_fields = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Fields annotators see",
+        help_text="Metadata keys, separated by commas; add external_id to show item ids. Empty: only the text.",
+    )
+
+
+class SignupForm(UserCreationForm):
+    """An invitee's account: username, optional e-mail and a password checked by AUTH_PASSWORD_VALIDATORS."""
+
+    email = forms.EmailField(required=False, max_length=254, label="E-mail (optional)")
+
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username", "email")
+
+
+class AccountCreateForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    email = forms.EmailField(required=False, max_length=254, label="E-mail (optional)")

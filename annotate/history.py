@@ -20,6 +20,7 @@ from django.utils import timezone
 from annotate import selectors, services
 from annotate.models import Criterion, Item, Label, Project
 from annotate.splits import shown_order
+from annotate.visibility import item_shown
 
 BINARY_FILTERS = [("", "Any value"), ("pass", "Pass"), ("fail", "Fail")]
 PAIRWISE_FILTERS = [("", "Any value"), ("left", "Left is better"), ("right", "Right is better"), ("tie", "Tie")]
@@ -97,6 +98,7 @@ class HistoryRow:
     note: str
     revisions: dict[str, int]
     shown_order: str | None  # the pairwise order this annotator saw, None for binary (as on an item card)
+    shown_id: str  # the external id if the project shows it to annotators (annotate.visibility), else ""
 
     @property
     def values(self) -> dict[str, str]:
@@ -145,6 +147,7 @@ def history_rows(
                 note=note,
                 revisions=revisions,
                 shown_order=shown,
+                shown_id=item_shown(project, item).external_id,
             )
         )
     return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Project(models.Model):
@@ -38,6 +39,10 @@ class Project(models.Model):
     )
     sample_hour = models.PositiveSmallIntegerField(default=6, help_text="Local hour (0-23) the daily sample is taken.")
     MAX_SAMPLE_SIZE = 10_000  # project_sample_size_bounded
+    # What the labeling screens show of an item besides its text (blind annotation): the metadata keys listed here,
+    # and its external id only when "external_id" is listed. Empty by default: ids such as `…/chatgpt-vs-tulu_65B`
+    # would tell annotators which models they compare. Lead pages (adjudication, imports, exports) show everything.
+    annotator_fields = models.JSONField(default=list, blank=True)
     # The newest rubric version, kept by services.rubric_set_criteria so the hot path reads it with the project.
     current_rubric = models.ForeignKey(
         "RubricVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
@@ -182,6 +187,9 @@ class Membership(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A deactivated member keeps the row (and their labels) but is no member for access: the access helper reads
+    # only memberships with deactivated_at NULL. A lead can reactivate them.
+    deactivated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["project", "role", "user"]
@@ -192,6 +200,63 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} is {self.role} of {self.project.slug}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.deactivated_at is None
+
+
+class Invite(models.Model):
+    """A link that lets one person join a project with a role: shown once, expiring, single use.
+
+    Only a SHA-256 of the link's secret is stored (the secret is 256 random bits, as for API tokens). `used_at` is
+    set by a conditional update (`filter(used_at=None).update(...)`), so two people opening the link at once cannot
+    both join. `email` is where the lead said the link goes; it binds nothing (the link is the credential).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invites")
+    role = models.CharField(max_length=16, choices=Membership.Role.choices)
+    email = models.EmailField(blank=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(role__in=["annotator", "lead"]), name="invite_role_valid"),
+            models.CheckConstraint(condition=~Q(token_hash=""), name="invite_hash_not_empty"),
+            models.CheckConstraint(condition=Q(expires_at__gt=models.F("created_at")), name="invite_expires"),
+            # used_by may become NULL later (the account deleted); a use without a time cannot exist.
+            models.CheckConstraint(
+                condition=Q(used_by__isnull=True) | Q(used_at__isnull=False), name="invite_used_by_has_time"
+            ),
+        ]
+        indexes = [
+            # Serves the members page's list of a project's open invites.
+            models.Index(fields=["project", "-created_at"], name="invite_project_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"invite {self.pk} to {self.project_id} as {self.role}"
+
+    @property
+    def state(self) -> str:
+        if self.used_at is not None:
+            return "used"
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "open"
 
 
 class Label(models.Model):

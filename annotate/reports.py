@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from annotate.models import AgreementReport, Criterion, GoldLabel, Label, Project, RubricVersion, shown_username
 from judges import agreement
+from judges import reference as refkind
 
 BINARY_CODES = {"fail": agreement.FAIL, "pass": agreement.PASS}
 PAIRWISE_CODES = {"a": agreement.A, "b": agreement.B, "tie": agreement.TIE}
@@ -245,8 +246,13 @@ def human_report(
         # Compact item positions to this criterion's items, as the maths expects 0..n_items-1 without gaps.
         positions, item = np.unique(item, return_inverse=True)
         item_ids = arrays.item_ids[positions]
-        found = agreement.consensus(item, value, k, gold=gold_codes(criterion, item_ids, codes), n_items=item_ids.size)
+        gold = gold_codes(criterion, item_ids, codes)
+        found = agreement.consensus(item, value, k, gold=gold, n_items=item_ids.size)
         needs = item_ids[found.needs_adjudication]
+        kinds = refkind.counts(refkind.kinds(found))
+        # A gold label on an item nobody labeled is a reference too (judges and exports use it): counted, in no figure.
+        n_gold_only = GoldLabel.objects.filter(criterion=criterion).count() - int((gold >= 0).sum())
+        kinds["gold"] += n_gold_only
         pairs = agreement.pairwise_cohen_kappas(item, rater, value, k, min_shared=min_shared, n_boot=n_boot)
         per_item = np.bincount(np.bincount(item)) if item.size else np.zeros(0, dtype=np.int64)
         ratings_per_item = {str(m): int(per_item[m]) for m in range(2, per_item.size) if per_item[m]}
@@ -277,12 +283,13 @@ def human_report(
                 ],
             },
             "consensus": {
-                "n_items": int(item_ids.size),
-                "n_majority": int((found.source == agreement.Source.MAJORITY).sum()),
-                "n_gold": int((found.source == agreement.Source.GOLD).sum()),
+                "n_items": int(item_ids.size) + n_gold_only,
+                # Items by reference kind (judges.reference: gold, majority, single, unsettled), as judges and
+                # exports count them; n_majority counts strict majorities of two or more labels only.
+                **{f"n_{name}": count for name, count in kinds.items()},
                 "n_needs_adjudication": int(needs.size),
                 "needs_adjudication": needs[:MAX_ADJUDICATION_IDS].tolist(),
-                "reference": "gold where a lead set one, else the strict majority of the annotators",
+                "reference": refkind.description(),
             },
             "annotators": _annotators(
                 rater,

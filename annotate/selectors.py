@@ -36,12 +36,16 @@ def project_role(user: User | AnonymousUser, project: Project) -> str | None:
         return None
     if getattr(user, "is_staff", False):
         return Membership.Role.LEAD
-    return Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
+    return (
+        Membership.objects.filter(user=user, project=project, deactivated_at__isnull=True)
+        .values_list("role", flat=True)
+        .first()
+    )
 
 
 _PROJECT_FOR_USER_SQL = """
 SELECT p.*, m.role AS my_role FROM annotate_project p
-LEFT JOIN annotate_membership m ON m.project_id = p.id AND m.user_id = %s
+LEFT JOIN annotate_membership m ON m.project_id = p.id AND m.user_id = %s AND m.deactivated_at IS NULL
 WHERE p.slug = %s
 """
 
@@ -81,12 +85,12 @@ def projects_for_user(user: User) -> list[ProjectRow]:
     if getattr(user, "is_staff", False):
         projects: QuerySet[Project] = Project.objects.all()
     else:
-        projects = Project.objects.filter(memberships__user=user)
+        projects = Project.objects.filter(memberships__user=user, memberships__deactivated_at__isnull=True)
     projects = projects.annotate(
         n_items=Count("items", distinct=True),
         n_labels_mine=Count("items__labels", filter=Q(items__labels__annotator=user), distinct=True),
     ).order_by("status", "name")
-    roles = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+    roles = dict(Membership.objects.filter(user=user, deactivated_at__isnull=True).values_list("project_id", "role"))
     staff = getattr(user, "is_staff", False)
     return [
         ProjectRow(
@@ -177,7 +181,7 @@ def project_stats(*, project: Project, count_labels: bool = True) -> ProjectStat
         n_live_leases=Assignment.objects.filter(
             item__project=project, state=Assignment.State.LEASED, expires_at__gt=timezone.now()
         ).count(),
-        n_annotators=project.memberships.filter(role=Membership.Role.ANNOTATOR).count(),
+        n_annotators=project.memberships.filter(role=Membership.Role.ANNOTATOR, deactivated_at__isnull=True).count(),
         n_submissions=items["submissions"],
         work_total=items["n"] * project.overlap,
     )

@@ -381,19 +381,17 @@ def rubric_save_edit(
 
 
 def member_find(*, identifier: str) -> AuthUser:
-    """The active user with this username, or else this email address (both case-insensitive). ValidationError
-    names what was not found, or asks for the username when an email address belongs to several accounts."""
+    """The active user with this username (case-insensitive). ValidationError names what was not found.
+
+    Not by e-mail address: the answer would tell a lead which account an address belongs to, or that several share
+    it. A lead who knows only an address sends an invite instead (annotate.invites.invite_create).
+    """
     identifier = identifier.strip()
     if not identifier:
         raise ValidationError("Enter a username or an email address.")
-    users = list(User.objects.filter(username__iexact=identifier)[:2])
-    if not users and "@" in identifier:
-        users = list(User.objects.filter(email__iexact=identifier)[:2])
-    if not users:
-        raise ValidationError(f"No user has the username or email address “{identifier}”.")
-    if len(users) > 1:
-        raise ValidationError(f"Several accounts match “{identifier}”: add them by username instead.")
-    user = users[0]
+    user = User.objects.filter(username__iexact=identifier).first()
+    if user is None:
+        raise ValidationError(f"No user has the username “{identifier}”.")
     if not user.is_active:
         raise ValidationError(f"The account “{user.get_username()}” is inactive and cannot be a member.")
     return user
@@ -406,6 +404,11 @@ def member_add(*, project: Project, identifier: str, role: str) -> Membership:
         raise ValidationError(f"Unknown role {role!r}: choose lead or annotator.")
     user = member_find(identifier=identifier)
     existing = Membership.objects.filter(project=project, user=user).first()
+    if existing is not None and not existing.is_active:
+        # A deactivated member added again is reactivated with the role asked for; their labels were kept.
+        existing.role, existing.deactivated_at = role, None
+        existing.save(update_fields=["role", "deactivated_at"])
+        return existing
     if existing is not None:
         raise ValidationError(
             f"{user.get_username()} is already {existing.get_role_display().lower()} of this project; "
@@ -416,7 +419,9 @@ def member_add(*, project: Project, identifier: str, role: str) -> Membership:
 
 def _lead_count_other_than(project: Project, membership: Membership) -> int:
     return (
-        Membership.objects.filter(project=project, role=Membership.Role.LEAD, user__is_active=True)
+        Membership.objects.filter(
+            project=project, role=Membership.Role.LEAD, user__is_active=True, deactivated_at__isnull=True
+        )
         .exclude(pk=membership.pk)
         .count()
     )
@@ -458,7 +463,15 @@ def member_remove(*, project: Project, membership_id: int) -> int:
         raise ValidationError(
             f"{membership.user.get_username()} is the project's only lead: make someone else lead first."
         )
-    leases = Assignment.objects.filter(item__project=project, annotator=membership.user)
+    member_leases_release(project=project, user=membership.user)
+    membership.delete()
+    return Label.objects.filter(item__project=project, annotator=membership.user).count()
+
+
+def member_leases_release(*, project: Project, user: AuthUser) -> int:
+    """Drop every lease (and skip) the user holds in the project, so others can take those items at once. Call in a
+    transaction. Returns how many items were leased."""
+    leases = Assignment.objects.filter(item__project=project, annotator=user)
     # Items before leases, in id order, as the queue and the sweep lock them: no deadlock with annotators at work.
     item_ids = sorted(set(leases.filter(state=Assignment.State.LEASED).values_list("item_id", flat=True)))
     list(Item.objects.select_for_update().filter(pk__in=item_ids).order_by("pk").values_list("pk", flat=True))
@@ -466,8 +479,7 @@ def member_remove(*, project: Project, membership_id: int) -> int:
     leases.delete()
     for item_id, n in held.items():
         Item.objects.filter(pk=item_id).update(n_leased=F("n_leased") - n)
-    membership.delete()
-    return Label.objects.filter(item__project=project, annotator=membership.user).count()
+    return len(held)
 
 
 # --- Items and labels -----------------------------------------------------------------------------------------

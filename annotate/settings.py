@@ -280,6 +280,28 @@ LOGIN_DEVICE_COOKIE_DAYS = env_int("LOGIN_DEVICE_COOKIE_DAYS", 180, minimum=1)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# People (annotate.invites, annotate.people): how long an invite link and a set-password link stay valid. Both are
+# single use. Links are shown to the lead or staff member who made them, and e-mailed too when EMAIL_HOST is set.
+INVITE_EXPIRY_DAYS = env_int("INVITE_EXPIRY_DAYS", 7, minimum=1)
+PASSWORD_RESET_TIMEOUT = 3600 * env_int("PASSWORD_RESET_HOURS", 72, minimum=1)
+# Django 6's MAILERS (the EMAIL_* settings are deprecated); only the env variables keep their familiar names.
+EMAIL_CONFIGURED = bool(env_str("EMAIL_HOST"))
+if EMAIL_CONFIGURED:
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": env_str("EMAIL_HOST"),
+                "port": env_int("EMAIL_PORT", 587, minimum=1),
+                "username": env_str("EMAIL_HOST_USER"),
+                "password": env_str("EMAIL_HOST_PASSWORD"),
+                "use_tls": env_bool("EMAIL_USE_TLS", True),
+                "timeout": 10,
+            },
+        }
+    }
+# Without a server nothing is sent: the links are shown on the page instead.
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "annotate@localhost")
 
 # --- Security -------------------------------------------------------------------------------------------------
 # HTTPS is assumed outside DEBUG (TLS ends at a proxy that sets X-Forwarded-Proto). Plain-HTTP test servers say

@@ -1,11 +1,12 @@
-"""Setting projects up in the browser: create a project, its settings and status, its criteria, its members.
+"""Setting projects up in the browser: create a project, its settings and status, its criteria (members: see
+annotate.people_views).
 
 Who may do what:
 - Creating a project (`project_new`): staff, or users granted `annotate.add_project` in the admin. Anyone else gets
   403: the page belongs to no project, so there is nothing to hide, and the refusal says who to ask.
 - Every other page here is lead-only: it goes through `annotate.selectors.project_for_user(..., role="lead")`, so an
   annotator or an outsider gets the same 404 as for a project that does not exist.
-Pages work without JavaScript (every button is a form submit); with htmx, the criteria editor, the members card and
+Pages work without JavaScript (every button is a form submit); with htmx, the criteria editor and
 the instructions preview swap in place.
 """
 
@@ -16,7 +17,6 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -25,7 +25,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from annotate import selectors, services
-from annotate.forms import CriterionFormSet, MemberAddForm, MemberRoleForm, ProjectNewForm, ProjectSettingsForm
+from annotate.forms import CriterionFormSet, ProjectNewForm, ProjectSettingsForm
 from annotate.http import wants_partial
 from annotate.models import Label, Membership, Project
 from annotate.services import CriterionData
@@ -322,90 +322,3 @@ def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
     }
     template = "annotate/setup/criteria.html" + ("#editor" if wants_partial(request) else "")
     return render(request, template, context, status=_status(request, failed=bool(problems)))
-
-
-# --- Members --------------------------------------------------------------------------------------------------
-
-
-@require_http_methods(["GET", "POST"])
-@login_required
-def project_members(request: HttpRequest, slug: str) -> HttpResponse:
-    """Add by username or email, change a role, remove. Removing keeps the person's labels."""
-    project = _lead_project(request, slug)
-    add_form = MemberAddForm()
-    error = notice = ""
-    if request.method == "POST":
-        action = request.POST.get("action", "")
-        try:
-            if action == "add":
-                add_form = MemberAddForm(request.POST)
-                if not add_form.is_valid():
-                    raise ValidationError("Enter a username or an email address, and a role.")
-                membership = services.member_add(
-                    project=project,
-                    identifier=add_form.cleaned_data["identifier"],
-                    role=add_form.cleaned_data["role"],
-                )
-                add_form = MemberAddForm()
-                notice = f"Added {membership.user.get_username()} as {membership.get_role_display().lower()}."
-            elif action in {"role", "remove"}:
-                membership_id = _int(request.POST.get("membership"))
-                if action == "role":
-                    role_form = MemberRoleForm(request.POST)
-                    if not role_form.is_valid():
-                        raise ValidationError("Choose lead or annotator.")
-                    membership = services.member_set_role(
-                        project=project, membership_id=membership_id, role=role_form.cleaned_data["role"]
-                    )
-                    notice = f"{membership.user.get_username()} is now {membership.get_role_display().lower()}."
-                else:
-                    name = _member_name(project, membership_id)
-                    kept = services.member_remove(project=project, membership_id=membership_id)
-                    labels = f"{kept} label stays" if kept == 1 else f"{kept} labels stay"
-                    notice = f"Removed {name}. Their {labels} in the project."
-            else:
-                raise ValidationError("Unknown action.")
-        except ValidationError as exc:
-            error = " ".join(exc.messages)
-        role = selectors.project_role(request.user, project) if not error else LEAD
-        if role != LEAD:
-            # The lead removed themselves or stepped down: this page is no longer theirs.
-            messages.success(request, notice)
-            away = reverse("project_detail", args=[project.slug]) if role else reverse("home")
-            return HttpResponseClientRedirect(away) if wants_partial(request) else redirect(away)
-        if not wants_partial(request) and not error:
-            messages.success(request, notice)
-            return redirect("project_members", slug=project.slug)
-    context = {
-        "project": project,
-        "add_form": add_form,
-        "members": _members(project),
-        "roles": Membership.Role.choices,
-        "error": error,
-        "notice": notice,
-    }
-    template = "annotate/setup/members.html" + ("#members" if wants_partial(request) else "")
-    return render(request, template, context, status=_status(request, failed=bool(error)))
-
-
-def _int(value: str | None) -> int:
-    try:
-        return int(value or "")
-    except ValueError:
-        raise ValidationError("That person is not a member of this project.") from None
-
-
-def _member_name(project: Project, membership_id: int) -> str:
-    username = (
-        Membership.objects.filter(project=project, pk=membership_id).values_list("user__username", flat=True).first()
-    )
-    return username or "the member"
-
-
-def _members(project: Project) -> list[Membership]:
-    """Members with how many labels each gave in the project (all rubric versions), leads first."""
-    return list(
-        project.memberships.select_related("user")
-        .annotate(n_labels=Count("user__labels", filter=Q(user__labels__item__project=project)))
-        .order_by("-role", "user__username")
-    )

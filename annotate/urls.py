@@ -4,20 +4,33 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from annotate import adjudication_views, history_views, logins, setup_views, views
+from annotate import adjudication_views, history_views, logins, people_views, setup_views, views
 from annotate.api import api
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("login/", logins.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("invite/<str:secret>/", people_views.invite_open, name="invite_open"),
+    path("people/", people_views.people_page, name="people"),
+    # One-time set-password links (annotate.people.password_link): Django's views, our templates.
+    path(
+        "reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(template_name="registration/set_password.html"),
+        name="password_reset_confirm",
+    ),
+    path(
+        "reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(template_name="registration/set_password_done.html"),
+        name="password_reset_complete",
+    ),
     path("projects/new/", setup_views.project_new, name="project_new"),
     path("projects/new/preview/", setup_views.project_new_preview, name="project_new_preview"),
     path("p/<slug:slug>/", views.project_detail, name="project_detail"),
     path("p/<slug:slug>/settings/", setup_views.project_settings, name="project_settings"),
     path("p/<slug:slug>/settings/preview/", setup_views.project_preview, name="project_preview"),
     path("p/<slug:slug>/criteria/", setup_views.project_criteria, name="project_criteria"),
-    path("p/<slug:slug>/members/", setup_views.project_members, name="project_members"),
+    path("p/<slug:slug>/members/", people_views.project_members, name="project_members"),
     path("p/<slug:slug>/status/", views.project_status, name="project_status"),
     path("p/<slug:slug>/label/", views.label_queue, name="label_queue"),
     path("p/<slug:slug>/label/<int:item_id>/", views.label_submit, name="label_submit"),

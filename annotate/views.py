@@ -41,6 +41,7 @@ from annotate.http import partial_target, wants_partial
 from annotate.keymap import keymap
 from annotate.models import AgreementReport, ImportJob, Item, Membership, Project
 from annotate.splits import shown_order
+from annotate.visibility import ItemShown, item_shown
 from judges import staleness
 
 
@@ -194,14 +195,24 @@ class ItemCard:
     shown_order: str | None
     left: str
     right: str
+    # The external id and metadata the project lets labelers see (annotate.visibility): templates read these,
+    # never item.external_id or item.metadata.
+    shown: ItemShown
 
 
-def _card(item: Item | None, user_id: int | None) -> ItemCard | None:
+def _card(project: Project, item: Item | None, user_id: int | None) -> ItemCard | None:
     if item is None:
         return None
     shown = shown_order(user_id, item.pk) if item.output_a or item.output_b else None
     left, right = (item.output_a, item.output_b) if shown != "ba" else (item.output_b, item.output_a)
-    return ItemCard(item=item, form_key=uuid.uuid4().hex, shown_order=shown, left=left, right=right)
+    return ItemCard(
+        item=item,
+        form_key=uuid.uuid4().hex,
+        shown_order=shown,
+        left=left,
+        right=right,
+        shown=item_shown(project, item),
+    )
 
 
 def _keys(project: Project, page: str) -> dict[str, object]:
@@ -213,7 +224,7 @@ def _keys(project: Project, page: str) -> dict[str, object]:
 def _label_context(request: HttpRequest, project: Project, items: list[Item], **extra: object) -> dict[str, object]:
     """The labeling screen: the first item is shown, the others wait hidden (prefetched), in order."""
     criteria = selectors.criteria_of_version(project.current_rubric_id)
-    cards = [_card(item, request.user.pk) for item in items]
+    cards = [_card(project, item, request.user.pk) for item in items]
     return {
         "project": project,
         "criteria": criteria,
@@ -254,7 +265,7 @@ def _next_for_page(request: HttpRequest, project: Project) -> HttpResponse:
         rubric_version_id=project.current_rubric_id,  # type: ignore[arg-type]
         holding=_page_items(request),
     )
-    upcoming = [_card(item, request.user.pk)] if item else []
+    upcoming = [_card(project, item, request.user.pk)] if item else []
     return render(request, "annotate/label.html#prefetched", _label_context(request, project, [], upcoming=upcoming))
 
 
@@ -428,7 +439,7 @@ def label_edit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
         {
             "project": project,
             "criteria": criteria,
-            "card": _card(item, request.user.pk),
+            "card": _card(project, item, request.user.pk),
             "values": display,
             "revisions": {key: label.revision for key, label in by_key.items()},
             "note": mine[0].note,

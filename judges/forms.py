@@ -107,6 +107,12 @@ class JudgeTargetForm(forms.Form):
     target_tnr = forms.FloatField(min_value=0, max_value=1, required=False, label="TNR at least")
     target_kappa = forms.FloatField(min_value=-1, max_value=1, required=False, label="κ at least")
     target_accuracy = forms.FloatField(min_value=0, max_value=1, required=False, label="Accuracy at least")
+    single_label_reference = forms.BooleanField(
+        required=False,
+        label="Single labels may serve as the human reference",
+        help_text="An item with one label and no gold label counts in this judge's figures. Off: only gold labels "
+        "and strict majorities of two or more labels do. Applies to runs that finish from now on.",
+    )
 
     NEEDS = {
         Judge.Target.TPR_TNR: ("target_tpr", "target_tnr"),

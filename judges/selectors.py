@@ -22,6 +22,7 @@ from annotate import reports
 from annotate import selectors as annotate_selectors
 from annotate.models import AgreementReport, Criterion, GoldLabel, Item, Label, Project, RubricVersion
 from judges import agreement, calls, compare, llm, prompts
+from judges import reference as refkind
 from judges.models import CachedCompletion, FewShotExample, Judge, JudgeRun, JudgeVersion, Verdict
 
 MILLION = Decimal(1_000_000)
@@ -363,33 +364,59 @@ def train_items(*, project: Project, limit: int = 50) -> list[Item]:
 
 @dataclass(frozen=True)
 class Reference:
-    value: str  # pass/fail or a/b/tie
-    source: str  # "gold" or "majority"
+    """An item's human reference on the run's criterion: its label (None when it has none for this judge) and its
+    kind, as judges.reference names it ("gold", "majority", "single" or "unsettled")."""
+
+    value: str | None  # pass/fail or a/b/tie
+    kind: str
 
 
-def human_reference(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -> dict[int, Reference]:
-    """Each labeled item's human reference for the run's criterion, exactly as services.run_report settles it: a
-    lead's gold label where there is one, else the strict majority of the humans' labels under the run's rubric
-    version. Items with split votes have none. `item_ids` narrows the result (the run's items, say)."""
+def single_labels_serve(run: JudgeRun) -> bool:
+    """Whether single labels are a reference for this run: as its stored report says (the setting when it finished),
+    else as its judge is set now (a running run, or a report from before the setting existed)."""
+    stored = (run.report or {}).get("single_label_reference")
+    return bool(stored) if stored is not None else run.version.judge.single_label_reference
+
+
+def references_of_run(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -> dict[int, Reference]:
+    """Every item with a human label or a gold label on the run's criterion under the run's rubric version, with its
+    reference kind (judges.reference.kinds) and label: gold where a lead set one, else the strict majority of two or
+    more labels, else the single label where the judge lets single labels serve. Split items have kind "unsettled"
+    and no label. services.run_report and the report pages both read this, so they cannot disagree. `item_ids`
+    narrows the result (the run's items, say)."""
     project = run.project
     pairwise = project.kind == Project.Kind.PAIRWISE
     codes = reports.PAIRWISE_CODES if pairwise else reports.BINARY_CODES
     names = {code: name for name, code in codes.items()}
     criterion = criterion_of_run(rubric_version=run.rubric_version, key=run.version.judge.criterion_key)
-    arrays = reports.labels_load(project=project, rubric_version=run.rubric_version)
-    if criterion is None or criterion.pk not in arrays.criterion_ids:
+    if criterion is None:
         return {}
-    mask = arrays.criterion == arrays.criterion_ids.index(criterion.pk)
-    ids, item = np.unique(arrays.item_ids[arrays.item[mask]], return_inverse=True)
-    gold = reports.gold_codes(criterion, ids, codes)
+    arrays = reports.labels_load(project=project, rubric_version=run.rubric_version)
+    mask = np.zeros(arrays.item.size, dtype=np.bool_)
+    if criterion.pk in arrays.criterion_ids:
+        mask = arrays.criterion == arrays.criterion_ids.index(criterion.pk)
+    labeled = arrays.item_ids[arrays.item[mask]]
+    # A gold label is a reference even on an item nobody labeled.
+    gold_rows = list(GoldLabel.objects.filter(criterion=criterion).values_list("item_id", "value"))
+    gold_ids = np.array([item_id for item_id, _ in gold_rows], dtype=np.int64)
+    ids = np.union1d(labeled, gold_ids).astype(np.int64)
+    item = np.searchsorted(ids, labeled)
+    gold = np.full(ids.size, -1, dtype=np.int64)
+    gold[np.searchsorted(ids, gold_ids)] = [codes[value] for _, value in gold_rows]
     found = agreement.consensus(item, arrays.value[mask], 3 if pairwise else 2, gold=gold, n_items=ids.size)
+    label, kind = refkind.labels(found, single=single_labels_serve(run))
     wanted = None if item_ids is None else set(item_ids)
     out = {}
-    for item_id, code, source in zip(ids.tolist(), found.label.tolist(), found.source.tolist(), strict=True):
-        if code >= 0 and (wanted is None or item_id in wanted):
-            kind = "gold" if source == agreement.Source.GOLD else "majority"
-            out[item_id] = Reference(names[code], kind)
+    for item_id, code, k in zip(ids.tolist(), label.tolist(), kind.tolist(), strict=True):
+        name = refkind.NAMES[k]
+        if name is not None and (wanted is None or item_id in wanted):
+            out[item_id] = Reference(names[code] if code >= 0 else None, name)
     return out
+
+
+def human_reference(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -> dict[int, Reference]:
+    """The items of `references_of_run` that have a reference label for this run (value is never None)."""
+    return {i: ref for i, ref in references_of_run(run=run, item_ids=item_ids).items() if ref.value is not None}
 
 
 def judge_values(*, run: JudgeRun) -> tuple[dict[int, str], set[int]]:
@@ -438,19 +465,20 @@ def disagreement_kind(*, judge: str, human: str) -> str:
 class Disagreements:
     rows: list[tuple[int, str]]  # (item id, kind), by item id
     counts: dict[str, int]
-    reference: dict[int, Reference]
+    reference: dict[int, Reference]  # every judged item with a label or gold label, with or without a reference label
 
 
 def disagreements_of_run(*, run: JudgeRun) -> Disagreements:
     """Every item where the run's judge and the humans differ, and every position-inconsistent pairwise item."""
     values, inconsistent = judge_values(run=run)
-    reference = human_reference(run=run, item_ids=set(values) | inconsistent)
+    reference = references_of_run(run=run, item_ids=set(values) | inconsistent)
     rows = []
     for item_id in sorted(set(values) | inconsistent):
+        human = reference[item_id].value if item_id in reference else None
         if item_id in inconsistent:
             rows.append((item_id, "order"))
-        elif item_id in reference and values[item_id] != reference[item_id].value:
-            rows.append((item_id, disagreement_kind(judge=values[item_id], human=reference[item_id].value)))
+        elif human is not None and values[item_id] != human:
+            rows.append((item_id, disagreement_kind(judge=values[item_id], human=human)))
     counts = {key: 0 for key, _ in DISAGREEMENT_KINDS[run.project.kind]}
     for _, kind in rows:
         counts[kind] = counts.get(kind, 0) + 1
@@ -587,6 +615,7 @@ class Comparison:
     n_only_a: int
     n_only_b: int
     reference: dict[int, Reference]
+    common_kinds: dict[str, int]  # the common items by reference kind (gold, majority, single)
 
 
 def comparison(*, a: JudgeRun, b: JudgeRun, n_boot: int = agreement.N_BOOT) -> Comparison:
@@ -598,7 +627,7 @@ def comparison(*, a: JudgeRun, b: JudgeRun, n_boot: int = agreement.N_BOOT) -> C
     values_b, _ = judge_values(run=b)
     reference = human_reference(run=b, item_ids=set(values_a) | set(values_b))
     common = sorted(set(values_a) & set(values_b) & set(reference))
-    human = np.array([codes[reference[i].value] for i in common], dtype=np.int64)
+    human = np.array([codes[str(reference[i].value)] for i in common], dtype=np.int64)
     va = np.array([codes[values_a[i]] for i in common], dtype=np.int64)
     vb = np.array([codes[values_b[i]] for i in common], dtype=np.int64)
     return Comparison(
@@ -610,6 +639,7 @@ def comparison(*, a: JudgeRun, b: JudgeRun, n_boot: int = agreement.N_BOOT) -> C
         n_only_a=len((set(values_a) - set(values_b)) & set(reference)),
         n_only_b=len((set(values_b) - set(values_a)) & set(reference)),
         reference=reference,
+        common_kinds={name: sum(1 for i in common if reference[i].kind == name) for name in refkind.SHOWN[:3]},
     )
 
 

@@ -41,7 +41,7 @@ from django.utils import timezone
 from annotate import reports
 from annotate import selectors as annotate_selectors
 from annotate.models import Item, Project
-from judges import agreement, calls, llm, prompts, selectors
+from judges import agreement, calls, llm, prompts, reference, selectors
 from judges.models import CachedCompletion, FewShotExample, Judge, JudgeRun, JudgeVersion, RunChunk, Verdict
 
 if TYPE_CHECKING:
@@ -88,9 +88,15 @@ TARGET_NUMBERS = {
 }
 
 
-def judge_target_set(*, judge: Judge, target: str, numbers: dict[str, float | None]) -> Judge:
+def judge_target_set(
+    *, judge: Judge, target: str, numbers: dict[str, float | None], single_label_reference: bool | None = None
+) -> Judge:
     """Set the bar a run must clear for the judge to count as calibrated. Numbers the kind of target does not use are
-    cleared, so what is stored is exactly the target shown; the ranges are checked by Postgres constraints."""
+    cleared, so what is stored is exactly the target shown; the ranges are checked by Postgres constraints.
+
+    `single_label_reference` (None: unchanged) says whether items with one human label and no gold label serve as the
+    human reference for the judge's figures. It applies to runs that finish from now on: a finished run's report keeps
+    the setting it was computed with, and its pages follow the report (selectors.single_labels_serve)."""
     if target not in Judge.Target.values:
         raise ValidationError(f"Unknown target {target!r}.")
     if target == Judge.Target.TPR_TNR and judge.project.is_pairwise:
@@ -99,8 +105,11 @@ def judge_target_set(*, judge: Judge, target: str, numbers: dict[str, float | No
     fields = {name: (numbers.get(name) if name in used else None) for name in TARGET_FIELDS}
     if missing := [name for name in used if fields[name] is None]:
         raise ValidationError(f"This target needs {', '.join(missing)}.")
-    Judge.objects.filter(pk=judge.pk).update(target=target, **fields)
-    judge.refresh_from_db(fields=["target", *TARGET_FIELDS])
+    settings_: dict[str, object] = {"target": target, **fields}
+    if single_label_reference is not None:
+        settings_["single_label_reference"] = single_label_reference
+    Judge.objects.filter(pk=judge.pk).update(**settings_)
+    judge.refresh_from_db(fields=list(settings_))
     return judge
 
 
@@ -698,16 +707,17 @@ def run_finish_if_complete(*, run_id: int) -> bool:
 def run_report(*, run: JudgeRun) -> dict[str, object]:
     """The judge–human report for a run, as stored JSON (numbers from judges.agreement; this only arranges them).
 
-    Human reference per item: a lead's gold label where there is one, else the strict majority of the humans' labels
-    on the judge's criterion under the run's rubric version. Items without one (unlabeled production samples, or
-    split votes) are judged but not compared. Pairwise items count only when the judge gave the same verdict in both
-    orders; the share that did not is the position bias.
+    Human reference per item (selectors.references_of_run): a lead's gold label where there is one, else the strict
+    majority of two or more humans' labels on the judge's criterion under the run's rubric version, else a single
+    label if the judge lets single labels serve. Items without one (unlabeled production samples, split votes, single
+    labels the judge does not use) are judged but not compared; the report counts the items of each reference kind.
+    Pairwise items count only when the judge gave the same verdict in both orders; the share that did not is the
+    position bias.
     """
     project = run.version.judge.project
     kind = project.kind
     pairwise = kind == Project.Kind.PAIRWISE
     codes = reports.PAIRWISE_CODES if pairwise else reports.BINARY_CODES
-    criterion = selectors.criterion_of_run(rubric_version=run.rubric_version, key=run.version.judge.criterion_key)
     rows = Verdict.objects.filter(run=run).values_list("item_id", "order", "status", "value")
     by_item: dict[int, dict[str, str | None]] = defaultdict(dict)
     status_counts: Counter[str] = Counter()
@@ -728,22 +738,15 @@ def run_report(*, run: JudgeRun) -> dict[str, object]:
         elif orders.get(Verdict.Order.ONE) is not None:
             judge_value[item_id] = str(orders[Verdict.Order.ONE])
 
-    # The humans' labels of the run's rubric version (one per annotator per item and criterion), loaded as arrays.
-    arrays = reports.labels_load(project=project, rubric_version=run.rubric_version)
-    human: dict[int, int] = {}
-    if criterion is not None and criterion.pk in arrays.criterion_ids:
-        mask = arrays.criterion == arrays.criterion_ids.index(criterion.pk)
-        item_ids, item = np.unique(arrays.item_ids[arrays.item[mask]], return_inverse=True)
-        gold = reports.gold_codes(criterion, item_ids, codes)
-        majority = agreement.consensus(
-            item, arrays.value[mask], 3 if pairwise else 2, gold=gold, n_items=item_ids.size
-        ).label
-        for item_id, code in zip(item_ids.tolist(), majority.tolist(), strict=True):
-            if code >= 0 and item_id in by_item:  # labeled items outside the run are not its business
-                human[item_id] = code
+    # The human reference of every item of the run, of each kind (judges.reference), as the report pages read it.
+    references = selectors.references_of_run(run=run, item_ids=by_item)
+    single = selectors.single_labels_serve(run)
+    human = {i: codes[ref.value] for i, ref in references.items() if ref.value is not None}
     compared = sorted(set(human) & set(judge_value))
     human_codes = np.array([human[i] for i in compared], dtype=np.int64)
     judge_codes = np.array([codes[judge_value[i]] for i in compared], dtype=np.int64)
+    kinds_all = Counter(ref.kind for ref in references.values())
+    kinds_compared = Counter(references[i].kind for i in compared)
     report: dict[str, object] = {
         "kind": kind,
         "scope": run.scope,
@@ -757,10 +760,13 @@ def run_report(*, run: JudgeRun) -> dict[str, object]:
         "n_invalid": status_counts[Verdict.Status.INVALID],
         "n_errors": status_counts[Verdict.Status.ERROR],
         "judge_counts": dict(Counter(judge_value.values())),
-        "reference": (
-            "a lead's gold label where set, else the strict majority of the humans' labels on the criterion under "
-            "the run's rubric version"
-        ),
+        # The run's items by reference kind (unlabeled ones in none), and the compared items (the figures' n) by the
+        # kind of reference they were compared with.
+        "single_label_reference": single,
+        "reference_kinds": {name: kinds_all[name] for name in reference.SHOWN},
+        "n_unlabeled": len(by_item) - len(references),
+        "compared_kinds": {name: kinds_compared[name] for name in reference.SHOWN},
+        "reference": reference.description(single=single),
     }
     if pairwise:
         result = agreement.pairwise_judge_report(human_codes, judge_codes)

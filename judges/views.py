@@ -26,7 +26,7 @@ from annotate import charts
 from annotate import selectors as annotate_selectors
 from annotate.http import wants_partial
 from annotate.models import Item, Membership, Project
-from judges import card, compare, forms, llm, prompts, selectors, services, staleness
+from judges import card, compare, forms, llm, prompts, reference, selectors, services, staleness
 from judges.models import Judge, JudgeRun, JudgeVersion
 
 LEAD = Membership.Role.LEAD
@@ -188,7 +188,9 @@ def judge_detail(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse
 
 
 def _target_form(judge: Judge, data: Any = None) -> forms.JudgeTargetForm:
-    initial = {"target": judge.target} | {name: getattr(judge, name) for name in services.TARGET_FIELDS}
+    initial = {"target": judge.target, "single_label_reference": judge.single_label_reference} | {
+        name: getattr(judge, name) for name in services.TARGET_FIELDS
+    }
     return forms.JudgeTargetForm(data, judge=judge, initial=initial)
 
 
@@ -284,7 +286,10 @@ def judge_target(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse
         data = form.cleaned_data
         try:
             services.judge_target_set(
-                judge=judge, target=data["target"], numbers={name: data.get(name) for name in services.TARGET_FIELDS}
+                judge=judge,
+                target=data["target"],
+                numbers={name: data.get(name) for name in services.TARGET_FIELDS},
+                single_label_reference=data["single_label_reference"],
             )
         except ValidationError as exc:
             for message in _errors(exc):
@@ -584,9 +589,12 @@ def _disagreement_context(request: HttpRequest, run: JudgeRun) -> dict[str, Any]
     wanted = wanted if wanted in dict(kinds) else ""
     rows = [row for row in found.rows if not wanted or row[1] == wanted]
     page = Paginator(rows, 10).get_page(request.GET.get("dpage"))
-    sources = {"gold": 0, "majority": 0}
-    for ref in found.reference.values():
-        sources[ref.source] += 1
+    # The compared items by kind of reference, as the report stored them (a report from before it counted them: the
+    # judged items with a reference label, by kind).
+    sources = (run.report or {}).get("compared_kinds") or {
+        name: sum(1 for ref in found.reference.values() if ref.kind == name and ref.value is not None)
+        for name in reference.SHOWN
+    }
     return {
         "kinds": kinds,
         "kind_labels": dict(kinds),

@@ -84,3 +84,39 @@ def label(item: Item, annotator, key: str, value: str, **kwargs) -> Label:
         created_at=kwargs.pop("created_at", timezone.now()),
         **kwargs,
     )
+
+
+# The reference-kinds project (issue 15): per item of the "acceptable" criterion, its labels by three annotators, a
+# lead's gold label, and the reference kind and label that judges.reference gives it. "WRONG" in an output makes the
+# keyword stand-in judge fail it.
+MIXED_REFERENCE = {
+    "three-agree": ("ppp", None, "majority", "pass"),
+    "three-two-one": ("ppf", None, "majority", "pass"),
+    "two-agree": ("ff", None, "majority", "fail"),
+    "two-split": ("pf", None, "unsettled", None),
+    "one-fail": ("f", None, "single", "fail"),
+    "one-pass": ("p", None, "single", "pass"),
+    "gold-over-two": ("pp", "fail", "gold", "fail"),
+    "gold-over-one": ("p", "fail", "gold", "fail"),
+    "gold-only": ("", "pass", "gold", "pass"),
+    "unlabeled": ("", None, None, None),
+}
+
+
+def mixed_reference_items(project: Project, annotators, lead) -> dict[str, Item]:
+    """The MIXED_REFERENCE items (1, 2 and 3 labels per item, gold labels, an unlabeled item) in `project`."""
+    from annotate.models import GoldLabel
+
+    criterion = selectors.criteria_current(project=project).get(key="acceptable")
+    items = {}
+    for n, (name, (votes, gold, _kind, _reference)) in enumerate(MIXED_REFERENCE.items()):
+        output = f"Answer {n}." if n % 2 else f"Answer {n}, WRONG."
+        items[name] = services.item_build(
+            project=project, fields={"input": f"Question {n}?", "output": output}, external_id=name
+        )
+        items[name].save()
+        for user, vote in zip(annotators, votes, strict=False):
+            label(items[name], user, "acceptable", {"p": "pass", "f": "fail"}[vote])
+        if gold is not None:
+            GoldLabel.objects.create(item=items[name], criterion=criterion, value=gold, set_by=lead)
+    return items

@@ -29,6 +29,12 @@ NOT_PROJECT_PAGES = {
     # Creating projects is for staff and holders of annotate.add_project; anyone else is refused (test below).
     "projects/new/": {403},
     "projects/new/preview/": {405},  # a POST only; the POST is refused with 403 too
+    # An unusable invite link (here: unknown) gets one 404 page, whatever the reason (tests/annotate/test_people.py).
+    "invite/<str:secret>/": {404},
+    "people/": {403},  # accounts are for staff only (tests/annotate/test_people.py)
+    # A set-password link: an invalid one says so and changes nothing; a valid one is a one-time secret.
+    "reset/<uidb64>/<token>/": {200},
+    "reset/done/": {200},  # says "password set", nothing more
 }
 
 
@@ -71,6 +77,9 @@ def victim(project, lead, annotator):
         "version_id": version.pk,
         "run_id": run.pk,
         "token_id": token.pk,
+        "secret": "not-an-invite",
+        "uidb64": "MQ",
+        "token": "not-a-token",
     }
 
 

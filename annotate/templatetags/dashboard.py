@@ -35,6 +35,15 @@ def figure(value: dict[str, Any] | None, digits: int = 2) -> str:
 
 
 @register.filter
+def figure_n(value: dict[str, Any] | None) -> str:
+    """The n a stored figure is computed on ("n=168": items with two or more labels for human agreement, compared
+    items for a judge), or "" when the stored figure has none."""
+    if not value or value.get("n") is None:
+        return ""
+    return f"n={value['n']:,}"
+
+
+@register.filter
 def figure_value(value: dict[str, Any] | None, digits: int = 2) -> str:
     """Only the value of a stored figure (its interval shown elsewhere), or an en dash."""
     if not value or value.get("value") is None:

@@ -71,10 +71,10 @@ def test_jsonl_has_one_row_per_item_with_reference_source_margin_and_counts(bina
     assert first["metadata"] == {"source": "chat"} and first["split"] == "train" and first["rubric_version"] == 1
     assert list(first["labels"]) == ["acceptable", "follows_instructions", "factually_correct"]
     assert first["labels"]["acceptable"] == {"reference": "pass", "source": "majority", "margin": 3, "n_labels": 3}
-    # One lone label is a strict majority of one.
+    # One lone label is the reference, named for what it is: a single label, not a majority.
     assert first["labels"]["factually_correct"] == {
         "reference": "fail",
-        "source": "majority",
+        "source": "single",
         "margin": 1,
         "n_labels": 1,
     }
@@ -169,7 +169,7 @@ def test_csv_reads_back_and_neutralises_formulas(project, annotator):
     assert rows[0]["external_id"] == "'=cmd|' /C calc'!A0"
     assert rows[0]["input"] == "'+SUM(1,2)" and rows[0]["output"] == "'@risk"
     assert json.loads(rows[0]["metadata"]) == {"k": "v"}
-    assert rows[0]["acceptable.reference"] == "fail" and rows[0]["acceptable.source"] == "majority"
+    assert rows[0]["acceptable.reference"] == "fail" and rows[0]["acceptable.source"] == "single"
     assert rows[0]["acceptable.n_labels"] == "1" and rows[0]["acceptable.margin"] == "1"
     assert json.loads(rows[0]["acceptable.individual"])[0]["note"] == "=HYPERLINK(1)"  # inside JSON, not a cell start
     assert rows[1]["input"] == "'-1 is fine?" and rows[1]["output"] == "'\tTabbed"
@@ -306,7 +306,9 @@ def test_the_tulu_demo_exports_its_consensus(settings, tmp_path):
     report = reports.report_build(project=pairwise, n_boot=10)["criteria"]["overall"]["consensus"]
     lines, manifest = _jsonl(pairwise, fmt="preference", criteria=("overall",))
     counts = manifest["counts"]
-    assert counts["rows"] + counts["ties"] == report["n_majority"] + report["n_gold"]
+    # Every item with a reference is exported, single labels included: the same kinds as the agreement page counts.
+    assert counts["rows"] + counts["ties"] == report["n_majority"] + report["n_gold"] + report["n_single"]
+    assert counts["items_without_consensus"] == report["n_unsettled"]
     assert counts["rows"] > 0 and all(set(line) == {"prompt", "chosen", "rejected"} for line in lines)
     binary = Project.objects.get(slug="tulu-acceptability")
     rows, manifest = _jsonl(binary, individual=True, criteria=("acceptable",))
@@ -563,7 +565,7 @@ def test_only_labels_created_in_the_range_count_and_items_without_any_are_left_o
     # February's fail is outside: January alone is a 2–0 pass; the gold label set in January settles 'old'.
     assert list(by_id) == ["mixed", "late", "old"]
     assert by_id["mixed"] == {"reference": "pass", "source": "majority", "margin": 2, "n_labels": 2}
-    assert by_id["late"] == {"reference": "pass", "source": "majority", "margin": 1, "n_labels": 1}
+    assert by_id["late"] == {"reference": "pass", "source": "single", "margin": 1, "n_labels": 1}
     assert by_id["old"] == {"reference": "fail", "source": "gold", "margin": None, "n_labels": 0}
     assert manifest["counts"]["rows"] == 3 and manifest["counts"]["labels"] == 3
     assert manifest["counts"]["items_filtered_out"] == 1  # 'never'

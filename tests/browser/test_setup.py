@@ -1,5 +1,5 @@
 """A real browser: a lead creates a project, previews its instructions live, writes three criteria (rubric v1),
-edits one and confirms the v2 summary, activates it and adds a member by email, all under the enforced CSP."""
+edits one and confirms the v2 summary, activates it and adds a member by username, all under the enforced CSP."""
 
 from __future__ import annotations
 
@@ -92,17 +92,17 @@ def test_a_lead_sets_up_a_project_from_scratch(page: Page, live_server):
     screenshot(page, "setup-settings")
 
     page.get_by_role("navigation", name="Project setup").get_by_role("link", name="Members").click()
-    page.get_by_label("Add a person by username or email").fill("ada.annotator@example.org")
-    page.get_by_label("Role", exact=True).select_option("annotator")
+    page.get_by_label("Add someone who has an account, by username").fill("ada")
+    page.locator("#id_role").select_option("annotator")
     page.get_by_role("button", name="Add", exact=True).click()
     members = page.locator("#members")
     expect(members.get_by_role("status")).to_have_text("Added ada as annotator.")
     expect(members.locator("tbody tr")).to_have_count(2)
     expect(members.locator("tbody")).to_contain_text("Ada Lovelace")
-    page.get_by_label("Add a person by username or email").fill("nobody@example.org")
+    page.get_by_label("Add someone who has an account, by username").fill("nobody")
     page.get_by_role("button", name="Add", exact=True).click()
-    expect(members.get_by_role("alert")).to_contain_text("No user has the username or email address")
-    page.get_by_label("Add a person by username or email").fill("")
+    expect(members.get_by_role("alert")).to_contain_text("No user has the username “nobody”")
+    page.get_by_label("Add someone who has an account, by username").fill("")
     screenshot(page, "setup-members")
 
     assert Membership.objects.get(project=project, user__username="ada").role == "annotator"

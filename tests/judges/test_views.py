@@ -349,7 +349,7 @@ def test_the_report_states_split_reference_figures_charts_and_the_disagreements(
     client.force_login(lead)
     page = client.get(reverse("judges:run_detail", args=[project.slug, run.pk])).content.decode()
     assert "Measured on the <strong>dev split</strong>: 5 items compared" in page
-    assert "(1 item), else the strict <strong>majority</strong> of the annotators (4 items)" in page
+    assert "1 by a lead's <strong>gold</strong> label, 4 by a <strong>majority</strong> of two or more labels" in page
     assert 'class="chart chart-bars"' in page and 'class="chart chart-heatmap"' in page
     assert '<abbr title="True negative rate: of the items the humans failed' in page
     assert "No target set." in page

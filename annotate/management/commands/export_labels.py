@@ -15,9 +15,9 @@ from annotate.models import Item, Project
 
 class Command(BaseCommand):
     help = (
-        "Export a project's items with their reference labels (gold, else the strict majority) for the current rubric "
-        "version, read in one consistent snapshot. The manifest goes to FILE.manifest.json, or to stderr when writing "
-        "to stdout."
+        "Export a project's items with their reference labels (gold, else the strict majority of two or more "
+        "labels, else a single label) and their kind for the current rubric version, read in one consistent "
+        "snapshot. The manifest goes to FILE.manifest.json, or to stderr when writing to stdout."
     )
 
     # The system checks import every URL's views (the API, the LLM client...) to check them: a second or so and
