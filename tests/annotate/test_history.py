@@ -202,3 +202,19 @@ def test_the_history_page_reads_a_fixed_number_of_queries(client, project, annot
     with django_assert_max_num_queries(10):
         body = client.get(reverse("label_history", args=[project.slug])).content.decode()
     assert len(_rows(body)) == 50 and "?page=2" in body
+
+
+def test_rows_and_their_in_place_form_show_the_external_id_only_when_the_project_shows_it(
+    client, project, annotator, labeled
+):
+    from annotate.visibility import project_set_annotator_fields
+
+    client.force_login(annotator)
+    item = labeled[1]
+    page_url = reverse("label_history", args=[project.slug])
+    edit_url = reverse("history_row_edit", args=[project.slug, item.pk])
+    assert item.external_id[:20] not in client.get(page_url).content.decode()  # blind by default
+    assert item.external_id[:20] not in client.get(edit_url, headers=HX).content.decode()
+    project_set_annotator_fields(project=project, fields=["external_id"])
+    assert item.external_id[:20] in client.get(page_url).content.decode()
+    assert item.external_id[:20] in client.get(edit_url, headers=HX).content.decode()
