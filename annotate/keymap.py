@@ -2,21 +2,24 @@
 
 One list per page and project kind drives both the `?` overlay (rendered from it) and static/js/label.js (the page
 hands it over with `json_script`), so the help and the keys cannot disagree. Pages: "queue" (/p/<slug>/label/) and
-"edit" (the change-your-labels page that Undo and History open). `keys` are KeyboardEvent.key values; `action` is a
+"edit" (the change-your-labels page that Undo and History open), "adjudicate" (a lead's gold labels for one disputed
+item at a time, /p/<slug>/adjudicate/). `keys` are KeyboardEvent.key values; `action` is a
 stable id the script acts on:
 
 - "choose:<i>" picks the i-th radio of the active criterion, in the order the page shows them (Left, Right, Tie /
-  Pass, Fail), and moves to the next criterion;
+  Pass, Fail; on the adjudication page A, B, Tie: the lead sees the outputs unshuffled), and moves to the next
+  criterion;
 - "next" / "prev" move between criteria; "note" focuses the note (Escape leaves it); "submit" submits (queue) or saves
-  (edit); "skip", "undo" (queue only); "cancel" (edit only: back to the queue or History); "help" shows or hides
-  the overlay.
+  (edit) or saves the gold labels and opens the next unresolved item (adjudicate); "skip", "undo" (queue only);
+  "cancel" (edit only: back to the queue or History); "next-unresolved" (adjudicate only: leave this item for later
+  and open the next unresolved one); "help" shows or hides the overlay.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-PAGES = ("queue", "edit")
+PAGES = ("queue", "edit", "adjudicate")
 KINDS = ("binary", "pairwise")
 
 # How the overlay writes a key whose KeyboardEvent.key value is a word.
@@ -50,9 +53,11 @@ def keymap(*, page: str, kind: str, allow_tie: bool) -> list[Binding]:
         Binding(("k",), "prev", "Previous criterion"),
     ]
     if kind == "pairwise":
+        # The lead adjudicates the outputs as stored (A, B); an annotator sees them in a per-person order.
+        first, second = ("Output A", "Output B") if page == "adjudicate" else ("Left", "Right")
         bindings += [
-            Binding(("1", "ArrowLeft"), "choose:0", "Left is better"),
-            Binding(("2", "ArrowRight"), "choose:1", "Right is better"),
+            Binding(("1", "ArrowLeft"), "choose:0", f"{first} is better"),
+            Binding(("2", "ArrowRight"), "choose:1", f"{second} is better"),
         ]
         if allow_tie:
             bindings.append(Binding(("3", "t"), "choose:2", "Tie"))
@@ -67,6 +72,11 @@ def keymap(*, page: str, kind: str, allow_tie: bool) -> list[Binding]:
             Binding(("Enter",), "submit", "Submit (every criterion needs a value)"),
             Binding(("s",), "skip", "Skip this item: it comes back later, at the end of your queue"),
             Binding(("u",), "undo", "Undo: reopen the item you last submitted"),
+        ]
+    elif page == "adjudicate":
+        bindings += [
+            Binding(("Enter",), "submit", "Save the gold labels and open the next unresolved item"),
+            Binding(("s",), "next-unresolved", "Next unresolved item (leave this one for later)"),
         ]
     else:
         bindings += [

@@ -4,7 +4,16 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from annotate import logins, people_views, setup_views, site_views, skip_views, views
+from annotate import (
+    adjudication_views,
+    history_views,
+    logins,
+    people_views,
+    setup_views,
+    site_views,
+    skip_views,
+    views,
+)
 from annotate.api import api
 
 urlpatterns = [
@@ -42,10 +51,13 @@ urlpatterns = [
     path("p/<slug:slug>/label/next/", views.label_next, name="label_next"),
     path("p/<slug:slug>/label/heartbeat/", views.label_heartbeat, name="label_heartbeat"),
     path("p/<slug:slug>/label/progress/", views.label_progress, name="label_progress"),
-    path("p/<slug:slug>/history/", views.label_history, name="label_history"),
+    path("p/<slug:slug>/history/", history_views.label_history, name="label_history"),
+    path("p/<slug:slug>/history/<int:item_id>/", history_views.history_row, name="history_row"),
+    path("p/<slug:slug>/history/<int:item_id>/edit/", history_views.history_row_edit, name="history_row_edit"),
     path("p/<slug:slug>/agreement/", views.agreement_page, name="agreement_page"),
     path("p/<slug:slug>/agreement/compute/", views.agreement_compute, name="agreement_compute"),
-    path("p/<slug:slug>/adjudicate/<slug:criterion_key>/", views.adjudicate, name="adjudicate"),
+    path("p/<slug:slug>/adjudicate/", adjudication_views.adjudicate, name="adjudicate_queue"),
+    path("p/<slug:slug>/adjudicate/<slug:criterion_key>/", adjudication_views.adjudicate, name="adjudicate"),
     path("p/<slug:slug>/rubric/", views.rubric_timeline, name="rubric_timeline"),
     path("p/<slug:slug>/rubric/relabel/", views.relabel_queue, name="relabel_queue"),
     path("p/<slug:slug>/rubric/reports/", views.rubric_reports_compute, name="rubric_reports_compute"),

@@ -26,6 +26,7 @@ from annotate import (
     export_formats,
     export_process,
     exports,
+    history,
     imports,
     ratelimit,
     reports,
@@ -425,26 +426,12 @@ def label_edit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
     shown = shown_order(request.user.pk, item.pk) if project.is_pairwise else None
     error = ""
     if request.method == "POST":
-        values, problems = services.label_values_from_form(
-            project=project, criteria=criteria, data=request.POST, shown=shown
-        )
-        revisions = {}
-        for criterion in criteria:
-            try:
-                revisions[criterion.key] = int(request.POST.get(f"rev-{criterion.key}", ""))
-            except ValueError:
-                revisions[criterion.key] = -1
         try:
-            if problems:
-                raise services.QueueError(" ".join(problems))
-            services.label_edit(
+            history.label_edit_from_form(
                 project=project,
                 annotator=request.user,  # type: ignore[arg-type]
                 item_id=item.pk,
-                criteria=criteria,
-                values=values,
-                revisions=revisions,
-                note=request.POST.get("note", ""),
+                data=request.POST,
             )
         except services.QueueError as exc:
             error = exc.message
@@ -476,20 +463,6 @@ def label_edit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
         },
         status=409 if error else 200,
     )
-
-
-@require_GET
-@login_required
-def label_history(request: HttpRequest, slug: str) -> HttpResponse:
-    """The annotator's own submitted items in this project, newest first, with links to change them."""
-    project, _role = selectors.project_for_user(request.user, slug)
-    page = Paginator(selectors.history_of_annotator(project=project, annotator=request.user), 50).get_page(  # type: ignore[arg-type]
-        request.GET.get("page")
-    )
-    page.object_list = list(page.object_list)
-    for item in page.object_list:
-        item.shown_id = item_shown(project, item).external_id  # type: ignore[attr-defined]
-    return render(request, "annotate/history.html", {"project": project, "page": page})
 
 
 @require_GET
@@ -636,7 +609,7 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     return redirect("token_list")
 
 
-# --- Agreement and adjudication (leads) -----------------------------------------------------------------------
+# --- Agreement (leads; adjudication: annotate/adjudication_views.py) ---------------------------------------
 
 
 @require_GET
@@ -666,46 +639,6 @@ def agreement_compute(request: HttpRequest, slug: str) -> HttpResponse:
     transaction.on_commit(lambda: tasks.agreement_report_compute.delay(project.pk))
     messages.info(request, "The report is being computed; this page shows it when it is ready.")
     return redirect("agreement_page", slug=project.slug)
-
-
-@require_http_methods(["GET", "POST"])
-@login_required
-def adjudicate(request: HttpRequest, slug: str, criterion_key: str) -> HttpResponse:
-    """Items the annotators did not settle on one criterion, with every label and note, and a form for gold."""
-    project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
-    criteria = {c.key: c for c in selectors.criteria_of_version(project.current_rubric_id)}
-    criterion = criteria.get(criterion_key)
-    if criterion is None:
-        raise Http404("No such criterion in the current rubric.")
-    error = ""
-    if request.method == "POST":
-        try:
-            item_id = int(request.POST.get("item", ""))
-            services.gold_set(
-                project=project,
-                item_id=item_id,
-                criterion_key=criterion.key,
-                value=request.POST.get("value", ""),
-                note=request.POST.get("note", ""),
-                actor=request.user,  # type: ignore[arg-type]
-            )
-        except (ValueError, ValidationError) as exc:
-            error = " ".join(getattr(exc, "messages", [])) or "Choose an item and a value."
-        else:
-            messages.success(request, "Gold label saved. The report picks it up at its next refresh.")
-            return redirect("adjudicate", slug=project.slug, criterion_key=criterion.key)
-    stored = AgreementReport.objects.filter(project=project, rubric_version_id=project.current_rubric_id).first()
-    pending = (stored.data.get("criteria", {}).get(criterion.key, {}).get("consensus", {}) if stored else {}).get(
-        "needs_adjudication", []
-    )
-    page = Paginator(pending, 20).get_page(request.GET.get("page"))
-    items = selectors.items_for_adjudication(project=project, criterion=criterion, item_ids=list(page.object_list))
-    return render(
-        request,
-        "annotate/adjudicate.html",
-        {"project": project, "criterion": criterion, "page": page, "items": items, "error": error, "report": stored},
-        status=400 if error else 200,
-    )
 
 
 # --- Criteria drift (leads) -----------------------------------------------------------------------------------

@@ -174,3 +174,20 @@ def test_a_lead_of_another_project_is_still_an_outsider_here(client, victim):
     client.force_login(stranger)
     assert client.get(f"/p/{victim['slug']}/").status_code == 404
     assert client.get(f"/p/{victim['slug']}/agreement/").status_code == 404
+
+
+def test_a_history_row_opens_and_saves_for_its_own_annotator_only(client, victim, annotator, other_annotator, lead):
+    """The in-place history edit names an item: anyone but the annotator who labeled it gets a 404, a lead too."""
+    for user in (other_annotator, lead):
+        client.force_login(user)
+        for name in ("history_row", "history_row_edit"):
+            url = f"/p/{victim['slug']}/history/{victim['item_id']}/" + ("edit/" if name.endswith("edit") else "")
+            assert client.get(url, headers={"HX-Request": "true"}).status_code == 404, (user, url)
+            response = client.post(url, {"c-acceptable": "fail", "rev-acceptable": "1"}, headers={"HX-Request": "true"})
+            assert response.status_code in {404, 405}, (user, url)
+    assert list(Label.objects.values_list("value", flat=True)) == ["pass"]
+    client.force_login(annotator)
+    assert (
+        client.get(f"/p/{victim['slug']}/history/{victim['item_id']}/edit/", headers={"HX-Request": "true"}).status_code
+        == 200
+    )

@@ -1,4 +1,5 @@
-// The labeling pages: the queue (/p/<slug>/label/) and the change-your-labels page that Undo and History open.
+// The labeling pages: the queue (/p/<slug>/label/), the change-your-labels page that Undo and History open, and the
+// lead's adjudication page (one disputed item at a time: the same keys choose the gold values, Enter saves).
 //
 // Keys: the page hands over its keyboard map as JSON (#keymap, the very list its `?` overlay is rendered from, see
 // annotate/keymap.py) and this file acts on that map and nothing else, so the help and the keys cannot disagree.
@@ -109,6 +110,16 @@
     return card;
   }
 
+  // An item is shown from its beginning, with its decision controls in view: after a submit made halfway down a
+  // long item, the next one starts at its top; when the page's header pushes Submit below the window, the page
+  // moves up just enough (never past the item's top). From there the controls are sticky (static/css/app.css).
+  function reveal(f) {
+    if (f.getBoundingClientRect().top < 0) window.scrollTo(0, 0);
+    const submit = f.querySelector("button.submit");
+    const over = submit ? Math.ceil(submit.getBoundingClientRect().bottom - window.innerHeight) : 0;
+    if (over > 0) window.scrollBy(0, Math.min(over, Math.max(0, f.getBoundingClientRect().top)));
+  }
+
   // Put `node` (a form or a card) in front of the annotator. A form that was there goes back to the head of the
   // waiting line with its choices; a note about another item (shown on a loading card) moves onto the new form.
   function present(node, message) {
@@ -130,6 +141,7 @@
     if (!node.dataset.shownAt) node.dataset.shownAt = String(performance.now());
     const gaps = missing(node);
     setActive(gaps.length && gaps.length < fieldsets().length ? fieldsets().indexOf(gaps[0]) : 0);
+    reveal(node);
     // A form coming back keeps its own message unless there is a newer one.
     const slot = message || carried ? say(node, message || carried) : null;
     if (slot && message) slot.focus(); // scrolls it into view; role=alert announces it
@@ -347,6 +359,11 @@
       case "undo":
         undo();
         return true;
+      case "next-unresolved": {
+        const link = workspace.querySelector("a.next-unresolved");
+        if (link) window.location.assign(link.href);
+        return true;
+      }
       case "cancel": {
         const link = workspace.querySelector("a.cancel");
         if (link) window.location.assign(link.href);

@@ -81,17 +81,17 @@ def test_a_gold_label_settles_an_item_and_the_report_says_so(demo, client):
     item_id = consensus["needs_adjudication"][0]
     client.force_login(lead)
     page = client.get(reverse("adjudicate", args=[project.slug, "overall"]))
-    assert page.status_code == 200 and "Save gold label" in page.content.decode()
-    response = client.post(
-        reverse("adjudicate", args=[project.slug, "overall"]), {"item": item_id, "value": "tie", "note": "Both fine."}
-    )
+    assert page.status_code == 200 and "Save and next" in page.content.decode()
+    url = reverse("adjudicate", args=[project.slug, "overall"])
+    response = client.post(url, {"item": item_id, "c-overall": "tie", "note": "Both fine."})
     assert response.status_code == 302
     assert GoldLabel.objects.get(item_id=item_id).value == "tie"
     refreshed = reports.report_refresh(project=project)
     after = refreshed.data["criteria"]["overall"]["consensus"]
     assert after["n_gold"] == 1 and after["n_needs_adjudication"] == consensus["n_needs_adjudication"] - 1
-    bad = client.post(reverse("adjudicate", args=[project.slug, "overall"]), {"item": item_id, "value": "pass"})
-    assert bad.status_code == 400 and GoldLabel.objects.get(item_id=item_id).value == "tie"
+    other = next(pk for pk in after["needs_adjudication"] if pk != item_id)
+    bad = client.post(reverse("adjudicate", args=[project.slug, "overall"]), {"item": other, "c-overall": "pass"})
+    assert bad.status_code == 400 and not GoldLabel.objects.filter(item_id=other).exists()
 
 
 def test_the_agreement_page_shows_figures_with_their_definitions(demo, client):

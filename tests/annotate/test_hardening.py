@@ -315,7 +315,7 @@ def test_pages_show_an_imported_annotators_readable_name(client, project, lead, 
     reports.report_refresh(project=project)
     client.force_login(lead)
     page = client.get(reverse("adjudicate", args=[project.slug, "acceptable"])).content.decode()
-    assert "<strong>ext-rater</strong>" in page and f"imported:{project.pk}:" not in page
+    assert '<th scope="row">ext-rater</th>' in page and f"imported:{project.pk}:" not in page
     agreement = client.get(reverse("agreement_page", args=[project.slug])).content.decode()
     assert "<td>ext-rater</td>" in agreement and f"imported:{project.pk}:" not in agreement
 
