@@ -307,7 +307,7 @@ def label_submit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
     # Only the criteria the annotator still owes on the item (all of them when nothing was carried over); when they
     # owe none, the service recognises a repeated submit or says the item is already labeled.
     owed = carry.criteria_missing(criteria=criteria, annotator=request.user, item_ids=[item_id])[item_id]  # type: ignore[arg-type]
-    criteria = owed or criteria
+    criteria = owed or tuple(c for c in criteria if f"c-{c.key}" in request.POST) or criteria
     shown = shown_order(request.user.pk, item_id) if project.is_pairwise else None
     values, problems = services.label_values_from_form(
         project=project, criteria=criteria, data=request.POST, shown=shown
