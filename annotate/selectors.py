@@ -121,7 +121,11 @@ def criteria_of_version(rubric_version_id: int | None) -> tuple[Criterion, ...]:
         return ()
     cached = _CRITERIA_CACHE.get(rubric_version_id)
     if cached is None:
-        cached = tuple(Criterion.objects.filter(rubric_version_id=rubric_version_id).order_by("position"))
+        cached = tuple(
+            Criterion.objects.filter(rubric_version_id=rubric_version_id)
+            .select_related("defined_in")
+            .order_by("position")
+        )
         if len(_CRITERIA_CACHE) > 1000:
             _CRITERIA_CACHE.clear()
         _CRITERIA_CACHE[rubric_version_id] = cached

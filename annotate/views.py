@@ -137,6 +137,15 @@ def _dashboard_context(project: Project) -> dict[str, object]:
         # Labels given under the current rubric since the stored report was computed.
         "report_new_labels": selectors.labels_since(project=project, since=report.computed_at) if report else 0,
         "agreement": agreement,
+        # Criteria added or reworded in the current version, waiting for their first labels (annotate.carry).
+        "agreement_waiting": [
+            c
+            for c in criteria
+            if c.defined_in_id == project.current_rubric_id
+            and not any(a.key == c.key and a.n_labels for a in agreement)
+        ]
+        if len(criteria) and project.current_rubric and project.current_rubric.number > 1
+        else [],
         "agreement_chart": charts.interval_bars(
             [
                 charts.Bar(a.name, a.alpha.get("value"), a.alpha.get("ci_low"), a.alpha.get("ci_high"))

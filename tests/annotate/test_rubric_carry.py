@@ -98,6 +98,7 @@ def test_agreement_is_unchanged_for_the_unchanged_criteria_and_shown_at_once(cli
     client.force_login(lead)
     page = client.get(reverse("project_detail", args=[project.slug])).content.decode()
     assert "No agreement report yet" not in page and "Rubric v2" in page
+    assert "No labels yet under the current definition of “Factually correct” (since v2)" in page
     stored = reports.report_refresh(project=project, n_boot=50)
     assert stored is not None and stored.n_labels == 32 and not reports.report_stale(project=project)
     agreement = client.get(reverse("agreement_page", args=[project.slug])).content.decode()
