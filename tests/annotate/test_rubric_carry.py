@@ -264,3 +264,20 @@ def test_the_consequence_sentence_names_a_single_kept_criterion_and_added_ones()
         ]
     )
     assert consequence.sentence == "“Concise” will need 1 new label; “Acceptable” keeps its 725 labels"
+
+
+def test_the_progress_panel_counts_items_whose_labels_were_only_carried_as_left_to_do(labeled, lead, annotator):
+    project, items = labeled
+    assert selectors.annotator_progress(project=project, annotator=annotator).left_for_me == 0
+    _reword(project, lead)
+    assert selectors.annotator_progress(project=project, annotator=annotator).left_for_me == 8
+    criteria = [c for c in selectors.criteria_of_version(project.current_rubric_id) if c.key == "factually_correct"]
+    services.label_submit(
+        project=project,
+        annotator=annotator,
+        item_id=items[0].pk,
+        criteria=criteria,
+        values={"factually_correct": "pass"},
+        submission_key="progress-0",
+    )
+    assert selectors.annotator_progress(project=project, annotator=annotator).left_for_me == 7
