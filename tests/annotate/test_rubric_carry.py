@@ -281,3 +281,21 @@ def test_the_progress_panel_counts_items_whose_labels_were_only_carried_as_left_
         submission_key="progress-0",
     )
     assert selectors.annotator_progress(project=project, annotator=annotator).left_for_me == 7
+
+
+def test_the_export_of_the_new_version_holds_the_carried_labels_and_none_for_the_reworded_criterion(labeled, lead):
+    import json
+
+    from annotate import exports
+    from annotate.models import Project
+
+    project, _ = labeled
+    _reword(project, lead)
+    project = Project.objects.select_related("current_rubric").get(pk=project.pk)
+    export = exports.export_prepare(project=project, options=exports.ExportOptions(individual=True))
+    rows = [json.loads(line) for line in "".join(export.lines()).splitlines()]
+    assert export.manifest["rubric_version"] == 2 and export.manifest["counts"]["labels"] == 32
+    assert len(rows) == 8
+    for row in rows:
+        assert row["labels"]["acceptable"]["n_labels"] == row["labels"]["follows_instructions"]["n_labels"] == 2
+        assert row["labels"]["factually_correct"]["n_labels"] == 0
