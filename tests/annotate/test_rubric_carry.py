@@ -299,3 +299,35 @@ def test_the_export_of_the_new_version_holds_the_carried_labels_and_none_for_the
     for row in rows:
         assert row["labels"]["acceptable"]["n_labels"] == row["labels"]["follows_instructions"]["n_labels"] == 2
         assert row["labels"]["factually_correct"]["n_labels"] == 0
+
+
+def test_the_migration_dates_each_existing_criterion_from_its_history(project, lead):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("annotate.migrations.0008_carry_criterion_defined_in")
+    criteria = copy.deepcopy(DEFAULT_CRITERIA)
+    criteria[1]["description"] = "Does what was asked, all of it."
+    services.rubric_set_criteria(project=project, criteria=criteria)
+    criteria[0]["name"] = " Acceptable "  # surrounding blanks are no change
+    criteria.append({"key": "concise", "name": "Concise", "description": "No filler."})
+    services.rubric_set_criteria(project=project, criteria=criteria)
+    expected = {
+        (c.rubric_version.number, c.key): c.defined_in.number
+        for c in Criterion.objects.filter(rubric_version__project=project).select_related(
+            "rubric_version", "defined_in"
+        )
+    }
+    v1 = project.rubric_versions.get(number=1)
+    Criterion.objects.filter(rubric_version__project=project).update(defined_in=v1)  # as if never known
+    migration.defined_in_backfill(apps, None)
+    found = {
+        (c.rubric_version.number, c.key): c.defined_in.number
+        for c in Criterion.objects.filter(rubric_version__project=project).select_related(
+            "rubric_version", "defined_in"
+        )
+    }
+    assert found == expected
+    assert expected[(3, "acceptable")] == 1 and expected[(3, "follows_instructions")] == 2
+    assert expected[(3, "concise")] == 3 and expected[(2, "factually_correct")] == 1
