@@ -35,6 +35,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 class CriterionInline(admin.TabularInline):
     model = Criterion
+    fk_name = "rubric_version"
     extra = 0
 
 

@@ -2,8 +2,9 @@
 were labeled under an older version but not yet under the current one (with the service that queues them again).
 
 Selectors and the one service live here together because they share one definition: an item is *outdated* when it
-has labels under some older rubric version of its project and none under the current version. Items that already
-have a label under the current version are in progress; the queue serves them first anyway (n_submitted DESC).
+has labels under some older rubric version of its project and none under the current version on the criteria that
+version added or redefined (the labels of the criteria it kept were carried over: annotate.carry). Items that
+already have such a label are in progress; the queue serves them first anyway (n_submitted DESC).
 """
 
 from __future__ import annotations
@@ -195,7 +196,8 @@ def hash_joins() -> Iterator[None]:
 
 
 def items_outdated(*, project: Project) -> QuerySet[Item]:
-    """Items with labels under an older rubric version of the project and none under the current one, oldest first.
+    """Items with labels under an older rubric version of the project and none under the current one on its added or
+    redefined criteria, oldest first.
 
     Evaluate inside hash_joins(). With no current version nothing can be outdated.
     """
@@ -203,10 +205,16 @@ def items_outdated(*, project: Project) -> QuerySet[Item]:
         return Item.objects.none()
     current = project.current_rubric_id
     labels = Label.objects.filter(item=OuterRef("pk"))
+    # Labels of the criteria the current version kept were carried into it; the ones it added or redefined are
+    # what an item labeled before lacks. With none of those (a reorder, a removal), any current label will do.
+    redefined = [c.pk for c in Criterion.objects.filter(rubric_version_id=current, defined_in_id=current)]
+    wanted = labels.filter(rubric_version_id=current)
+    if redefined:
+        wanted = wanted.filter(criterion_id__in=redefined)
     return (
         Item.objects.filter(project=project)
         .filter(Exists(labels.exclude(rubric_version_id=current)))
-        .exclude(Exists(labels.filter(rubric_version_id=current)))
+        .exclude(Exists(wanted))
         .order_by("id")
     )
 
@@ -222,7 +230,8 @@ def outdated_page_rows(*, project: Project, items: list[Item]) -> list[OutdatedI
     """The older versions and label counts of one page of outdated items, in one grouped query."""
     found: dict[int, dict[int, int]] = {}
     for item_id, number, n in (
-        Label.objects.filter(item_id__in=[i.pk for i in items])
+        # Copies carried into a later version are the same labels: counted once, under the version they were given.
+        Label.objects.filter(item_id__in=[i.pk for i in items], carried=False)
         .values_list("item_id", "rubric_version__number")
         .annotate(n=Count("id"))
         .values_list("item_id", "rubric_version__number", "n")

@@ -103,6 +103,10 @@ class Criterion(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField()
     position = models.PositiveSmallIntegerField()
+    # The rubric version this criterion's name and definition date from: its own version when it was added or
+    # reworded there, else the same as the previous version's criterion of the same key. Labels given under any
+    # version from this one on mean the same thing, so a rubric change carries them over (services.rubric_labels_carry).
+    defined_in = models.ForeignKey(RubricVersion, on_delete=models.CASCADE, related_name="+")
 
     class Meta:
         ordering = ["rubric_version", "position"]
@@ -300,6 +304,9 @@ class Label(models.Model):
     # The key of the rendered form that wrote this label: a repeated submit of the same form is recognised and
     # answered as a success instead of being stored twice or refused.
     submission_key = models.CharField(max_length=64, blank=True)
+    # A copy of the annotator's label under the previous rubric version, made when the rubric changed and this
+    # criterion did not (services.rubric_labels_carry): not new work, so throughput does not count it.
+    carried = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -391,10 +391,16 @@ def report_with_judges(report: AgreementReport) -> dict[str, Any]:
     stored = data.get("criteria", {})
     # In the rubric's order and with each criterion's name: the stored JSON keeps neither (PostgreSQL's jsonb orders
     # object keys by length, then bytes).
-    rubric = Criterion.objects.filter(rubric_version_id=report.rubric_version_id).order_by("position")
+    rubric = list(
+        Criterion.objects.filter(rubric_version_id=report.rubric_version_id)
+        .select_related("defined_in")
+        .order_by("position")
+    )
     names = {c.key: c.name for c in rubric if c.key in stored}
+    # The version each criterion's definition dates from: its labels since then all count (annotate.carry).
+    since = {c.key: c.defined_in.number for c in rubric}
     order = [*names, *sorted(k for k in stored if k not in names)]
-    criteria = {key: dict(stored[key]) | {"name": names.get(key, key)} for key in order}
+    criteria = {key: dict(stored[key]) | {"name": names.get(key, key), "defined_in": since.get(key)} for key in order}
     try:
         from judges.models import JudgeRun
     except ImportError:  # pragma: no cover - the judges app is part of the project

@@ -125,7 +125,11 @@ def criteria_of_version(rubric_version_id: int | None) -> tuple[Criterion, ...]:
         return ()
     cached = _CRITERIA_CACHE.get(rubric_version_id)
     if cached is None:
-        cached = tuple(Criterion.objects.filter(rubric_version_id=rubric_version_id).order_by("position"))
+        cached = tuple(
+            Criterion.objects.filter(rubric_version_id=rubric_version_id)
+            .select_related("defined_in")
+            .order_by("position")
+        )
         if len(_CRITERIA_CACHE) > 1000:
             _CRITERIA_CACHE.clear()
         _CRITERIA_CACHE[rubric_version_id] = cached
@@ -253,7 +257,16 @@ def annotator_progress(*, project: Project, annotator: User) -> AnnotatorProgres
         n_complete=Count("id", filter=Q(n_submitted__gte=project.overlap)),
         n_open=Count("id", filter=Q(n_submitted__lt=project.overlap)),
     )
-    mine_open = mine.filter(item__n_submitted__lt=project.overlap).values("item_id").distinct().count()
+    # Items this annotator has answered on every criterion: one whose labels were only carried over a rubric change
+    # still waits for them on the added or redefined criteria.
+    n_criteria = len(criteria_of_version(project.current_rubric_id))
+    mine_open = (
+        mine.filter(item__n_submitted__lt=project.overlap)
+        .values("item_id")
+        .annotate(n=Count("id"))
+        .filter(n__gte=n_criteria)
+        .count()
+    )
     return AnnotatorProgress(
         labeled_today=mine.filter(created_at__gte=today).values("item_id").distinct().count(),
         left_for_me=max(0, counts["n_open"] - mine_open),

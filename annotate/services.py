@@ -14,10 +14,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Count, Exists, F, OuterRef
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from annotate import selectors, skips
+from annotate import carry, selectors, skips
 from annotate.models import Assignment, Criterion, GoldLabel, Item, Label, Membership, Project, RubricVersion
 from annotate.specs import ProjectSpec, SpecError
 from annotate.splits import content_hash, order_key, shown_order, split_for
@@ -44,7 +44,8 @@ def rubric_set_criteria(
     """Make `criteria` the project's rubric. Returns the new version, or None when nothing changed.
 
     A change never edits the current version: it creates version n+1, so labels keep the rubric they were given
-    under and criteria drift stays visible.
+    under and criteria drift stays visible. Labels of every criterion whose name and definition version n+1 keeps
+    are carried into it (annotate.carry), so only added or redefined criteria need new labels.
     """
     wanted = [(c["key"], c["name"], c["description"]) for c in criteria]
     keys = [key for key, _, _ in wanted]
@@ -71,8 +72,16 @@ def rubric_set_criteria(
             note=note[:500],
             created_by=actor if actor is not None and actor.is_authenticated else None,
         )
+        before = {c.key: c for c in current.criteria.all()} if current is not None else {}
         Criterion.objects.bulk_create(
-            Criterion(rubric_version=version, key=key, name=name, description=description, position=i)
+            Criterion(
+                rubric_version=version,
+                key=key,
+                name=name,
+                description=description,
+                position=i,
+                defined_in_id=_defined_in(before.get(key), name, description, version),
+            )
             for i, (key, name, description) in enumerate(wanted)
         )
         Project.objects.filter(pk=project.pk).update(current_rubric=version)
@@ -80,8 +89,25 @@ def rubric_set_criteria(
         # Leases and skips were for the old rubric: everyone starts the new version from a full queue.
         Assignment.objects.filter(item__project=project).delete()
         if current is not None:
+            # Labels of the criteria the new version keeps still hold: they move along, and only the added or
+            # redefined criteria wait for labels (annotate.carry).
+            n_carried = carry.rubric_labels_carry(old=current, new=version)
+            if n_carried:
+                from annotate import tasks
+
+                carry.report_seed(old=current, new=version, n_carried=n_carried)
+                transaction.on_commit(lambda: tasks.agreement_report_compute.delay(project.pk))
             queue_counts_refresh(project=project)
     return version
+
+
+def _defined_in(previous: Criterion | None, name: str, description: str, version: RubricVersion) -> int:
+    """The version a criterion's definition dates from: the previous one's when it reads the same, else `version`."""
+    if previous is not None and carry.definition(previous.name, previous.description) == carry.definition(
+        name, description
+    ):
+        return previous.defined_in_id
+    return version.pk
 
 
 def project_set_status(*, project: Project, status: str) -> Project:
@@ -591,6 +617,25 @@ def assignments_expire(*, now: dt.datetime | None = None, batch: int = 5000) -> 
             return total
 
 
+_COUNTS_REFRESH_SQL = """
+UPDATE annotate_item i SET n_submitted = coalesce(s.n, 0), n_leased = coalesce(a.n, 0)
+FROM annotate_item j
+LEFT JOIN (
+    SELECT item_id, count(*) AS n FROM (
+        SELECT l.item_id FROM annotate_label l JOIN annotate_item li ON li.id = l.item_id
+        WHERE l.rubric_version_id = %(version)s AND li.project_id = %(project)s
+        GROUP BY l.item_id, l.annotator_id HAVING count(*) = %(n_criteria)s
+    ) complete GROUP BY item_id
+) s ON s.item_id = j.id
+LEFT JOIN (
+    SELECT a.item_id, count(*) AS n FROM annotate_assignment a JOIN annotate_item ai ON ai.id = a.item_id
+    WHERE ai.project_id = %(project)s AND a.state = 'leased' GROUP BY a.item_id
+) a ON a.item_id = j.id
+WHERE j.project_id = %(project)s AND i.id = j.id
+  AND (i.n_submitted, i.n_leased) IS DISTINCT FROM (coalesce(s.n, 0), coalesce(a.n, 0))
+"""
+
+
 def queue_counts_refresh(*, project: Project) -> None:
     """Recompute every item's n_submitted and n_leased from the labels and leases themselves.
 
@@ -606,6 +651,14 @@ def queue_counts_refresh(*, project: Project) -> None:
                     "SELECT count(*) FROM (SELECT 1 FROM annotate_item WHERE project_id = %s FOR UPDATE) locked",
                     [project.pk],
                 )
+        if connection.vendor == "postgresql":
+            # One statement: a bulk update of every item by primary key costs a CASE over its whole batch per row.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _COUNTS_REFRESH_SQL,
+                    {"project": project.pk, "version": current.pk if current else None, "n_criteria": n_criteria},
+                )
+            return
         Item.objects.filter(project=project).exclude(n_submitted=0, n_leased=0).update(n_submitted=0, n_leased=0)
         per_item = Counter(
             item_id
@@ -666,9 +719,9 @@ WITH cand AS (
     WHERE i.project_id = %(project)s
       AND i.n_submitted < %(overlap)s  -- a bound on item_queue_idx: complete items are never scanned
       AND i.n_submitted + i.n_leased < %(overlap)s
-      AND NOT EXISTS (
-          SELECT 1 FROM annotate_label l
-          WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s)
+      -- Items this annotator has not labeled on every criterion: none yet, or only the criteria carried over.
+      AND (SELECT count(*) FROM annotate_label l
+           WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s) < %(n_criteria)s
       AND NOT EXISTS (
           SELECT 1 FROM annotate_assignment a WHERE a.item_id = i.id AND a.annotator_id = %(user)s)
     ORDER BY i.n_submitted DESC, i.priority DESC, i.order_key
@@ -702,6 +755,7 @@ def queue_claim(*, project: Project, annotator: AuthUser, rubric_version_id: int
         "overlap": project.overlap,
         "user": annotator.pk,
         "version": rubric_version_id,
+        "n_criteria": len(selectors.criteria_of_version(rubric_version_id)),
         "now": now,
         "expires": expires,
     }
@@ -715,11 +769,16 @@ def queue_claim(*, project: Project, annotator: AuthUser, rubric_version_id: int
     with transaction.atomic():
         item = (
             Item.objects.filter(project=project, n_submitted__lt=project.overlap - F("n_leased"))
-            .exclude(
-                Exists(
+            .annotate(
+                mine=Subquery(
                     Label.objects.filter(item=OuterRef("pk"), annotator=annotator, rubric_version_id=rubric_version_id)
+                    .order_by()
+                    .values("item_id")
+                    .annotate(n=Count("id"))
+                    .values("n")[:1]
                 )
             )
+            .filter(Q(mine__isnull=True) | Q(mine__lt=params["n_criteria"]))
             .exclude(Exists(Assignment.objects.filter(item=OuterRef("pk"), annotator=annotator)))
             .order_by("-n_submitted", "-priority", "order_key")
             .first()
@@ -851,8 +910,14 @@ def _needs_note(project: Project, values: dict[str, str], shown: str | None) -> 
 
 _SUBMIT_LOCK_SQL = """
 SELECT i.*, a.state AS my_state, a.expires_at AS my_expiry,
-    (SELECT l.submission_key FROM annotate_label l
-     WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s LIMIT 1) AS my_key
+    (SELECT count(*) FROM annotate_label l
+     WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s) AS my_n,
+    (SELECT count(*) FROM annotate_label l
+     WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s
+       AND l.submission_key = %(key)s AND l.submission_key <> '') AS my_dup,
+    (SELECT count(*) FROM annotate_label l
+     WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s
+       AND l.criterion_id IN ({criteria})) AS my_clash
 FROM annotate_item i
 LEFT JOIN annotate_assignment a ON a.item_id = i.id AND a.annotator_id = %(user)s
 WHERE i.project_id = %(project)s AND i.id = %(item)s
@@ -883,7 +948,8 @@ WITH labels AS (
            %(now)s, %(now)s
     FROM unnest(%(criteria)s::bigint[], %(values)s::text[]) AS c(criterion_id, value)
 ), counts AS (
-    UPDATE annotate_item SET n_submitted = n_submitted + 1, n_leased = n_leased - %(released)s WHERE id = %(item)s
+    UPDATE annotate_item SET n_submitted = n_submitted + %(complete)s, n_leased = n_leased - %(released)s
+    WHERE id = %(item)s
 )
 DELETE FROM annotate_assignment WHERE item_id = %(item)s AND annotator_id = %(user)s
 """
@@ -900,7 +966,9 @@ def label_submit(
     time_spent_ms: int | None = None,
     submission_key: str = "",
 ) -> SubmitOutcome:
-    """Save one annotator's labels for every criterion of an item, at once. Idempotent per `submission_key`.
+    """Save one annotator's labels for an item, at once: every criterion of the version they have no label on yet
+    (all of them, or only the added or redefined ones when their other labels were carried over a rubric change:
+    carry.criteria_missing). Idempotent per `submission_key`.
 
     A repeated submit of the same form (double click, retry after a timeout) is recognised and answered as saved.
     A submit after the lease expired is still saved while the item wants labels; otherwise ItemNotNeeded says so.
@@ -926,23 +994,33 @@ def label_submit(
     with transaction.atomic():
         # Raw SQL on the hottest path: the ORM's compile time for this query was a fifth of the request.
         lock = " FOR UPDATE OF i" if connection.vendor == "postgresql" else ""
+        # The criteria ids are integers from the database, so formatting them into the statement is safe.
+        sql = _SUBMIT_LOCK_SQL.replace("{criteria}", ", ".join(str(int(c.pk)) for c in criteria))
         item = next(
             iter(
                 Item.objects.raw(
-                    _SUBMIT_LOCK_SQL + lock,
-                    {"user": annotator.pk, "version": version_id, "project": project.pk, "item": item_id},
+                    sql + lock,
+                    {
+                        "user": annotator.pk,
+                        "version": version_id,
+                        "project": project.pk,
+                        "item": item_id,
+                        "key": submission_key[:64],
+                    },
                 )
             ),
             None,
         )
         if item is None:
             raise QueueError("That item is not in this project.")
-        if item.my_key is not None:  # type: ignore[attr-defined]
-            if submission_key and item.my_key == submission_key:  # type: ignore[attr-defined]
-                return SubmitOutcome(item=item, duplicate=True)
+        if item.my_dup:  # type: ignore[attr-defined]
+            return SubmitOutcome(item=item, duplicate=True)
+        if item.my_clash:  # type: ignore[attr-defined]
             raise QueueError(
                 "You have already labeled this item (perhaps in another tab). Open it from your history to change it."
             )
+        # The annotator's submission is complete once they have a label on every criterion of the version.
+        complete = 1 if item.my_n + len(criteria) >= len(selectors.criteria_of_version(version_id)) else 0  # type: ignore[attr-defined]
         holds_lease = item.my_state == Assignment.State.LEASED  # type: ignore[attr-defined]
         expiry = _from_db(Assignment, "expires_at", item.my_expiry)  # type: ignore[attr-defined]
         live = holds_lease and expiry is not None and expiry > now
@@ -970,6 +1048,7 @@ def label_submit(
                         "time": time_spent_ms,
                         "key": submission_key[:64],
                         "now": now,
+                        "complete": complete,
                         "released": 1 if holds_lease else 0,
                     },
                 )
@@ -990,7 +1069,7 @@ def label_submit(
                 for criterion in criteria
             )
             Item.objects.filter(pk=item.pk).update(
-                n_submitted=F("n_submitted") + 1, n_leased=F("n_leased") - (1 if holds_lease else 0)
+                n_submitted=F("n_submitted") + complete, n_leased=F("n_leased") - (1 if holds_lease else 0)
             )
             Assignment.objects.filter(item_id=item.pk, annotator=annotator).delete()
     return SubmitOutcome(item=item, duplicate=False)

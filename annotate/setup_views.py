@@ -24,10 +24,10 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from annotate import selectors, services
+from annotate import carry, selectors, services
 from annotate.forms import CriterionFormSet, ProjectNewForm, ProjectSettingsForm
 from annotate.http import wants_partial
-from annotate.models import Label, Membership, Project
+from annotate.models import Membership, Project
 from annotate.services import CriterionData
 
 LEAD = Membership.Role.LEAD
@@ -325,7 +325,11 @@ def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
         "stale": stale,
         "focus": focus,
         "min_criteria": MIN_CRITERIA,
-        "n_labels_current": Label.objects.filter(rubric_version=current).count() if current else 0,
+        "consequence": (
+            carry.rubric_consequence(current=current, new=[(r["key"], r["name"], r["description"]) for r in rows])
+            if reviewing and changes and current is not None
+            else None
+        ),
         "versions": project.rubric_versions.order_by("-number").select_related("created_by")[:10],
     }
     template = "annotate/setup/criteria.html" + ("#editor" if wants_partial(request) else "")

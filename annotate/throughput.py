@@ -82,6 +82,8 @@ def per_annotator_day(*, project: Project, after: int) -> QuerySet[Label, tuple[
         Label.objects.filter(
             rubric_version_id__in=RubricVersion.objects.filter(project=project).values("id"), id__gt=after
         )
+        # A label carried over a rubric change is a copy of one already counted, not new work.
+        .exclude(carried=True)
         .annotate(day=TruncDate("created_at", tzinfo=timezone.get_default_timezone()))
         .values_list("annotator_id", "day")
         .annotate(n=Count("id"))

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import push_url, reswap, retarget, trigger_client_event
 
 from annotate import (
+    carry,
     charts,
     drift,
     export_formats,
@@ -41,7 +42,7 @@ from annotate.cache import redis_health
 from annotate.forms import ExportForm, ImportConfirmForm, ImportUploadForm, ProjectStatusForm, TokenCreateForm
 from annotate.http import partial_target, wants_partial
 from annotate.keymap import keymap
-from annotate.models import AgreementReport, ImportJob, Item, Membership, Project
+from annotate.models import AgreementReport, Criterion, ImportJob, Item, Membership, Project
 from annotate.splits import shown_order
 from annotate.visibility import ItemShown, item_shown
 from judges import staleness
@@ -140,6 +141,15 @@ def _dashboard_context(project: Project) -> dict[str, object]:
         # Labels given under the current rubric since the stored report was computed.
         "report_new_labels": selectors.labels_since(project=project, since=report.computed_at) if report else 0,
         "agreement": agreement,
+        # Criteria added or reworded in the current version, waiting for their first labels (annotate.carry).
+        "agreement_waiting": [
+            c
+            for c in criteria
+            if c.defined_in_id == project.current_rubric_id
+            and not any(a.key == c.key and a.n_labels for a in agreement)
+        ]
+        if len(criteria) and project.current_rubric and project.current_rubric.number > 1
+        else [],
         "agreement_chart": charts.interval_bars(
             [
                 charts.Bar(a.name, a.alpha.get("value"), a.alpha.get("ci_low"), a.alpha.get("ci_high"))
@@ -200,9 +210,19 @@ class ItemCard:
     # The external id and metadata the project lets labelers see (annotate.visibility): templates read these,
     # never item.external_id or item.metadata.
     shown: ItemShown
+    # The criteria this annotator still owes on the item: all of them, or (labels carried over a rubric change) only
+    # the added or redefined ones. `carried` says the others are kept from an earlier rubric version.
+    criteria: tuple[Criterion, ...] = ()
+    carried: bool = False
 
 
-def _card(project: Project, item: Item | None, user_id: int | None) -> ItemCard | None:
+def _card(
+    project: Project,
+    item: Item | None,
+    user_id: int | None,
+    criteria: tuple[Criterion, ...] = (),
+    carried: bool = False,
+) -> ItemCard | None:
     if item is None:
         return None
     shown = shown_order(user_id, item.pk) if item.output_a or item.output_b else None
@@ -214,7 +234,22 @@ def _card(project: Project, item: Item | None, user_id: int | None) -> ItemCard 
         left=left,
         right=right,
         shown=item_shown(project, item),
+        criteria=criteria,
+        carried=carried,
     )
+
+
+def _cards(request: HttpRequest, project: Project, items: list[Item]) -> list[ItemCard]:
+    """The labeling forms of `items`, each asking only for the criteria this annotator still owes on it."""
+    criteria = selectors.criteria_of_version(project.current_rubric_id)
+    missing = carry.criteria_missing(criteria=criteria, annotator=request.user, item_ids=[i.pk for i in items])  # type: ignore[arg-type]
+    cards = []
+    for item in items:
+        owed = missing.get(item.pk, criteria) or criteria
+        card = _card(project, item, request.user.pk, owed, len(owed) < len(criteria))
+        if card is not None:
+            cards.append(card)
+    return cards
 
 
 def _keys(project: Project, page: str) -> dict[str, object]:
@@ -226,7 +261,7 @@ def _keys(project: Project, page: str) -> dict[str, object]:
 def _label_context(request: HttpRequest, project: Project, items: list[Item], **extra: object) -> dict[str, object]:
     """The labeling screen: the first item is shown, the others wait hidden (prefetched), in order."""
     criteria = selectors.criteria_of_version(project.current_rubric_id)
-    cards = [_card(project, item, request.user.pk) for item in items]
+    cards = _cards(request, project, items)
     return {
         "project": project,
         "criteria": criteria,
@@ -267,7 +302,7 @@ def _next_for_page(request: HttpRequest, project: Project) -> HttpResponse:
         rubric_version_id=project.current_rubric_id,  # type: ignore[arg-type]
         holding=_page_items(request),
     )
-    upcoming = [_card(project, item, request.user.pk)] if item else []
+    upcoming = _cards(request, project, [item]) if item else []
     context = _label_context(request, project, [], upcoming=upcoming)
     if item is None:
         context["skips"] = skips.skip_summary(project=project, annotator=request.user)  # type: ignore[arg-type]
@@ -299,6 +334,10 @@ def label_submit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
     criteria = selectors.criteria_of_version(project.current_rubric_id)
     if project.status != Project.Status.ACTIVE or not criteria:
         return _label_refused(request, project, item_id, "This project is not open for labeling right now.", 409)
+    # Only the criteria the annotator still owes on the item (all of them when nothing was carried over); when they
+    # owe none, the service recognises a repeated submit or says the item is already labeled.
+    owed = carry.criteria_missing(criteria=criteria, annotator=request.user, item_ids=[item_id])[item_id]  # type: ignore[arg-type]
+    criteria = owed or tuple(c for c in criteria if f"c-{c.key}" in request.POST) or criteria
     shown = shown_order(request.user.pk, item_id) if project.is_pairwise else None
     values, problems = services.label_values_from_form(
         project=project, criteria=criteria, data=request.POST, shown=shown
@@ -422,7 +461,10 @@ def label_edit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
     if not mine:
         raise Http404("You have no labels on that item.")
     item = mine[0].item
-    criteria = selectors.criteria_of_version(project.current_rubric_id)
+    # The criteria the annotator has labels on (an item whose labels were carried over a rubric change may still
+    # owe the redefined ones: those are answered from the queue, not here).
+    labeled = {label.criterion_id for label in mine}
+    criteria = tuple(c for c in selectors.criteria_of_version(project.current_rubric_id) if c.pk in labeled)
     shown = shown_order(request.user.pk, item.pk) if project.is_pairwise else None
     error = ""
     if request.method == "POST":

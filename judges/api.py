@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 
+from annotate import carry
 from annotate import selectors as annotate_selectors
 from annotate.models import Membership, Project
 from judges import card, selectors, services
@@ -98,6 +99,9 @@ class RunOut(Schema):
     offline_standin: bool
     error: str
     report: dict[str, Any] | None
+    # Why the run's judge–human figures will be (or are) empty: no human labels on its criterion under the
+    # definition it was run on (annotate.carry.no_labels_warning); "" otherwise.
+    warning: str = ""
 
 
 class FieldErrorOut(Schema):
@@ -162,6 +166,7 @@ def _run_out(run: JudgeRun) -> RunOut:
         offline_standin=run.version.uses_standin,
         error=run.error,
         report=run.report,
+        warning=carry.no_labels_warning(rubric_version=run.rubric_version, key=run.version.judge.criterion_key),
     )
 
 

@@ -38,9 +38,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from annotate import reports
+from annotate import carry, reports
 from annotate import selectors as annotate_selectors
-from annotate.models import Item, Project
+from annotate.models import Item, Project, RubricVersion
 from judges import agreement, calls, llm, prompts, reference, selectors
 from judges.models import CachedCompletion, FewShotExample, Judge, JudgeRun, JudgeVersion, RunChunk, Verdict
 
@@ -728,6 +728,7 @@ def run_report(*, run: JudgeRun) -> dict[str, object]:
     kind = project.kind
     pairwise = kind == Project.Kind.PAIRWISE
     codes = reports.PAIRWISE_CODES if pairwise else reports.BINARY_CODES
+    criterion = selectors.criterion_of_run(rubric_version=run.rubric_version, key=run.version.judge.criterion_key)
     rows = Verdict.objects.filter(run=run).values_list("item_id", "order", "status", "value")
     by_item: dict[int, dict[str, str | None]] = defaultdict(dict)
     status_counts: Counter[str] = Counter()
@@ -763,6 +764,12 @@ def run_report(*, run: JudgeRun) -> dict[str, object]:
         "test_run_number": run.test_run_number,
         "rubric_version": run.rubric_version.number,
         "criterion": run.version.judge.criterion_key,
+        # The version the criterion's definition dates from: labels given since then count (annotate.carry).
+        "criterion_defined_in": (
+            RubricVersion.objects.filter(pk=criterion.defined_in_id).values_list("number", flat=True).first()
+            if criterion is not None
+            else None
+        ),
         "n": len(compared),
         "n_items": len(by_item),
         "n_with_reference": len(human),
@@ -778,6 +785,10 @@ def run_report(*, run: JudgeRun) -> dict[str, object]:
         "compared_kinds": {name: kinds_compared[name] for name in reference.SHOWN},
         "reference": reference.description(single=single),
     }
+    if not human:
+        report["empty_reason"] = carry.no_labels_warning(
+            rubric_version=run.rubric_version, key=run.version.judge.criterion_key
+        ) or ("No item of this run has a human reference yet (unlabeled, or the annotators' votes are split).")
     if pairwise:
         result = agreement.pairwise_judge_report(human_codes, judge_codes)
         consistency = agreement.position_consistency(np.array(ab, dtype=np.int64), np.array(ba, dtype=np.int64))

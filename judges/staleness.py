@@ -1,9 +1,10 @@
 """Is a judge's calibration still about the rubric the annotators now use?
 
 A judge is calibrated by its runs: each done run measured the judge against the humans' labels of one rubric version
-(JudgeRun.rubric_version). When the project's rubric moves on, that measurement describes an older rubric: the judge
-is stale until it is run again under the current version. The reason says what moved: the judge's own criterion
-(its name or definition changed, or it left the rubric), or only the rest of the rubric.
+(JudgeRun.rubric_version). A judge is stale only when *its* criterion moved since: its name or definition changed
+(the current criterion's definition dates from a later version than the run: Criterion.defined_in), or it left the
+rubric. A change to other criteria leaves it calibrated: its criterion's labels were carried into the new version
+(annotate.carry), so the run measured it against the same question.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Reason:
     NEVER = "never"  # no finished run yet: nothing to be stale about, but not calibrated either
     CRITERION_CHANGED = "criterion_changed"  # the criterion's name or definition differs in the current version
     CRITERION_REMOVED = "criterion_removed"  # the current rubric no longer has the judge's criterion
-    RUBRIC_MOVED = "rubric_moved"  # the criterion reads the same, but the run was on an older rubric version
+    RUBRIC_MOVED = "rubric_moved"  # the run was on an older rubric version, but its criterion reads the same
 
 
 EXPLANATIONS = {
@@ -30,7 +31,7 @@ EXPLANATIONS = {
     Reason.NEVER: "No finished run yet.",
     Reason.CRITERION_CHANGED: "The criterion's definition changed since the last calibration run.",
     Reason.CRITERION_REMOVED: "The criterion is no longer in the current rubric.",
-    Reason.RUBRIC_MOVED: "The last calibration run was on an older rubric version.",
+    Reason.RUBRIC_MOVED: "Calibrated under an older rubric version; its criterion has not changed since.",
 }
 
 
@@ -43,7 +44,7 @@ class JudgeStaleness:
 
     @property
     def stale(self) -> bool:
-        return self.reason in {Reason.CRITERION_CHANGED, Reason.CRITERION_REMOVED, Reason.RUBRIC_MOVED}
+        return self.reason in {Reason.CRITERION_CHANGED, Reason.CRITERION_REMOVED}
 
     @property
     def explanation(self) -> str:
@@ -85,7 +86,8 @@ def judge_staleness(project: Project) -> dict[int, JudgeStaleness]:
     current_id = project.current_rubric_id
     version_ids = {run.rubric_version_id for run in latest.values()} | ({current_id} if current_id else set())
     criteria: dict[tuple[int, str], Criterion] = {
-        (c.rubric_version_id, c.key): c for c in Criterion.objects.filter(rubric_version_id__in=version_ids)
+        (c.rubric_version_id, c.key): c
+        for c in Criterion.objects.filter(rubric_version_id__in=version_ids).select_related("defined_in")
     }
     out: dict[int, JudgeStaleness] = {}
     for judge in judges:
@@ -99,7 +101,9 @@ def judge_staleness(project: Project) -> dict[int, JudgeStaleness]:
             then = criteria.get((run.rubric_version_id, judge.criterion_key))
             if now is None:
                 reason = Reason.CRITERION_REMOVED
-            elif _definition(now) != _definition(then):
+            elif _definition(now) != _definition(then) or now.defined_in.number > run.rubric_version.number:
+                # Also changed when it reads the same again after a change in between: the labels of that
+                # definition were given anew, not carried.
                 reason = Reason.CRITERION_CHANGED
             else:
                 reason = Reason.RUBRIC_MOVED

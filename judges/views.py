@@ -23,7 +23,7 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
-from annotate import charts
+from annotate import carry, charts
 from annotate import selectors as annotate_selectors
 from annotate.http import wants_partial
 from annotate.models import Item, Membership, Project
@@ -410,6 +410,11 @@ def _estimate(version: JudgeVersion, scope: str) -> tuple[selectors.Estimate | N
         return None, str(exc)
 
 
+def _no_labels_warning(version: JudgeVersion) -> str:
+    rubric = version.judge.project.current_rubric
+    return carry.no_labels_warning(rubric_version=rubric, key=version.judge.criterion_key) if rubric else ""
+
+
 def _version_context(
     request: HttpRequest, project: Project, version: JudgeVersion, *, scope: str = JudgeRun.Scope.DEV, error: str = ""
 ) -> dict[str, Any]:
@@ -430,6 +435,7 @@ def _version_context(
         "totals": selectors.runs_totals(runs=runs),
         "n_test_runs": selectors.test_runs_count(judge=version.judge),
         "start_error": error,
+        "no_labels_warning": _no_labels_warning(version),
         "scopes": forms.RunStartForm.base_fields["scope"].choices,  # type: ignore[attr-defined]
     }
 
@@ -500,6 +506,8 @@ def run_start(request: HttpRequest, slug: str, version_id: int) -> HttpResponse:
                     f"Run with {run.n_test_items} item{pluralize(run.n_test_items)} of the held-out test split "
                     f"started: test run #{run.test_run_number}.",
                 )
+            if warning := _no_labels_warning(version):
+                messages.warning(request, warning)
             return _to(request, reverse("judges:run_detail", args=[project.slug, run.pk]))
     if wants_partial(request):
         scope = form.cleaned_data.get("scope", JudgeRun.Scope.DEV) if form.is_valid() else JudgeRun.Scope.DEV

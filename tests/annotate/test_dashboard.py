@@ -179,7 +179,7 @@ def test_project_stats_count_labels_per_rubric_version(project, lead, annotator)
     item = ItemFactory(project=project)
     label(item, annotator, "acceptable", "pass")
     criteria = [dict(c) for c in DEFAULT_CRITERIA]
-    criteria[1]["name"] = "Follows every instruction"
+    criteria[0]["name"] = "Acceptable as it is"  # renamed: its labels start again under v2
     services.rubric_set_criteria(project=project, criteria=criteria, actor=lead)
     project.refresh_from_db()
     label(item, annotator, "acceptable", "fail")

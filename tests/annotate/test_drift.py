@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import re
 import time
 
 import pytest
@@ -79,7 +80,8 @@ def test_the_timeline_shows_each_version_with_its_author_changes_and_labels(acti
     assert v2.version.created_by == lead and v2.version.note == "Sharper factual criterion"
     assert v1.diff is None
     assert [(c.key, c.what) for c in v2.diff.changes] == [("factually_correct", "definition changed")]
-    assert (v1.n_labels, v2.n_labels) == (6, 1)
+    # v2 holds the 4 labels of its 2 unchanged criteria carried from v1, and the one given since.
+    assert (v1.n_labels, v2.n_labels) == (6, 5)
 
 
 def test_agreement_per_version_is_stored_from_the_reports_code_and_marked_stale_by_new_labels(
@@ -88,9 +90,11 @@ def test_agreement_per_version_is_stored_from_the_reports_code_and_marked_stale_
     for item in items:
         _label_all(item, annotator)
         _label_all(item, other_annotator, {**V1_VALUES, "acceptable": "fail" if item.pk % 2 else "pass"})
-    _v2(active, lead)
+    v2 = _v2(active, lead)
     v1 = active.rubric_versions.get(number=1)
-    assert drift.versions_needing_report(drift.rubric_timeline(project=active)) == [v1]
+    # v2 needs its own report too: it holds the carried labels of its two unchanged criteria.
+    assert drift.versions_needing_report(drift.rubric_timeline(project=active)) == [v2, v1]
+    drift.version_report_store(rubric_version=v2)
 
     stored = drift.version_report_store(rubric_version=v1)
     expected = reports.human_report(project=active, rubric_version=v1)
@@ -122,7 +126,10 @@ def test_outdated_items_are_those_labeled_under_an_older_version_and_not_under_t
     # items[2..4]: never labeled, not outdated
     assert list(drift.items_outdated(project=active)) == []  # nothing is older than v1
     _v2(active, lead)
+    # Their unchanged criteria were carried into v2: only the redefined one makes an item in progress.
     label(items[1], other_annotator, "acceptable", "pass")
+    assert list(drift.items_outdated(project=active)) == [items[0], items[1]]
+    label(items[1], other_annotator, "factually_correct", "pass")
     assert list(drift.items_outdated(project=active)) == [items[0]]
     rows = drift.outdated_page_rows(project=active, items=[items[0]])
     assert rows[0].versions == [1] and rows[0].n_labels == 3
@@ -148,17 +155,19 @@ def test_relabel_queue_is_idempotent_and_the_queue_serves_the_items_again_first(
         fresh.pk: Item.PRIORITY_NORMAL,
     }
 
-    # The annotator who labeled it under v1 gets it again under v2, before the never-labeled item.
+    # The annotator who labeled it under v1 gets it again under v2, before the never-labeled item, and answers
+    # only the redefined criterion: the other two were carried over.
     claimed = services.queue_claim(project=active, annotator=annotator, rubric_version_id=active.current_rubric_id)
     assert claimed == old
     services.label_submit(
         project=active,
         annotator=annotator,
         item_id=old.pk,
-        criteria=list(active.current_rubric.criteria.order_by("position")),
-        values=V1_VALUES,
+        criteria=list(active.current_rubric.criteria.filter(key="factually_correct")),
+        values={"factually_correct": "pass"},
         submission_key="relabel-1",
     )
+    assert Item.objects.get(pk=old.pk).n_submitted == 1
     assert Label.objects.filter(item=old, annotator=annotator).values("rubric_version").distinct().count() == 2
     # Labeled under the current version now: no longer outdated, so a later call hands back its priority.
     released = drift.relabel_queue(project=active, actor=lead)
@@ -211,7 +220,8 @@ def test_a_judge_is_current_until_the_rubric_moves_on_and_the_reason_says_what_m
     _v2(active, lead, changes=edit)
     found = judge_staleness(active)
     assert found[factual.pk].reason == Reason.CRITERION_CHANGED and found[factual.pk].stale
-    assert found[acceptable.pk].reason == Reason.RUBRIC_MOVED and found[acceptable.pk].stale
+    # Its criterion did not change: calibrated still, its labels were carried into v2.
+    assert found[acceptable.pk].reason == Reason.RUBRIC_MOVED and not found[acceptable.pk].stale
     assert found[follows.pk].reason == Reason.CRITERION_REMOVED and found[follows.pk].stale
     assert "v1" in found[factual.pk].explanation
 
@@ -246,7 +256,7 @@ def drifted(active, lead, annotator, other_annotator):
     _judge_with_done_run(active, "acceptable", lead)  # calibrated under v1
     _v2(active, lead)
     for item in items[:3]:
-        label(item, annotator, "acceptable", "pass")
+        label(item, annotator, "factually_correct", "pass")
     drift.version_report_store(rubric_version=active.rubric_versions.get(number=1))
     return active, items
 
@@ -261,8 +271,9 @@ def test_the_drift_page_shows_the_timeline_chart_outdated_items_and_stale_judges
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="chart chart-line"' in page
     assert '<strong class="big-number">27</strong> items have labels under an older rubric version' in page
     assert "Page 1 of 2" in page
-    assert "1 judge to re-run under v2" in page
-    assert "The last calibration run was on an older rubric version. Calibrated on rubric v1." in page
+    # The "acceptable" judge's criterion did not change in v2: not stale.
+    assert "judge to re-run" not in page
+    assert "Calibrated under an older rubric version; its criterion has not changed since." in page
     assert "Queue them for re-labeling" in page
 
 
@@ -351,7 +362,8 @@ def test_computing_missing_version_reports_goes_through_the_worker(
     _v2(active, lead)
     client.force_login(lead)
     response = client.post(reverse("rubric_reports_compute", args=[active.slug]), follow=True)
-    assert "Computing agreement for 1 rubric version" in response.content.decode()
+    # v1, and v2 unless the worker already computed it (the rubric change asked for it, as v2 carries labels).
+    assert re.search(r"Computing agreement for [12] rubric version", response.content.decode())
     deadline = time.monotonic() + 20
     while not AgreementReport.objects.filter(rubric_version__number=1, rubric_version__project=active).exists():
         assert time.monotonic() < deadline, "the worker did not store the v1 report"
