@@ -164,8 +164,15 @@ def history_row(*, project: Project, annotator: AuthUser, item_id: int) -> Histo
 
 def label_edit_from_form(*, project: Project, annotator: AuthUser, item_id: int, data: Any) -> list[Label]:
     """Change the annotator's own labels on one item from submitted form data (c-<key>, rev-<key>, note): the
-    history row's in-place form and the change-your-labels page. Raises services.QueueError with the reason."""
-    criteria = selectors.criteria_of_version(project.current_rubric_id)
+    history row's in-place form and the change-your-labels page. Raises services.QueueError with the reason.
+    Only the criteria the annotator has labels on change: an item whose labels were carried over a rubric change may
+    still owe the redefined ones, which the queue asks for."""
+    labeled = set(
+        Label.objects.filter(
+            item_id=item_id, annotator=annotator, rubric_version_id=project.current_rubric_id
+        ).values_list("criterion_id", flat=True)
+    )
+    criteria = tuple(c for c in selectors.criteria_of_version(project.current_rubric_id) if c.pk in labeled)
     shown = shown_order(annotator.pk, item_id) if project.is_pairwise else None
     values, problems = services.label_values_from_form(project=project, criteria=criteria, data=data, shown=shown)
     if problems:

@@ -33,6 +33,16 @@ def _in_viewport(page: Page, selector: str) -> bool:
     )
 
 
+def _wait_until(page, condition: str) -> None:
+    """Poll a condition from here: wait_for_function evaluates its string inside the page, which the app's CSP (no
+    unsafe-eval) refuses."""
+    for _ in range(50):
+        if page.evaluate(condition):
+            return
+        page.wait_for_timeout(100)
+    assert page.evaluate(condition), condition
+
+
 def _label_long_item(browser: Browser, live_server, *, width: int, height: int, name: str) -> None:
     project, user = active_project("binary", 0)
     from tests.factories import ItemFactory
@@ -70,7 +80,7 @@ def _label_long_item(browser: Browser, live_server, *, width: int, height: int, 
 
         # Reading halfway down the item: the controls are still in view.
         page.mouse.wheel(0, doc_height // 2)
-        page.wait_for_function("window.scrollY > 0")
+        _wait_until(page, "window.scrollY > 0")
         for selector in ("#current .controls fieldset.criterion.active", "#current .controls button.submit"):
             assert _in_viewport(page, selector), f"{selector} left the window while reading ({width}×{height})"
         window_shot(page, f"sticky-{name}-reading")
@@ -89,7 +99,7 @@ def _label_long_item(browser: Browser, live_server, *, width: int, height: int, 
         wait_for_labels(page, project, 3)
         # The next item starts at its top, its controls in view, though the submit was made halfway down.
         expect(page.locator("#current form.item-form")).to_have_attribute("data-item", str(following.pk))
-        page.wait_for_function("window.scrollY === 0")
+        _wait_until(page, "window.scrollY === 0")
         assert _in_viewport(page, "#current .controls button.submit")
         window_shot(page, f"sticky-{name}-next")
         stored = Label.objects.filter(item=item).order_by("criterion__position")
@@ -132,7 +142,7 @@ def test_the_change_your_labels_page_keeps_its_controls_in_view_too(page: Page, 
     page.goto(live_server.url + reverse("label_edit", args=[project.slug, item.pk]))
     expect(page.locator("#current fieldset.criterion.active")).to_have_count(1)
     page.mouse.wheel(0, 20_000)
-    page.wait_for_function("window.scrollY > 0")
+    _wait_until(page, "window.scrollY > 0")
     assert _in_viewport(page, "#current .controls button.submit")
     window_shot(page, "sticky-edit-1366x768")
     assert console_errors(page) == []
@@ -148,7 +158,7 @@ def test_pairwise_long_outputs_side_by_side_keep_the_controls_in_view(page: Page
     page.goto(live_server.url + reverse("label_queue", args=[project.slug]))
     expect(page.locator("#current fieldset.criterion.active")).to_have_count(1)
     page.mouse.wheel(0, 30_000)
-    page.wait_for_function("window.scrollY > 0")
+    _wait_until(page, "window.scrollY > 0")
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("t")
     page.keyboard.press("ArrowRight")
