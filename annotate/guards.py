@@ -2,8 +2,10 @@
 
 Django parses a multipart body (spooling its file parts to the temp folder) the first time anything reads
 `request.POST`, which the CSRF check does for every unsafe request. So the size check reads only the declared
-`Content-Length`, per path, before that: the import upload may be as large as IMPORT_MAX_FILE_BYTES, every other
-path at most DATA_UPLOAD_MAX_MEMORY_SIZE. (A body without a Content-Length is not read by Django at all.)
+`Content-Length`, per path, before that: the import upload may be as large as IMPORT_MAX_FILE_BYTES, the API's
+batch endpoints API_MAX_BODY_BYTES (read by annotate.api's parser, which holds them to that limit instead of
+DATA_UPLOAD_MAX_MEMORY_SIZE), every other path at most DATA_UPLOAD_MAX_MEMORY_SIZE. (A body without a Content-Length
+is not read by Django at all.)
 
 Form fields are text: PostgreSQL cannot store a NUL character, and a lone surrogate is not Unicode text. Rather than
 letting one reach a query and fail there as a 500, the request is answered 400 naming the field.
@@ -11,6 +13,7 @@ letting one reach a query and fail there as a 500, the request is answered 400 n
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
 
@@ -23,6 +26,8 @@ from annotate.http import wants_partial
 
 # Paths whose POST body may be as large as an import file (IMPORT_MAX_FILE_BYTES, plus the form's other fields).
 LARGE_BODY_PATHS = (re.compile(r"^/p/[-\w]+/import/$"),)
+# The API's batch endpoints: a batch of API_MAX_BATCH rows may be as large as API_MAX_BODY_BYTES.
+API_BATCH_PATHS = (re.compile(r"^/api/v1/projects/[-\w]+/(items|labels|samples)$"),)
 FORM_OVERHEAD_BYTES = 64 * 1024
 # One lone surrogate, as a JSON decoder can produce from "\ud800"; Django's form decoder replaces them itself.
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -36,6 +41,8 @@ def body_limit(path: str) -> int:
     """The largest request body, in bytes, that `path` accepts."""
     if _large_body_path(path):
         return int(settings.IMPORT_MAX_FILE_BYTES) + FORM_OVERHEAD_BYTES
+    if any(pattern.match(path) for pattern in API_BATCH_PATHS):
+        return int(settings.API_MAX_BODY_BYTES)
     return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 
@@ -43,6 +50,8 @@ def text_problem(text: str) -> str | None:
     """Why `text` cannot be stored as text (a NUL character, a lone surrogate), or None."""
     if "\x00" in text:
         return "contains a NUL character, which cannot be stored"
+    if text.isascii():  # constant time in CPython (a flag of the string), and ASCII holds no surrogate
+        return None
     found = _SURROGATE.search(text)
     if found:
         return f"contains a lone surrogate (U+{ord(found.group()):04X} at character {found.start() + 1}), not text"
@@ -105,8 +114,25 @@ class RequestGuardMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        refused = self._too_large(request) or self._not_text(request)
+        refused = self._too_large(request) or self._not_text(request) or self._api_batch_read(request)
         return refused or self.get_response(request)
+
+    def _api_batch_read(self, request: HttpRequest) -> HttpResponse | None:
+        """Read an API batch's body here: `request.body` would hold it to DATA_UPLOAD_MAX_MEMORY_SIZE, as on every
+        path, and refuse the documented batch of API_MAX_BATCH rows. Its size was held to its own limit
+        (API_MAX_BODY_BYTES) by the Content-Length above, and Django's stream ends at the Content-Length."""
+        if request.method != "POST" or not any(p.match(request.path_info) for p in API_BATCH_PATHS):
+            return None
+        if hasattr(request, "_body") or getattr(request, "_read_started", False):
+            return None
+        try:
+            data = request.read()
+        except UnreadablePostError:
+            return None  # the client went away mid-body: the view meets it as before
+        # What HttpRequest.body keeps after reading the stream, so that `request.body` and `request.read()` work on.
+        request._body = data  # type: ignore[attr-defined]
+        request._stream = io.BytesIO(data)  # type: ignore[attr-defined]
+        return None
 
     def _too_large(self, request: HttpRequest) -> HttpResponse | None:
         try:

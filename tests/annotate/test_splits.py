@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 from collections import Counter
 
 import pytest
@@ -36,3 +39,21 @@ def test_custom_ratios_are_honoured_and_bad_ratios_refused():
 def test_the_content_hash_ignores_key_order_and_sees_every_character():
     assert content_hash({"input": "a", "output": "b"}) == content_hash({"output": "b", "input": "a"})
     assert content_hash({"input": "a", "output": "b"}) != content_hash({"input": "a", "output": "b "})
+
+
+def test_the_content_hash_is_the_sha256_of_the_canonical_json_it_always_was():
+    """Stored hashes stay valid (dedupe across imports, conflicts): the hash built from each text's JSON form equals
+    the one from json.dumps on every kind of text, escapes, controls and characters outside the BMP included."""
+    texts = [
+        "",
+        "plain ascii",
+        'quotes " and \\ backslashes \\n',
+        "controls \x01\x1f\t\n\r\x7f",
+        "line separators \u2028\u2029",
+        "accents é, CJK 漢字, emoji 👍🏽, RTL עברית",
+        '[{"role": "user", "content": "a transcript as text"}]',
+    ]
+    for a, b, c in itertools.product(texts, repeat=3):
+        for fields in ({"input": a, "output": b}, {"output_b": c, "input": a, "output_a": b}):
+            reference = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            assert content_hash(fields) == hashlib.sha256(reference.encode()).hexdigest()
