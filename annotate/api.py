@@ -221,7 +221,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 @api.exception_handler(RequestDataTooBig)
 def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    limit = guards.body_limit(request.path_info)
     return _error(request, 413, f"The request body is too large: at most {limit:,} bytes. Send smaller batches.")
 
 

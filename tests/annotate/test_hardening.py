@@ -89,6 +89,7 @@ def test_the_import_upload_may_be_as_large_as_an_import_file_and_the_api_only_as
         {"kind": "items", "file": SimpleUploadedFile("items.jsonl", rows.encode()), "file_format": ""},
     )
     assert response.status_code == 302 and recorder.received == len(rows)
+    settings.API_MAX_BODY_BYTES = 64 * 1024
     body = json.dumps({"items": [{"input": "x" * (80 * 1024), "output": "A"}]})
     refused = _api(client, f"/projects/{project.slug}/items", body, lead)
     assert refused.status_code == 413 and "too large" in refused.json()["detail"]
