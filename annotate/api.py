@@ -112,8 +112,20 @@ class CheckedParser(Parser):
     for any metadata; deeper would fail in the encoders, each with its own recursion limit, as a 500)."""
 
     def parse_body(self, request: HttpRequest) -> Any:
-        data = json.loads(request.body)
-        found = guards.json_problem_at(data, max_depth=MAX_BODY_DEPTH)
+        body = request.body
+        try:
+            # Strict UTF-8 (json.loads on bytes would let encoded surrogates through), so that a body without a
+            # \u escape is known to hold no NUL and no lone surrogate: then only its nesting is walked.
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        if text and not text.startswith("\ufeff"):
+            data = json.loads(text)
+            texts = not guards.json_texts_storable(text)
+        else:  # UTF-16 or UTF-32, a BOM: as json.loads reads them, and every text checked
+            data = json.loads(body)
+            texts = True
+        found = guards.json_problem_at(data, max_depth=MAX_BODY_DEPTH, texts=texts)
         if found:
             raise BodyNotStorable(*found)
         return data

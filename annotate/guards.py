@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
@@ -69,24 +70,46 @@ def json_problem(value: object, *, max_depth: int = MAX_JSON_DEPTH) -> str | Non
     return found[1] if found else None
 
 
-def json_problem_at(value: object, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, str] | None:
-    """(dotted path, problem) of the first part of a JSON value that cannot be stored, or None. No recursion."""
-    stack: list[tuple[object, int, str]] = [(value, 1, "")]
+def json_problem_at(value: object, *, max_depth: int = MAX_JSON_DEPTH, texts: bool = True) -> tuple[str, str] | None:
+    """(dotted path, problem) of the first part of a JSON value that cannot be stored, or None. No recursion.
+
+    `texts=False` checks the nesting only, for a value whose texts are known to be storable (`json_texts_storable`).
+    Texts are checked where their container is, and a path is spelled out only for a problem: an API batch has
+    a hundred thousand values, and this walk runs on every one of them.
+    """
+    # path: None at the top, else (parent's path, key or index), spelled out by _dotted only when needed.
+    stack: list[tuple[dict[Any, Any] | list[Any], int, Any]] = []
+    if isinstance(value, dict | list):
+        stack.append((value, 1, None))
+    elif texts and isinstance(value, str) and (problem := text_problem(value)):
+        return "", problem
     while stack:
         node, depth, path = stack.pop()
-        if isinstance(node, dict | list):
-            if depth > max_depth:
-                return path, f"nested more than {max_depth} levels deep"
-            if isinstance(node, dict):
-                for key, child in node.items():
-                    if isinstance(key, str) and (problem := text_problem(key)):
-                        return path, f"has a key that {problem}"
-                    stack.append((child, depth + 1, f"{path}.{key}" if path else str(key)))
-            else:
-                stack.extend((child, depth + 1, f"{path}.{n}" if path else str(n)) for n, child in enumerate(node))
-        elif isinstance(node, str) and (problem := text_problem(node)):
-            return path, problem
+        if depth > max_depth:
+            return _dotted(path), f"nested more than {max_depth} levels deep"
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, child in items:
+            if texts and isinstance(key, str) and (problem := text_problem(key)):
+                return _dotted(path), f"has a key that {problem}"
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1, (path, key)))
+            elif texts and isinstance(child, str) and (problem := text_problem(child)):
+                return _dotted((path, key)), problem
     return None
+
+
+def _dotted(path: Any) -> str:
+    parts: list[str] = []
+    while path is not None:
+        path, key = path
+        parts.append(str(key))
+    return ".".join(reversed(parts))
+
+
+def json_texts_storable(text: str) -> bool:
+    """Whether every key and text of the JSON document `text` (decoded as strict UTF-8, so no surrogate came from
+    its bytes) is storable without looking at them: a NUL or a lone surrogate can only come from a \\u escape."""
+    return "\\u" not in text
 
 
 def refused_response(request: HttpRequest, status: int, title: str, message: str, field: str = "") -> HttpResponse:

@@ -18,7 +18,7 @@ from django.conf import settings
 from annotate import services
 from annotate.guards import MAX_JSON_DEPTH, json_problem, text_problem
 from annotate.models import Item, Project
-from annotate.splits import content_hash, order_key, split_for
+from annotate.splits import content_hash, split_and_order_key
 
 
 @dataclass(frozen=True)
@@ -145,13 +145,8 @@ def item_values(
     content = services.item_content(project=project, fields=fields)
     digest = content_hash(content)
     external_id = external_id or digest
-    return (
-        content,
-        digest,
-        external_id,
-        split or split_for(project.slug, external_id),
-        order_key(project.slug, external_id),
-    )
+    own_split, key = split_and_order_key(project.slug, external_id)
+    return content, digest, external_id, split or own_split, key
 
 
 # allow_nan=False: Python reads NaN and Infinity, but they are not JSON and PostgreSQL refuses them. One encoder for

@@ -19,10 +19,25 @@ def split_for(project_key: str, external_id: str, ratios: tuple[tuple[str, float
     The same pair always lands in the same split, on every machine and across re-imports, so a judge prompt tuned
     on dev never meets its test items by accident.
     """
+    return _split_of(_digest(project_key, external_id), ratios)
+
+
+def split_and_order_key(
+    project_key: str, external_id: str, ratios: tuple[tuple[str, float], ...] = DEFAULT_RATIOS
+) -> tuple[str, int]:
+    """(split_for(...), order_key(...)) from the one hash both read: what an import computes for every row."""
+    digest = _digest(project_key, external_id)
+    return _split_of(digest, ratios), int.from_bytes(digest[8:16], "big", signed=True)
+
+
+def _digest(project_key: str, external_id: str) -> bytes:
+    return hashlib.sha256(f"{project_key}\x1f{external_id}".encode()).digest()
+
+
+def _split_of(digest: bytes, ratios: tuple[tuple[str, float], ...]) -> str:
     total = sum(share for _, share in ratios)
     if not ratios or total <= 0:
         raise ValueError("ratios must name at least one split with a positive share")
-    digest = hashlib.sha256(f"{project_key}\x1f{external_id}".encode()).digest()
     point = int.from_bytes(digest[:8], "big") / _SCALE * total
     cumulative = 0.0
     for name, share in ratios:
@@ -47,8 +62,7 @@ def content_hash(fields: Mapping[str, object]) -> str:
 
 def order_key(project_key: str, external_id: str) -> int:
     """A stable pseudo-random signed 64-bit position in the project's queue."""
-    digest = hashlib.sha256(f"{project_key}\x1f{external_id}".encode()).digest()
-    return int.from_bytes(digest[8:16], "big", signed=True)
+    return int.from_bytes(_digest(project_key, external_id)[8:16], "big", signed=True)
 
 
 def shown_order(annotator_id: int | None, item_id: int) -> str:

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from annotate.splits import DEFAULT_RATIOS, content_hash, split_for
+from annotate.splits import DEFAULT_RATIOS, content_hash, order_key, split_and_order_key, split_for
 
 
 def test_the_split_is_a_stable_function_of_project_and_external_id():
@@ -57,3 +57,10 @@ def test_the_content_hash_is_the_sha256_of_the_canonical_json_it_always_was():
         for fields in ({"input": a, "output": b}, {"output_b": c, "input": a, "output_a": b}):
             reference = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
             assert content_hash(fields) == hashlib.sha256(reference.encode()).hexdigest()
+
+
+def test_split_and_order_key_together_are_split_for_and_order_key():
+    ratios = (("train", 0.5), ("test", 0.5))
+    for i in range(500):
+        assert split_and_order_key("p", f"id-{i}") == (split_for("p", f"id-{i}"), order_key("p", f"id-{i}"))
+        assert split_and_order_key("q", str(i), ratios)[0] == split_for("q", str(i), ratios)
