@@ -121,7 +121,7 @@ class CheckedParser(Parser):
             text = ""
         if text and not text.startswith("\ufeff"):
             data = json.loads(text)
-            texts = not guards.json_texts_storable(text)
+            texts = not guards.json_texts_storable(body)
         else:  # UTF-16 or UTF-32, a BOM: as json.loads reads them, and every text checked
             data = json.loads(body)
             texts = True

@@ -106,10 +106,10 @@ def _dotted(path: Any) -> str:
     return ".".join(reversed(parts))
 
 
-def json_texts_storable(text: str) -> bool:
-    """Whether every key and text of the JSON document `text` (decoded as strict UTF-8, so no surrogate came from
-    its bytes) is storable without looking at them: a NUL or a lone surrogate can only come from a \\u escape."""
-    return "\\u" not in text
+def json_texts_storable(body: bytes) -> bool:
+    """Whether every key and text of the JSON document `body`, read as strict UTF-8 (which has no encoding for a
+    surrogate), is storable without looking at them: a NUL or a lone surrogate can only come from a \\u escape."""
+    return b"\\u" not in body
 
 
 def refused_response(request: HttpRequest, status: int, title: str, message: str, field: str = "") -> HttpResponse:
