@@ -100,23 +100,26 @@ def _batches(path: Path, size: int) -> Iterator[list[bytes]]:
         yield batch
 
 
-def _api_import(slug: str, path: Path, raw_token: str) -> tuple[float, str]:
+def _api_import(slug: str, path: Path, raw_token: str) -> tuple[float, float, str]:
     """POST the file's rows to the items endpoint in batches of API_MAX_BATCH through Django's whole request stack
-    (middleware, body limit, parser, schema, import); return (server seconds, what went wrong or "")."""
+    (middleware, body limit, parser, schema, import); return (server seconds, this process's CPU seconds meanwhile,
+    what went wrong or "")."""
     from django.conf import settings
     from django.test import Client
 
     client = Client()
     headers = {"Authorization": f"Bearer {raw_token}"}
-    elapsed = 0.0
+    elapsed = cpu = 0.0
     for batch in _batches(path, int(settings.API_MAX_BATCH)):
         body = b'{"items": [' + b",".join(batch) + b"]}"
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         response = client.post(f"/api/v1/projects/{slug}/items", body, content_type="application/json", headers=headers)
         elapsed += time.perf_counter() - start
+        cpu += time.process_time() - start_cpu
         if response.status_code != 200:
-            return elapsed, f"HTTP {response.status_code} for a batch of {len(batch):,} ({len(body) / 1e6:.1f} MB)"
-    return elapsed, ""
+            problem = f"HTTP {response.status_code} for a batch of {len(batch):,} ({len(body) / 1e6:.1f} MB)"
+            return elapsed, cpu, problem
+    return elapsed, cpu, ""
 
 
 # --- Label Studio, side by side ---------------------------------------------------------------------------------
@@ -206,11 +209,12 @@ def bench_import_items() -> list[Row]:
         _token_row, raw = tokens.token_create(user=lead, name="bench")
         api_scale = f"{n:,} pairwise items, batches of {batch:,} (API_MAX_BATCH), Django request stack in process"
         for attempt in ("first", "second"):
-            elapsed, problem = _api_import(api_project.slug, path, raw)
-            value = problem or f"{n / elapsed:,.0f}"
+            elapsed, cpu, problem = _api_import(api_project.slug, path, raw)
+            name = f"Import items, {attempt} time (API)"
+            rows.append(Row(name, api_scale, "rows/s", problem or f"{n / elapsed:,.0f}", ">= 20,000"))
             if not problem:
                 assert Item.objects.filter(project=api_project).count() == n
-            rows.append(Row(f"Import items, {attempt} time (API)", api_scale, "rows/s", value, ">= 20,000"))
+                rows.append(Row(name, api_scale, "rows per CPU second of the server", f"{n / cpu:,.0f}"))
 
         found = _label_studio()
         ls_name = "Import items, side by side: Label Studio (its import API, same rows)"
