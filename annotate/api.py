@@ -114,8 +114,20 @@ class CheckedParser(Parser):
     for any metadata; deeper would fail in the encoders, each with its own recursion limit, as a 500)."""
 
     def parse_body(self, request: HttpRequest) -> Any:
-        data = json.loads(request.body)
-        found = guards.json_problem_at(data, max_depth=MAX_BODY_DEPTH)
+        body = request.body
+        try:
+            # Strict UTF-8 (json.loads on bytes would let encoded surrogates through), so that a body without a
+            # \u escape is known to hold no NUL and no lone surrogate: then only its nesting is walked.
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        if text and not text.startswith("\ufeff"):
+            data = json.loads(text)
+            texts = not guards.json_texts_storable(body)
+        else:  # UTF-16 or UTF-32, a BOM: as json.loads reads them, and every text checked
+            data = json.loads(body)
+            texts = True
+        found = guards.json_problem_at(data, max_depth=MAX_BODY_DEPTH, texts=texts)
         if found:
             raise BodyNotStorable(*found)
         return data
@@ -223,7 +235,7 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 @api.exception_handler(RequestDataTooBig)
 def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    limit = guards.body_limit(request.path_info)
     return _error(request, 413, f"The request body is too large: at most {limit:,} bytes. Send smaller batches.")
 
 

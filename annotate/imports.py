@@ -37,9 +37,17 @@ from django.utils import timezone
 from psycopg.copy import QueuedLibpqWriter
 
 from annotate import selectors, services
-from annotate.guards import json_problem, text_problem
+from annotate.guards import text_problem
+from annotate.import_rows import (
+    ItemChecker,
+    ItemRow,
+    RowError,
+    external_id_checked,
+    type_name,
+)
+from annotate.import_rows import item_checker as item_checker  # re-exported: samples.py and tests use it from here
+from annotate.import_rows import item_values as item_values
 from annotate.models import ImportedUser, ImportJob, Item, Label, Membership, Project, imported_username
-from annotate.splits import content_hash, order_key, split_for
 
 log = logging.getLogger(__name__)
 User = get_user_model()
@@ -96,19 +104,6 @@ class _ProgressEvery:
         self.progress(fraction, n_rows)
         self.last_fraction = fraction
         self.next_at = n_rows + PROGRESS_MIN_ROWS
-
-
-@dataclass(frozen=True)
-class RowError:
-    """One bad row. `line` is the line number in a file (1-based), or the index in an API batch (0-based)."""
-
-    line: int
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"line {self.line}" + (f", {self.field}" if self.field else "")
-        return f"{where}: {self.message}"
 
 
 class ImportRefused(Exception):
@@ -285,7 +280,7 @@ def _jsonl_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | RowEr
             yield line, RowError(line, "", "not valid JSON: nested too deeply")
             continue
         if not isinstance(data, dict):
-            yield line, RowError(line, "", f"each line must be a JSON object, not {_type_name(data)}")
+            yield line, RowError(line, "", f"each line must be a JSON object, not {type_name(data)}")
             continue
         yield line, data
 
@@ -356,218 +351,6 @@ def _csv_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | RowErro
             yield line, dict(zip(header, cells, strict=False))
 
 
-# --- Checking values ------------------------------------------------------------------------------------------
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _transcript_problem(messages: list[Any]) -> str | None:
-    """Why a list is not a chat transcript (a non-empty list of {"role": text, "content": text}), or None."""
-    if not messages:
-        return "an empty list is not a chat transcript"
-    for n, message in enumerate(messages, 1):
-        if not isinstance(message, dict):
-            return f"message {n} of the chat transcript is {_type_name(message)}, not an object"
-        if not isinstance(message.get("role"), str) or not message["role"]:
-            return f"message {n} of the chat transcript has no text role"
-        if not isinstance(message.get("content"), str):
-            return f"message {n} of the chat transcript has no text content"
-    return None
-
-
-def _text(value: Any, *, tabular: bool, max_chars: int) -> tuple[str, str | None]:
-    """(canonical text, problem). A chat transcript becomes its JSON text, the same from JSON Lines and from CSV."""
-    if isinstance(value, str):
-        text = value
-        if tabular and text.lstrip().startswith("["):
-            try:
-                parsed = json.loads(text)
-            except (ValueError, RecursionError):
-                parsed = None
-            if isinstance(parsed, list) and _transcript_problem(parsed) is None:
-                text = json.dumps(parsed, ensure_ascii=False)
-    elif isinstance(value, list):
-        problem = _transcript_problem(value)
-        if problem:
-            return "", f"wrong type: {problem}"
-        text = json.dumps(value, ensure_ascii=False)
-    else:
-        return "", f"wrong type: expected text or a chat transcript (a list of messages), got {_type_name(value)}"
-    if len(text) > max_chars:
-        return "", f"too long: {len(text):,} characters (at most {max_chars:,})"
-    if problem := text_problem(text):
-        return "", problem
-    return text, None
-
-
-def _external_id(value: Any) -> tuple[str, str | None]:
-    if value is None:
-        return "", None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str):
-        return "", f"wrong type: expected text or a whole number, got {_type_name(value)}"
-    value = value.strip()
-    if len(value) > 255:
-        return "", f"too long: {len(value):,} characters (at most 255)"
-    if problem := text_problem(value):
-        return "", problem
-    return value, None
-
-
-class _ItemRow(NamedTuple):
-    """A checked item row: what services.item_build would put on the Item, without building a model instance.
-
-    Building 100,000 model instances costs more than parsing and hashing them; a plain tuple keeps imports above
-    20,000 rows/s. `item_values` computes exactly what item_build computes (a test holds the two together), and
-    `as_item()` gives the model instance where one is needed (SQLite, updates).
-    """
-
-    line: int
-    external_id: str
-    content: dict[str, str]
-    metadata: dict[str, Any]
-    metadata_json: str
-    split: str
-    content_hash: str
-    order_key: int
-    source: str
-
-    def as_item(self, project: Project) -> Item:
-        return Item(
-            project=project,
-            external_id=self.external_id,
-            metadata=self.metadata,
-            source=self.source,
-            split=self.split,
-            order_key=self.order_key,
-            content_hash=self.content_hash,
-            **self.content,
-        )
-
-
-def item_values(
-    *, project: Project, fields: dict[str, Any], external_id: str | None, split: str | None
-) -> tuple[dict[str, str], str, str, str, int]:
-    """(content, content_hash, external_id, split, order_key) exactly as services.item_build computes them."""
-    content = services.item_content(project=project, fields=fields)
-    digest = content_hash(content)
-    external_id = external_id or digest
-    return (
-        content,
-        digest,
-        external_id,
-        split or split_for(project.slug, external_id),
-        order_key(project.slug, external_id),
-    )
-
-
-class _ItemChecker:
-    """Checks one item row and builds the item. `tabular`: the row came from CSV (text cells, extra columns)."""
-
-    def __init__(self, project: Project, *, tabular: bool, source: str, header: list[str] | None = None) -> None:
-        self.project = project
-        self.tabular = tabular
-        self.source = source
-        self.content = ("input", "output_a", "output_b") if project.is_pairwise else ("input", "output")
-        self.known = {*self.content, "external_id", "split", "metadata"}
-        self.max_chars = int(settings.IMPORT_MAX_FIELD_CHARS)
-        self.header_errors: list[RowError] = []
-        if header is not None:
-            missing = [name for name in self.content if name not in header]
-            self.header_errors = [RowError(1, name, "missing column") for name in missing]
-
-    def check(self, line: int, row: dict[str, Any]) -> _ItemRow | list[RowError]:
-        errors: list[RowError] = []
-        fields: dict[str, str] = {}
-        for name in self.content:
-            value = row.get(name)
-            if value is None:
-                errors.append(RowError(line, name, "missing field"))
-                continue
-            text, problem = _text(value, tabular=self.tabular, max_chars=self.max_chars)
-            if problem:
-                errors.append(RowError(line, name, problem))
-            elif name == "input" and not text.strip():
-                errors.append(RowError(line, name, "missing field (empty)"))
-            fields[name] = text
-        external_id, problem = _external_id(row.get("external_id"))
-        if problem:
-            errors.append(RowError(line, "external_id", problem))
-        split = row.get("split") or None
-        if split is not None and split not in Item.Split.values:
-            errors.append(RowError(line, "split", f"must be one of {', '.join(Item.Split.values)}, not {split!r}"))
-        metadata, metadata_errors = self._metadata(line, row)
-        errors += metadata_errors
-        if problem := json_problem(metadata):
-            # Before json.dumps: it fails on nesting a few hundred deep, and a lone surrogate fails the hash.
-            errors.append(RowError(line, "metadata", problem))
-            metadata = {}
-        try:
-            # allow_nan=False: Python reads NaN and Infinity, but they are not JSON and PostgreSQL refuses them.
-            metadata_json = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
-        except ValueError:
-            metadata_json = "{}"
-            errors.append(RowError(line, "metadata", "NaN and Infinity are not valid JSON numbers"))
-        if len(metadata_json) > self.max_chars:
-            errors.append(RowError(line, "metadata", f"too long: {len(metadata_json):,} characters as JSON"))
-        elif "\\u0000" in metadata_json:
-            errors.append(RowError(line, "metadata", "contains a NUL character, which cannot be stored"))
-        if errors:
-            return errors
-        content, digest, external_id, split, key = item_values(
-            project=self.project, fields=fields, external_id=external_id or None, split=split
-        )
-        return _ItemRow(line, external_id, content, metadata, metadata_json, split, digest, key, self.source)
-
-    def _metadata(self, line: int, row: dict[str, Any]) -> tuple[dict[str, Any], list[RowError]]:
-        if not self.tabular:
-            unknown = [name for name in row if name not in self.known]
-            errors = [RowError(line, name, "unknown field (put extra data in metadata)") for name in sorted(unknown)]
-            metadata = row.get("metadata")
-            if metadata is None:
-                return {}, errors
-            if not isinstance(metadata, dict):
-                return {}, [
-                    *errors,
-                    RowError(line, "metadata", f"wrong type: expected an object, got {_type_name(metadata)}"),
-                ]
-            return metadata, errors
-        # CSV: every column that is not a field goes into metadata, as text (a formula stays a literal string).
-        metadata = {}
-        raw = row.get("metadata") or ""
-        if raw.strip():
-            try:
-                metadata = json.loads(raw)
-            except (ValueError, RecursionError):
-                metadata = None
-            if not isinstance(metadata, dict):
-                return {}, [RowError(line, "metadata", "wrong type: the metadata column must hold a JSON object")]
-        for name, value in row.items():
-            if name not in self.known and value != "":
-                metadata[name] = value
-        return metadata, []
-
-
-def item_checker(project: Project, *, source: str) -> _ItemChecker:
-    """The item checks for JSON rows, for callers that store rows elsewhere (production records)."""
-    return _ItemChecker(project, tabular=False, source=source)
-
-
 # --- Runs -----------------------------------------------------------------------------------------------------
 
 
@@ -627,13 +410,13 @@ class _ItemRun(_Run):
         super().__init__(ImportJob.Kind.ITEMS, apply=apply, progress=progress)
         self.project = project
         self.update = update
-        self.batch: list[_ItemRow] = []
+        self.batch: list[ItemRow] = []
         # A project without items has nothing to compare with; under the write lock nobody can add any meanwhile.
         self.empty_at_start = False
         self.copy_stack: contextlib.ExitStack | None = None
         self.copy: Any = None
 
-    def feed(self, checker: _ItemChecker, line: int, row: dict[str, Any] | RowError) -> None:
+    def feed(self, checker: ItemChecker, line: int, row: dict[str, Any] | RowError) -> None:
         if isinstance(row, RowError):
             self.count_row()
             self.error(row)
@@ -663,7 +446,7 @@ class _ItemRun(_Run):
         if not batch or self.n_errors:
             return
         existing = self._existing([row.external_id for row in batch])
-        new: list[_ItemRow] = []
+        new: list[ItemRow] = []
         changed: list[Item] = []
         for row in batch:
             found = existing.get(row.external_id)
@@ -719,7 +502,7 @@ class _ItemRun(_Run):
             )
         return {external_id: (digest, pk) for external_id, digest, pk in rows}
 
-    def _insert(self, rows: list[_ItemRow]) -> None:
+    def _insert(self, rows: list[ItemRow]) -> None:
         """Insert new items. They join the queue as the counters say: nobody has submitted or leased them yet."""
         if not rows:
             return
@@ -822,11 +605,11 @@ def items_import(
             lock_project_writes(project)
         run.empty_at_start = apply and not Item.objects.filter(project=project).exists()
         every = _ProgressEvery(progress, position)
-        checker: _ItemChecker | None = None
+        checker: ItemChecker | None = None
         for line, row in rows:
             if checker is None:
                 header = row.get("__header__") if tabular and isinstance(row, dict) else None
-                checker = _ItemChecker(project, tabular=tabular, source=source, header=header)
+                checker = ItemChecker(project, tabular=tabular, source=source, header=header)
                 if checker.header_errors:
                     raise ImportInvalid(checker.header_errors, len(checker.header_errors))
                 if header is not None:
@@ -848,9 +631,14 @@ def items_import(
 _ANALYZE_AFTER = 10_000
 
 
+# Only the columns queries filter or sort on: the statistics of the long text columns (input, outputs, metadata) are
+# never used, and gathering them read every sampled row's text back (most of this ANALYZE's time).
+_ANALYZE_COLUMNS = "project_id, external_id, split, n_submitted, priority, order_key, sampled_on, content_hash"
+
+
 def _items_analyze() -> None:
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE annotate_item")
+        cursor.execute(f"ANALYZE annotate_item ({_ANALYZE_COLUMNS})")
 
 
 # --- Labels ---------------------------------------------------------------------------------------------------
@@ -889,7 +677,7 @@ class _LabelChecker:
         for name in _LABEL_REQUIRED:
             if row.get(name) in (None, ""):
                 errors.append(RowError(line, name, "missing field"))
-        external_id, problem = _external_id(row.get("external_id"))
+        external_id, problem = external_id_checked(row.get("external_id"))
         if problem:
             errors.append(RowError(line, "external_id", problem))
         annotator = row.get("annotator")
@@ -905,7 +693,7 @@ class _LabelChecker:
             errors.append(RowError(line, "value", f"{value!r} is not a {self.project.kind} label; use {choices}"))
         note = row.get("note") or ""
         if not isinstance(note, str):
-            errors.append(RowError(line, "note", f"wrong type: expected text, got {_type_name(note)}"))
+            errors.append(RowError(line, "note", f"wrong type: expected text, got {type_name(note)}"))
         elif len(note) > MAX_NOTE_CHARS:
             errors.append(RowError(line, "note", f"too long: {len(note):,} characters (at most {MAX_NOTE_CHARS:,})"))
         elif problem := text_problem(note):

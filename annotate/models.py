@@ -133,7 +133,9 @@ class Item(models.Model):
         DEV = "dev", "Dev"
         TEST = "test", "Test"
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    # No index of its own: every index below starts with project_id (item_external_id_unique serves the look-ups by
+    # project alone), and one more index costs every import row its upkeep.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items", db_index=False)
     external_id = models.CharField(max_length=255)
     input = models.TextField()
     output = models.TextField(blank=True, help_text="Binary projects.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 
 # Train is where few-shot examples may come from; dev is where judge prompts are tuned; test is held out.
 DEFAULT_RATIOS: tuple[tuple[str, float], ...] = (("train", 0.2), ("dev", 0.4), ("test", 0.4))
@@ -18,10 +19,25 @@ def split_for(project_key: str, external_id: str, ratios: tuple[tuple[str, float
     The same pair always lands in the same split, on every machine and across re-imports, so a judge prompt tuned
     on dev never meets its test items by accident.
     """
+    return _split_of(_digest(project_key, external_id), ratios)
+
+
+def split_and_order_key(
+    project_key: str, external_id: str, ratios: tuple[tuple[str, float], ...] = DEFAULT_RATIOS
+) -> tuple[str, int]:
+    """(split_for(...), order_key(...)) from the one hash both read: what an import computes for every row."""
+    digest = _digest(project_key, external_id)
+    return _split_of(digest, ratios), int.from_bytes(digest[8:16], "big", signed=True)
+
+
+def _digest(project_key: str, external_id: str) -> bytes:
+    return hashlib.sha256(f"{project_key}\x1f{external_id}".encode()).digest()
+
+
+def _split_of(digest: bytes, ratios: tuple[tuple[str, float], ...]) -> str:
     total = sum(share for _, share in ratios)
     if not ratios or total <= 0:
         raise ValueError("ratios must name at least one split with a positive share")
-    digest = hashlib.sha256(f"{project_key}\x1f{external_id}".encode()).digest()
     point = int.from_bytes(digest[:8], "big") / _SCALE * total
     cumulative = 0.0
     for name, share in ratios:
@@ -33,14 +49,20 @@ def split_for(project_key: str, external_id: str, ratios: tuple[tuple[str, float
 
 def content_hash(fields: Mapping[str, object]) -> str:
     """A hash of an item's content fields: the default external id, and how re-imports spot changed content."""
-    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    texts = {key: value for key, value in fields.items() if isinstance(value, str)}
+    if len(texts) == len(fields):
+        # The same canonical text as below, built from each text's JSON string form: json.dumps configures a new
+        # encoder on every call, which costs imports more than the hash itself.
+        pairs = ",".join(f"{encode_basestring(key)}:{encode_basestring(texts[key])}" for key in sorted(texts))
+        canonical = "{" + pairs + "}"
+    else:
+        canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def order_key(project_key: str, external_id: str) -> int:
     """A stable pseudo-random signed 64-bit position in the project's queue."""
-    digest = hashlib.sha256(f"{project_key}\x1f{external_id}".encode()).digest()
-    return int.from_bytes(digest[8:16], "big", signed=True)
+    return int.from_bytes(_digest(project_key, external_id)[8:16], "big", signed=True)
 
 
 def shown_order(annotator_id: int | None, item_id: int) -> str:

@@ -60,6 +60,19 @@ def test_the_config_gives_imports_their_own_limit_and_streaming_and_keeps_a_smal
     assert "$proxy_add_x_forwarded_for" in outside and "X-Forwarded-Proto $scheme" in outside
 
 
+def test_the_config_lets_the_apis_batch_pushes_be_as_large_as_the_app_takes():
+    text = re.sub(r"#.*", "", LOCATIONS.read_text())
+    _outside, locations = _blocks(text)
+    batch = [(p.removeprefix("~").strip(), b) for p, b in locations.items() if "api" in p]
+    assert len(batch) == 1
+    pattern, body = batch[0]
+    for path in ("/api/v1/projects/support-bot/items", "/api/v1/projects/a/labels", "/api/v1/projects/a/samples"):
+        assert re.search(pattern, path)
+    assert not re.search(pattern, "/api/v1/projects") and not re.search(pattern, "/api/v1/projects/a/progress")
+    limit = _size(re.search(r"client_max_body_size\s+(\S+);", body).group(1))  # type: ignore[union-attr]
+    assert limit == django_settings.API_MAX_BODY_BYTES
+
+
 # --- Through a real nginx -------------------------------------------------------------------------------------------
 
 

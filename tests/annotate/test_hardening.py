@@ -16,7 +16,7 @@ from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.urls import reverse
 
 from annotate import exports, imports, ratelimit, reports, services, tokens
-from annotate.models import GoldLabel, ImportedUser, ImportJob, Label, Project, shown_username
+from annotate.models import GoldLabel, ImportedUser, ImportJob, Item, Label, Project, shown_username
 from annotate.templatetags.rendering import render_text_filter
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, label, membership
 
@@ -89,6 +89,7 @@ def test_the_import_upload_may_be_as_large_as_an_import_file_and_the_api_only_as
         {"kind": "items", "file": SimpleUploadedFile("items.jsonl", rows.encode()), "file_format": ""},
     )
     assert response.status_code == 302 and recorder.received == len(rows)
+    settings.API_MAX_BODY_BYTES = 64 * 1024
     body = json.dumps({"items": [{"input": "x" * (80 * 1024), "output": "A"}]})
     refused = _api(client, f"/projects/{project.slug}/items", body, lead)
     assert refused.status_code == 413 and "too large" in refused.json()["detail"]
@@ -394,3 +395,25 @@ def test_every_page_that_shows_item_text_shows_its_bidi_controls(client, project
     for url in (reverse("label_history", args=[project.slug]), reverse("label_edit", args=[project.slug, item.pk])):
         page = client.get(url).content.decode()
         assert "\u202e" not in page and "U+202E" in page, url
+
+
+def test_api_texts_are_checked_however_the_body_spells_them(client, project, lead):
+    """A body without a \\u escape skips the text checks (strict UTF-8 cannot carry a NUL or a surrogate): one that
+    encodes a surrogate in its bytes, or escapes a NUL in a key, is still a 400 naming the field; an escaped
+    backslash before a `u` is plain text and is stored."""
+    path = f"/projects/{project.slug}/items"
+    encoded = b'{"items": [{"input": "a", "output": "x", "metadata": {"k": ["ok", "\xed\xa0\x80"]}}]}'
+    _row, raw = tokens.token_create(user=lead, name="raw")
+    response = client.post(
+        "/api/v1" + path, data=encoded, content_type="application/json", headers={"Authorization": f"Bearer {raw}"}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "items.0.metadata.k.1"
+    assert "lone surrogate" in response.json()["errors"][0]["message"]
+    nul_key = _api(client, path, '{"items": [{"input": "a", "output": "x", "metadata": {"a": {"b\\u0000": 1}}}]}', lead)
+    assert nul_key.status_code == 400 and nul_key.json()["errors"][0]["field"] == "items.0.metadata.a"
+    assert "NUL" in nul_key.json()["errors"][0]["message"]
+    assert not Item.objects.exists()
+    literal = _api(client, path, '{"items": [{"input": "C:\\\\users\\\\ud800", "output": "x"}]}', lead)
+    assert literal.status_code == 200, literal.content
+    assert Item.objects.get().input == "C:\\users\\ud800"

@@ -211,6 +211,34 @@ def test_nul_characters_and_nan_are_refused_rather_than_failing_in_the_database(
     assert _problems(exc) == {(1, "input"), (2, "metadata"), (3, "metadata")}
 
 
+def _nested(depth: int, leaf: object = "x") -> dict:
+    value: object = leaf
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return {"k": value}
+
+
+def test_metadata_is_checked_as_strictly_on_its_quick_path_as_on_the_full_walk(project, tmp_path):
+    """Metadata whose JSON text is ASCII with at most 32 brackets skips the walk; all else is walked. Either way a
+    lone surrogate (in a key or a value), a NUL and nesting past 32 levels are refused, and 32 levels are kept."""
+    rows = [
+        {"external_id": "deep-32", "input": "Q1", "output": "A", "metadata": _nested(32)},
+        {"external_id": "deep-33", "input": "Q2", "output": "A", "metadata": _nested(33)},
+        {"external_id": "wide", "input": "Q3", "output": "A", "metadata": {"tags": [[1]] * 40, "é": "ü"}},
+    ]
+    text = _jsonl(rows)
+    text += '{"external_id": "sur-key", "input": "Q4", "output": "A", "metadata": {"\\ud800": 1}}\n'
+    text += '{"external_id": "sur-value", "input": "Q5", "output": "A", "metadata": {"a": ["\\udfff"]}}\n'
+    text += '{"external_id": "nul-key", "input": "Q6", "output": "A", "metadata": {"a\\u0000": 1}}\n'
+    with pytest.raises(imports.ImportInvalid) as exc:
+        _import(project, _file(tmp_path, "meta.jsonl", text))
+    assert _problems(exc) == {(2, "metadata"), (4, "metadata"), (5, "metadata"), (6, "metadata")}
+    assert "nested more than 32" in next(e.message for e in exc.value.errors if e.line == 2)
+    _import(project, _file(tmp_path, "ok.jsonl", _jsonl([rows[0], rows[2]])))
+    assert Item.objects.get(external_id="deep-32").metadata == _nested(32)
+    assert Item.objects.get(external_id="wide").metadata == {"tags": [[1]] * 40, "é": "ü"}
+
+
 def test_an_existing_id_with_other_content_is_a_conflict_left_alone_unless_the_lead_updates_and_labels_stay(
     project, lead, annotator, tmp_path
 ):

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 from collections import Counter
 
 import pytest
 
-from annotate.splits import DEFAULT_RATIOS, content_hash, split_for
+from annotate.splits import DEFAULT_RATIOS, content_hash, order_key, split_and_order_key, split_for
 
 
 def test_the_split_is_a_stable_function_of_project_and_external_id():
@@ -36,3 +39,28 @@ def test_custom_ratios_are_honoured_and_bad_ratios_refused():
 def test_the_content_hash_ignores_key_order_and_sees_every_character():
     assert content_hash({"input": "a", "output": "b"}) == content_hash({"output": "b", "input": "a"})
     assert content_hash({"input": "a", "output": "b"}) != content_hash({"input": "a", "output": "b "})
+
+
+def test_the_content_hash_is_the_sha256_of_the_canonical_json_it_always_was():
+    """Stored hashes stay valid (dedupe across imports, conflicts): the hash built from each text's JSON form equals
+    the one from json.dumps on every kind of text, escapes, controls and characters outside the BMP included."""
+    texts = [
+        "",
+        "plain ascii",
+        'quotes " and \\ backslashes \\n',
+        "controls \x01\x1f\t\n\r\x7f",
+        "line separators \u2028\u2029",
+        "accents é, CJK 漢字, emoji 👍🏽, RTL עברית",
+        '[{"role": "user", "content": "a transcript as text"}]',
+    ]
+    for a, b, c in itertools.product(texts, repeat=3):
+        for fields in ({"input": a, "output": b}, {"output_b": c, "input": a, "output_a": b}):
+            reference = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            assert content_hash(fields) == hashlib.sha256(reference.encode()).hexdigest()
+
+
+def test_split_and_order_key_together_are_split_for_and_order_key():
+    ratios = (("train", 0.5), ("test", 0.5))
+    for i in range(500):
+        assert split_and_order_key("p", f"id-{i}") == (split_for("p", f"id-{i}"), order_key("p", f"id-{i}"))
+        assert split_and_order_key("q", str(i), ratios)[0] == split_for("q", str(i), ratios)
