@@ -25,10 +25,10 @@ that per-pair code on random data.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtr, ndtri
 
 from judges import agreement as ag
 
@@ -38,8 +38,9 @@ FloatArray = ag.FloatArray
 # Up to this many shared items a pair's resamples come from the draws shared by all pairs with as many items (cost:
 # n_boot × n slot draws per distinct n, about 14 ns each); above it, from its own multinomial (about 0.3 ms a pair).
 SHARED_DRAWS_MAX_ITEMS = 1000
-# Up to this many items × raters, pair tables come from matrix products over a dense items × raters indicator per
-# category (16 MB each at most); beyond, from the labels sorted by item.
+# Up to this many items × raters, and with labels in at least half of those cells (crowds where every rater sees
+# every item), pair tables come from products of a dense items × raters indicator per category (16 MB each at most);
+# otherwise from the labels sorted by item, which costs one step per pair of labels on an item.
 DENSE_MAX_CELLS = 1 << 22
 # Pairs per block of the vectorised interval computation: bounds memory at a few arrays of BLOCK × n_boot floats.
 BLOCK = 256
@@ -52,7 +53,7 @@ def pair_tables(item: IntArray, rater: IntArray, value: IntArray, k: int) -> tup
         return empty, empty, np.zeros((0, k * k), dtype=np.int64)
     n_raters = int(rater.max()) + 1
     n_items = int(item.max()) + 1
-    if n_items * n_raters <= DENSE_MAX_CELLS:
+    if n_items * n_raters <= DENSE_MAX_CELLS and 2 * item.size >= n_items * n_raters:
         return _pair_tables_dense(item, rater, value, k, n_items, n_raters)
     order = np.argsort(item * n_raters + rater)
     it, ra, va = item[order], rater[order], value[order]
@@ -85,7 +86,8 @@ def _pair_tables_dense(
     item: IntArray, rater: IntArray, value: IntArray, k: int, n_items: int, n_raters: int
 ) -> tuple[IntArray, IntArray, IntArray]:
     """pair_tables through matrix products: with X_a the items × raters indicator of category a, cell (a, b) of every
-    pair's table is X_aᵀ X_b. Counts stay below 2²⁴, so 32-bit float products are exact."""
+    pair's table is X_aᵀ X_b. Counts stay below 2²⁴, so 32-bit float sums are exact. einsum, not `@`: BLAS would
+    start threads, which on a busy machine made a 3 ms product take a second and more."""
     onehot = []
     for a in range(k):
         x = np.zeros((n_items, n_raters), dtype=np.float32)
@@ -96,7 +98,7 @@ def _pair_tables_dense(
     tables = np.empty((upper[0].size, k * k), dtype=np.int64)
     for a in range(k):
         for b in range(k):
-            tables[:, a * k + b] = (onehot[a].T @ onehot[b])[upper]
+            tables[:, a * k + b] = np.einsum("ti,tj->ij", onehot[a], onehot[b])[upper]
     keep = tables.sum(axis=1) > 0
     return upper[0][keep].astype(np.int64), upper[1][keep].astype(np.int64), tables[keep]
 
@@ -196,7 +198,11 @@ def bca_intervals(
     counted = np.count_nonzero(boot < value[:, None], axis=1) + np.count_nonzero(boot <= value[:, None], axis=1)
     below = counted / (2 * np.maximum(m, 1))
     has &= (below > 0) & (below < 1)
-    z0 = ndtri(np.clip(below, 1e-300, 1 - 1e-16))
+    # The normal quantile and distribution function of statistics.NormalDist, as agreement._bca_bounds uses: `below`
+    # takes few distinct values (halves of 1/m), so its quantiles are looked up once each.
+    normal = NormalDist()
+    distinct, where = np.unique(np.where(has, below, 0.5), return_inverse=True)
+    z0 = np.array([normal.inv_cdf(float(p)) for p in distinct])[where]
     mean = (weight * jack).sum(axis=1) / weight.sum(axis=1)
     d = np.where(present, mean[:, None] - jack, 0.0)
     spread = (weight * d * d).sum(axis=1)
@@ -207,7 +213,8 @@ def bca_intervals(
         shifted = z0 + z
         pole = accel * shifted >= 1.0
         with np.errstate(divide="ignore", invalid="ignore"):
-            level = ndtr(z0 + shifted / (1.0 - accel * shifted))
+            at = np.where(pole | ~has, 0.0, z0 + shifted / (1.0 - accel * shifted))
+        level = np.array([normal.cdf(x) for x in at.tolist()])
         levels.append(np.where(pole, np.where(shifted > 0, 1.0, 0.0), level))
     boot.sort(axis=1)
     safe_m = np.maximum(m, 1)

@@ -113,8 +113,7 @@ def test_vectorised_pairs_equal_the_per_pair_code(
 
 
 def test_pairs_past_the_shared_draws_keep_their_own_seeded_multinomial(monkeypatch):
-    """Pairs with more than SHARED_DRAWS_MAX_ITEMS items: agreement._kappa_figure seeded (seed, i, j), to 1e-12 (the
-    normal quantiles come from scipy here and from statistics.NormalDist there: they differ in the last bit)."""
+    """Pairs with more than SHARED_DRAWS_MAX_ITEMS items: agreement._kappa_figure seeded (seed, i, j), as before."""
     monkeypatch.setattr(pk, "SHARED_DRAWS_MAX_ITEMS", 40)
     rng = np.random.default_rng(5)
     item, rater, value = crowd_labels(rng, 90, 9, 2, 0.6)
