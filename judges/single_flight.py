@@ -12,7 +12,8 @@ before letting go. Whoever finds the lock taken waits for that answer, polling R
 - A holder whose call fails releases the lock without an answer: the waiters then try themselves, one at a time.
 - A waiter waits at most two leases in all, then calls anyway: a duplicate call at worst, never a stuck chunk.
 - Without Redis (the embedded default's file cache), or while it is down or its circuit breaker is open
-  (annotate/cache.py: short timeouts), there is no lock: every caller simply calls, as before.
+  (annotate/cache.py: short timeouts), there is no lock: every caller simply calls, as before. A caller that cannot
+  tell whether its SET went through (a timeout) still publishes its answer and lets go of the lock if it got it.
 
 Like judges.llm, nothing here touches the database: the pool threads of judges.services call `call`.
 """
@@ -58,19 +59,21 @@ class _NoLock(Exception):
     """Redis is not configured, down or bypassed: go without a lock."""
 
 
-def _client() -> redis.Redis:
-    """The cache's Redis client (short timeouts), or _NoLock without one."""
+def _client() -> redis.Redis | None:
+    """The cache's Redis client (short timeouts), or None on the embedded default's file cache."""
     from django.core.cache import caches
 
     cache = caches["default"]
     if not isinstance(cache, BreakerRedisCache):
-        raise _NoLock
+        return None
     return cache._cache.get_client(write=True)  # type: ignore[no-any-return]
 
 
 def _redis(command: Callable[[redis.Redis], Any]) -> Any:
     """Run one Redis command behind the cache's circuit breaker; _NoLock when Redis cannot answer."""
     client = _client()
+    if client is None:
+        raise _NoLock
     try:
         breaker.before_call()
     except _REDIS_DOWN as exc:
@@ -109,17 +112,25 @@ def call(
     Returns the caller's own result when it held the lock (or had none); a waiter gets the holder's answer as a
     Completion with attempts=0 and no slot.
     """
+    if _client() is None:
+        return llm.call(endpoint, request, should_stop=should_stop)
     lock, answer = LOCK_PREFIX + key, ANSWER_PREFIX + key
     token = uuid.uuid4().hex
     lease = lease_ms(endpoint)
     started = time.monotonic()
     give_up = started + 2 * lease / 1000
     poll = POLL_FIRST_SECONDS
+
+    def call_anyway() -> llm.CallResult:
+        # Without the lock, or unsure whether it was taken (a timeout after Redis ran the SET): call, then still try
+        # to publish the answer and let go of the lock if it is this caller's, so nobody waits out a lease for it.
+        return _call_holding(endpoint, request, lock, answer, token, lease, should_stop)
+
     while True:
         try:
             published, taken = _redis(lambda r: (r.get(answer), r.set(lock, token, nx=True, px=lease)))
         except _NoLock:
-            return llm.call(endpoint, request, should_stop=should_stop)
+            return call_anyway()
         if published is not None:
             return llm.CallResult(_completion(published, llm._ms(started)), None)
         if taken:
@@ -130,13 +141,13 @@ def call(
                 return llm.CallResult(llm.Failure("cancelled", 0, llm._ms(started), cancelled=True), None)
             if time.monotonic() > give_up:
                 logger.warning("judge call: waited %d ms for an identical call; calling too", llm._ms(started))
-                return llm.call(endpoint, request, should_stop=should_stop)
+                return call_anyway()
             time.sleep(poll * random.uniform(0.8, 1.2))
             poll = min(POLL_MAX_SECONDS, poll * 1.5)
             try:
                 published, held = _redis(lambda r: r.mget([answer, lock]))
             except _NoLock:
-                return llm.call(endpoint, request, should_stop=should_stop)
+                return call_anyway()
             if published is not None:
                 return llm.CallResult(_completion(published, llm._ms(started)), None)
             if held is None:

@@ -129,3 +129,31 @@ def test_on_the_file_cache_default_there_is_no_lock(standin, settings, tmp_path)
     results = _concurrently(2, endpoint, request, request.cache_key(endpoint, scope="sf-test"))
     assert all(isinstance(r.outcome, llm.Completion) and r.outcome.attempts == 1 for r in results)
     assert standin.stats()["answered"] == 2
+
+
+def test_a_set_whose_reply_timed_out_still_publishes_and_lets_go(standin, redis_cache, monkeypatch):
+    """Redis took the lock but its reply timed out: the caller calls without knowing it holds the lock. It still
+    publishes the answer and releases the lock, so the others get the answer at once instead of waiting out a lease."""
+    standin.configure(latency_ms=300)
+    real = single_flight._redis
+    once = threading.Lock()
+    failed: list[bool] = []
+
+    def reply_lost(command):
+        result = real(command)
+        with once:
+            if isinstance(result, tuple) and result[1] and not failed:
+                failed.append(True)
+                raise single_flight._NoLock  # as a socket timeout after Redis ran the SET
+        return result
+
+    monkeypatch.setattr(single_flight, "_redis", reply_lost)
+    endpoint = llm.endpoint_get("standin")
+    request = _request(f"Reply lost {uuid.uuid4()}")
+    key = request.cache_key(endpoint, scope="single-flight-test")
+    started = time.monotonic()
+    results = _concurrently(5, endpoint, request, key)
+    assert failed and time.monotonic() - started < 5 < single_flight.lease_ms(endpoint) / 1000
+    assert standin.stats()["answered"] == 1
+    assert all(isinstance(r.outcome, llm.Completion) for r in results)
+    assert redis_cache.get(single_flight.LOCK_PREFIX + key) is None
