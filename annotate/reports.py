@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import Count, Max
 from django.utils import timezone
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
@@ -408,10 +409,10 @@ def report_stale(*, project: Project) -> bool:
     stored = AgreementReport.objects.filter(project=project, rubric_version_id=version_id).first()
     if stored is None:
         return True
-    labels = Label.objects.filter(rubric_version_id=version_id)
-    latest = labels.order_by("-updated_at").values_list("updated_at", flat=True).first()
+    # One pass over the version's labels for both numbers (a count, then a sort for the latest, was two).
+    found = Label.objects.filter(rubric_version_id=version_id).aggregate(n=Count("id"), latest=Max("updated_at"))
     n_gold = GoldLabel.objects.filter(criterion__rubric_version_id=version_id).count()
-    return stored.n_labels != labels.count() or stored.last_label_at != latest or stored.n_gold != n_gold
+    return stored.n_labels != found["n"] or stored.last_label_at != found["latest"] or stored.n_gold != n_gold
 
 
 def report_refresh(*, project: Project, force: bool = False, n_boot: int = agreement.N_BOOT) -> AgreementReport | None:
@@ -425,9 +426,8 @@ def report_refresh(*, project: Project, force: bool = False, n_boot: int = agree
 def report_store(*, project: Project, rubric_version: RubricVersion, n_boot: int = agreement.N_BOOT) -> AgreementReport:
     """Compute and store the report of one rubric version of the project (the current one or an older one), with
     the label and gold counts that tell later whether it is stale."""
-    labels = Label.objects.filter(rubric_version=rubric_version)
-    latest = labels.order_by("-updated_at").values_list("updated_at", flat=True).first()
-    n_labels = labels.count()
+    found = Label.objects.filter(rubric_version=rubric_version).aggregate(n=Count("id"), latest=Max("updated_at"))
+    latest, n_labels = found["latest"], found["n"]
     n_gold = GoldLabel.objects.filter(criterion__rubric_version=rubric_version).count()
     started = time.perf_counter()
     data = report_build(project=project, n_boot=n_boot, rubric_version=rubric_version)
