@@ -1,13 +1,14 @@
 """Human–human agreement reports: labels loaded from the database into integer arrays, figures from judges.agreement.
 
-Nothing here loops over labels in Python: labels are read as text chunks (PostgreSQL) and coded with numpy; every
-figure comes from the pure functions in judges.agreement, which are tested against independent implementations.
+Nothing here loops over labels in Python: labels are read as binary array chunks (PostgreSQL) and coded with numpy;
+every figure comes from the pure functions in judges.agreement, which are tested against independent implementations.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,11 @@ import numpy as np
 import numpy.typing as npt
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import Count, Max
 from django.utils import timezone
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
+from psycopg.pq import Format
 
 from annotate.models import AgreementReport, Criterion, GoldLabel, Label, Project, RubricVersion, shown_username
 from judges import agreement
@@ -68,48 +73,100 @@ def _code_sql(kind: str) -> str:
     return "CASE value WHEN 'fail' THEN 0 ELSE 1 END"
 
 
-# Labels per text chunk: a chunk holds the labels whose ids share id // LABELS_CHUNK, so at most this many.
+# Labels per chunk: a chunk holds the labels whose ids share id // LABELS_CHUNK, so at most this many.
 LABELS_CHUNK = 65_536
+INT8_ARRAY_OID = 1016  # bigint[], one- or two-dimensional
 
 
-def _labels_text_chunks(kind: str, rubric_version_id: int) -> list[npt.NDArray[np.int64]]:
-    """The labels as six columns (criterion id, item id, annotator id, code, time ms, hour), read as text chunks from a
-    server-side cursor.
+class _RawArray(Loader):
+    """A bigint[] in PostgreSQL's binary format, kept as its bytes: numpy reads it, not Python, value by value."""
 
-    Each chunk is one text value holding up to LABELS_CHUNK labels (one numpy parse, no Python object per label: a
-    row-by-row COPY spent most of its time in per-row overhead), scattered into preallocated columns. So memory holds
-    the result plus one chunk, never the text of every label at once.
+    format = Format.BINARY
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
+
+
+# An array's binary form: ndim, has-nulls flag and element type (int32 each), (size, lower bound) per dimension, then
+# each element as its length (int32, 8) and its value (int64), all big-endian.
+_ELEMENT = np.dtype([("length", ">i4"), ("value", ">i8")])
+
+
+def _array_values(raw: bytes) -> npt.NDArray[np.int64]:
+    ndim = int.from_bytes(raw[:4], "big")
+    return np.frombuffer(raw, dtype=_ELEMENT, offset=12 + 8 * ndim)["value"].astype(np.int64)
+
+
+def _labels_binary_chunks(kind: str, rubric_version_id: int) -> list[npt.NDArray[np.int64]]:
+    """The labels as six columns (criterion id, item id, annotator id, code, time ms, hour), read in chunks from a
+    server-side cursor as binary bigint arrays.
+
+    Each chunk is one two-dimensional array of up to LABELS_CHUNK labels × 6 (one numpy read, no Python object per
+    label: a row-by-row COPY spent most of its time in per-row overhead), scattered into preallocated columns, so
+    memory holds the result plus one chunk. A chunk is the labels of one id range, read through the primary key: no
+    GROUP BY over the labels (its sort spilled 57 MB to disk at a million labels), and no text to format or parse.
+    The ranges span this version's smallest to largest id, so a version whose labels are spread thin among other
+    projects' reads theirs too: at worst the table once, through its primary key. The hour comes from date_part (a
+    double), not extract (a numeric, several times slower here).
     """
-    columns = (
-        f"concat_ws(' ', criterion_id, item_id, annotator_id, {_code_sql(kind)}, COALESCE(time_spent_ms, -1), "
-        "floor(extract(epoch FROM created_at) / 3600)::bigint)"
+    values = (
+        f"ARRAY[criterion_id, item_id, annotator_id, {_code_sql(kind)}, COALESCE(time_spent_ms, -1), "
+        "floor(date_part('epoch', created_at) / 3600)]::bigint[]"
     )
     sql = (
-        f"SELECT string_agg({columns}, ' ') FROM annotate_label "  # noqa: S608 - constant SQL
-        f"WHERE rubric_version_id = %s GROUP BY id / {LABELS_CHUNK}"
+        f"SELECT (SELECT array_agg({values}) FROM annotate_label "  # noqa: S608 - constant SQL
+        f"WHERE rubric_version_id = %s AND id >= c * {LABELS_CHUNK} AND id < (c + 1) * {LABELS_CHUNK}) "
+        "FROM unnest(%s::bigint[]) AS c"
     )
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM annotate_label WHERE rubric_version_id = %s", [rubric_version_id])
-            size = cursor.fetchone()[0]
+            # How many, and the id ranges to read: one pass, no sort (a GROUP BY on the range sorted every label).
+            cursor.execute(
+                "SELECT count(*), min(id), max(id) FROM annotate_label WHERE rubric_version_id = %s",
+                [rubric_version_id],
+            )
+            size, low, high = cursor.fetchone()
+        chunks = list(range(low // LABELS_CHUNK, high // LABELS_CHUNK + 1)) if size else []
         out = [np.empty(size, dtype=np.int64) for _ in range(6)]
         filled = 0
+        raw = connection.connection
+        assert raw is not None
         # A named (server-side) cursor hands over a few chunks per round trip.
-        with connection.chunked_cursor() as cursor:
-            cursor.execute(sql, [rubric_version_id])
+        with raw.cursor(name=f"labels_{uuid.uuid4().hex}", binary=True) as cursor:
+            cursor.adapters.register_loader(INT8_ARRAY_OID, _RawArray)
+            cursor.execute(sql, [rubric_version_id, chunks])
             while rows := cursor.fetchmany(4):
-                for (text,) in rows:
-                    table = np.fromstring(text, dtype=np.int64, sep=" ").reshape(-1, 6)
+                for (data,) in rows:
+                    if data is None:  # a range without labels of this version
+                        continue
+                    table = _array_values(data).reshape(-1, 6)
                     n = table.shape[0]
                     if filled + n > size:
                         # Labels added since the count (outside a REPEATABLE READ snapshot the two statements can
                         # see different data): grow.
                         size = filled + n + size // 4
                         out = [np.concatenate([column[:filled], np.empty(size - filled, np.int64)]) for column in out]
-                    for column, values in zip(out, table.T, strict=True):
-                        column[filled : filled + n] = values
+                    for column, column_values in zip(out, table.T, strict=True):
+                        column[filled : filled + n] = column_values
                     filled += n
     return [column[:filled] for column in out]
+
+
+def dense_codes(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """np.unique(values, return_inverse=True), by a lookup table over the values' range when that range is not much
+    wider than the values are many (database ids, positions): no sort, several times faster at a million labels."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    low = int(values.min())
+    span = int(values.max()) - low + 1
+    if span > 4 * values.size + (1 << 20):
+        distinct, inverse = np.unique(values, return_inverse=True)
+        return distinct.astype(np.int64, copy=False), inverse.astype(np.int64, copy=False)
+    shifted = values - low
+    present = np.zeros(span, dtype=np.bool_)
+    present[shifted] = True
+    code = np.cumsum(present, dtype=np.int64) - 1
+    return np.flatnonzero(present).astype(np.int64) + low, code[shifted]
 
 
 def labels_load(*, project: Project, rubric_version: RubricVersion) -> LabelArrays:
@@ -117,7 +174,7 @@ def labels_load(*, project: Project, rubric_version: RubricVersion) -> LabelArra
     criteria = list(Criterion.objects.filter(rubric_version=rubric_version).order_by("position"))
     criterion_ids = [c.pk for c in criteria]
     if connection.vendor == "postgresql":
-        columns = _labels_text_chunks(project.kind, rubric_version.pk)
+        columns = _labels_binary_chunks(project.kind, rubric_version.pk)
     else:
         codes = PAIRWISE_CODES if project.is_pairwise else BINARY_CODES
         rows = Label.objects.filter(rubric_version=rubric_version).values_list(
@@ -135,9 +192,9 @@ def labels_load(*, project: Project, rubric_version: RubricVersion) -> LabelArra
     criterion_col, item_col, rater_col, value, time_ms, hour = columns
     del columns
     # Each column is replaced as soon as it is coded, so at most one temporary copy exists at a time.
-    item_ids, item = np.unique(item_col, return_inverse=True)
+    item_ids, item = dense_codes(item_col)
     del item_col
-    rater_ids, rater = np.unique(rater_col, return_inverse=True)
+    rater_ids, rater = dense_codes(rater_col)
     del rater_col
     lookup = np.full(max(criterion_ids, default=0) + 1, -1, dtype=np.int64)
     for n, cid in enumerate(criterion_ids):
@@ -187,6 +244,24 @@ def gold_codes(criterion: Criterion, item_ids: npt.NDArray[np.int64], codes: dic
     return gold
 
 
+def _median_per_rater(
+    rater: npt.NDArray[np.int64], times: npt.NDArray[np.float64], n_raters: int
+) -> npt.NDArray[np.float64]:
+    """np.median of each rater's known times (NaN where none), from one sort instead of a pass per rater."""
+    known = ~np.isnan(times)
+    who, when = rater[known], times[known]
+    order = np.lexsort((when, who))
+    who, when = who[order], when[order]
+    count = np.bincount(who, minlength=n_raters)
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    out = np.full(n_raters, np.nan)
+    has = count > 0
+    low = when[start[has] + (count[has] - 1) // 2]
+    high = when[start[has] + count[has] // 2]
+    out[has] = (low + high) / 2  # np.median's middle value, or the mean of the two middle ones
+    return out
+
+
 def _annotators(
     rater: npt.NDArray[np.int64],
     item: npt.NDArray[np.int64],
@@ -209,20 +284,25 @@ def _annotators(
     n_labels = np.bincount(rater, minlength=rater_ids.size)
     n_ref = np.bincount(rater, weights=has_reference, minlength=rater_ids.size)
     n_agree = np.bincount(rater, weights=agree, minlength=rater_ids.size)
-    # Labels per hour of work: labels over the number of distinct clock hours in which the annotator labeled.
-    active = np.unique(np.stack([rater, hours], axis=1), axis=0)[:, 0] if rater.size else np.zeros(0, dtype=np.int64)
-    n_hours = np.bincount(active, minlength=rater_ids.size)
+    # Labels per hour of work: labels over the number of distinct clock hours in which the annotator labeled. One
+    # integer key per (annotator, hour): np.unique on it is what np.unique(..., axis=0) on the pairs did, 30× faster.
+    n_hours = np.zeros(rater_ids.size, dtype=np.int64)
+    if rater.size:
+        first_hour = int(hours.min())
+        span = int(hours.max()) - first_hour + 1
+        active = np.unique(rater * span + (hours - first_hour)) // span
+        n_hours = np.bincount(active, minlength=rater_ids.size)
+    medians = _median_per_rater(rater, times, rater_ids.size)
     out = []
     for r in np.flatnonzero(n_labels):
-        mine = times[(rater == r) & ~np.isnan(times)]
-        median_ms = float(np.median(mine)) if mine.size else None
+        median_ms = medians[r]
         out.append(
             {
                 "annotator": names.get(int(rater_ids[r]), "?"),
                 "n_labels": int(n_labels[r]),
                 "n_with_consensus": int(n_ref[r]),
                 "agreement_with_consensus": float(n_agree[r] / n_ref[r]) if n_ref[r] else None,
-                "median_seconds_per_item": round(median_ms / 1000, 1) if median_ms is not None else None,
+                "median_seconds_per_item": round(float(median_ms) / 1000, 1) if not np.isnan(median_ms) else None,
                 "labels_per_active_hour": round(float(n_labels[r] / n_hours[r]), 1) if n_hours[r] else None,
             }
         )
@@ -244,7 +324,7 @@ def human_report(
         mask = arrays.criterion == n
         item, rater, value = arrays.item[mask], arrays.rater[mask], arrays.value[mask]
         # Compact item positions to this criterion's items, as the maths expects 0..n_items-1 without gaps.
-        positions, item = np.unique(item, return_inverse=True)
+        positions, item = dense_codes(item)
         item_ids = arrays.item_ids[positions]
         gold = gold_codes(criterion, item_ids, codes)
         found = agreement.consensus(item, value, k, gold=gold, n_items=item_ids.size)
@@ -258,9 +338,9 @@ def human_report(
         ratings_per_item = {str(m): int(per_item[m]) for m in range(2, per_item.size) if per_item[m]}
         out[criterion.key] = {
             "human": {
-                "n_items": int(np.unique(item).size),
+                "n_items": int(positions.size),
                 "n_labels": int(mask.sum()),
-                "n_annotators": int(np.unique(rater).size),
+                "n_annotators": int(np.count_nonzero(np.bincount(rater))) if rater.size else 0,
                 # How many items have 2, 3, ... labels (those with one count in no figure), and the figure to lead
                 # with: α when those numbers differ, as α was made for missing labels.
                 "ratings_per_item": ratings_per_item,
@@ -336,10 +416,10 @@ def report_stale(*, project: Project) -> bool:
     stored = AgreementReport.objects.filter(project=project, rubric_version_id=version_id).first()
     if stored is None:
         return True
-    labels = Label.objects.filter(rubric_version_id=version_id)
-    latest = labels.order_by("-updated_at").values_list("updated_at", flat=True).first()
+    # One pass over the version's labels for both numbers (a count, then a sort for the latest, was two).
+    found = Label.objects.filter(rubric_version_id=version_id).aggregate(n=Count("id"), latest=Max("updated_at"))
     n_gold = GoldLabel.objects.filter(criterion__rubric_version_id=version_id).count()
-    return stored.n_labels != labels.count() or stored.last_label_at != latest or stored.n_gold != n_gold
+    return stored.n_labels != found["n"] or stored.last_label_at != found["latest"] or stored.n_gold != n_gold
 
 
 def report_refresh(*, project: Project, force: bool = False, n_boot: int = agreement.N_BOOT) -> AgreementReport | None:
@@ -353,9 +433,8 @@ def report_refresh(*, project: Project, force: bool = False, n_boot: int = agree
 def report_store(*, project: Project, rubric_version: RubricVersion, n_boot: int = agreement.N_BOOT) -> AgreementReport:
     """Compute and store the report of one rubric version of the project (the current one or an older one), with
     the label and gold counts that tell later whether it is stale."""
-    labels = Label.objects.filter(rubric_version=rubric_version)
-    latest = labels.order_by("-updated_at").values_list("updated_at", flat=True).first()
-    n_labels = labels.count()
+    found = Label.objects.filter(rubric_version=rubric_version).aggregate(n=Count("id"), latest=Max("updated_at"))
+    latest, n_labels = found["latest"], found["n"]
     n_gold = GoldLabel.objects.filter(criterion__rubric_version=rubric_version).count()
     started = time.perf_counter()
     data = report_build(project=project, n_boot=n_boot, rubric_version=rubric_version)

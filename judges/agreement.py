@@ -417,42 +417,21 @@ def pairwise_cohen_kappas(
     """Cohen's κ for every pair of raters over the items both rated, as (rater_i, rater_j, n, Figure), i < j.
 
     Pairs that share no item are left out. Pairs that share fewer than `min_shared` items are listed with κ not
-    reported, since κ on a handful of items says little. Each pair's interval is seeded from (seed, i, j), so it
-    does not change when other raters' labels do.
+    reported, since κ on a handful of items says little. A pair's interval depends on its own labels and the seed
+    only, so it does not change when other raters' labels do: its resamples are drawn for its number of shared items
+    (and shared by every pair with as many) or, past judges.pair_kappas.SHARED_DRAWS_MAX_ITEMS items, seeded from
+    (seed, i, j). All pairs are computed at once over a pairs axis (judges/pair_kappas.py).
     """
     _check_boot(n_boot, seed)
     item_, rater_, value_, k = _labels(item, rater, value, k)
-    if item_.size < 2:
-        return []
-    n_raters = int(rater_.max()) + 1
-    order = np.argsort(item_ * n_raters + rater_)
-    it, ra, va = item_[order], rater_[order], value_[order]
-    # Labels are sorted by item, then rater: the partners of label p within its item are p+1, p+2, ... and the loop
-    # runs over that offset (at most the largest number of ratings on one item), never over labels.
-    codes = []
-    for offset in range(1, n_raters):
-        first = np.flatnonzero(it[offset:] == it[:-offset])
-        if first.size == 0:
-            break
-        second = first + offset
-        codes.append(((ra[first] * n_raters + ra[second]) * k + va[first]) * k + va[second])
-    if not codes:
-        return []
-    code, count = np.unique(np.concatenate(codes), return_counts=True)
-    pair, cell = code // (k * k), code % (k * k)
-    pairs, which = np.unique(pair, return_inverse=True)
-    tables = np.zeros((pairs.size, k * k), dtype=np.int64)
-    np.add.at(tables, (which, cell), count)
-    out = []
-    for (i, j), table in zip(np.column_stack([pairs // n_raters, pairs % n_raters]).tolist(), tables, strict=True):
-        n = int(table.sum())
-        if n < min_shared:
-            shared = "1 item" if n == 1 else f"{n} items"
-            kappa = _undefined(n, f"only {shared} rated by both (fewer than {min_shared}): κ is not reported")
-        else:
-            kappa = _kappa_figure(table.reshape(k, k), n_boot=n_boot, seed=(seed, i, j), n=n, reason=ONE_CATEGORY_KAPPA)
-        out.append(RaterPairKappa(i, j, n, kappa))
-    return out
+    from judges import pair_kappas  # the vectorised machinery, which builds on this module's
+
+    first, second, tables = pair_kappas.pair_tables(item_, rater_, value_, k)
+    figures = pair_kappas.kappa_figures(tables, first, second, k, min_shared=min_shared, n_boot=n_boot, seed=seed)
+    return [
+        RaterPairKappa(i, j, int(n), kappa)
+        for i, j, n, kappa in zip(first.tolist(), second.tolist(), tables.sum(axis=1).tolist(), figures, strict=True)
+    ]
 
 
 def fleiss_kappa(

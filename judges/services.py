@@ -41,7 +41,7 @@ from django.utils import timezone
 from annotate import carry, reports
 from annotate import selectors as annotate_selectors
 from annotate.models import Item, Project, RubricVersion
-from judges import agreement, calls, llm, prompts, reference, selectors
+from judges import agreement, calls, llm, prompts, reference, selectors, single_flight
 from judges.models import CachedCompletion, FewShotExample, Judge, JudgeRun, JudgeVersion, RunChunk, Verdict
 
 if TYPE_CHECKING:
@@ -555,7 +555,10 @@ class _Worker:
                 groups[(chunk.pk, p.key)].append(p)
         self.groups.update(groups)
         for group_key, group in groups.items():
-            future = pool.submit(llm.call, self.context.endpoint, group[0].request, should_stop=self.stop.is_set)
+            # Identical requests in flight elsewhere (another chunk, another worker) share one call.
+            future = pool.submit(
+                single_flight.call, self.context.endpoint, group[0].request, group_key[1], should_stop=self.stop.is_set
+            )
             self.futures[future] = group_key
             future.add_done_callback(self.finished.put)
         self.remaining[chunk.pk] = len(groups)
@@ -641,7 +644,9 @@ class _Worker:
             out = result.outcome
             if isinstance(out, llm.Failure) and out.cancelled:
                 continue
-            self.n_calls += 1
+            # A Completion without attempts is the answer of an identical call made elsewhere (judges.single_flight).
+            shared = isinstance(out, llm.Completion) and out.attempts == 0
+            self.n_calls += not shared
             if isinstance(out, llm.Failure) and out.fatal:
                 fatal = out
             group = self.groups.pop((chunk_id, key))
@@ -651,7 +656,8 @@ class _Worker:
                 )
             # The first (item, order) with this request paid for the call; a twin got the answer for free.
             verdicts += [
-                self.verdict(p, out, cached=n > 0 and isinstance(out, llm.Completion)) for n, p in enumerate(group)
+                self.verdict(p, out, cached=(n > 0 or shared) and isinstance(out, llm.Completion))
+                for n, p in enumerate(group)
             ]
             self.remaining[chunk_id] -= 1
             if self.remaining[chunk_id] == 0:

@@ -202,4 +202,65 @@ def bench_judge_run() -> list[Row]:
     return rows
 
 
-BENCHMARKS = [bench_judge_run]
+DUPLICATE_ITEMS = 999
+
+
+def bench_judge_duplicates() -> list[Row]:
+    """A pairwise run over items whose prompts repeat in chunks that run at the same time: how many calls are paid.
+
+    Item i shows the same question and answers as item i − 100 whenever i // 100 is odd, so chunk 1 (items 100–199)
+    repeats chunk 0, chunk 3 repeats chunk 2, and so on; the two worker processes take chunks 0 and 1 together, then 2
+    and 3, ... Every item is judged in both orders. Before single-flight (judges/single_flight.py) a prompt in flight
+    in one chunk was paid again by the other."""
+    from django.conf import settings
+
+    from annotate import services as annotate_services
+    from annotate.celery import app
+    from annotate.models import Item
+    from judges import prompts, selectors, services
+    from tests.factories import ProjectFactory
+
+    port = _free_port()
+    settings.JUDGE_STANDIN_PORT = port
+    settings.JUDGE_STANDIN_CONCURRENCY = LIMIT
+    settings.JUDGE_CHUNK_SIZE = 100
+    app.control.purge()
+
+    project = ProjectFactory(slug="bench-judges-duplicates", kind="pairwise")
+    source = [i - 100 if (i // 100) % 2 else i for i in range(DUPLICATE_ITEMS)]
+    Item.objects.bulk_create(
+        annotate_services.item_build(
+            project=project,
+            fields={"input": f"Question {n}?", "output_a": f"Answer A {n}.", "output_b": f"Answer B {n}."},
+            external_id=f"item-{i}",  # the same content twice: two items, told apart by their ids
+        )
+        for i, n in enumerate(source)
+    )
+    distinct_prompts = 2 * len(set(source))  # both orders of each distinct item
+    judge = services.judge_create(project=project, criterion_key="acceptable")
+    version = services.judge_version_create(
+        judge=judge,
+        system_template=prompts.DEFAULT_SYSTEM["pairwise"],
+        user_template=prompts.DEFAULT_USER["pairwise"],
+        endpoint="standin",
+        model="standin-judge-2025-01-01",
+    )
+    scale = (
+        f"{DUPLICATE_ITEMS} pairwise items × 2 orders, {distinct_prompts:,} distinct prompts, chunks of 100 repeating "
+        f"the one before, {LATENCY_MS} ms a call, limit {LIMIT}, {WORKER_PROCESSES} worker processes"
+    )
+    with _processes(port):
+        seconds, run = _run(version)
+        stats = _standin(port, "/_stats")
+    totals = selectors.run_totals(run=run)
+    assert run.status == "done" and totals.n_ok == 2 * DUPLICATE_ITEMS, (run.status, totals)
+    assert stats["distinct_answered"] == distinct_prompts, stats
+    name = "Judge run over items with duplicate prompts (single-flight)"
+    return [
+        Row(name, scale, "calls to the model", f"{stats['requests']:,}", f"{distinct_prompts:,} (one per prompt)"),
+        Row(name, scale, "prompts paid more than once", f"{stats['answered_more_than_once']:,}", "0"),
+        Row(name, scale, "seconds", f"{seconds:.1f}"),
+    ]
+
+
+BENCHMARKS = [bench_judge_run, bench_judge_duplicates]
