@@ -25,7 +25,7 @@ def _production(rng: np.random.Generator, *, n: int, big_n: int, rate: float, tp
 @pytest.mark.parametrize(("seed", "tpr", "tnr"), [(1, 0.9, 0.85), (2, 0.7, 0.6), (3, 0.99, 0.95), (4, 0.5, 0.5)])
 def test_ppi_mean_matches_ppi_python_with_power_tuning(seed, tpr, tnr):
     y, f_lab, f_unl, _ = _production(np.random.default_rng(seed), n=150, big_n=2000, rate=0.7, tpr=tpr, tnr=tnr)
-    ours = est.ppi_mean(y, f_lab, f_unl, clip=False)
+    ours = est.ppi_mean(y, f_lab, f_unl, clip=False, pseudo=0)
     point = float(np.asarray(ppi_mean_pointestimate(y, f_lab, f_unl, lam=None)).item())
     low, high = (float(np.asarray(b).item()) for b in ppi_mean_ci(y, f_lab, f_unl, alpha=0.05, lam=None))
     assert ours.value == pytest.approx(point, abs=1e-12)
@@ -36,12 +36,12 @@ def test_ppi_mean_matches_ppi_python_with_power_tuning(seed, tpr, tnr):
 
 def test_fixed_lambda_one_is_plain_ppi_and_zero_is_the_classical_mean():
     y, f_lab, f_unl, _ = _production(np.random.default_rng(7), n=80, big_n=500, rate=0.4, tpr=0.8, tnr=0.9)
-    plain = est.ppi_mean(y, f_lab, f_unl, lam=1.0, clip=False)
+    plain = est.ppi_mean(y, f_lab, f_unl, lam=1.0, clip=False, pseudo=0)
     low, high = (float(np.asarray(b).item()) for b in ppi_mean_ci(y, f_lab, f_unl, alpha=0.05, lam=1.0))
     assert (plain.low, plain.high) == (pytest.approx(low), pytest.approx(high))
     # Written out again: mean(f_unlabeled) + mean(Y − f_labeled).
     assert plain.value == pytest.approx(f_unl.mean() + (y - f_lab).mean())
-    classical = est.ppi_mean(y, f_lab, f_unl, lam=0.0, clip=False)
+    classical = est.ppi_mean(y, f_lab, f_unl, lam=0.0, clip=False, pseudo=0)
     c_low, c_high = (float(np.asarray(b).item()) for b in classical_mean_ci(y, alpha=0.05))
     assert classical.value == pytest.approx(y.mean())
     assert (classical.low, classical.high) == (pytest.approx(c_low), pytest.approx(c_high))
@@ -56,6 +56,22 @@ def test_the_tuned_lambda_is_the_variance_minimiser_written_out():
     cov = np.mean((y - y.mean()) * (f_lab - f_lab.mean()))
     variance = grid**2 * var_f_all / f_unl.size + (np.var(y) - 2 * grid * cov + grid**2 * var_f_all) / y.size
     assert lam == pytest.approx(grid[np.argmin(variance)], abs=1e-4)
+
+
+def test_the_pseudo_records_keep_an_interval_when_the_judge_agreed_with_every_label():
+    # 40 labels, the judge agreed with all: the textbook rectifier variance is 0 and the interval only reflects the
+    # judge's own noise; the pseudo-records give the rectifier the variance of about one disagreement in 22.
+    y = np.array([1.0] * 36 + [0.0] * 4)
+    f_unl = np.array([1.0] * 1800 + [0.0] * 200)
+    textbook = est.ppi_mean(y, y, f_unl, pseudo=0)
+    ours = est.ppi_mean(y, y, f_unl)
+    assert ours.value == textbook.value
+    assert textbook.width is not None and ours.width is not None and ours.width > 2 * textbook.width
+    lam = ours.lam
+    assert lam is not None
+    corners = np.array([0.0, -lam, 1.0, 1.0 - lam])
+    r = np.concatenate([y - lam * y, corners])
+    assert ours.se == pytest.approx(math.sqrt(np.var(lam * f_unl) / 2000 + np.var(r) / 40))
 
 
 def test_a_good_judge_gives_a_narrower_interval_than_human_labels_alone():
