@@ -53,6 +53,22 @@ def _z(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
 
+def student_quantile(confidence: float, df: int) -> float:
+    """The two-sided Student t quantile for `df` degrees of freedom, from the normal one by the Cornish–Fisher
+    expansion (Abramowitz & Stegun 26.7.5; error under 1e-5 from df = 10 on), so numpy stays the only dependency."""
+    if df < 1:
+        raise ValueError("df must be at least 1")
+    z = _z(confidence)
+    v = float(df)
+    terms = (
+        (z**3 + z) / 4,
+        (5 * z**5 + 16 * z**3 + 3 * z) / 96,
+        (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384,
+        (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160,
+    )
+    return z + sum(term / v ** (i + 1) for i, term in enumerate(terms))
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A pass rate (or a difference of two) with its interval and the counts it rests on.
@@ -123,13 +139,16 @@ def ppi_mean(
     clip: bool = True,
     min_labeled: int = MIN_LABELED,
     pseudo: float = PSEUDO,
+    student: bool = True,
 ) -> Estimate:
     """PPI++ estimate of a pass rate: human labels `y_labeled` and judge verdicts `f_labeled` on the same records
     (aligned, 1 = pass, 0 = fail), and judge verdicts `f_unlabeled` on records humans did not label.
 
     `lam=None` tunes λ from the data (PPI++); a number fixes it (1 = PPI, 0 = the human mean). With `clip` the value and
     bounds are clipped to [0, 1], which never lowers coverage of a rate. `pseudo` is the weight of each of the four
-    pseudo-records in the rectifier's variance (`_rectifier_variance`); 0 gives the textbook interval of ppi_py.
+    pseudo-records in the rectifier's variance (`_rectifier_variance`); with `student` the quantile is Student's t
+    with n − 1 degrees of freedom rather than the normal one (the labeled term dominates the variance when the judge
+    helps little, and it is estimated from n records). `pseudo=0, student=False` gives ppi_py's textbook interval.
     Fewer than `min_labeled` human labels, or no unlabeled record, is a refusal with its reason (the human-only
     figure is the honest one then).
     """
@@ -142,7 +161,7 @@ def ppi_mean(
         raise ValueError("y_labeled and f_labeled must be aligned (one judge verdict per human-labeled record)")
     if lam is not None and not 0.0 <= lam <= 1.0:
         raise ValueError("lam must lie in [0, 1]")
-    z = _z(confidence)
+    _z(confidence)
     n, big_n = int(y.size), int(f_unl.size)
     if n < max(2, min_labeled):
         return _refuse(
@@ -153,6 +172,7 @@ def ppi_mean(
     weight = ppi_lambda(y, f_lab, f_unl) if lam is None else float(lam)
     value = float(y.mean() + weight * (f_unl.mean() - f_lab.mean()))
     se = math.sqrt(float(np.var(weight * f_unl)) / big_n + _rectifier_variance(y, f_lab, weight, pseudo) / n)
+    z = student_quantile(confidence, n - 1) if student else _z(confidence)
     low, high = value - z * se, value + z * se
     if clip:
         value, low, high = _clip01(value), _clip01(low), _clip01(high)
@@ -187,9 +207,10 @@ def difference(a: Estimate, b: Estimate, *, confidence: float = CONFIDENCE) -> E
     """a − b for estimates from independent samples (two releases' records): the variances add.
 
     Both need a standard error (PPI++ or human-only estimates); a refusal on either side is a refusal here, naming it.
-    The counts are the two sides' sums. Not clipped: a difference lies in [−1, 1] and is reported as measured.
+    The quantile is Student's t with the smaller side's n − 1 degrees of freedom (conservative, like ppi_mean's). The
+    counts are the two sides' sums. Not clipped beyond [−1, 1]: a difference is reported as measured.
     """
-    z = _z(confidence)
+    _z(confidence)
     for side, estimate in (("first", a), ("second", b)):
         if estimate.value is None or estimate.se is None:
             return _refuse(
@@ -200,6 +221,7 @@ def difference(a: Estimate, b: Estimate, *, confidence: float = CONFIDENCE) -> E
     assert a.value is not None and b.value is not None and a.se is not None and b.se is not None
     value = a.value - b.value
     se = math.sqrt(a.se**2 + b.se**2)
+    z = student_quantile(confidence, max(1, min(a.n_labeled, b.n_labeled) - 1))
     return Estimate(
         value,
         max(-1.0, value - z * se),

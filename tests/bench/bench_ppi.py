@@ -136,7 +136,7 @@ def simulate_releases(case: Case, sizes: tuple[int, ...] = SIZES, n_projects: in
 
 
 NAMES = {
-    "ppi": "pass rate, PPI++ (CLT)",
+    "ppi": "pass rate, PPI++ (t interval, four pseudo-records)",
     "human": "pass rate, human labels only (Wilson)",
     "rogan_gladen": "pass rate, Rogan–Gladen (Jeffreys draws)",
     "corrected": "release difference, PPI++ (variances added)",

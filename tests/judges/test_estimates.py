@@ -11,6 +11,7 @@ import statsmodels.api as sm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ppi_py import classical_mean_ci, ppi_mean_ci, ppi_mean_pointestimate
+from scipy import stats as scipy_stats
 
 from judges import estimates as est
 
@@ -25,7 +26,7 @@ def _production(rng: np.random.Generator, *, n: int, big_n: int, rate: float, tp
 @pytest.mark.parametrize(("seed", "tpr", "tnr"), [(1, 0.9, 0.85), (2, 0.7, 0.6), (3, 0.99, 0.95), (4, 0.5, 0.5)])
 def test_ppi_mean_matches_ppi_python_with_power_tuning(seed, tpr, tnr):
     y, f_lab, f_unl, _ = _production(np.random.default_rng(seed), n=150, big_n=2000, rate=0.7, tpr=tpr, tnr=tnr)
-    ours = est.ppi_mean(y, f_lab, f_unl, clip=False, pseudo=0)
+    ours = est.ppi_mean(y, f_lab, f_unl, clip=False, pseudo=0, student=False)
     point = float(np.asarray(ppi_mean_pointestimate(y, f_lab, f_unl, lam=None)).item())
     low, high = (float(np.asarray(b).item()) for b in ppi_mean_ci(y, f_lab, f_unl, alpha=0.05, lam=None))
     assert ours.value == pytest.approx(point, abs=1e-12)
@@ -36,12 +37,12 @@ def test_ppi_mean_matches_ppi_python_with_power_tuning(seed, tpr, tnr):
 
 def test_fixed_lambda_one_is_plain_ppi_and_zero_is_the_classical_mean():
     y, f_lab, f_unl, _ = _production(np.random.default_rng(7), n=80, big_n=500, rate=0.4, tpr=0.8, tnr=0.9)
-    plain = est.ppi_mean(y, f_lab, f_unl, lam=1.0, clip=False, pseudo=0)
+    plain = est.ppi_mean(y, f_lab, f_unl, lam=1.0, clip=False, pseudo=0, student=False)
     low, high = (float(np.asarray(b).item()) for b in ppi_mean_ci(y, f_lab, f_unl, alpha=0.05, lam=1.0))
     assert (plain.low, plain.high) == (pytest.approx(low), pytest.approx(high))
     # Written out again: mean(f_unlabeled) + mean(Y − f_labeled).
     assert plain.value == pytest.approx(f_unl.mean() + (y - f_lab).mean())
-    classical = est.ppi_mean(y, f_lab, f_unl, lam=0.0, clip=False, pseudo=0)
+    classical = est.ppi_mean(y, f_lab, f_unl, lam=0.0, clip=False, pseudo=0, student=False)
     c_low, c_high = (float(np.asarray(b).item()) for b in classical_mean_ci(y, alpha=0.05))
     assert classical.value == pytest.approx(y.mean())
     assert (classical.low, classical.high) == (pytest.approx(c_low), pytest.approx(c_high))
@@ -72,6 +73,18 @@ def test_the_pseudo_records_keep_an_interval_when_the_judge_agreed_with_every_la
     corners = np.array([0.0, -lam, 1.0, 1.0 - lam])
     r = np.concatenate([y - lam * y, corners])
     assert ours.se == pytest.approx(math.sqrt(np.var(lam * f_unl) / 2000 + np.var(r) / 40))
+
+
+@pytest.mark.parametrize("df", [10, 29, 49, 99, 299, 5000])
+def test_the_student_quantile_matches_scipy(df):
+    assert est.student_quantile(0.95, df) == pytest.approx(scipy_stats.t.ppf(0.975, df), abs=2e-5)
+
+
+def test_the_default_interval_uses_student_t_with_n_minus_one_degrees_of_freedom():
+    y, f_lab, f_unl, _ = _production(np.random.default_rng(2), n=40, big_n=900, rate=0.6, tpr=0.8, tnr=0.7)
+    normal, student = est.ppi_mean(y, f_lab, f_unl, student=False), est.ppi_mean(y, f_lab, f_unl)
+    assert student.se == normal.se and student.value == normal.value
+    assert student.width == pytest.approx(normal.width * scipy_stats.t.ppf(0.975, 39) / 1.959963984540054, rel=1e-5)
 
 
 def test_a_good_judge_gives_a_narrower_interval_than_human_labels_alone():
@@ -137,8 +150,11 @@ def test_the_release_difference_adds_the_variances_of_independent_samples():
     diff = est.difference(a, b)
     assert a.value is not None and b.value is not None and a.se is not None and b.se is not None
     assert diff.value == pytest.approx(a.value - b.value)
-    half = 1.959963984540054 * math.sqrt(a.se**2 + b.se**2)
-    assert (diff.low, diff.high) == (pytest.approx(diff.value - half), pytest.approx(diff.value + half))
+    half = scipy_stats.t.ppf(0.975, 119) * math.sqrt(a.se**2 + b.se**2)
+    assert (diff.low, diff.high) == (
+        pytest.approx(diff.value - half, abs=1e-6),
+        pytest.approx(diff.value + half, abs=1e-6),
+    )
     assert (diff.n_labeled, diff.n_unlabeled) == (260, 2000)
 
 

@@ -135,3 +135,21 @@ def test_the_run_page_shows_the_bias_probe_with_its_n_and_a_sentence(client, lea
         reverse("judges:run_detail", args=[project.slug, production_run.pk]), {"probe_field": "release"}
     ).content.decode()
     assert "release = v1" in probed or "release = v2" in probed
+
+
+def test_a_pairwise_project_is_told_the_page_is_for_pass_fail_criteria(client, standin):
+    from judges.models import Judge
+    from tests.factories import ProjectFactory, UserFactory, membership
+    from tests.judges.conftest import make_version
+
+    pairwise = ProjectFactory(slug="pairs", kind="pairwise")
+    boss = UserFactory(username="pair-lead")
+    membership(boss, pairwise, "lead")
+    make_item(pairwise, 1)
+    judge = services.judge_create(project=pairwise, criterion_key="acceptable", actor=boss)
+    run = _run(pairwise, make_version(Judge.objects.get(pk=judge.pk)))
+    client.force_login(boss)
+    page = client.get(reverse("judges:run_production", args=[pairwise.slug, run.pk])).content.decode()
+    assert "for pass/fail criteria" in page and "production-rates" not in page
+    run_page = client.get(reverse("judges:run_detail", args=[pairwise.slug, run.pk])).content.decode()
+    assert "Judge vs humans" in run_page and "Judge bias probe" not in run_page
