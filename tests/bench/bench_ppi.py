@@ -11,6 +11,10 @@ production page does, PPI++ (`ppi_mean`), human-only (`human_mean`, Wilson) and 
 Release comparison: two releases with true rates 0.80 and 0.72 (difference 0.08), each with n labeled of 1,000
 records, the same judge. The corrected difference (`difference` of two PPI++ estimates) against the judge's raw
 difference with its Wald interval, which estimates (TPR + TNR − 1) × 0.08 and so misses the truth.
+
+Bias probe (`bias_probe`, HC3 intervals): judges whose pass probability is 0.15 + 0.6 × human label + β × z, z the
+standardised output length (uniform lengths, so the model is exactly linear), β = 0 (no bias) and 0.05 (5 points per
+SD), over 100, 300 and 1,000 labeled items: how often the interval holds β, and how often it excludes 0 (power).
 """
 
 from __future__ import annotations
@@ -135,6 +139,37 @@ def simulate_releases(case: Case, sizes: tuple[int, ...] = SIZES, n_projects: in
     return out
 
 
+PROBE_SIZES = (100, 300, 1_000)
+PROBE_EFFECTS = (0.0, 0.05)
+
+
+def simulate_probe(effect: float, sizes: tuple[int, ...] = PROBE_SIZES, n_projects: int = N_PROJECTS) -> list[dict]:
+    from judges import estimates
+
+    out = []
+    for size in sizes:
+        rng = np.random.default_rng((SEED, size, 7, int(effect * 1000)))
+        hits = excludes = 0
+        widths = []
+        for _ in range(n_projects):
+            human = (rng.random(size) < 0.6).astype(np.float64)
+            z, _, _ = estimates.standardise(rng.uniform(200, 2000, size))
+            verdict = (rng.random(size) < 0.15 + 0.6 * human + effect * z).astype(np.float64)
+            found = estimates.bias_probe(verdict, human, {"length": z}).effects[0]
+            hits += found.low <= effect <= found.high
+            excludes += found.excludes_zero
+            widths.append(found.high - found.low)
+        out.append(
+            {
+                "size": size,
+                "coverage": hits / n_projects,
+                "power": excludes / n_projects,
+                "mean_width": float(np.mean(widths)),
+            }
+        )
+    return out
+
+
 NAMES = {
     "ppi": "pass rate, PPI++ (t interval, four pseudo-records)",
     "human": "pass rate, human labels only (Wilson)",
@@ -177,6 +212,18 @@ def bench_ppi_coverage() -> list[Row]:
             f"projects (seed {SEED})"
         )
         rows.append(_row(case, result, scale))
+    for effect in PROBE_EFFECTS:
+        for result in simulate_probe(effect):
+            rows.append(
+                Row(
+                    "Judge bias probe: length effect (linear probability, HC3)",
+                    f"true effect {100 * effect:.0f} points per SD of length, {result['size']:,} labeled items, "
+                    f"{N_PROJECTS:,} simulated judges (seed {SEED})",
+                    "coverage %, mean width (points), % intervals excluding 0",
+                    f"{100 * result['coverage']:.1f}, {100 * result['mean_width']:.1f}, {100 * result['power']:.1f}",
+                    f"≥ {100 * TARGET:.0f}",
+                )
+            )
     return rows
 
 
