@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.db.models.functions import Length
 
 from annotate.models import Item, Project
 from judges import agreement, estimates, selectors
-from judges.models import JudgeRun
+from judges.models import JudgeRun, Verdict
 
 # A metadata field offered for comparisons has at most this many distinct values on the records (more is an id).
 MAX_FIELD_VALUES = 50
@@ -44,14 +45,22 @@ class RunRows:
 def run_rows(*, run: JudgeRun) -> RunRows:
     values, _ = selectors.judge_values(run=run)
     references = selectors.human_reference(run=run, item_ids=values)
-    items = Item.objects.filter(pk__in=list(values)).order_by("pk").values_list("pk", "source", "output", "metadata")
+    # The run's items by subquery (not a list of ids in the SQL), and only the output's length, not its text.
+    items = (
+        Item.objects.filter(pk__in=Verdict.objects.filter(run=run).values("item_id"))
+        .annotate(output_length=Length("output"))
+        .order_by("pk")
+        .values_list("pk", "source", "output_length", "metadata")
+    )
     verdict, human, sample, length, metadata = [], [], [], [], []
-    for pk, source, output, meta in items.iterator(chunk_size=2000):
+    for pk, source, output_length, meta in items.iterator(chunk_size=2000):
+        if pk not in values:
+            continue  # invalid answers and failed calls only: no verdict to explain
         ref = references.get(pk)
         verdict.append(1.0 if values[pk] == "pass" else 0.0)
         human.append(np.nan if ref is None else (1.0 if ref.value == "pass" else 0.0))
         sample.append(source == Item.Source.SAMPLE)
-        length.append(len(output))
+        length.append(output_length)
         metadata.append(meta if isinstance(meta, dict) else {})
     return RunRows(
         np.array(verdict, dtype=np.float64),
