@@ -153,3 +153,20 @@ def test_a_pairwise_project_is_told_the_page_is_for_pass_fail_criteria(client, s
     assert "for pass/fail criteria" in page and "production-rates" not in page
     run_page = client.get(reverse("judges:run_detail", args=[pairwise.slug, run.pk])).content.decode()
     assert "Judge vs humans" in run_page and "Judge bias probe" not in run_page
+
+
+def test_the_bias_probe_on_the_page_is_fitted_on_the_items_with_a_verdict_and_a_reference(
+    client, lead, project, production_run
+):
+    from judges.models import Verdict
+
+    gold = dict(GoldLabel.objects.values_list("item_id", "value"))
+    rows = Verdict.objects.filter(run=production_run, status="ok").values_list("item_id", "value", "item__output")
+    picked = [(v == "pass", gold[i] == "pass", len(out)) for i, v, out in rows if i in gold]
+    verdict, human, length = (np.array(col, dtype=float) for col in zip(*picked, strict=True))
+    z = (length - length.mean()) / length.std()
+    effect = estimates.bias_probe(verdict, human, {"length": z}).effects[0]
+    client.force_login(lead)
+    page = client.get(reverse("judges:run_detail", args=[project.slug, production_run.pk])).content.decode()
+    assert len(picked) == 50
+    assert str(estimate_tag(effect, True)) in page
