@@ -21,14 +21,14 @@ HX = {"HX-Request": "true"}
 
 # (human label, judge says pass, release, labeled?, how many). The judge fails what contains "WRONG".
 DESIGN = [
-    ("pass", True, "v1", True, 14),
-    ("pass", False, "v1", True, 3),
-    ("fail", False, "v1", True, 5),
-    ("fail", True, "v1", True, 2),
-    ("pass", True, "v2", True, 10),
-    ("pass", False, "v2", True, 2),
-    ("fail", False, "v2", True, 8),
-    ("fail", True, "v2", True, 1),
+    ("pass", True, "v1", True, 20),
+    ("pass", False, "v1", True, 4),
+    ("fail", False, "v1", True, 6),
+    ("fail", True, "v1", True, 3),
+    ("pass", True, "v2", True, 14),
+    ("pass", False, "v2", True, 3),
+    ("fail", False, "v2", True, 12),
+    ("fail", True, "v2", True, 2),
     ("pass", True, "v1", False, 30),
     ("pass", False, "v1", False, 12),
     ("pass", True, "v2", False, 20),
@@ -78,14 +78,14 @@ def test_the_page_shows_ppi_beside_human_only_and_rogan_gladen_with_the_records_
     client.force_login(lead)
     page = client.get(reverse("judges:run_production", args=[project.slug, production_run.pk])).content.decode()
     y, f_lab, f_unl = _arrays(DESIGN)
-    assert (y.size, f_unl.size) == (45, 80)
+    assert (y.size, f_unl.size) == (64, 80)
     ppi, human = estimates.ppi_mean(y, f_lab, f_unl), estimates.human_mean(y)
-    assert "45 human-labeled + 80 judged only" in page
+    assert "64 human-labeled + 80 judged only" in page
     assert str(estimate_tag(ppi)) in page
     assert str(estimate_tag(human)) in page
-    assert "Rogan–Gladen" in page and "125</strong> production records" in page
+    assert "Rogan–Gladen" in page and "144</strong> production records" in page
     # The five imported items are not counted anywhere.
-    assert "130" not in page
+    assert "149" not in page
 
 
 def test_comparing_two_releases_shows_the_corrected_difference(client, lead, project, production_run):
@@ -96,15 +96,16 @@ def test_comparing_two_releases_shows_the_corrected_difference(client, lead, pro
     assert body.lstrip().startswith('<div id="compare">') and "<html" not in body
     sides = [_arrays([r for r in DESIGN if r[2] == release]) for release in ("v1", "v2")]
     a, b = (estimates.ppi_mean(*side) for side in sides)
+    assert a.value is not None and b.value is not None
     assert str(estimate_tag(estimates.difference(a, b), True)) in body
-    assert "24 human-labeled + 42 judged only" in body and "21 human-labeled + 38 judged only" in body
+    assert "33 human-labeled + 42 judged only" in body and "31 human-labeled + 38 judged only" in body
 
 
 def test_a_bad_comparison_is_a_clear_error_and_the_page_still_shows(client, lead, project, production_run):
     client.force_login(lead)
     url = reverse("judges:run_production", args=[project.slug, production_run.pk])
     page = client.get(url, {"field": "nope", "a": "v1", "b": "v2"}).content.decode()
-    assert "Choose a metadata field" in page and "45 human-labeled" in page
+    assert "Choose a metadata field" in page and "64 human-labeled" in page
     same = client.get(url, {"field": "release", "a": "v1", "b": "v1"}, headers=HX).content.decode()
     assert "two different values" in same
 
@@ -127,8 +128,8 @@ def test_the_run_page_shows_the_bias_probe_with_its_n_and_a_sentence(client, lea
     client.force_login(lead)
     page = client.get(reverse("judges:run_detail", args=[project.slug, production_run.pk])).content.decode()
     assert "Judge bias probe" in page
-    # Every item with a verdict and a gold label: 45 sample items and 5 imported ones.
-    assert "over the 50 items of this run with both" in page
+    # Every item with a verdict and a gold label: 64 sample items and 5 imported ones.
+    assert "over the 69 items of this run with both" in page
     assert "output length (+1 SD)" in page
     assert "Production quality" in page
     probed = client.get(
@@ -168,5 +169,5 @@ def test_the_bias_probe_on_the_page_is_fitted_on_the_items_with_a_verdict_and_a_
     effect = estimates.bias_probe(verdict, human, {"length": z}).effects[0]
     client.force_login(lead)
     page = client.get(reverse("judges:run_detail", args=[project.slug, production_run.pk])).content.decode()
-    assert len(picked) == 50
+    assert len(picked) == 69
     assert str(estimate_tag(effect, True)) in page
