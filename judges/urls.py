@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from judges import views
+from judges import production_views, views
 
 app_name = "judges"
 
@@ -20,4 +20,9 @@ urlpatterns = [
     path("p/<slug:slug>/judges/versions/<int:version_id>/run/", views.run_start, name="run_start"),
     path("p/<slug:slug>/judges/runs/<int:run_id>/", views.run_detail, name="run_detail"),
     path("p/<slug:slug>/judges/runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path(
+        "p/<slug:slug>/judges/runs/<int:run_id>/production/",
+        production_views.run_production,
+        name="run_production",
+    ),
 ]

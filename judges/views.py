@@ -27,7 +27,7 @@ from annotate import carry, charts
 from annotate import selectors as annotate_selectors
 from annotate.http import wants_partial
 from annotate.models import Item, Membership, Project
-from judges import card, compare, forms, llm, prompts, reference, selectors, services, staleness
+from judges import card, compare, forms, llm, production, prompts, reference, selectors, services, staleness
 from judges.models import Judge, JudgeRun, JudgeVersion
 
 LEAD = Membership.Role.LEAD
@@ -664,6 +664,7 @@ def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     context = _run_context(project, run, request) | {"n_test_runs": selectors.test_runs_count(judge=run.version.judge)}
     if run.report:
         context |= _report_context(project, run) | _disagreement_context(request, run)
+        context["probe"] = production.bias_probe(run=run, probe_field=request.GET.get("probe_field", "").strip())
     return render(request, "judges/run_detail.html", context)
 
 

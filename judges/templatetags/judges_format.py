@@ -54,3 +54,34 @@ def usd(value: Decimal | str | None, standin: bool = False) -> str:
 @register.filter
 def get(mapping: dict[Any, Any] | None, key: Any) -> Any:
     return (mapping or {}).get(key)
+
+
+@register.simple_tag
+def estimate(found: Any, points: bool = False) -> SafeString:
+    """A judges.estimates.Estimate (or an agreement.Figure): value, 95% interval and the counts it rests on, or the
+    reason it cannot be given. `points` formats a difference in percentage points."""
+    if found is None:
+        return format_html('<span class="muted">not computed</span>')
+    value = found.value
+    low = getattr(found, "low", getattr(found, "ci_low", None))
+    high = getattr(found, "high", getattr(found, "ci_high", None))
+    if value is None:
+        return format_html('<span class="muted">{}</span>', found.reason)
+
+    def fmt(x: float) -> str:
+        return f"{100 * x:+.1f} points" if points else f"{100 * x:.1f}%"
+
+    if low is None or high is None:
+        return format_html('<strong>{}</strong> <span class="muted">(no interval)</span>', fmt(value))
+    return format_html(
+        '<strong>{}</strong> <span class="muted">(95% CI {} to {})</span>',
+        fmt(value),
+        fmt(low),
+        fmt(high),
+    )
+
+
+@register.filter
+def pct_points(value: float) -> str:
+    """The size of an effect in percentage points, without its sign (the sentence says more or less)."""
+    return f"{100 * abs(value):.1f} points"

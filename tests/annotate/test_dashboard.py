@@ -144,6 +144,8 @@ def test_judges_show_their_latest_alignment_and_a_stale_flag_once_the_rubric_mov
     url = reverse("project_detail", args=[project.slug])
     page = client.get(url).content.decode()
     assert "κ 0.42 [0.21, 0.63]" in page and "Calibrated on v1" in page and "Stale" not in page
+    run = JudgeRun.objects.get(version=version)
+    assert f'href="{reverse("judges:run_production", args=[project.slug, run.pk])}">production quality' in page
     criteria = [dict(c) for c in DEFAULT_CRITERIA]
     criteria[0]["description"] = "A user would ship it as it is."
     services.rubric_set_criteria(project=project, criteria=criteria, actor=lead)

@@ -45,6 +45,7 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
         ("post", reverse("judges:run_start", args=[slug, version.pk])),
         ("get", reverse("judges:run_detail", args=[slug, run.pk])),
         ("post", reverse("judges:run_cancel", args=[slug, run.pk])),
+        ("get", reverse("judges:run_production", args=[slug, run.pk])),
         ("post", reverse("judges:judge_target", args=[slug, judge])),
         ("get", reverse("judges:compare", args=[slug]) + f"?a={run.pk}&b={run.pk}"),
     ]
@@ -53,7 +54,7 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
 def test_every_judges_url_is_covered_here():
     from judges.urls import urlpatterns
 
-    assert len(urlpatterns) == 13  # _urls lists each, with GET and POST where a view takes both
+    assert len(urlpatterns) == 14  # _urls lists each, with GET and POST where a view takes both
 
 
 def test_outsiders_and_annotators_get_404_on_every_judges_page(client, project, version, done_run, outsider, annotator):
@@ -585,7 +586,8 @@ def test_the_report_and_comparison_pages_stay_within_their_query_budgets(
 
     second = _run_now(make_version(version.judge, system_template="Be strict.", change_note="x", parent=version))
     client.force_login(lead)
-    with django_assert_max_num_queries(19):
+    # 19 for the report and its cards, 8 for the bias probe (verdicts, reference labels, items: each read once).
+    with django_assert_max_num_queries(27):
         client.get(reverse("judges:run_detail", args=[project.slug, first.pk]))
     with django_assert_max_num_queries(17):
         client.get(reverse("judges:compare", args=[project.slug]) + f"?a={first.pk}&b={second.pk}")
