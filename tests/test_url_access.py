@@ -173,3 +173,16 @@ def test_a_lead_of_another_project_is_still_an_outsider_here(client, victim):
     client.force_login(stranger)
     assert client.get(f"/p/{victim['slug']}/").status_code == 404
     assert client.get(f"/p/{victim['slug']}/agreement/").status_code == 404
+
+
+def test_the_monitor_api_answers_404_to_outsiders_and_annotators_and_401_without_a_token(
+    client, victim, annotator, outsider
+):
+    from annotate import tokens
+
+    url = f"/api/v1/projects/{victim['slug']}/monitor"
+    assert client.get(url).status_code == 401
+    for user in (outsider, annotator):
+        _row, raw = tokens.token_create(user=user, name="probe")
+        response = client.get(url, headers={"Authorization": f"Bearer {raw}"})
+        assert response.status_code == 404, user.username
