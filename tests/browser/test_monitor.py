@@ -24,7 +24,11 @@ REGRESSION = dt.date(2026, 11, 12)
 
 
 def test_the_lead_sets_up_the_monitor_and_the_dashboard_shows_the_regressed_day(
-    page: Page, live_server, project, lead, standin  # noqa: F811
+    page: Page,
+    live_server,
+    project,
+    lead,
+    standin,  # noqa: F811
 ):
     standin.configure(rule="keyword")
     version = calibrated_version(project)
