@@ -46,6 +46,8 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
         ("get", reverse("judges:run_detail", args=[slug, run.pk])),
         ("post", reverse("judges:run_cancel", args=[slug, run.pk])),
         ("post", reverse("judges:judge_target", args=[slug, judge])),
+        ("get", reverse("judges:monitor_settings", args=[slug, judge])),
+        ("post", reverse("judges:monitor_settings", args=[slug, judge])),
         ("get", reverse("judges:compare", args=[slug]) + f"?a={run.pk}&b={run.pk}"),
     ]
 
@@ -53,7 +55,7 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
 def test_every_judges_url_is_covered_here():
     from judges.urls import urlpatterns
 
-    assert len(urlpatterns) == 13  # _urls lists each, with GET and POST where a view takes both
+    assert len(urlpatterns) == 14  # _urls lists each, with GET and POST where a view takes both
 
 
 def test_outsiders_and_annotators_get_404_on_every_judges_page(client, project, version, done_run, outsider, annotator):
