@@ -28,7 +28,7 @@ from django.conf import settings
 from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max, Sum
+from django.db.models import Case, Max, Sum, Value, When
 from django.utils import timezone
 
 from annotate import selectors as annotate_selectors
@@ -105,16 +105,27 @@ def monitor_set(
         raise ValidationError("The daily budget cannot be negative.")
     if threshold is not None and not 0 <= threshold <= 1:
         raise ValidationError("The threshold is a pass rate between 0 and 1.")
-    monitor, _ = Monitor.objects.update_or_create(
-        judge=judge,
-        defaults={
-            "version": version,
-            "daily_budget_usd": daily_budget_usd,
-            "threshold": threshold,
-            "enabled": enabled,
-            "updated_by": actor,
-        },
-    )
+    with transaction.atomic():
+        monitor, _ = Monitor.objects.update_or_create(
+            judge=judge,
+            defaults={
+                "version": version,
+                "daily_budget_usd": daily_budget_usd,
+                "threshold": threshold,
+                "enabled": enabled,
+                "updated_by": actor,
+            },
+        )
+        # The days already computed are judged against the new threshold too, so the chart, the banner and the API
+        # never mix floors; their figures do not change.
+        days = MonitorDay.objects.filter(project=judge.project, criterion_key=judge.criterion_key)
+        if threshold is None:
+            days.update(threshold=None, alert=False)
+        else:
+            days.update(
+                threshold=threshold,
+                alert=Case(When(ci_high__lt=threshold, then=Value(True)), default=Value(False)),
+            )
     return monitor
 
 
@@ -283,8 +294,15 @@ def monitor_day_compute(*, monitor_id: int, day: dt.date) -> MonitorDay | None:
     paid = [o for o in fresh.values() if isinstance(o, llm.Completion)]
     cost = selectors.cost_of(sum(o.tokens_in for o in paid), sum(o.tokens_out for o in paid), *price) if price else None
     figure: agreement.Figure | None = None
+    reason = "the version has no finished calibration run"
     if calibration is not None:
         figure = daily_estimate(n_pass=n_pass, n_judged=n_ok, calibration=calibration, seed=day.toordinal())
+        reason = figure.reason or ""
+    if not n_ok:
+        reason = (
+            f"no record was judged ({len(records)} received, {len(planned)} sampled, {n_invalid} invalid answers, "
+            f"{n_errors} failed calls)"
+        )
     threshold = monitor.threshold
     ci_high = figure.ci_high if figure else None
     alert = threshold is not None and ci_high is not None and ci_high < threshold
@@ -326,7 +344,7 @@ def monitor_day_compute(*, monitor_id: int, day: dt.date) -> MonitorDay | None:
                 "value": figure.value if figure else None,
                 "ci_low": figure.ci_low if figure else None,
                 "ci_high": ci_high,
-                "reason": ((figure.reason or "") if figure else "the version has no calibration run")[:300],
+                "reason": reason[:300],
                 "estimator": ESTIMATOR,
                 "threshold": threshold,
                 "alert": alert,
