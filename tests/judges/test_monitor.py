@@ -130,59 +130,50 @@ def test_beat_sends_one_task_per_monitor_for_yesterday_and_the_worker_computes_i
     celery_worker, project, standin, settings
 ):
     standin.configure(rule="keyword")
+    settings.MONITOR_HOUR = 5
     version = calibrated_version(project)
     m = _monitor(version)
-    now = timezone.localtime().replace(hour=settings.MONITOR_HOUR + 1 if settings.MONITOR_HOUR < 23 else 23)
+    now = timezone.localtime().replace(hour=6)
     yesterday = now.date() - dt.timedelta(days=1)
     seed_day(project, yesterday, wrong_share=0.6)
     project.status = "active"
     project.save(update_fields=["status"])
+    assert monitor.monitors_run_due(now=now.replace(hour=4)) == 0  # before MONITOR_HOUR: nothing yet
     assert monitor.monitors_run_due(now=now) == 1
     _wait(lambda: MonitorDay.objects.filter(project=project, day=yesterday).exists())
     row = MonitorDay.objects.get(project=project, day=yesterday)
     assert (row.n_ok, row.alert, row.version_id) == (N_PER_DAY, True, m.version_id)
     assert monitor.monitors_run_due(now=now) == 0  # computed: not sent again
-    assert monitor.monitors_run_due(now=now.replace(hour=0)) == 0 or settings.MONITOR_HOUR == 0
 
 
 @pytest.mark.django_db
-def test_a_failing_endpoint_leaves_the_day_undefined_and_counts_the_failed_calls(project, calibrated, standin):
-    standin.configure(script=["401"])
-    seed_day(project, DAY, wrong_share=0.1, n=5)
-    cached_before = CachedCompletion.objects.count()
-    row = monitor.monitor_day_compute(monitor_id=_monitor(calibrated).pk, day=DAY)
-    assert row is not None
-    assert (row.n_errors, row.n_ok, row.value, row.alert) == (5, 0, None, False)
-    assert "5 failed calls" in row.reason
-    assert CachedCompletion.objects.count() == cached_before  # a failure is not an answer: nothing cached
+def test_beat_skips_paused_monitors_and_projects_that_are_not_active(
+    project, calibrated, settings, django_capture_on_commit_callbacks
+):
+    settings.MONITOR_HOUR = 0
+    m = _monitor(calibrated)
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        assert monitor.monitors_run_due() == 0  # the project is a draft
+    project.status = "active"
+    project.save(update_fields=["status"])
+    Monitor.objects.filter(pk=m.pk).update(enabled=False)
+    with django_capture_on_commit_callbacks(execute=False) as sent_paused:
+        assert monitor.monitors_run_due() == 0
+    Monitor.objects.filter(pk=m.pk).update(enabled=True)
+    with django_capture_on_commit_callbacks(execute=False) as sent_on:
+        assert monitor.monitors_run_due() == 1
+    assert (len(sent), len(sent_paused), len(sent_on)) == (0, 0, 1)
+    assert monitor.monitor_day_compute(monitor_id=m.pk + 1000, day=DAY) is None  # a monitor gone: nothing to do
 
 
-@pytest.mark.django_db
-def test_changing_the_threshold_judges_the_days_already_computed_against_it(project, calibrated, standin):
-    seed_day(project, DAY, wrong_share=0.6)
-    m = _monitor(calibrated, threshold=0.7)
-    row = monitor.monitor_day_compute(monitor_id=m.pk, day=DAY)
-    assert row is not None and row.alert
-    _monitor(calibrated, threshold=0.1)
-    row.refresh_from_db()
-    assert (row.threshold, row.alert) == (0.1, False)
-    _monitor(calibrated, threshold=None)
-    row.refresh_from_db()
-    assert (row.threshold, row.alert) == (None, False)
-    _monitor(calibrated, threshold=0.7)
-    row.refresh_from_db()
-    assert (row.threshold, row.alert) == (0.7, True)
+def test_the_beat_schedule_runs_the_monitor_job():
+    from django.conf import settings as django_settings
 
+    from judges import tasks
 
-@pytest.mark.django_db
-def test_a_pairwise_project_cannot_be_monitored(standin):
-    from tests.factories import ProjectFactory
-
-    pairwise = ProjectFactory(slug="pairs", kind="pairwise")
-    judge = services.judge_create(project=pairwise, criterion_key="acceptable")
-    version = make_version(judge)
-    with pytest.raises(ValidationError, match="pass/fail project"):
-        monitor.monitor_set(judge=judge, version=version, daily_budget_usd=None, threshold=0.5)
+    entry = django_settings.CELERY_BEAT_SCHEDULE["monitor-days-due"]
+    assert entry["task"] == tasks.monitor_days_due.name
+    assert tasks.monitor_day_run.name == "judges.tasks.monitor_day_run"
 
 
 # --- Pages and the API ----------------------------------------------------------------------------------------
