@@ -176,6 +176,46 @@ def test_the_beat_schedule_runs_the_monitor_job():
     assert tasks.monitor_day_run.name == "judges.tasks.monitor_day_run"
 
 
+@pytest.mark.django_db
+def test_a_failing_endpoint_leaves_the_day_undefined_and_counts_the_failed_calls(project, calibrated, standin):
+    standin.configure(script=["401"])
+    seed_day(project, DAY, wrong_share=0.1, n=5)
+    cached_before = CachedCompletion.objects.count()
+    row = monitor.monitor_day_compute(monitor_id=_monitor(calibrated).pk, day=DAY)
+    assert row is not None
+    assert (row.n_errors, row.n_ok, row.value, row.alert) == (5, 0, None, False)
+    assert "5 failed calls" in row.reason
+    assert CachedCompletion.objects.count() == cached_before  # a failure is not an answer: nothing cached
+
+
+@pytest.mark.django_db
+def test_changing_the_threshold_judges_the_days_already_computed_against_it(project, calibrated, standin):
+    seed_day(project, DAY, wrong_share=0.6)
+    m = _monitor(calibrated, threshold=0.7)
+    row = monitor.monitor_day_compute(monitor_id=m.pk, day=DAY)
+    assert row is not None and row.alert
+    _monitor(calibrated, threshold=0.1)
+    row.refresh_from_db()
+    assert (row.threshold, row.alert) == (0.1, False)
+    _monitor(calibrated, threshold=None)
+    row.refresh_from_db()
+    assert (row.threshold, row.alert) == (None, False)
+    _monitor(calibrated, threshold=0.7)
+    row.refresh_from_db()
+    assert (row.threshold, row.alert) == (0.7, True)
+
+
+@pytest.mark.django_db
+def test_a_pairwise_project_cannot_be_monitored(standin):
+    from tests.factories import ProjectFactory
+
+    pairwise = ProjectFactory(slug="pairs", kind="pairwise")
+    judge = services.judge_create(project=pairwise, criterion_key="acceptable")
+    version = make_version(judge)
+    with pytest.raises(ValidationError, match="pass/fail project"):
+        monitor.monitor_set(judge=judge, version=version, daily_budget_usd=None, threshold=0.5)
+
+
 # --- Pages and the API ----------------------------------------------------------------------------------------
 
 
