@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 
 from annotate.models import Project
-from judges import llm, prompts, services
+from judges import llm, monitor, prompts, services
 from judges.models import Judge, JudgeRun
 
 
@@ -165,4 +165,13 @@ class MonitorForm(forms.Form):
         super().__init__(*args, **kwargs)
         field = self.fields["version"]
         assert isinstance(field, forms.TypedChoiceField)
-        field.choices = [(v.pk, f"v{v.number} · {v.model}") for v in judge.versions.order_by("-number")]
+        choices = []
+        for v in judge.versions.order_by("-number"):
+            found = monitor.calibration_of(version=v)
+            state = (
+                f"TPR {found.tpr:.2f}, TNR {found.tnr:.2f} on its {found.run.scope} run"
+                if found
+                else "not calibrated yet"
+            )
+            choices.append((v.pk, f"v{v.number} · {v.model} · {state}"))
+        field.choices = choices

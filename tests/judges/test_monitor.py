@@ -260,7 +260,8 @@ def test_the_api_gives_each_day_with_its_interval_and_the_alert(client, project,
 def test_a_lead_chooses_the_version_budget_and_threshold_on_the_monitor_page(client, project, lead, calibrated):
     client.force_login(lead)
     url = reverse("judges:monitor_settings", args=[project.slug, calibrated.judge_id])
-    assert client.get(url).status_code == 200
+    page = client.get(url).content.decode()
+    assert "v1 · standin-judge-2025-01-01 · TPR 0.96, TNR 0.96 on its dev run" in page
     response = client.post(
         url, {"version": calibrated.pk, "daily_budget_usd": "0.25", "threshold": "0.8", "enabled": "on"}
     )
@@ -280,6 +281,7 @@ def test_an_uncalibrated_version_or_a_bad_threshold_is_refused_with_the_typed_va
     assert response.status_code == 422
     html = response.content.decode()
     assert "calibrate it first" in html and 'value="1.5"' in html
+    assert "v2 · standin-judge-2025-01-01 · not calibrated yet" in html
     response = client.post(url, {"version": calibrated.pk, "threshold": "1.5"})
     assert response.status_code == 422 and "less than or equal to 1" in response.content.decode()
     assert not Monitor.objects.exists()
