@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from decimal import Decimal
@@ -33,7 +34,7 @@ from django.utils import timezone
 
 from annotate import selectors as annotate_selectors
 from annotate.models import ProductionRecord, Project
-from judges import agreement, calls, llm, prompts, selectors
+from judges import agreement, calls, llm, prompts, selectors, services
 from judges.models import CachedCompletion, Judge, JudgeRun, JudgeVersion, Monitor, MonitorDay, Verdict
 
 log = logging.getLogger(__name__)
@@ -225,24 +226,36 @@ def plan_records(
 
 
 def _call_all(context: selectors.RenderContext, to_call: dict[str, Planned]) -> dict[str, llm.Completion | llm.Failure]:
-    """Call the model once per distinct request; each answer is cached as it arrives, then its slot released."""
+    """Call the model once per distinct request; each answer is cached as it arrives, then its slot released. An
+    endpoint that refuses us (bad key, unknown model) stops the calls not yet made, as in a run."""
     results: dict[str, llm.Completion | llm.Failure] = {}
     if not to_call:
         return results
+    stop = threading.Event()
+
+    def ask(request: llm.ChatRequest) -> llm.CallResult:
+        # Checked here, in the calling thread, so that no call starts after a refusal came back.
+        if stop.is_set():
+            return llm.CallResult(llm.Failure("cancelled", 0, 0, cancelled=True), None)
+        result = llm.call(context.endpoint, request, should_stop=stop.is_set)
+        if isinstance(result.outcome, llm.Failure) and result.outcome.fatal:
+            stop.set()
+        return result
+
     threads = max(1, min(context.endpoint.max_concurrency, settings.JUDGE_MAX_THREADS, len(to_call)))
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="judge-monitor") as pool:
-        futures = {pool.submit(llm.call, context.endpoint, p.request): key for key, p in to_call.items()}
+        futures = {pool.submit(ask, p.request): key for key, p in to_call.items()}
         for future in as_completed(futures):
             key = futures[future]
             result = future.result()
             try:
                 if isinstance(result.outcome, llm.Completion):
-                    from judges.services import cache_row
-
-                    row = cache_row(
+                    row = services.cache_row(
                         key=key, endpoint=context.endpoint, model=context.version.model, completion=result.outcome
                     )
                     CachedCompletion.objects.bulk_create([row], ignore_conflicts=True)
+                elif result.outcome.fatal:
+                    log.warning("daily monitor: the endpoint refused the request (%s)", result.outcome.category)
                 results[key] = result.outcome
             finally:
                 result.release()
@@ -271,7 +284,7 @@ def monitor_day_compute(*, monitor_id: int, day: dt.date) -> MonitorDay | None:
     planned, estimated, note = plan_records(
         context=context, records=records, seed=seed, budget=monitor.daily_budget_usd
     )
-    cached = {row.key: row for row in CachedCompletion.objects.filter(key__in=[p.key for p in planned])}
+    cached = services.cached_answers([p.key for p in planned])
     to_call = {p.key: p for p in planned if p.key not in cached}
     fresh = _call_all(context, to_call)
     n_pass = n_ok = n_invalid = n_errors = 0

@@ -177,14 +177,19 @@ def test_the_beat_schedule_runs_the_monitor_job():
 
 
 @pytest.mark.django_db
-def test_a_failing_endpoint_leaves_the_day_undefined_and_counts_the_failed_calls(project, calibrated, standin):
+def test_a_refusing_endpoint_stops_the_calls_and_leaves_the_day_undefined_with_the_reason(
+    project, calibrated, standin, settings
+):
+    settings.JUDGE_STANDIN_CONCURRENCY = 1
     standin.configure(script=["401"])
-    seed_day(project, DAY, wrong_share=0.1, n=5)
+    seed_day(project, DAY, wrong_share=0.1, n=20)
     cached_before = CachedCompletion.objects.count()
+    requests_before = standin.stats()["requests"]
     row = monitor.monitor_day_compute(monitor_id=_monitor(calibrated).pk, day=DAY)
     assert row is not None
-    assert (row.n_errors, row.n_ok, row.value, row.alert) == (5, 0, None, False)
-    assert "5 failed calls" in row.reason
+    assert standin.stats()["requests"] - requests_before <= 3  # not 20: the refusal stopped the rest
+    assert (row.n_errors, row.n_ok, row.value, row.alert) == (20, 0, None, False)
+    assert "20 failed calls" in row.reason
     assert CachedCompletion.objects.count() == cached_before  # a failure is not an answer: nothing cached
 
 
