@@ -48,6 +48,9 @@ def test_the_lead_sets_up_the_monitor_and_the_dashboard_shows_the_regressed_day(
 
     for day in days:  # what the beat job's tasks do, one day at a time
         monitor.monitor_day_compute(monitor_id=m.pk, day=day)
+    page.reload()
+    expect(page.locator("svg.chart-monitor circle.alert")).to_have_count(1)
+    screenshot(page, "monitor-settings")
     assert list(MonitorDay.objects.filter(alert=True).values_list("day", flat=True)) == [REGRESSION]
 
     page.goto(base + reverse("project_detail", args=[project.slug]))
