@@ -349,6 +349,9 @@ class Monitor(models.Model):
     # The pass-rate floor: a day whose interval's upper bound lies below it is an alert. Null: no alert.
     threshold = models.FloatField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
+    # The day beat last sent the task for, and when: the claim that keeps a day being judged from being sent again.
+    sent_day = models.DateField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -29,7 +29,7 @@ from django.conf import settings
 from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Case, Max, Sum, Value, When
+from django.db.models import Case, Max, Q, Sum, Value, When
 from django.utils import timezone
 
 from annotate import selectors as annotate_selectors
@@ -368,14 +368,19 @@ def monitor_day_compute(*, monitor_id: int, day: dt.date) -> MonitorDay | None:
 
 def monitors_run_due(*, now: dt.datetime | None = None) -> int:
     """Send one task per enabled monitor whose yesterday (local time) has no row yet, once MONITOR_HOUR has come
-    (beat, every MONITOR_CHECK_SECONDS). Returns how many were sent. Sending twice is harmless: the task is
-    idempotent."""
+    (beat, every MONITOR_CHECK_SECONDS). Returns how many were sent.
+
+    Each send is claimed by a conditional update of the monitor (sent_day, sent_at), so a day still being judged
+    (a large day on a rate-limited endpoint can outlast the check period) is not sent again, and paid for twice,
+    before MONITOR_RESEND_SECONDS: after that a task that died is replaced. A second message is harmless anyway:
+    the task is idempotent."""
     from judges import tasks
 
     now = timezone.localtime(now or timezone.now())
     if now.hour < settings.MONITOR_HOUR:
         return 0
     day = now.date() - dt.timedelta(days=1)
+    resend_before = now - dt.timedelta(seconds=settings.MONITOR_RESEND_SECONDS)
     due = []
     for monitor in Monitor.objects.filter(enabled=True, judge__project__status=Project.Status.ACTIVE).select_related(
         "judge"
@@ -383,7 +388,14 @@ def monitors_run_due(*, now: dt.datetime | None = None) -> int:
         exists = MonitorDay.objects.filter(
             project_id=monitor.judge.project_id, criterion_key=monitor.judge.criterion_key, day=day
         ).exists()
-        if not exists:
+        if exists:
+            continue
+        claimed = (
+            Monitor.objects.filter(pk=monitor.pk)
+            .filter(Q(sent_day__isnull=True) | ~Q(sent_day=day) | Q(sent_at__lt=resend_before))
+            .update(sent_day=day, sent_at=now)
+        )
+        if claimed:
             due.append(monitor.pk)
     for monitor_id in due:
         transaction.on_commit(partial(tasks.monitor_day_run.delay, monitor_id, day.isoformat()))

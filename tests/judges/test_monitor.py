@@ -163,6 +163,10 @@ def test_beat_skips_paused_monitors_and_projects_that_are_not_active(
     with django_capture_on_commit_callbacks(execute=False) as sent_on:
         assert monitor.monitors_run_due() == 1
     assert (len(sent), len(sent_paused), len(sent_on)) == (0, 0, 1)
+    # Sent and not computed yet (a worker on it): not sent again until MONITOR_RESEND_SECONDS have passed.
+    assert monitor.monitors_run_due() == 0
+    later = timezone.now() + dt.timedelta(seconds=settings.MONITOR_RESEND_SECONDS + 1)
+    assert monitor.monitors_run_due(now=later) == 1
     assert monitor.monitor_day_compute(monitor_id=m.pk + 1000, day=DAY) is None  # a monitor gone: nothing to do
 
 
