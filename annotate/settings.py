@@ -546,3 +546,17 @@ JUDGE_RUNS_PER_HOUR = env_int("JUDGE_RUNS_PER_HOUR", 60, minimum=1)
 # A chunk task also takes further queued chunks of its run while its thread pool has room, for this many seconds;
 # then it finishes what it holds, so that a worker's warm shutdown never waits long.
 JUDGE_TASK_PULL_SECONDS = env_int("JUDGE_TASK_PULL_SECONDS", 30, minimum=0)
+
+# --- The daily monitor (judges/monitor.py) --------------------------------------------------------------------
+# Once a day, after this local hour, beat judges the previous day's production records of every monitored criterion
+# with its chosen judge version; it looks every MONITOR_CHECK_SECONDS (a day already computed is not sent again).
+MONITOR_HOUR = env_int("MONITOR_HOUR", 1, minimum=0)
+MONITOR_CHECK_SECONDS = env_int("MONITOR_CHECK_SECONDS", 3600, minimum=60)
+# A day sent to a worker is not sent again before this many seconds (a task that died is then replaced).
+MONITOR_RESEND_SECONDS = env_int("MONITOR_RESEND_SECONDS", 6 * 3600, minimum=60)
+# The most records one day's monitor judges, whatever the budget (also the cap when the model has no price).
+MONITOR_MAX_RECORDS = env_int("MONITOR_MAX_RECORDS", 2000, minimum=1)
+CELERY_BEAT_SCHEDULE["monitor-days-due"] = {
+    "task": "judges.tasks.monitor_days_due",
+    "schedule": MONITOR_CHECK_SECONDS,
+}

@@ -45,7 +45,7 @@ from annotate.keymap import keymap
 from annotate.models import AgreementReport, Criterion, ImportJob, Item, Membership, Project
 from annotate.splits import shown_order
 from annotate.visibility import ItemShown, item_shown
-from judges import staleness
+from judges import monitor_views, staleness
 
 
 @require_safe  # GET and HEAD: a HEAD / (a monitor, a proxy's check) answers like a GET
@@ -177,6 +177,7 @@ def _dashboard_context(project: Project) -> dict[str, object]:
         else None,
         "judges": judges,
         "n_stale_judges": sum(1 for j in judges if j.stale),
+        "monitor_panels": monitor_views.monitor_panels(project=project),
         "members": project.memberships.select_related("user").order_by("role", "user__username"),
     }
 

@@ -256,3 +256,44 @@ def judge_card_key(request: HttpRequest, slug: str) -> Status:
     """The project's card key: the secret `python -m judges.card` checks the project's cards with (leads only)."""
     project = _project(request, slug)
     return Status(200, CardKeyOut(key=card.card_key(project.slug), env=card.KEY_ENV))
+
+
+class MonitorCriterionOut(Schema):
+    criterion_key: str
+    version: int
+    enabled: bool
+    threshold: float | None
+    daily_budget_usd: str | None
+    alert: bool
+    alert_days: list[str]
+    latest: dict[str, Any] | None
+    days: list[dict[str, Any]]
+
+
+class MonitorOut(Schema):
+    alert: bool
+    criteria: list[MonitorCriterionOut]
+
+
+@router.get("/projects/{slug}/monitor", response={200: MonitorOut, 404: ErrorOut})
+def monitor_read(request: HttpRequest, slug: str) -> dict[str, Any]:
+    """The daily monitor: per monitored criterion, the corrected pass rate of each of the last 14 computed days with
+    its 95% interval. `alert` is true when a day's interval lies wholly below the lead's threshold (`alert_days`)."""
+    from judges.monitor_views import day_json, monitor_panels
+
+    panels = monitor_panels(project=_project(request, slug))
+    criteria = [
+        {
+            "criterion_key": p.criterion_key,
+            "version": p.monitor.version.number,
+            "enabled": p.monitor.enabled,
+            "threshold": p.monitor.threshold,
+            "daily_budget_usd": None if p.monitor.daily_budget_usd is None else str(p.monitor.daily_budget_usd),
+            "alert": bool(p.alert_days),
+            "alert_days": [d.day.isoformat() for d in p.alert_days],
+            "latest": day_json(p.latest) if p.latest else None,
+            "days": [day_json(d) for d in p.days],
+        }
+        for p in panels
+    ]
+    return {"alert": any(c["alert"] for c in criteria), "criteria": criteria}

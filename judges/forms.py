@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 
 from annotate.models import Project
-from judges import llm, prompts, services
+from judges import llm, monitor, prompts, services
 from judges.models import Judge, JudgeRun
 
 
@@ -137,3 +137,41 @@ class JudgeTargetForm(forms.Form):
             if data.get(name) is None:
                 self.add_error(name, "This target needs a number here.")
         return data
+
+
+class MonitorForm(forms.Form):
+    """The daily monitor of a judge's criterion: which version judges production, within what budget, above what
+    floor (judges.monitor.monitor_set checks the version is calibrated)."""
+
+    version = forms.TypedChoiceField(coerce=int, label="Judge version")
+    daily_budget_usd = forms.DecimalField(
+        required=False,
+        min_value=0,
+        max_digits=10,
+        decimal_places=4,
+        label="Daily budget (USD)",
+        help_text="Empty: judge every record of the day. Else a seeded random sample whose estimated cost fits.",
+    )
+    threshold = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        label="Pass-rate threshold",
+        help_text="Alert when a day's 95% interval lies wholly below it. Empty: no alert.",
+    )
+    enabled = forms.BooleanField(required=False, initial=True, label="Run every day")
+
+    def __init__(self, *args: Any, judge: Judge, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["version"]
+        assert isinstance(field, forms.TypedChoiceField)
+        choices = []
+        for v in judge.versions.order_by("-number"):
+            found = monitor.calibration_of(version=v)
+            state = (
+                f"TPR {found.tpr:.2f}, TNR {found.tnr:.2f} on its {found.run.scope} run"
+                if found
+                else "not calibrated yet"
+            )
+            choices.append((v.pk, f"v{v.number} · {v.model} · {state}"))
+        field.choices = choices

@@ -347,3 +347,97 @@ class CachedCompletion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} answer {self.key[:12]}"
+
+
+class Monitor(models.Model):
+    """The daily monitor of one judge's criterion: the calibrated version a lead chose to judge production records
+    with, the most a day may cost, and the pass-rate floor below which the dashboard and the API raise an alert.
+
+    Written by judges.monitor.monitor_set only; the beat job (judges.monitor.monitors_run_due) reads it."""
+
+    judge = models.OneToOneField(Judge, on_delete=models.CASCADE, related_name="monitor")
+    version = models.ForeignKey(JudgeVersion, on_delete=models.PROTECT, related_name="+")
+    # Null: judge every record of the day (up to MONITOR_MAX_RECORDS). Else a seeded random sample whose estimated
+    # cost fits this many USD.
+    daily_budget_usd = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    # The pass-rate floor: a day whose interval's upper bound lies below it is an alert. Null: no alert.
+    threshold = models.FloatField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    # The day beat last sent the task for, and when: the claim that keeps a day being judged from being sent again.
+    sent_day = models.DateField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(threshold__isnull=True) | (Q(threshold__gte=0) & Q(threshold__lte=1)),
+                name="monitor_threshold_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(daily_budget_usd__isnull=True) | Q(daily_budget_usd__gte=0),
+                name="monitor_budget_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"monitor of {self.judge}"
+
+
+class MonitorDay(models.Model):
+    """What the monitor found on one day's production records of one criterion: the judge's pass rate, corrected
+    for its measured errors, with its interval. Recomputing the day updates this row (the unique constraint keeps
+    one); the answers come from the completion cache, so a recomputation costs nothing and gives the same figures."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="monitor_days")
+    criterion_key = models.SlugField(max_length=64)
+    day = models.DateField(help_text="The day whose production records were judged.")
+    version = models.ForeignKey(JudgeVersion, on_delete=models.PROTECT, related_name="+")
+    # The finished run whose TPR and TNR corrected the pass rate (test split preferred, else dev, else all items).
+    calibration_run = models.ForeignKey(JudgeRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    seed = models.CharField(max_length=64)
+    n_records = models.PositiveIntegerField(default=0, help_text="Production records of the day.")
+    n_sampled = models.PositiveIntegerField(default=0, help_text="Records judged (all, or the sample the budget fits).")
+    n_ok = models.PositiveIntegerField(default=0)
+    n_pass = models.PositiveIntegerField(default=0)
+    n_invalid = models.PositiveIntegerField(default=0)
+    n_errors = models.PositiveIntegerField(default=0)
+    # Of the latest computation: calls made, answers taken from the cache, and what the calls cost.
+    n_called = models.PositiveIntegerField(default=0)
+    n_cached = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    # Every computation of this day together (null when the model has no price).
+    total_cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    budget_usd = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    estimated_cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    sample_note = models.CharField(max_length=300, blank=True)
+    observed_pass_rate = models.FloatField(null=True, blank=True)
+    tpr = models.FloatField(null=True, blank=True)
+    tnr = models.FloatField(null=True, blank=True)
+    n_pos = models.PositiveIntegerField(default=0)
+    n_neg = models.PositiveIntegerField(default=0)
+    value = models.FloatField(null=True, blank=True)
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    reason = models.CharField(max_length=300, blank=True, help_text="Why the corrected rate is not defined.")
+    estimator = models.CharField(max_length=100, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    alert = models.BooleanField(default=False)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project", "criterion_key", "day"]
+        constraints = [
+            # Also serves the dashboard's and the API's read of one project's days.
+            models.UniqueConstraint(fields=["project", "criterion_key", "day"], name="monitor_day_one_per_criterion"),
+            # An alert needs an interval and a threshold, and the interval's upper bound below it.
+            models.CheckConstraint(
+                condition=Q(alert=False)
+                | (Q(ci_high__isnull=False) & Q(threshold__isnull=False) & Q(ci_high__lt=models.F("threshold"))),
+                name="monitor_day_alert_below_threshold",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}/{self.criterion_key} monitor of {self.day}"

@@ -18,3 +18,22 @@ def judge_chunk_run(chunk_id: int) -> str:
 def judge_runs_reconcile() -> int:
     """Re-enqueue the chunks of runs that stopped progressing (beat runs this every JUDGE_RECONCILE_SECONDS)."""
     return services.judge_runs_reconcile()
+
+
+@shared_task(name="judges.tasks.monitor_day_run", acks_late=True)
+def monitor_day_run(monitor_id: int, day: str) -> str:
+    """Judge one day's production records for one monitor. Running it again reuses the cached answers (cost 0)."""
+    import datetime as dt
+
+    from judges import monitor
+
+    row = monitor.monitor_day_compute(monitor_id=monitor_id, day=dt.date.fromisoformat(day))
+    return "off" if row is None else f"{row.n_sampled} record(s), {row.n_called} call(s)"
+
+
+@shared_task(name="judges.tasks.monitor_days_due")
+def monitor_days_due() -> int:
+    """Send the monitor task of every monitor whose yesterday is not computed yet (beat, MONITOR_CHECK_SECONDS)."""
+    from judges import monitor
+
+    return monitor.monitors_run_due()

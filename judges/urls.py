@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from judges import production_views, views
+from judges import monitor_views, production_views, views
 
 app_name = "judges"
 
@@ -11,6 +11,7 @@ urlpatterns = [
     path("p/<slug:slug>/judges/new/", views.judge_new, name="judge_new"),
     path("p/<slug:slug>/judges/check/", views.template_check, name="template_check"),
     path("p/<slug:slug>/judges/<int:judge_id>/", views.judge_detail, name="judge_detail"),
+    path("p/<slug:slug>/judges/<int:judge_id>/monitor/", monitor_views.monitor_settings, name="monitor_settings"),
     path("p/<slug:slug>/judges/<int:judge_id>/target/", views.judge_target, name="judge_target"),
     path("p/<slug:slug>/judges/compare/", views.compare_runs, name="compare"),
     path("p/<slug:slug>/judges/<int:judge_id>/versions/new/", views.version_new, name="version_new"),

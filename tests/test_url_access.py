@@ -191,3 +191,16 @@ def test_a_history_row_opens_and_saves_for_its_own_annotator_only(client, victim
         client.get(f"/p/{victim['slug']}/history/{victim['item_id']}/edit/", headers={"HX-Request": "true"}).status_code
         == 200
     )
+
+
+def test_the_monitor_api_answers_404_to_outsiders_and_annotators_and_401_without_a_token(
+    client, victim, annotator, outsider
+):
+    from annotate import tokens
+
+    url = f"/api/v1/projects/{victim['slug']}/monitor"
+    assert client.get(url).status_code == 401
+    for user in (outsider, annotator):
+        _row, raw = tokens.token_create(user=user, name="probe")
+        response = client.get(url, headers={"Authorization": f"Bearer {raw}"})
+        assert response.status_code == 404, user.username

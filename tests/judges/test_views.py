@@ -47,6 +47,8 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
         ("post", reverse("judges:run_cancel", args=[slug, run.pk])),
         ("get", reverse("judges:run_production", args=[slug, run.pk])),
         ("post", reverse("judges:judge_target", args=[slug, judge])),
+        ("get", reverse("judges:monitor_settings", args=[slug, judge])),
+        ("post", reverse("judges:monitor_settings", args=[slug, judge])),
         ("get", reverse("judges:compare", args=[slug]) + f"?a={run.pk}&b={run.pk}"),
     ]
 
