@@ -601,7 +601,7 @@ def _disagreement_context(request: HttpRequest, run: JudgeRun) -> dict[str, Any]
     wanted = request.GET.get("kind", "")
     wanted = wanted if wanted in dict(kinds) else ""
     rows = [row for row in found.rows if not wanted or row[1] == wanted]
-    rows, test_rows = _test_rows_apart(run, rows)
+    rows, test_rows = _test_rows_apart([run], rows)
     page = Paginator(rows, 10).get_page(request.GET.get("dpage"))
     # The compared items by kind of reference, as the report stored them (a report from before it counted them: the
     # judged items with a reference label, by kind).
@@ -619,13 +619,15 @@ def _disagreement_context(request: HttpRequest, run: JudgeRun) -> dict[str, Any]
         "dpage": page,
         "cards": selectors.item_cards(runs=[run], items=list(page.object_list), reference=found.reference),
         "sources": sources,
-    } | _test_cards_context(request, run, test_rows, found.reference)
+    } | _test_cards_context(request, [run], test_rows, found.reference)
 
 
-def _test_rows_apart(run: JudgeRun, rows: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
-    """The disagreement rows outside the held-out test split, and those in it (folded on the page, never listed
-    openly next to "New version from this one": reading them to change the prompt would tune it to test)."""
-    if not run.n_test_items or not rows:
+def _test_rows_apart(
+    runs: list[JudgeRun], rows: list[tuple[int, str]]
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """The disagreement (or flipped) rows outside the held-out test split, and those in it (folded on the page, never
+    listed openly next to "New version from this one": reading them to change the prompt would tune it to test)."""
+    if not any(run.n_test_items for run in runs) or not rows:
         return rows, []
     test = set(
         Item.objects.filter(pk__in=[item_id for item_id, _ in rows], split=Item.Split.TEST).values_list("pk", flat=True)
@@ -634,14 +636,14 @@ def _test_rows_apart(run: JudgeRun, rows: list[tuple[int, str]]) -> tuple[list[t
 
 
 def _test_cards_context(
-    request: HttpRequest, run: JudgeRun, rows: list[tuple[int, str]], reference: dict[int, Any]
+    request: HttpRequest, runs: list[JudgeRun], rows: list[tuple[int, str]], reference: dict[int, Any]
 ) -> dict[str, Any]:
     tpage = Paginator(rows, 10).get_page(request.GET.get("tpage"))
     return {
         "n_test_disagreements": len(rows),
         "tpage": tpage,
         "test_open": "tpage" in request.GET,
-        "test_cards": selectors.item_cards(runs=[run], items=list(tpage.object_list), reference=reference)
+        "test_cards": selectors.item_cards(runs=runs, items=list(tpage.object_list), reference=reference)
         if rows
         else [],
     }
@@ -739,6 +741,8 @@ def compare_runs(request: HttpRequest, slug: str) -> HttpResponse:
         "query": urlencode([(k, v) for k, v in request.GET.items() if k in ("a", "b", "va", "vb", "scope")]),
         "pending": [r for r in (a, b) if r is not None and r.is_active],
         "sides": [("A · before", a), ("B · after", b)],
+        # Either run looked at test: its test items' flips stay folded and no "New version" invites tuning to them.
+        "looked_at_test": any(r.n_test_items for r in (a, b) if r is not None),
     }
     context["progress"] = [(r, selectors.run_totals(run=r)) for r in context["pending"]]
     ready = a is not None and b is not None and a.status == b.status == JudgeRun.Status.DONE
@@ -748,7 +752,7 @@ def compare_runs(request: HttpRequest, slug: str) -> HttpResponse:
         flip = request.GET.get("flip", "fixed")
         flip = flip if flip in dict(FLIP_KINDS) else "fixed"
         positions = result.flips.fixed if flip == "fixed" else result.flips.broken
-        rows = [(result.common[int(i)], flip) for i in positions]
+        rows, test_rows = _test_rows_apart([a, b], [(result.common[int(i)], flip) for i in positions])
         page = Paginator(rows, 10).get_page(request.GET.get("fpage"))
         context |= {
             "result": result,
@@ -762,7 +766,7 @@ def compare_runs(request: HttpRequest, slug: str) -> HttpResponse:
             "check_b": selectors.run_target_check(run=b),
             "same_rubric": a.rubric_version_id == b.rubric_version_id,
             "definitions": compare.DEFINITIONS,
-        }
+        } | _test_cards_context(request, [a, b], test_rows, result.reference)
     if wants_partial(request):
         if request.GET.get("poll") and not context["pending"]:
             return HttpResponseClientRefresh()

@@ -16,7 +16,7 @@ from annotate import tokens
 from judges import selectors, services
 from judges.models import JudgeRun, RunChunk
 from tests.factories import label, migrate_to_latest
-from tests.judges.conftest import make_item
+from tests.judges.conftest import make_item, make_version
 
 pytestmark = pytest.mark.django_db
 
@@ -178,3 +178,45 @@ def test_run_judge_all_leaves_test_out_unless_include_test(project, version, spl
     run = JudgeRun.objects.latest("id")
     assert (run.n_items, run.n_test_items, run.test_run_number) == (4, 2, 1)
     assert "2 item(s) of the held-out test split: this is test run #1." in err.getvalue()
+
+
+def _flip_parts(page: str) -> tuple[str, str]:
+    """(the flipped items the comparison lists openly, those folded behind "Show test items")."""
+    section = page.split('id="flips"')[1]
+    if "<details" not in section:
+        return section, ""
+    open_part, rest = section.split("<details", 1)
+    return open_part, rest.split("</details>")[0]
+
+
+def test_a_comparison_with_test_items_keeps_their_figures_folds_their_flips_and_offers_no_new_version(
+    client, lead, project, version, split_items
+):
+    # v2 fails everything: against humans who pass every item, dev-0 and test-2 break (v1 passed them).
+    child = make_version(
+        version.judge,
+        parent=version,
+        change_note="Everything fails",
+        user_template="<input>{{ input }}</input><output>{{ output }} WRONG</output>",
+    )
+    a = _work(services.judge_run_start(version=version, scope="all", confirm_test=True))
+    b = _work(services.judge_run_start(version=child, scope="all", confirm_test=True))
+    client.force_login(lead)
+    url = reverse("judges:compare", args=[project.slug]) + f"?a={a.pk}&b={b.pk}"
+    page = client.get(url + "&flip=broken").content.decode()
+    assert '<span class="big">2</span> broken' in page  # the figures count every common item, test ones too
+    assert "New version from v2" not in page
+    shown, folded = _flip_parts(page)
+    assert "<code>item-0</code>" in shown and "<code>item-2</code>" not in shown
+    assert '<summary>Show test items <span class="count">1</span></summary>' in folded
+    assert "<code>item-2</code>" in folded and "<code>item-0</code>" not in folded
+    # The htmx fragment of the flips folds them the same way.
+    fragment = client.get(url + "&flip=broken&part=flips", headers={"HX-Request": "true"}).content.decode()
+    assert "<summary>Show test items" in fragment and fragment.index("<details") < fragment.index("<code>item-2</code>")
+    # Compared on dev only, nothing is folded and the next version is offered.
+    dev_a = _work(services.judge_run_start(version=version, scope="dev"))
+    dev_b = _work(services.judge_run_start(version=child, scope="dev"))
+    dev_url = reverse("judges:compare", args=[project.slug]) + f"?a={dev_a.pk}&b={dev_b.pk}&flip=broken"
+    dev_page = client.get(dev_url).content.decode()
+    assert "<code>item-0</code>" in dev_page and "Show test items" not in dev_page
+    assert "New version from v2" in dev_page
