@@ -56,7 +56,7 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
 def test_every_judges_url_is_covered_here():
     from judges.urls import urlpatterns
 
-    assert len(urlpatterns) == 14  # _urls lists each, with GET and POST where a view takes both
+    assert len(urlpatterns) == 15  # _urls lists each, with GET and POST where a view takes both
 
 
 def test_outsiders_and_annotators_get_404_on_every_judges_page(client, project, version, done_run, outsider, annotator):
