@@ -218,6 +218,39 @@ def test_the_next_item_is_never_a_lease_in_another_project_or_for_another_rubric
     assert foreign.pk != wanted.pk
 
 
+def _plan_nodes(node, parent=""):
+    yield node, parent
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child, child.get("Parent Relationship", ""))
+
+
+@pytest.mark.postgres(reason="pins PostgreSQL's plan of the claim statements")
+@pytest.mark.parametrize("statement", ["_CLAIM_SQL", "_NEXT_SQL"])
+def test_a_claim_checks_the_annotators_labels_per_candidate_item_whatever_the_statistics_say(
+    statement, active, items, annotator
+):
+    # As an anti join, the planner may read all of an annotator's labels once per candidate when its statistics say
+    # they have none (a new annotator): the claim then slows down with every submit. A SubPlan is always a probe.
+    now = timezone.now()
+    params = {
+        "project": active.pk,
+        "overlap": active.overlap,
+        "user": annotator.pk,
+        "version": active.current_rubric_id,
+        "now": now,
+        "expires": now,
+        "held": [],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + getattr(services, statement), params)
+        plan = cursor.fetchone()[0]
+    plan = plan if isinstance(plan, list) else __import__("json").loads(plan)
+    label_scans = [
+        parent for node, parent in _plan_nodes(plan[0]["Plan"]) if node.get("Relation Name") == "annotate_label"
+    ]
+    assert label_scans == ["SubPlan"]
+
+
 def test_an_item_id_from_another_project_is_refused(active, annotator):
     foreign = ItemFactory(project=ProjectFactory())
     with pytest.raises(services.QueueError, match="not in this project"):
