@@ -97,11 +97,14 @@ def criteria_missing(
     criterion; one whose labels were carried over a rubric change needs only the added or redefined ones.
     """
     ids = list(item_ids)
-    if not criteria or not ids:
+    version_id = criteria[0].rubric_version_id if criteria else None
+    if not ids or all(c.defined_in_id == version_id for c in criteria):
+        # No criterion of this version dates from an earlier one, so no label was carried into it: labels of an item
+        # come all at once with a submit, and the queue serves only items this annotator has not labeled. No query.
         return {i: tuple(criteria) for i in ids}
     have: dict[int, set[int]] = {}
     for item_id, criterion_id in Label.objects.filter(
-        item_id__in=ids, annotator=annotator, rubric_version_id=criteria[0].rubric_version_id
+        item_id__in=ids, annotator=annotator, rubric_version_id=version_id
     ).values_list("item_id", "criterion_id"):
         have.setdefault(item_id, set()).add(criterion_id)
     return {i: tuple(c for c in criteria if c.pk not in have.get(i, ())) for i in ids}

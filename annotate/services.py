@@ -713,17 +713,21 @@ def _lease_seconds() -> int:
     return int(settings.ASSIGNMENT_LEASE_SECONDS)
 
 
-_CLAIM_SQL = """
-WITH cand AS (
+# The claim's steps, shared by queue_claim and queue_next; `/*unless*/` stands for a condition that stops the claim.
+_CLAIM_STEPS = """
+cand AS (
     SELECT i.id FROM annotate_item i
     WHERE i.project_id = %(project)s
       AND i.n_submitted < %(overlap)s  -- a bound on item_queue_idx: complete items are never scanned
       AND i.n_submitted + i.n_leased < %(overlap)s
-      -- Items this annotator has not labeled on every criterion: none yet, or only the criteria carried over.
+      -- Items this annotator has not labeled on every criterion: none yet, or only the criteria carried over. A scalar
+      -- subquery stays a per-candidate probe of label_one_per_annotator: PostgreSQL cannot turn it into an anti join
+      -- that, trusting statistics taken when the annotator had no labels yet, reads all of their labels per candidate.
       AND (SELECT count(*) FROM annotate_label l
            WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s) < %(n_criteria)s
       AND NOT EXISTS (
           SELECT 1 FROM annotate_assignment a WHERE a.item_id = i.id AND a.annotator_id = %(user)s)
+      /*unless*/
     ORDER BY i.n_submitted DESC, i.priority DESC, i.order_key
     LIMIT 1
     FOR UPDATE OF i SKIP LOCKED
@@ -733,9 +737,33 @@ WITH cand AS (
     INSERT INTO annotate_assignment (item_id, annotator_id, rubric_version_id, state, expires_at, created_at)
     SELECT id, %(user)s, %(version)s, 'leased', %(expires)s, %(now)s FROM bumped
     RETURNING item_id
+)"""
+_CLAIM_SQL = "\n".join(
+    (
+        "WITH",
+        _CLAIM_STEPS.replace("/*unless*/", ""),
+        "SELECT bumped.* FROM bumped JOIN leased ON leased.item_id = bumped.id",
+    )
 )
-SELECT bumped.* FROM bumped JOIN leased ON leased.item_id = bumped.id
-"""
+# queue_next in one statement (one round trip on the hottest path): the annotator's oldest live lease that the page
+# does not hold, else a fresh claim, which the found lease stops (all CTEs share one snapshot; at most one row).
+_NEXT_MINE = """WITH mine AS (
+    SELECT a.item_id AS id FROM annotate_assignment a JOIN annotate_item i ON i.id = a.item_id
+    WHERE i.project_id = %(project)s AND a.annotator_id = %(user)s AND a.state = 'leased'
+      AND a.rubric_version_id = %(version)s AND a.expires_at > %(now)s
+      AND NOT (a.item_id = ANY(%(held)s::bigint[]))
+    ORDER BY a.created_at, a.id
+    LIMIT 1
+),"""
+_NEXT_SQL = "\n".join(
+    (
+        _NEXT_MINE,
+        _CLAIM_STEPS.replace("/*unless*/", "AND NOT EXISTS (SELECT 1 FROM mine)"),
+        "SELECT i.* FROM mine JOIN annotate_item i ON i.id = mine.id",
+        "UNION ALL",
+        "SELECT bumped.* FROM bumped JOIN leased ON leased.item_id = bumped.id",
+    )
+)
 
 
 def queue_claim(*, project: Project, annotator: AuthUser, rubric_version_id: int) -> Item | None:
@@ -829,6 +857,23 @@ def queue_next(
     """
     if holding is None:
         return queue_claim(project=project, annotator=annotator, rubric_version_id=rubric_version_id)
+    if connection.vendor == "postgresql":
+        now = timezone.now()
+        params = {
+            "project": project.pk,
+            "overlap": project.overlap,
+            "user": annotator.pk,
+            "version": rubric_version_id,
+            "now": now,
+            "expires": now + dt.timedelta(seconds=_lease_seconds()),
+            "held": sorted(set(holding)),
+            "n_criteria": len(selectors.criteria_of_version(rubric_version_id)),
+        }
+        found = next(iter(Item.objects.raw(_NEXT_SQL, params)), None)
+        if found is not None:
+            return found
+        # No lease and no fresh item: the annotator's skipped items whose delay has passed (annotate.skips).
+        return skips.skip_claim_due(project=project, annotator=annotator, rubric_version_id=rubric_version_id)
     held = set(holding)
     for item in queue_leased_items(project=project, annotator=annotator, rubric_version_id=rubric_version_id):
         if item.pk not in held:

@@ -325,6 +325,33 @@ def test_the_submit_round_trip_stays_within_eight_queries(client, active, annota
     assert len(control) <= 2
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres(reason="pins PostgreSQL's one-statement next item; SQLite reads the leases and claims apart")
+def test_a_submit_from_the_page_finds_its_next_item_in_one_statement(client, active, annotator):
+    # As label.js posts it: the page says which items it holds, so the answer may be a lease it lacks or a fresh
+    # claim. Both are one statement: user, project, the submit's lock and write, and the next item.
+    for _ in range(6):
+        ItemFactory(project=active)
+    client.force_login(annotator)
+    page = client.get(reverse("label_queue", args=[active.slug]))
+    item, key = page.context["current"].item, page.context["current"].form_key
+    prefetched = page.context["upcoming"][0].item
+    selectors.criteria_of_version(active.current_rubric_id)  # warm, as in a running process
+    with CaptureQueriesContext(connection) as captured:
+        response = client.post(
+            reverse("label_submit", args=[active.slug, item.pk]),
+            {**FORM, "form_key": key, "page_items": [item.pk, prefetched.pk]},
+            headers={"HX-Request": "true"},
+        )
+    assert response.status_code == 200
+    work = [q["sql"] for q in captured.captured_queries if q["sql"].strip().upper() not in {"BEGIN", "COMMIT"}]
+    assert len(work) <= 5, "\n".join(work)
+    fresh = response.context["upcoming"][0].item
+    assert fresh.pk not in {item.pk, prefetched.pk}
+    leased = Assignment.objects.filter(annotator=annotator, state="leased").values_list("item_id", flat=True)
+    assert sorted(leased) == sorted([prefetched.pk, fresh.pk])
+
+
 def test_pairwise_item_text_with_html_is_inert_and_markdown_tricks_render_safely(client, db):
     from tests.factories import ProjectFactory, membership
 

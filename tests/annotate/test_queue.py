@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections import Counter
 
@@ -10,7 +11,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from annotate import selectors, services
-from annotate.models import Assignment, Item, Label, Project
+from annotate.models import Assignment, Item, Label, Project, RubricVersion
 from tests.factories import DEFAULT_CRITERIA, ItemFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -192,6 +193,66 @@ def test_the_next_item_is_never_an_expired_lease_or_one_already_submitted(active
     last = _next(active, annotator, set())
     assert last is not None and last.pk not in {expired.pk, submitted.pk}
     assert _next(active, annotator, {last.pk}) is None  # the expired one stays out until the sweep frees it
+
+
+def test_the_next_item_is_never_a_lease_in_another_project_or_for_another_rubric_version(active, annotator):
+    elsewhere = ProjectFactory()
+    services.project_set_status(project=elsewhere, status="active")
+    elsewhere = Project.objects.get(pk=elsewhere.pk)
+    ItemFactory(project=elsewhere)
+    foreign = _claim(elsewhere, annotator)
+    stale = ItemFactory(project=active, n_leased=1)
+    other_version = RubricVersion.objects.create(project=active, number=99)
+    Assignment.objects.create(
+        item=stale,
+        annotator=annotator,
+        rubric_version=other_version,
+        expires_at=timezone.now() + dt.timedelta(minutes=5),
+    )
+    wanted = ItemFactory(project=active)
+    fresh = _next(active, annotator, set())
+    assert fresh is not None and fresh.pk == wanted.pk
+    assert Item.objects.get(pk=wanted.pk).n_leased == 1
+    assert _next(active, annotator, set()).pk == wanted.pk  # now a live lease the page lacks: handed back
+    assert _next(active, annotator, {wanted.pk}) is None
+    assert foreign.pk != wanted.pk
+
+
+def _plan_nodes(node, parent=""):
+    """Each node with the relationship that ties its branch to the plan: a node under a SubPlan (say, a scan under the
+    subquery's aggregate) reports "SubPlan", so the test can tell a per-candidate probe from a join."""
+    yield node, parent
+    for child in node.get("Plans", []):
+        relationship = child.get("Parent Relationship", "")
+        yield from _plan_nodes(child, "SubPlan" if parent == "SubPlan" else relationship)
+
+
+@pytest.mark.postgres(reason="pins PostgreSQL's plan of the claim statements")
+@pytest.mark.parametrize("statement", ["_CLAIM_SQL", "_NEXT_SQL"])
+def test_a_claim_checks_the_annotators_labels_per_candidate_item_whatever_the_statistics_say(
+    statement, active, items, annotator
+):
+    # As an anti join, the planner may read all of an annotator's labels once per candidate when its statistics say
+    # they have none (a new annotator): the claim then slows down with every submit. A SubPlan is always a probe.
+    now = timezone.now()
+    params = {
+        "project": active.pk,
+        "overlap": active.overlap,
+        "user": annotator.pk,
+        "version": active.current_rubric_id,
+        "now": now,
+        "expires": now,
+        "held": [],
+        "n_criteria": 3,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + getattr(services, statement), params)
+        plan = cursor.fetchone()[0]
+    plan = plan if isinstance(plan, list) else __import__("json").loads(plan)
+    label_scans = [
+        parent for node, parent in _plan_nodes(plan[0]["Plan"]) if node.get("Relation Name") == "annotate_label"
+    ]
+    assert label_scans == ["SubPlan"]
 
 
 def test_an_item_id_from_another_project_is_refused(active, annotator):

@@ -2,7 +2,9 @@
 
 1. One annotator, in process: server time of "submit labels + render the next item" (htmx POST), median and p99,
    and the SQL statements it runs.
-2. 32 annotators over real HTTP against gunicorn for a fixed time: submissions per second, errors, and afterwards
+2. One annotator over real HTTP against gunicorn, one submit after another (issue 17's figure): the client's p50 and
+   p95, and gunicorn's own time for the same requests.
+3. 32 annotators over real HTTP against gunicorn for a fixed time: submissions per second, errors, and afterwards
    the labels counted against the successful responses (none lost, none duplicated, no item past its overlap).
 """
 
@@ -12,11 +14,12 @@ import os
 import re
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-from tests.bench.labeling_http import FORM, GUNICORN_ARGS, PASSWORD, Annotator, form_fields, gunicorn
+from tests.bench.labeling_http import FORM, GUNICORN_ARGS, PASSWORD, Annotator, access_log, form_fields, gunicorn
 from tests.bench.run import Row, _percentile
 from tests.bench.seeding import copy_labels
 
@@ -24,6 +27,9 @@ from tests.bench.seeding import copy_labels
 N_ITEMS = int(os.environ.get("BENCH_LABEL_ITEMS", 1_000_000))
 N_ANNOTATORS = 32
 CONCURRENT_SECONDS = 30
+# The single annotator over HTTP: submits measured after the first HTTP_WARMUP (the worker processes warm up).
+HTTP_SUBMITS = 520
+HTTP_WARMUP = 20
 
 
 def seed(*, slug: str = "bench-labeling", n_items: int = N_ITEMS, n_annotators: int = N_ANNOTATORS + 1):
@@ -101,8 +107,8 @@ def bench_submit_round_trip() -> list[Row]:
     from annotate.models import Label
 
     t0 = time.perf_counter()
-    # One annotator for the single-user timing, N_ANNOTATORS more for the concurrent run.
-    project, annotators = seed()
+    # One annotator for the in-process timing, one for the HTTP round trip, N_ANNOTATORS more for the concurrent run.
+    project, annotators = seed(n_annotators=N_ANNOTATORS + 2)
     seed_seconds = time.perf_counter() - t0
     n_labels = Label.objects.filter(item__project=project).count()
     scale = f"{N_ITEMS:,} items, {n_labels:,} labels"
@@ -147,15 +153,42 @@ def bench_submit_round_trip() -> list[Row]:
         Row("Submit + next item, SQL statements", scale, "statements (+ BEGIN/COMMIT)", str(max(statements)), "≤ 8"),
         Row("Seeding the labeling benchmark (COPY)", scale, "seconds", f"{seed_seconds:.0f}"),
     ]
-    rows += _concurrent(project, annotators[1:], scale)
+    rows += _concurrent(project, annotators[2:], annotators[1], scale)
     return rows
 
 
-def _concurrent(project, annotators, scale: str) -> list[Row]:
+def _one_over_http(port: int, username: str, slug: str, log: Path, scale: str) -> list[Row]:
+    """One annotator submitting over HTTP, one request at a time, as issue 17 measures the round trip."""
+    client = Annotator(port, username, slug)
+    current, prefetched = client.start()
+    latencies: list[float] = []
+    for _ in range(HTTP_SUBMITS):
+        assert current is not None, "the queue ran out"
+        start = time.perf_counter()
+        status, text = client.submit(current)
+        latencies.append((time.perf_counter() - start) * 1000)
+        assert status == 200, (status, text[:200])
+        current, prefetched = prefetched, form_fields(text)
+    latencies = latencies[HTTP_WARMUP:]
+    served = [line.ms for line in access_log(log) if line.method == "POST" and "/label/" in line.path][HTTP_WARMUP:]
+    title = "Submit + next item over HTTP (1 annotator, one request at a time)"
+    where = (
+        f"{scale}; {len(latencies)} submits, gunicorn {' '.join(GUNICORN_ARGS)}; load average {os.getloadavg()[0]:.1f}"
+    )
+    return [
+        Row(title, where, "client p50 ms", f"{statistics.median(latencies):.1f}", "≤ 8"),
+        Row(title, where, "client p95 ms", f"{_percentile(latencies, 0.95):.1f}", "≤ 11"),
+        Row(title, where, "gunicorn %(D)s p50 ms", f"{statistics.median(served):.1f}"),
+    ]
+
+
+def _concurrent(project, annotators, single, scale: str) -> list[Row]:
     from annotate.models import Item, Label
 
-    with gunicorn() as server:
+    log = Path(tempfile.mkdtemp()) / "access.log"
+    with gunicorn(access_log=log) as server:
         port = server.port
+        single_rows = _one_over_http(port, single.username, project.slug, log, scale)
         clients = [Annotator(port, u.username, project.slug) for u in annotators[:N_ANNOTATORS]]
         states = [c.start() for c in clients]
         ok = [0] * len(clients)
@@ -195,6 +228,7 @@ def _concurrent(project, annotators, scale: str) -> list[Row]:
     per_item = Label.objects.filter(item__project=project).values("item_id", "annotator_id").distinct().count()
     n_bench = f"{len(clients)} annotators, {CONCURRENT_SECONDS} s, gunicorn {' '.join(GUNICORN_ARGS)}"
     return [
+        *single_rows,
         Row(
             "Concurrent submissions over HTTP",
             f"{scale}; {n_bench}",
