@@ -105,7 +105,9 @@ def test_with_redis_down_annotators_keep_labeling_and_queued_work_resumes_when_i
         assert r.status == 200 and r.url.endswith(f"/import/{job.pk}/")
         assert ImportJob.objects.get(pk=job.pk).status == "queued"
         # ... and a judge run is started.
-        r = lena.post(f"/p/{project.slug}/judges/versions/{version.pk}/run/", {"scope": "all"})
+        r = lena.post(
+            f"/p/{project.slug}/judges/versions/{version.pk}/run/", {"scope": "all", "confirm_test": "on"}
+        )  # every item, the held-out test split included (confirmed: "All items" leaves it out otherwise)
         assert r.status == 200, r.text[:300]
         run = JudgeRun.objects.get(version=version)
         assert run.status == "queued"
