@@ -23,6 +23,7 @@ from django.db.models import Count, Exists, F, Min, OuterRef, QuerySet
 from django.utils import timezone
 
 from annotate.models import Assignment, Item, Label, Project
+from annotate.visibility import item_shown
 
 SKIPPED = Assignment.State.SKIPPED
 LEASED = Assignment.State.LEASED
@@ -142,6 +143,7 @@ class SkippedItem:
     skipped_at: dt.datetime
     returns_at: dt.datetime
     wanted: bool  # the item still wants labels: it comes back, and can be reopened
+    shown_id: str = ""  # the external id only if the project shows it to annotators (annotate.visibility)
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ def skipped_entries(*, project: Project, rows: list[Assignment]) -> list[Skipped
                 skipped_at=row.skipped_at,
                 returns_at=row.skipped_at + delay,
                 wanted=row.item.n_submitted + row.item.n_leased < project.overlap,
+                shown_id=item_shown(project, row.item).external_id,
             )
         )
     return entries

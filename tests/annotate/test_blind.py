@@ -64,6 +64,11 @@ def test_annotators_never_receive_hidden_ids_or_metadata_in_html(client, pairwis
     edit = client.get(reverse("label_edit", args=[pairwise.slug, item.pk]))
     assert edit.status_code == 200 and item.input in edit.content.decode()
     _assert_blind(edit.content.decode(), "the edit page")
+    shown = queue.context["current"].item
+    assert client.post(reverse("label_skip", args=[pairwise.slug, shown.pk])).status_code in {200, 302}
+    skipped = client.get(reverse("label_skipped", args=[pairwise.slug]))
+    assert skipped.status_code == 200 and "Reopen" in skipped.content.decode()
+    _assert_blind(skipped.content.decode(), "the skipped list")
 
 
 def test_annotators_never_receive_hidden_ids_or_metadata_from_the_api(client, pairwise, people):
