@@ -98,7 +98,10 @@ def _judge_job(version: Any, item_ids: list[int]) -> Any:
     from judges.models import JudgeRun
 
     def job() -> Any:
-        run = services.judge_run_start(version=version, scope=JudgeRun.Scope.ITEMS, item_ids=item_ids)
+        # The chosen items may include test ones (confirmed): a benchmark measures speed, not the judge.
+        run = services.judge_run_start(
+            version=version, scope=JudgeRun.Scope.ITEMS, item_ids=item_ids, confirm_test=True
+        )
         last_reconcile = time.monotonic()
         while JudgeRun.objects.filter(pk=run.pk, status__in=JudgeRun.ACTIVE).exists():
             if time.monotonic() - last_reconcile > 5:
