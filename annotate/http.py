@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.contrib.auth.models import User
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 from django_htmx.middleware import HtmxDetails
+
+class HtmxRequest(HttpRequest):
+    """A request after HtmxMiddleware: what views that render fragments annotate `request` with."""
+
+    htmx: HtmxDetails
+
+
+class AuthedRequest(HtmxRequest):
+    """A request of a signed-in user: for views behind `login_required` (or an access helper that implies it), so
+    `request.user` is a `User` for the type checker, not `User | AnonymousUser`."""
+
+    user: User
+
 
 # The request headers wants_partial reads: a response depends on them.
 HTMX_HEADERS = ("HX-Request", "HX-History-Restore-Request", "HX-Target")
