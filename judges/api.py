@@ -19,8 +19,9 @@ from ninja import Router, Schema, Status
 from annotate import carry
 from annotate import selectors as annotate_selectors
 from annotate.models import Membership, Project
-from judges import card, selectors, services
+from judges import card, selectors
 from judges.models import JudgeRun, JudgeVersion
+from judges.services import judge_runs, judge_versions
 
 router = Router(tags=["judges"])
 
@@ -179,7 +180,7 @@ def version_create(request: HttpRequest, slug: str, judge_id: int, data: Version
     if data.parent_id is not None:
         parent = selectors.version_for_project(project=project, version_id=data.parent_id)
     try:
-        version = services.judge_version_create(
+        version = judge_versions.judge_version_create(
             judge=judge,
             user_template=data.user_template,
             system_template=data.system_template,
@@ -187,7 +188,7 @@ def version_create(request: HttpRequest, slug: str, judge_id: int, data: Version
             model=data.model,
             temperature=data.temperature,
             max_tokens=data.max_tokens,
-            examples=[services.ExampleData(e.external_id, e.verdict, e.reasoning) for e in data.examples],
+            examples=[judge_versions.ExampleData(e.external_id, e.verdict, e.reasoning) for e in data.examples],
             allow_alias=data.allow_alias,
             parent=parent,
             change_note=data.change_note,
@@ -206,7 +207,7 @@ def run_start(request: HttpRequest, slug: str, version_id: int, data: RunIn) -> 
     project = _project(request, slug)
     version = selectors.version_for_project(project=project, version_id=version_id)
     try:
-        run = services.judge_run_start(
+        run = judge_runs.judge_run_start(
             version=version,
             scope=data.scope,
             item_ids=data.item_ids,
@@ -229,7 +230,7 @@ def run_read(request: HttpRequest, slug: str, run_id: int) -> RunOut:
 def run_cancel(request: HttpRequest, slug: str, run_id: int) -> RunOut:
     project = _project(request, slug)
     run = selectors.run_for_project(project=project, run_id=run_id)
-    services.judge_run_cancel(run=run)
+    judge_runs.judge_run_cancel(run=run)
     return _run_out(run)
 
 

@@ -5,8 +5,9 @@ from typing import Any
 from django import forms
 
 from annotate.models import Project
-from judges import llm, monitor, prompts, services
+from judges import llm, monitor, prompts
 from judges.models import Judge, JudgeRun
+from judges.services import judge_versions
 
 
 def endpoint_choices() -> list[tuple[str, str]]:
@@ -53,7 +54,7 @@ class JudgeVersionForm(forms.Form):
         self.needs_note = needs_note
         self.fields["endpoint"].choices = endpoint_choices()  # type: ignore[attr-defined]
         self.fields["change_note"].required = needs_note
-        self.parsed_examples: list[services.ExampleData] = []
+        self.parsed_examples: list[judge_versions.ExampleData] = []
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -61,8 +62,8 @@ class JudgeVersionForm(forms.Form):
         for field in ("system_template", "user_template"):
             for problem in prompts.template_problems(data.get(field, "") or "", kind=kind):
                 self.add_error(field, problem)
-        examples, problems = services.examples_parse(data.get("examples", "") or "")
-        for problem in problems + services.examples_problems(project=self.project, examples=examples):
+        examples, problems = judge_versions.examples_parse(data.get("examples", "") or "")
+        for problem in problems + judge_versions.examples_problems(project=self.project, examples=examples):
             self.add_error("examples", problem)
         self.parsed_examples = examples
         uses_examples = any(

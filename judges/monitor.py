@@ -23,7 +23,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import User as AuthUser
@@ -32,10 +31,12 @@ from django.db import transaction
 from django.db.models import Case, Max, Q, Sum, Value, When
 from django.utils import timezone
 
+from annotate import enqueue
 from annotate import selectors as annotate_selectors
 from annotate.models import ProductionRecord, Project
-from judges import agreement, calls, llm, prompts, selectors, services
+from judges import agreement, calls, llm, prompts, selectors
 from judges.models import CachedCompletion, Judge, JudgeRun, JudgeVersion, Monitor, MonitorDay, Verdict
+from judges.services import answer_cache
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ def _call_all(context: selectors.RenderContext, to_call: dict[str, Planned]) -> 
             result = future.result()
             try:
                 if isinstance(result.outcome, llm.Completion):
-                    row = services.cache_row(
+                    row = answer_cache.cache_row(
                         key=key, endpoint=context.endpoint, model=context.version.model, completion=result.outcome
                     )
                     CachedCompletion.objects.bulk_create([row], ignore_conflicts=True)
@@ -284,7 +285,7 @@ def monitor_day_compute(*, monitor_id: int, day: dt.date) -> MonitorDay | None:
     planned, estimated, note = plan_records(
         context=context, records=records, seed=seed, budget=monitor.daily_budget_usd
     )
-    cached = services.cached_answers([p.key for p in planned])
+    cached = answer_cache.cached_answers([p.key for p in planned])
     to_call = {p.key: p for p in planned if p.key not in cached}
     fresh = _call_all(context, to_call)
     n_pass = n_ok = n_invalid = n_errors = 0
@@ -374,8 +375,6 @@ def monitors_run_due(*, now: dt.datetime | None = None) -> int:
     (a large day on a rate-limited endpoint can outlast the check period) is not sent again, and paid for twice,
     before MONITOR_RESEND_SECONDS: after that a task that died is replaced. A second message is harmless anyway:
     the task is idempotent."""
-    from judges import tasks
-
     now = timezone.localtime(now or timezone.now())
     if now.hour < settings.MONITOR_HOUR:
         return 0
@@ -398,7 +397,7 @@ def monitors_run_due(*, now: dt.datetime | None = None) -> int:
         if claimed:
             due.append(monitor.pk)
     for monitor_id in due:
-        transaction.on_commit(partial(tasks.monitor_day_run.delay, monitor_id, day.isoformat()))
+        enqueue.after_commit("judges.tasks.monitor_day_run", monitor_id, day.isoformat())
     if due:
         log.info("daily monitor of %s: %d criterion(s) sent", day, len(due))
     return len(due)

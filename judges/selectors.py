@@ -412,7 +412,7 @@ def references_of_run(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -
     """Every item with a human label or a gold label on the run's criterion under the run's rubric version, with its
     reference kind (judges.reference.kinds) and label: gold where a lead set one, else the strict majority of two or
     more labels, else the single label where the judge lets single labels serve. Split items have kind "unsettled"
-    and no label. services.run_report and the report pages both read this, so they cannot disagree. `item_ids`
+    and no label. run_reports.run_report and the report pages both read this, so they cannot disagree. `item_ids`
     narrows the result (the run's items, say)."""
     project = run.project
     pairwise = project.kind == Project.Kind.PAIRWISE

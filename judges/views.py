@@ -27,8 +27,9 @@ from annotate import carry, charts
 from annotate import selectors as annotate_selectors
 from annotate.http import wants_partial
 from annotate.models import Item, Membership, Project
-from judges import card, compare, forms, llm, production, prompts, reference, selectors, services, staleness
+from judges import card, compare, forms, llm, production, prompts, reference, selectors, staleness
 from judges.models import Judge, JudgeRun, JudgeVersion
+from judges.services import judge_runs, judge_versions
 
 LEAD = Membership.Role.LEAD
 
@@ -150,13 +151,13 @@ def judge_new(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             with transaction.atomic():
-                judge = services.judge_create(
+                judge = judge_versions.judge_create(
                     project=project,
                     criterion_key=form.cleaned_data["criterion_key"],
                     name=form.cleaned_data["name"],
                     actor=request.user,
                 )
-                version = services.judge_version_create(judge=judge, actor=request.user, **_version_args(form))
+                version = judge_versions.judge_version_create(judge=judge, actor=request.user, **_version_args(form))
         except ValidationError as exc:
             for message in _errors(exc):
                 form.add_error(None, message)
@@ -190,7 +191,7 @@ def judge_detail(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse
 
 def _target_form(judge: Judge, data: Any = None) -> forms.JudgeTargetForm:
     initial = {"target": judge.target, "single_label_reference": judge.single_label_reference} | {
-        name: getattr(judge, name) for name in services.TARGET_FIELDS
+        name: getattr(judge, name) for name in judge_versions.TARGET_FIELDS
     }
     return forms.JudgeTargetForm(data, judge=judge, initial=initial)
 
@@ -286,10 +287,10 @@ def judge_target(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse
     if form.is_valid():
         data = form.cleaned_data
         try:
-            services.judge_target_set(
+            judge_versions.judge_target_set(
                 judge=judge,
                 target=data["target"],
-                numbers={name: data.get(name) for name in services.TARGET_FIELDS},
+                numbers={name: data.get(name) for name in judge_versions.TARGET_FIELDS},
                 single_label_reference=data["single_label_reference"],
             )
         except ValidationError as exc:
@@ -328,7 +329,7 @@ def version_new(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         try:
-            version = services.judge_version_create(
+            version = judge_versions.judge_version_create(
                 judge=judge, parent=parent, actor=request.user, **_version_args(form)
             )
         except ValidationError as exc:
@@ -356,7 +357,7 @@ def _run_and_compare(request: HttpRequest, project: Project, version: JudgeVersi
     """Start the new version on dev and say where to go: the comparison with its parent, which shows the run's
     progress until it is done (or the run page, for a first version)."""
     try:
-        run = services.judge_run_start(version=version, scope=JudgeRun.Scope.DEV, actor=request.user)
+        run = judge_runs.judge_run_start(version=version, scope=JudgeRun.Scope.DEV, actor=request.user)
     except ValidationError as exc:
         messages.error(request, "The run did not start: " + " ".join(_errors(exc)))
         return reverse("judges:version_detail", args=[project.slug, version.pk])
@@ -491,7 +492,7 @@ def run_start(request: HttpRequest, slug: str, version_id: int) -> HttpResponse:
         error = "Choose dev, all items or test."
     else:
         try:
-            run = services.judge_run_start(
+            run = judge_runs.judge_run_start(
                 version=version,
                 scope=form.cleaned_data["scope"],
                 confirm_test=form.cleaned_data["confirm_test"],
@@ -675,7 +676,7 @@ def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
 def run_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     project = _lead_project(request, slug)
     run = selectors.run_for_project(project=project, run_id=run_id)
-    cancelled = services.judge_run_cancel(run=run)
+    cancelled = judge_runs.judge_run_cancel(run=run)
     if wants_partial(request):
         return render(request, "judges/run_detail.html#progress", _run_context(project, run))
     if cancelled:

@@ -13,8 +13,9 @@ from django.urls import reverse
 
 from annotate import exports, reports
 from annotate.models import Project
-from judges import agreement, card, reference, selectors, services
+from judges import agreement, card, reference, selectors
 from judges.models import JudgeRun, RunChunk
+from judges.services import judge_runs, judge_versions, run_chunks
 from tests.factories import MIXED_REFERENCE, UserFactory, membership, mixed_reference_items
 
 pytestmark = pytest.mark.django_db
@@ -88,9 +89,9 @@ def mixed(project, lead, annotator, other_annotator, standin):
 
 def _run_all(version) -> JudgeRun:
     # Every split, the held-out test split included (confirmed, and so counted as a look at test).
-    run = services.judge_run_start(version=version, scope=JudgeRun.Scope.ALL, confirm_test=True)
+    run = judge_runs.judge_run_start(version=version, scope=JudgeRun.Scope.ALL, confirm_test=True)
     for chunk in RunChunk.objects.filter(run=run):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
     assert run.status == JudgeRun.Status.DONE
     return run
@@ -140,7 +141,7 @@ def test_with_single_labels_off_the_judge_is_measured_on_gold_and_majorities_onl
 
 def test_a_finished_run_keeps_the_setting_it_was_measured_with(version, mixed):
     run = _run_all(version)
-    services.judge_target_set(judge=version.judge, target="", numbers={}, single_label_reference=False)
+    judge_versions.judge_target_set(judge=version.judge, target="", numbers={}, single_label_reference=False)
     run = JudgeRun.objects.select_related("version__judge").get(pk=run.pk)
     # Its disagreements and cards still count single labels, as its stored figures did.
     assert selectors.single_labels_serve(run) is True
