@@ -43,8 +43,8 @@ class RunRows:
 
 
 def run_rows(*, run: JudgeRun) -> RunRows:
-    values, _ = selectors.judge_values(run=run)
-    references = selectors.human_reference(run=run, item_ids=values)
+    values = selectors.judge_values(run=run).values
+    references = selectors.human_reference(run=run, item_ids=values).labeled
     # The run's items by subquery (not a list of ids in the SQL), and only the output's length, not its text.
     items = (
         Item.objects.filter(pk__in=Verdict.objects.filter(run=run).values("item_id"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -408,12 +409,8 @@ def single_labels_serve(run: JudgeRun) -> bool:
     return bool(stored) if stored is not None else run.version.judge.single_label_reference
 
 
-def references_of_run(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -> dict[int, Reference]:
-    """Every item with a human label or a gold label on the run's criterion under the run's rubric version, with its
-    reference kind (judges.reference.kinds) and label: gold where a lead set one, else the strict majority of two or
-    more labels, else the single label where the judge lets single labels serve. Split items have kind "unsettled"
-    and no label. run_reports.run_report and the report pages both read this, so they cannot disagree. `item_ids`
-    narrows the result (the run's items, say)."""
+def _references(*, run: JudgeRun, single: bool, item_ids: Iterable[int] | None) -> dict[int, Reference]:
+    """Every item with a human label or a gold label on the run's criterion (see human_reference)."""
     project = run.project
     pairwise = project.kind == Project.Kind.PAIRWISE
     codes = reports.PAIRWISE_CODES if pairwise else reports.BINARY_CODES
@@ -434,7 +431,7 @@ def references_of_run(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -
     gold = np.full(ids.size, -1, dtype=np.int64)
     gold[np.searchsorted(ids, gold_ids)] = [codes[value] for _, value in gold_rows]
     found = agreement.consensus(item, arrays.value[mask], 3 if pairwise else 2, gold=gold, n_items=ids.size)
-    label, kind = refkind.labels(found, single=single_labels_serve(run))
+    label, kind = refkind.labels(found, single=single)
     wanted = None if item_ids is None else set(item_ids)
     out = {}
     for item_id, code, k in zip(ids.tolist(), label.tolist(), kind.tolist(), strict=True):
@@ -444,32 +441,77 @@ def references_of_run(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -
     return out
 
 
-def human_reference(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -> dict[int, Reference]:
-    """The items of `references_of_run` that have a reference label for this run (value is never None)."""
-    return {i: ref for i, ref in references_of_run(run=run, item_ids=item_ids).items() if ref.value is not None}
+@dataclass(frozen=True)
+class HumanReference:
+    """The human reference of a run's items: what every judge figure compares the judge with. Only `human_reference`
+    makes one, and the stored report (judges.services.run_reports), the disagreements, the comparison of two runs and
+    the production estimates all read it, so they cannot disagree on an item's reference, its kind or the n."""
+
+    items: dict[int, Reference]  # every item with a label or a gold label; value None where it has no reference label
+    single: bool  # whether single labels serve as the reference (single_labels_serve)
+
+    @property
+    def labeled(self) -> dict[int, Reference]:
+        """The items with a reference label (value never None)."""
+        return {i: ref for i, ref in self.items.items() if ref.value is not None}
+
+    def compared(self, judged: Iterable[int]) -> list[int]:
+        """The judged items a figure compares: those with a reference label, by id (the figures' n is its length)."""
+        return sorted(i for i in set(judged) if i in self.items and self.items[i].value is not None)
+
+    def kinds(self, item_ids: Iterable[int] | None = None) -> dict[str, int]:
+        """How many of these items (default: all with a label or gold label) are of each reference kind, in
+        judges.reference.SHOWN order."""
+        ids = self.items if item_ids is None else [i for i in item_ids if i in self.items]
+        counted = Counter(self.items[i].kind for i in ids)
+        return {name: counted[name] for name in refkind.SHOWN}
 
 
-def judge_values(*, run: JudgeRun) -> tuple[dict[int, str], set[int]]:
-    """The run's settled verdict per item (binary: the OK verdict; pairwise: the verdict given in both orders), and
-    the pairwise items whose two orders disagree (position-inconsistent)."""
+def human_reference(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -> HumanReference:
+    """The human reference of the run's items on its criterion under its rubric version, each with its kind
+    (judges.reference.kinds) and label: gold where a lead set one, else the strict majority of two or more labels,
+    else the single label where single labels serve for this run (single_labels_serve). Split items have kind
+    "unsettled" and no label. `item_ids` narrows it (the run's items, say)."""
+    single = single_labels_serve(run)
+    return HumanReference(_references(run=run, single=single, item_ids=item_ids), single)
+
+
+@dataclass(frozen=True)
+class JudgeValues:
+    """A run's verdicts per item, as the judge figures read them (judge_values)."""
+
+    values: dict[int, str]  # the settled verdict per item (pairwise: the verdict given in both orders)
+    inconsistent: set[int]  # pairwise items whose two orders disagree (position-inconsistent)
+    items: set[int]  # every item with a verdict row, of any status
+    statuses: Counter[str]  # verdict rows by status
+    both_orders: list[tuple[str, str]]  # pairwise: (A first, B first) of every item answered validly in both orders
+
+
+def judge_values(*, run: JudgeRun) -> JudgeValues:
+    """The run's settled verdict per item (binary: the OK verdict; pairwise: the verdict given in both orders), the
+    pairwise items whose two orders disagree, and the counts the report states."""
     pairwise = run.project.kind == Project.Kind.PAIRWISE
     by_item: dict[int, dict[str, str | None]] = {}
+    statuses: Counter[str] = Counter()
     rows = Verdict.objects.filter(run=run).values_list("item_id", "order", "status", "value")
     for item_id, order, status, value in rows.iterator(chunk_size=5000):
+        statuses[status] += 1
         by_item.setdefault(item_id, {})[order] = value if status == Verdict.Status.OK else None
     values: dict[int, str] = {}
     inconsistent: set[int] = set()
+    both: list[tuple[str, str]] = []
     for item_id, orders in by_item.items():
         if pairwise:
             first, second = orders.get(Verdict.Order.AB), orders.get(Verdict.Order.BA)
             if first is not None and second is not None:
+                both.append((first, second))
                 if first == second:
                     values[item_id] = first
                 else:
                     inconsistent.add(item_id)
         elif orders.get(Verdict.Order.ONE):
             values[item_id] = str(orders[Verdict.Order.ONE])
-    return values, inconsistent
+    return JudgeValues(values, inconsistent, set(by_item), statuses, both)
 
 
 # The kinds of disagreement a lead filters by, per project kind: (key, label).
@@ -500,8 +542,9 @@ class Disagreements:
 
 def disagreements_of_run(*, run: JudgeRun) -> Disagreements:
     """Every item where the run's judge and the humans differ, and every position-inconsistent pairwise item."""
-    values, inconsistent = judge_values(run=run)
-    reference = references_of_run(run=run, item_ids=set(values) | inconsistent)
+    judged = judge_values(run=run)
+    values, inconsistent = judged.values, judged.inconsistent
+    reference = human_reference(run=run, item_ids=set(values) | inconsistent).items
     rows = []
     for item_id in sorted(set(values) | inconsistent):
         human = reference[item_id].value if item_id in reference else None
@@ -653,10 +696,10 @@ def comparison(*, a: JudgeRun, b: JudgeRun, n_boot: int = agreement.N_BOOT) -> C
     (under run b's rubric version: one reference for both)."""
     kind = a.project.kind
     codes = {"fail": agreement.FAIL, "pass": agreement.PASS, "a": agreement.A, "b": agreement.B, "tie": agreement.TIE}
-    values_a, _ = judge_values(run=a)
-    values_b, _ = judge_values(run=b)
-    reference = human_reference(run=b, item_ids=set(values_a) | set(values_b))
-    common = sorted(set(values_a) & set(values_b) & set(reference))
+    values_a, values_b = judge_values(run=a).values, judge_values(run=b).values
+    found = human_reference(run=b, item_ids=set(values_a) | set(values_b))
+    reference = found.labeled
+    common = found.compared(set(values_a) & set(values_b))
     human = np.array([codes[str(reference[i].value)] for i in common], dtype=np.int64)
     va = np.array([codes[values_a[i]] for i in common], dtype=np.int64)
     vb = np.array([codes[values_b[i]] for i in common], dtype=np.int64)

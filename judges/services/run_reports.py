@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 
 import numpy as np
 
@@ -15,11 +15,12 @@ from judges.models import JudgeRun, Verdict
 def run_report(*, run: JudgeRun) -> dict[str, object]:
     """The judge–human report for a run, as stored JSON (numbers from judges.agreement; this only arranges them).
 
-    Human reference per item (selectors.references_of_run): a lead's gold label where there is one, else the strict
-    majority of two or more humans' labels on the judge's criterion under the run's rubric version, else a single
-    label if the judge lets single labels serve. Items without one (unlabeled production samples, split votes, single
-    labels the judge does not use) are judged but not compared; the report counts the items of each reference kind.
-    Pairwise items count only when the judge gave the same verdict in both orders; the share that did not is the
+    Human reference per item (selectors.human_reference, which every judge figure reads): a lead's gold label where
+    there is one, else the strict majority of two or more humans' labels on the judge's criterion under the run's
+    rubric version, else a single label if the judge lets single labels serve. Items without one (unlabeled
+    production samples, split votes, single labels the judge does not use) are judged but not compared; the report
+    counts the items of each reference kind. Pairwise items count only when the judge gave the same verdict in both
+    orders; the share that did not is the
     position bias.
     """
     project = run.version.judge.project
@@ -27,35 +28,17 @@ def run_report(*, run: JudgeRun) -> dict[str, object]:
     pairwise = kind == Project.Kind.PAIRWISE
     codes = reports.PAIRWISE_CODES if pairwise else reports.BINARY_CODES
     criterion = selectors.criterion_of_run(rubric_version=run.rubric_version, key=run.version.judge.criterion_key)
-    rows = Verdict.objects.filter(run=run).values_list("item_id", "order", "status", "value")
-    by_item: dict[int, dict[str, str | None]] = defaultdict(dict)
-    status_counts: Counter[str] = Counter()
-    for item_id, order, status, value in rows:
-        status_counts[status] += 1
-        by_item[item_id][order] = value if status == Verdict.Status.OK else None
-    judge_value: dict[int, str] = {}
-    ab: list[int] = []
-    ba: list[int] = []
-    for item_id, orders in by_item.items():
-        if pairwise:
-            first, second = orders.get(Verdict.Order.AB), orders.get(Verdict.Order.BA)
-            if first is not None and second is not None:
-                ab.append(codes[first])
-                ba.append(codes[second])
-                if first == second:
-                    judge_value[item_id] = first
-        elif orders.get(Verdict.Order.ONE) is not None:
-            judge_value[item_id] = str(orders[Verdict.Order.ONE])
-
-    # The human reference of every item of the run, of each kind (judges.reference), as the report pages read it.
-    references = selectors.references_of_run(run=run, item_ids=by_item)
-    single = selectors.single_labels_serve(run)
-    human = {i: codes[ref.value] for i, ref in references.items() if ref.value is not None}
-    compared = sorted(set(human) & set(judge_value))
+    # The judge's verdicts and the human reference, as the report pages, comparisons and estimates read them.
+    judged = selectors.judge_values(run=run)
+    judge_value, status_counts = judged.values, judged.statuses
+    found = selectors.human_reference(run=run, item_ids=judged.items)
+    single = found.single
+    human = {i: codes[str(ref.value)] for i, ref in found.labeled.items()}
+    compared = found.compared(judge_value)
     human_codes = np.array([human[i] for i in compared], dtype=np.int64)
     judge_codes = np.array([codes[judge_value[i]] for i in compared], dtype=np.int64)
-    kinds_all = Counter(ref.kind for ref in references.values())
-    kinds_compared = Counter(references[i].kind for i in compared)
+    ab = [codes[first] for first, _ in judged.both_orders]
+    ba = [codes[second] for _, second in judged.both_orders]
     report: dict[str, object] = {
         "kind": kind,
         "scope": run.scope,
@@ -69,18 +52,18 @@ def run_report(*, run: JudgeRun) -> dict[str, object]:
             else None
         ),
         "n": len(compared),
-        "n_items": len(by_item),
+        "n_items": len(judged.items),
         "n_with_reference": len(human),
-        "n_without_reference": len(by_item) - len(human),
+        "n_without_reference": len(judged.items) - len(human),
         "n_invalid": status_counts[Verdict.Status.INVALID],
         "n_errors": status_counts[Verdict.Status.ERROR],
         "judge_counts": dict(Counter(judge_value.values())),
         # The run's items by reference kind (unlabeled ones in none), and the compared items (the figures' n) by the
         # kind of reference they were compared with.
         "single_label_reference": single,
-        "reference_kinds": {name: kinds_all[name] for name in reference.SHOWN},
-        "n_unlabeled": len(by_item) - len(references),
-        "compared_kinds": {name: kinds_compared[name] for name in reference.SHOWN},
+        "reference_kinds": found.kinds(),
+        "n_unlabeled": len(judged.items) - len(found.items),
+        "compared_kinds": found.kinds(compared),
         "reference": reference.description(single=single),
     }
     if not human:
