@@ -183,27 +183,14 @@ def plan_records(
     ratio = Decimal(str(prompt_tokens_ratio(version=version)))
     out = float(version.max_tokens) if tokens_out is None else tokens_out
     planned: list[Planned] = []
-    for record in ordered[: settings.MONITOR_MAX_RECORDS]:
-        request, key = calls.request_for(
-            endpoint=context.endpoint,
-            scope=context.scope,
-            kind=context.kind,
-            system_template=version.system_template,
-            user_template=version.user_template,
-            model=version.model,
-            temperature=version.temperature,
-            max_tokens=version.max_tokens,
-            criterion_name=context.criterion.name,
-            criterion_description=context.criterion.description,
-            examples=context.examples,
-            item=record,
-            order=calls.ORDER_ONE,
-        )
+    chosen = ordered[: settings.MONITOR_MAX_RECORDS]
+    # A monitored project is pass/fail: one request per record, rendered and keyed as a run's (selectors.plan_calls).
+    for record, call in zip(chosen, selectors.plan_calls(context, chosen), strict=True):
         cost = None
         if price is not None:
-            tokens_in = Decimal(prompts.estimate_tokens(request.messages)) * ratio
+            tokens_in = Decimal(prompts.estimate_tokens(call.request.messages)) * ratio
             cost = (tokens_in * price[0] + Decimal(out) * price[1]) / Decimal(1_000_000)
-        planned.append(Planned(record, request, key, cost))
+        planned.append(Planned(record, call.request, call.key, cost))
     capped = len(ordered) > settings.MONITOR_MAX_RECORDS
     note = f"at most {settings.MONITOR_MAX_RECORDS} records a day (MONITOR_MAX_RECORDS)" if capped else ""
     if price is None:

@@ -21,7 +21,16 @@ from django.http import Http404
 
 from annotate import reports
 from annotate import selectors as annotate_selectors
-from annotate.models import AgreementReport, Criterion, GoldLabel, Item, Label, Project, RubricVersion
+from annotate.models import (
+    AgreementReport,
+    Criterion,
+    GoldLabel,
+    Item,
+    Label,
+    ProductionRecord,
+    Project,
+    RubricVersion,
+)
 from judges import agreement, calls, compare, llm, prompts
 from judges import reference as refkind
 from judges.models import CachedCompletion, FewShotExample, Judge, JudgeRun, JudgeVersion, Verdict
@@ -179,8 +188,9 @@ def item_data(item: Item, order: str) -> prompts.ItemData:
     return calls.item_data(item, order)
 
 
-def plan_calls(context: RenderContext, items: Iterable[Item]) -> list[PlannedCall]:
-    """Every request of these items, in order (judges/calls.py renders them, as the card runner does)."""
+def plan_calls(context: RenderContext, items: Iterable[Item | ProductionRecord]) -> list[PlannedCall]:
+    """Every request of these items, in order (judges/calls.py renders them, as the card runner does). Runs plan their
+    items with it and the daily monitor its production records (`item_id` is then the record's id)."""
     version = context.version
     planned = []
     for item in items:
