@@ -28,8 +28,10 @@ router = Router(tags=["judges"])
 
 def _user(request: HttpRequest) -> User | AnonymousUser:
     """The caller: the user the API's TokenAuth returned (request.auth), else the request's user."""
-    auth = getattr(request, "auth", None)
-    return auth if isinstance(auth, User) else request.user  # type: ignore[return-value]
+    auth, user = getattr(request, "auth", None), request.user
+    if isinstance(auth, User):
+        return auth
+    return user if isinstance(user, User) else AnonymousUser()
 
 
 def _project(request: HttpRequest, slug: str) -> Project:

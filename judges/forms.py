@@ -23,6 +23,14 @@ def endpoint_choices() -> list[tuple[str, str]]:
     return choices
 
 
+def choice_field(form: forms.BaseForm, name: str) -> forms.ChoiceField:
+    """A form's choice field, to set its choices per request (`form.fields` holds plain Fields for the type checker)."""
+    field = form.fields[name]
+    if not isinstance(field, forms.ChoiceField):
+        raise TypeError(f"The field {name!r} of {type(form).__name__} is not a choice field.")
+    return field
+
+
 def default_endpoint() -> str:
     """The first configured endpoint whose key is set, else the offline stand-in."""
     usable = [name for name, e in llm.endpoints().items() if name != llm.STANDIN and llm.endpoint_has_key(e)]
@@ -52,7 +60,7 @@ class JudgeVersionForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.project = project
         self.needs_note = needs_note
-        self.fields["endpoint"].choices = endpoint_choices()  # type: ignore[attr-defined]
+        choice_field(self, "endpoint").choices = endpoint_choices()
         self.fields["change_note"].required = needs_note
         self.parsed_examples: list[judge_versions.ExampleData] = []
 
@@ -89,14 +97,15 @@ class NewJudgeForm(JudgeVersionForm):
 
     def __init__(self, *args: Any, criteria: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["criterion_key"].choices = criteria  # type: ignore[attr-defined]
+        choice_field(self, "criterion_key").choices = criteria
+
+
+# The scopes a lead starts a run over, as the run form and the version page offer them.
+RUN_SCOPES = [(JudgeRun.Scope.DEV, "Dev split"), (JudgeRun.Scope.ALL, "All items"), (JudgeRun.Scope.TEST, "Test")]
 
 
 class RunStartForm(forms.Form):
-    scope = forms.ChoiceField(
-        choices=[(JudgeRun.Scope.DEV, "Dev split"), (JudgeRun.Scope.ALL, "All items"), (JudgeRun.Scope.TEST, "Test")],
-        initial=JudgeRun.Scope.DEV,
-    )
+    scope = forms.ChoiceField(choices=RUN_SCOPES, initial=JudgeRun.Scope.DEV)
     confirm_test = forms.BooleanField(required=False)
 
 
@@ -125,7 +134,7 @@ class JudgeTargetForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.judge = judge
         pairwise = judge.project.is_pairwise
-        self.fields["target"].choices = [  # type: ignore[attr-defined]
+        choice_field(self, "target").choices = [
             (value, label) for value, label in Judge.Target.choices if not (pairwise and value == Judge.Target.TPR_TNR)
         ]
         if pairwise:
