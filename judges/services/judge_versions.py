@@ -53,7 +53,7 @@ def judge_target_set(
 
     `single_label_reference` (None: unchanged) says whether items with one human label and no gold label serve as the
     human reference for the judge's figures. It applies to runs that finish from now on: a finished run's report keeps
-    the setting it was computed with, and its pages follow the report (selectors.single_labels_serve)."""
+    the setting it was computed with, and its pages follow the report (run_reference.single_labels_serve)."""
     if target not in Judge.Target.values:
         raise ValidationError(f"Unknown target {target!r}.")
     if target == Judge.Target.TPR_TNR and judge.project.is_pairwise:

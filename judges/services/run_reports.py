@@ -8,14 +8,14 @@ import numpy as np
 
 from annotate import carry, reports
 from annotate.models import Project, RubricVersion
-from judges import agreement, reference, selectors
+from judges import agreement, reference, run_reference, selectors
 from judges.models import JudgeRun, Verdict
 
 
 def run_report(*, run: JudgeRun) -> dict[str, object]:
     """The judge–human report for a run, as stored JSON (numbers from judges.agreement; this only arranges them).
 
-    Human reference per item (selectors.human_reference, which every judge figure reads): a lead's gold label where
+    Human reference per item (run_reference.human_reference, which every judge figure reads): a lead's gold label where
     there is one, else the strict majority of two or more humans' labels on the judge's criterion under the run's
     rubric version, else a single label if the judge lets single labels serve. Items without one (unlabeled
     production samples, split votes, single labels the judge does not use) are judged but not compared; the report
@@ -29,9 +29,9 @@ def run_report(*, run: JudgeRun) -> dict[str, object]:
     codes = reports.PAIRWISE_CODES if pairwise else reports.BINARY_CODES
     criterion = selectors.criterion_of_run(rubric_version=run.rubric_version, key=run.version.judge.criterion_key)
     # The judge's verdicts and the human reference, as the report pages, comparisons and estimates read them.
-    judged = selectors.judge_values(run=run)
+    judged = run_reference.judge_values(run=run)
     judge_value, status_counts = judged.values, judged.statuses
-    found = selectors.human_reference(run=run, item_ids=judged.items)
+    found = run_reference.human_reference(run=run, item_ids=judged.items)
     single = found.single
     human = {i: codes[str(ref.value)] for i, ref in found.labeled.items()}
     compared = found.compared(judge_value)

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from annotate import exports, reports
 from annotate.models import Project
-from judges import agreement, card, production, reference, selectors
+from judges import agreement, card, production, reference, run_reference, selectors
 from judges.models import JudgeRun, RunChunk
 from judges.services import judge_runs, judge_versions, run_chunks
 from tests.factories import MIXED_REFERENCE, UserFactory, membership, mixed_reference_items
@@ -130,9 +130,9 @@ def test_with_single_labels_off_the_judge_is_measured_on_gold_and_majorities_onl
     assert report["figures"]["accuracy"]["value"] == pytest.approx(3 / 6)
     assert "items with one label (not used as reference)" in report["reference"]
     # The report pages read the same references: the single items have a kind and no label.
-    refs = selectors.human_reference(run=run).items
-    assert refs[mixed["one-fail"].pk] == selectors.Reference(None, "single")
-    assert mixed["one-pass"].pk not in selectors.human_reference(run=run).labeled
+    refs = run_reference.human_reference(run=run).items
+    assert refs[mixed["one-fail"].pk] == run_reference.Reference(None, "single")
+    assert mixed["one-pass"].pk not in run_reference.human_reference(run=run).labeled
     page = client.get(reverse("judges:run_detail", args=[project.slug, run.pk])).content.decode()
     assert "6 items compared with the human reference" in page
     assert "(single labels are not used as reference for this judge)" in page
@@ -144,13 +144,15 @@ def test_a_finished_run_keeps_the_setting_it_was_measured_with(version, mixed):
     judge_versions.judge_target_set(judge=version.judge, target="", numbers={}, single_label_reference=False)
     run = JudgeRun.objects.select_related("version__judge").get(pk=run.pk)
     # Its disagreements and cards still count single labels, as its stored figures did.
-    assert selectors.single_labels_serve(run) is True
-    assert selectors.human_reference(run=run).labeled[mixed["one-pass"].pk] == selectors.Reference("pass", "single")
+    assert run_reference.single_labels_serve(run) is True
+    assert run_reference.human_reference(run=run).labeled[mixed["one-pass"].pk] == run_reference.Reference(
+        "pass", "single"
+    )
     disagreements = selectors.disagreements_of_run(run=run)
     assert len(disagreements.rows) == sum(sum(row) for row in run.report["confusion"]) - 5  # off the diagonal
     # A report stored before the setting existed follows the judge as it is set now.
     del run.report["single_label_reference"]
-    assert selectors.single_labels_serve(run) is False
+    assert run_reference.single_labels_serve(run) is False
 
 
 def test_the_judge_form_shows_the_setting_on_by_default(client, lead, project, version):
@@ -163,7 +165,7 @@ def test_the_judge_form_shows_the_setting_on_by_default(client, lead, project, v
 
 def test_reports_judge_figures_and_exports_never_disagree_on_an_item_s_kind(version, project, mixed):
     run = _run_all(version)
-    refs = selectors.human_reference(run=run).items
+    refs = run_reference.human_reference(run=run).items
     project = Project.objects.select_related("current_rubric").get(pk=project.pk)
     export = exports.export_prepare(project=project, options=exports.ExportOptions(criteria=("acceptable",)))
     rows = {row["external_id"]: row["labels"]["acceptable"] for row in map(json.loads, export.lines())}
@@ -198,8 +200,8 @@ def test_the_report_comparisons_disagreements_and_estimates_read_one_human_refer
     # Gold labels on some items, majorities on others, single labels serving or not, a split and an unlabeled item.
     judge_versions.judge_target_set(judge=version.judge, target="", numbers={}, single_label_reference=single)
     run = _run_all(version)
-    found = selectors.human_reference(run=run)
-    judged = selectors.judge_values(run=run)
+    found = run_reference.human_reference(run=run)
+    judged = run_reference.judge_values(run=run)
     compared = found.compared(judged.values)
     assert found.single is single and len(compared) == (8 if single else 6)
     report = run.report
