@@ -27,6 +27,7 @@ from annotate import (
     export_formats,
     export_process,
     exports,
+    extensions,
     history,
     imports,
     ratelimit,
@@ -45,7 +46,6 @@ from annotate.keymap import keymap
 from annotate.models import AgreementReport, Criterion, ImportJob, Item, Membership, Project
 from annotate.splits import shown_order
 from annotate.visibility import ItemShown, item_shown
-from judges import monitor_views, staleness
 
 
 @require_safe  # GET and HEAD: a HEAD / (a monitor, a proxy's check) answers like a GET
@@ -133,7 +133,7 @@ def _dashboard_context(project: Project) -> dict[str, object]:
     criteria = selectors.criteria_of_version(project.current_rubric_id)
     agreement = selectors.agreement_summary(report=report, criteria=criteria)
     flow = selectors.throughput(project=project, days=14)
-    judges = list(staleness.judge_staleness(project).values())
+    judges = extensions.judges().staleness(project)
     return {
         "stats": stats,
         "today_sample": samples.sample_today(project=project),
@@ -177,7 +177,7 @@ def _dashboard_context(project: Project) -> dict[str, object]:
         else None,
         "judges": judges,
         "n_stale_judges": sum(1 for j in judges if j.stale),
-        "monitor_panels": monitor_views.monitor_panels(project=project),
+        "monitor_panels": extensions.judges().monitor_panels(project),
         "members": project.memberships.select_related("user").order_by("role", "user__username"),
     }
 
@@ -748,7 +748,7 @@ def rubric_timeline(request: HttpRequest, slug: str) -> HttpResponse:
     if wants_partial(request):
         return render(request, "annotate/rubric_timeline.html#outdated", _drift_context(request, project))
     rows = drift.rubric_timeline(project=project)
-    judges = list(staleness.judge_staleness(project).values())
+    judges = extensions.judges().staleness(project)
     context = {
         **_drift_context(request, project),
         "rows": rows,

@@ -41,7 +41,7 @@ class Judge(models.Model):
     target_kappa = models.FloatField(null=True, blank=True)
     target_accuracy = models.FloatField(null=True, blank=True)
     # Whether an item with one human label (no gold) may serve as the human reference for this judge's figures. With
-    # it off, the figures use only gold labels and strict majorities of two or more labels (judges.reference).
+    # it off, the figures use only gold labels and strict majorities of two or more labels (annotate.stats.reference).
     single_label_reference = models.BooleanField(default=True)
 
     class Meta:

@@ -34,7 +34,8 @@ from django.utils import timezone
 
 from annotate import selectors as annotate_selectors
 from annotate.models import ProductionRecord, Project
-from judges import agreement, calls, llm, prompts, selectors, services
+from annotate.stats import agreement
+from judges import calls, llm, prompts, selectors, services
 from judges.models import CachedCompletion, Judge, JudgeRun, JudgeVersion, Monitor, MonitorDay, Verdict
 
 log = logging.getLogger(__name__)

@@ -87,7 +87,7 @@ def label(item: Item, annotator, key: str, value: str, **kwargs) -> Label:
 
 
 # The reference-kinds project (issue 15): per item of the "acceptable" criterion, its labels by three annotators, a
-# lead's gold label, and the reference kind and label that judges.reference gives it. "WRONG" in an output makes the
+# lead's gold label, and the reference kind and label that stats.reference gives it. "WRONG" in an output makes the
 # keyword stand-in judge fail it.
 MIXED_REFERENCE = {
     "three-agree": ("ppp", None, "majority", "pass"),

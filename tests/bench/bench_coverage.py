@@ -2,7 +2,7 @@
 
 Issue 18 asks for at least 94% coverage at 30 items for Fleiss' κ, Cohen's κ, Krippendorff's α, TPR, TNR and
 accuracy. Each case simulates 1,000 projects (fixed seed) of 30, 50, 100 and 300 items and counts how often the
-interval the app reports (judges.agreement, as the pages call it: 1,000 resamples) contains the true value; a
+interval the app reports (annotate.stats.agreement, as the pages call it: 1,000 resamples) contains the true value; a
 project where no interval is given counts as a miss. The width is the mean over the projects that have an interval.
 
 Two scenarios, each run at every size:
@@ -97,7 +97,7 @@ def simulate(
 ) -> list[dict[str, Any]]:
     """Per size and figure: coverage (share of projects whose interval holds the true value), projects without an
     interval, and mean width."""
-    from judges import agreement
+    from annotate.stats import agreement
 
     agreeing = scenario.true_human_agreement()
     truth = {**scenario.true_judge_figures(), "fleiss_kappa": agreeing, "alpha": agreeing}

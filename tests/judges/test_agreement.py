@@ -21,8 +21,8 @@ from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
-from judges import agreement as ag
-from judges.agreement import FAIL, PASS, TIE, A, B, Figure
+from annotate.stats import agreement as ag
+from annotate.stats.agreement import FAIL, PASS, TIE, A, B, Figure
 
 # The reasons and worked examples are written with the figures' own symbols (κ, α, −), as the module writes them.
 

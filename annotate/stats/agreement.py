@@ -35,63 +35,24 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from annotate.stats import pair_kappas
+
+# Figure, the codes and the constants live in annotate.stats.figure (pair_kappas builds on them); they are named here
+# too, as every caller knows them: agreement.Figure, agreement.PASS, agreement.CONFIDENCE.
+from annotate.stats.figure import _TAIL, _Z, MAX_UNDEFINED_SHARE, ONE_CATEGORY_KAPPA, _undefined
+from annotate.stats.figure import CONFIDENCE as CONFIDENCE
+from annotate.stats.figure import FAIL as FAIL
+from annotate.stats.figure import N_BOOT as N_BOOT
+from annotate.stats.figure import PASS as PASS
+from annotate.stats.figure import TIE as TIE
+from annotate.stats.figure import A as A
+from annotate.stats.figure import B as B
+from annotate.stats.figure import BoolArray as BoolArray
+from annotate.stats.figure import Figure as Figure
+from annotate.stats.figure import FloatArray as FloatArray
+from annotate.stats.figure import IntArray as IntArray
+
 # The docstrings and reasons are shown on the pages and name the figures as statisticians write them (κ, α, θ, −, ×).
-
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
-
-FAIL, PASS = 0, 1
-A, B, TIE = 0, 1, 2
-
-N_BOOT = 1000
-CONFIDENCE = 0.95
-# A resample can lack what a figure needs (no human "fail" drawn, so no TNR). Up to this share of such resamples the
-# interval is taken over the others; past it no interval is given, because the missing resamples could sit in either
-# tail and the 95% bounds would be a guess.
-MAX_UNDEFINED_SHARE = 0.05
-
-_TAIL = (1.0 - CONFIDENCE) / 2
-_Z = NormalDist().inv_cdf(1.0 - _TAIL)  # 1.95996...
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One reported number with its 95% interval and the count of units (items) it is computed over.
-
-    `value is None` exactly when the figure is not defined on the data, and then `reason` says why in a sentence.
-    `ci_low`/`ci_high` are None when no interval can be given. A proportion of independent items (accuracy, TPR, ...)
-    always has its Wilson interval, even for one item. A bootstrapped figure (κ, α, ...) has none with resampling
-    turned off (`n_boot=0`), with fewer than two items to resample, with more than 5% of resamples or any jackknife
-    sample where the figure is undefined, or with every resample giving the same value (say κ = 1 when all ratings
-    agree), where a zero-width interval would claim a certainty the data do not have.
-    """
-
-    value: float | None
-    ci_low: float | None
-    ci_high: float | None
-    n: int
-    reason: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.value is None) != (self.reason is not None):
-            raise ValueError("a Figure has a value or a reason, never both or neither")
-        if (self.ci_low is None) != (self.ci_high is None) or (self.value is None and self.ci_low is not None):
-            raise ValueError("a Figure's interval has both bounds or none, and only with a value")
-        for number in (self.value, self.ci_low, self.ci_high):
-            if number is not None and not math.isfinite(number):
-                raise ValueError(f"a Figure never holds {number!r}")
-        if self.n < 0:
-            raise ValueError("n counts units and cannot be negative")
-
-    @property
-    def defined(self) -> bool:
-        return self.value is not None
-
-
-def _undefined(n: int, reason: str) -> Figure:
-    return Figure(value=None, ci_low=None, ci_high=None, n=n, reason=reason)
-
 
 # --------------------------------------------------------------------------------------------------------------------
 # Input checks and the shared machinery: unit patterns, resampling, turning ratios into Figures.
@@ -346,7 +307,6 @@ def _table(x: IntArray, y: IntArray, k: int) -> IntArray:
 # --------------------------------------------------------------------------------------------------------------------
 # Human–human agreement.
 
-ONE_CATEGORY_KAPPA = "only one category present: κ is not defined"
 ONE_CATEGORY_ALPHA = "only one category present: α is not defined"
 NO_OVERLAP = "no items with two or more ratings"
 
@@ -419,12 +379,11 @@ def pairwise_cohen_kappas(
     Pairs that share no item are left out. Pairs that share fewer than `min_shared` items are listed with κ not
     reported, since κ on a handful of items says little. A pair's interval depends on its own labels and the seed
     only, so it does not change when other raters' labels do: its resamples are drawn for its number of shared items
-    (and shared by every pair with as many) or, past judges.pair_kappas.SHARED_DRAWS_MAX_ITEMS items, seeded from
-    (seed, i, j). All pairs are computed at once over a pairs axis (judges/pair_kappas.py).
+    (and shared by every pair with as many) or, past stats.pair_kappas.SHARED_DRAWS_MAX_ITEMS items, seeded from
+    (seed, i, j). All pairs are computed at once over a pairs axis (annotate/stats/pair_kappas.py).
     """
     _check_boot(n_boot, seed)
     item_, rater_, value_, k = _labels(item, rater, value, k)
-    from judges import pair_kappas  # the vectorised machinery, which builds on this module's
 
     first, second, tables = pair_kappas.pair_tables(item_, rater_, value_, k)
     figures = pair_kappas.kappa_figures(tables, first, second, k, min_shared=min_shared, n_boot=n_boot, seed=seed)
