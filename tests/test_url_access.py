@@ -9,8 +9,8 @@ import re
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from annotate import services
 from annotate.models import ApiToken, GoldLabel, ImportJob, Label, Membership, Project
+from annotate.services.projects import project_set_status
 from judges import prompts
 from judges import services as judge_services
 from judges.models import JudgeRun
@@ -50,7 +50,7 @@ def _patterns(patterns, prefix=""):
 @pytest.fixture
 def victim(project, lead, annotator):
     """The `project` of the personas, with one of each object its URLs can name."""
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     item = ItemFactory(project=project)
     label(item, annotator, "acceptable", "pass")
