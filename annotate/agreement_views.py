@@ -17,8 +17,6 @@ from annotate import (
 from annotate.http import wants_partial
 from annotate.models import AgreementReport, Membership
 
-# --- Agreement (leads; adjudication: annotate/adjudication_views.py) ---------------------------------------
-
 
 @require_GET
 @login_required

@@ -17,8 +17,6 @@ from annotate import (
 from annotate.forms import ExportForm
 from annotate.models import Membership, Project
 
-# --- Getting data out -----------------------------------------------------------------------------------------
-
 
 def _export_form(project: Project, data: QueryDict | None = None) -> ExportForm:
     keys = list(selectors.criteria_current(project=project).values_list("key", flat=True))

@@ -20,8 +20,6 @@ from annotate.imports.jobs import import_job_confirm, import_job_create, import_
 from annotate.imports.report import ImportRefused, ImportReport
 from annotate.models import ImportJob, Membership, Project
 
-# --- Getting data in: item and label imports ------------------------------------------------------------------
-
 
 def _import_page(
     request: HttpRequest, project: Project, form: ImportUploadForm, *, status: int = 200, error: str = ""

@@ -29,8 +29,6 @@ from annotate.services.queue import queue_fill, queue_next, queue_renew, queue_s
 from annotate.splits import shown_order
 from annotate.visibility import ItemShown, item_shown
 
-# --- Labeling -------------------------------------------------------------------------------------------------
-
 
 @dataclass(frozen=True)
 class ItemCard:

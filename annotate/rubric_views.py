@@ -21,8 +21,6 @@ from annotate import (
 from annotate.http import wants_partial
 from annotate.models import Membership, Project
 
-# --- Criteria drift (leads) -----------------------------------------------------------------------------------
-
 
 def _drift_context(request: HttpRequest, project: Project) -> dict[str, object]:
     counts = drift.outdated_counts(project=project)

@@ -16,8 +16,6 @@ from annotate import (
 from annotate.forms import TokenCreateForm
 from annotate.http import wants_partial
 
-# --- Personal API tokens --------------------------------------------------------------------------------------
-
 
 @never_cache
 @require_http_methods(["GET", "POST"])

@@ -30,9 +30,6 @@ MAX_NOTE_CHARS = 10_000  # as for a note written in the browser (services.label_
 _USERNAME = re.compile(r"^[\w.@+-]{1,150}\Z")
 
 
-# --- Labels ---------------------------------------------------------------------------------------------------
-
-
 class _LabelRow(NamedTuple):
     line: int
     external_id: str

@@ -20,9 +20,6 @@ FORMATS = ("jsonl", "csv")
 _BOM = b"\xef\xbb\xbf"
 
 
-# --- Reading files --------------------------------------------------------------------------------------------
-
-
 def format_detect(filename: str, head: bytes = b"") -> str:
     """jsonl or csv, from the file name, else from the first byte that is not a BOM or white space."""
     suffix = Path(filename).suffix.lower()

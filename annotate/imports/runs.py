@@ -21,9 +21,6 @@ MAX_REPORTED_CONFLICTS = 100
 _LOCK_NAMESPACE = 0x616E6E  # "ann"
 
 
-# --- Runs -----------------------------------------------------------------------------------------------------
-
-
 def lock_project_writes(project: Project) -> None:
     """Serialise writers of this project's items until the transaction ends. Call inside transaction.atomic."""
     if connection.vendor == "postgresql":

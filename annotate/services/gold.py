@@ -9,8 +9,6 @@ from annotate import selectors
 from annotate.models import GoldLabel, Item, Label, Project
 from annotate.services.labels import label_validate_value
 
-# --- Adjudication ---------------------------------------------------------------------------------------------
-
 
 def gold_set(
     *, project: Project, item_id: int, criterion_key: str, value: str, note: str, actor: AuthUser

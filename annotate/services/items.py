@@ -7,8 +7,6 @@ from typing import Any
 from annotate.models import Item, Project
 from annotate.splits import content_hash, order_key, split_for
 
-# --- Items and labels -----------------------------------------------------------------------------------------
-
 
 def item_content(*, project: Project, fields: dict[str, Any]) -> dict[str, str]:
     """The content fields of an item of this project's kind, in canonical form (what the content hash covers)."""

@@ -12,8 +12,6 @@ from django.utils import timezone
 from annotate import selectors
 from annotate.models import Assignment, Item, Label, Project
 
-# --- Leases ---------------------------------------------------------------------------------------------------
-
 
 def assignments_expire(*, now: dt.datetime | None = None, batch: int = 5000) -> int:
     """Delete leases that have run out, so their items go back to the queue. Safe to run any number of times.

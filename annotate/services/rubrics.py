@@ -21,9 +21,6 @@ class CriterionData(TypedDict):
     description: str
 
 
-# --- Projects and rubrics -------------------------------------------------------------------------------------
-
-
 def rubric_set_criteria(
     *,
     project: Project,
