@@ -58,9 +58,9 @@ DEFINITIONS = {
         "The share of items where the judge gives the same verdict with the two outputs shown in either order."
     ),
     "interval": (
-        "95% intervals. Rates of items (accuracy, TPR, TNR, precision, agreement, consistency): Wilson score "
-        "intervals. κ: bias-corrected and accelerated (BCa) bootstrap, the items resampled 1,000 times with a fixed "
-        "seed."
+        "95% intervals. Rates of items (accuracy, TPR, TNR, precision, agreement, consistency): Clopper–Pearson "
+        "(exact) intervals. κ: the 2.5% and 97.5% quantiles of κ over 1,000 draws (fixed seed) of the confusion "
+        "table's shares from their Dirichlet posterior (prior weight 2 spread over the cells)."
     ),
 }
 
