@@ -266,6 +266,7 @@ class MonitorCriterionOut(Schema):
     enabled: bool
     threshold: float | None
     daily_budget_usd: str | None
+    daily_sample_cap: int | None
     alert: bool
     alert_days: list[str]
     latest: dict[str, Any] | None
@@ -291,6 +292,7 @@ def monitor_read(request: HttpRequest, slug: str) -> dict[str, Any]:
             "enabled": p.monitor.enabled,
             "threshold": p.monitor.threshold,
             "daily_budget_usd": None if p.monitor.daily_budget_usd is None else str(p.monitor.daily_budget_usd),
+            "daily_sample_cap": p.monitor.daily_sample_cap,
             "alert": bool(p.alert_days),
             "alert_days": [d.day.isoformat() for d in p.alert_days],
             "latest": day_json(p.latest) if p.latest else None,

@@ -71,6 +71,8 @@ def test_a_lead_sets_and_reads_the_monitor_through_the_api(client, project, lead
         lead,
     )
     assert client.get(URL, headers=_auth(lead)).json()["criteria"] == [got]
+    (shown,) = client.get("/api/v1/projects/support-bot/monitor", headers=_auth(lead)).json()["criteria"]
+    assert (shown["daily_budget_usd"], shown["daily_sample_cap"], shown["threshold"]) == ("1.2500", 25, 0.8)
     # Off, and back to every record with no alert: empty values clear.
     off = _put(client, lead, {"criterion_key": "acceptable", "version_id": calibrated.pk, "enabled": False})
     assert off.status_code == 200
