@@ -58,9 +58,10 @@ DEFINITIONS = {
         "The share of items where the judge gives the same verdict with the two outputs shown in either order."
     ),
     "interval": (
-        "95% intervals. Rates of items (accuracy, TPR, TNR, precision, agreement, consistency): Wilson score "
-        "intervals. κ: bias-corrected and accelerated (BCa) bootstrap, the items resampled 1,000 times with a fixed "
-        "seed."
+        "95% intervals. Rates of items (accuracy, TPR, TNR, precision, agreement, consistency): Clopper–Pearson "
+        "(exact) intervals. κ: bias-corrected and accelerated (BCa) bootstrap, the items resampled 1,000 times with "
+        "a fixed seed; where that gives none (every item agreeing, or a label on too few items), the 2.5% and 97.5% "
+        "quantiles of κ over 1,000 draws of the confusion table's shares from their Dirichlet posterior."
     ),
 }
 

@@ -37,10 +37,11 @@ class Figure:
 
     `value is None` exactly when the figure is not defined on the data, and then `reason` says why in a sentence.
     `ci_low`/`ci_high` are None when no interval can be given. A proportion of independent items (accuracy, TPR, ...)
-    always has its Wilson interval, even for one item. A bootstrapped figure (κ, α, ...) has none with resampling
-    turned off (`n_boot=0`), with fewer than two items to resample, with more than 5% of resamples or any jackknife
-    sample where the figure is undefined, or with every resample giving the same value (say κ = 1 when all ratings
-    agree), where a zero-width interval would claim a certainty the data do not have.
+    always has its Clopper–Pearson interval, even for one item; a judge's κ has its posterior interval whenever it is
+    defined (and resampling on). A bootstrapped figure (human κ, α, ...) has none with resampling turned off
+    (`n_boot=0`), with fewer than two items to resample, with more than 5% of resamples or any jackknife sample where
+    the figure is undefined, or with every resample giving the same value (say κ = 1 when all ratings agree), where a
+    zero-width interval would claim a certainty the data do not have.
     """
 
     value: float | None
