@@ -17,15 +17,15 @@ import numpy as np
 from annotate import reports
 from annotate import selectors as annotate_selectors
 from annotate.models import GoldLabel, Project
-from judges import agreement
-from judges import reference as refkind
+from annotate.stats import agreement
+from annotate.stats import reference as refkind
 from judges.models import JudgeRun, Verdict
 
 
 @dataclass(frozen=True)
 class Reference:
     """An item's human reference on the run's criterion: its label (None when it has none for this judge) and its
-    kind, as judges.reference names it ("gold", "majority", "single" or "unsettled")."""
+    kind, as annotate.stats.reference names it ("gold", "majority", "single" or "unsettled")."""
 
     value: str | None  # pass/fail or a/b/tie
     kind: str
@@ -91,7 +91,7 @@ class HumanReference:
 
     def kinds(self, item_ids: Iterable[int] | None = None) -> dict[str, int]:
         """How many of these items (default: all with a label or gold label) are of each reference kind, in
-        judges.reference.SHOWN order."""
+        annotate.stats.reference.SHOWN order."""
         ids = self.items if item_ids is None else [i for i in item_ids if i in self.items]
         counted = Counter(self.items[i].kind for i in ids)
         return {name: counted[name] for name in refkind.SHOWN}
@@ -99,7 +99,7 @@ class HumanReference:
 
 def human_reference(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -> HumanReference:
     """The human reference of the run's items on its criterion under its rubric version, each with its kind
-    (judges.reference.kinds) and label: gold where a lead set one, else the strict majority of two or more labels,
+    (stats.reference.kinds) and label: gold where a lead set one, else the strict majority of two or more labels,
     else the single label where single labels serve for this run (single_labels_serve). Split items have kind
     "unsettled" and no label. `item_ids` narrows it (the run's items, say)."""
     single = single_labels_serve(run)

@@ -29,8 +29,9 @@ from annotate.models import (
     Project,
     RubricVersion,
 )
-from judges import agreement, calls, compare, llm, prompts, run_reference
-from judges import reference as refkind
+from annotate.stats import agreement
+from annotate.stats import reference as refkind
+from judges import calls, compare, llm, prompts, run_reference
 from judges.models import CachedCompletion, FewShotExample, Judge, JudgeRun, JudgeVersion, Verdict
 
 MILLION = Decimal(1_000_000)

@@ -26,7 +26,10 @@ def judge_runs_reconcile() -> int:
 @shared_task(name="judges.tasks.monitor_day_run", acks_late=True)
 def monitor_day_run(monitor_id: int, day: str) -> str:
     """Judge one day's production records for one monitor. Running it again reuses the cached answers (cost 0)."""
-    row = monitor.monitor_day_compute(monitor_id=monitor_id, day=dt.date.fromisoformat(day))
+    try:
+        row = monitor.monitor_day_compute(monitor_id=monitor_id, day=dt.date.fromisoformat(day))
+    except monitor.DayBusy:
+        return "busy: another task is computing this day"
     return "off" if row is None else f"{row.n_sampled} record(s), {row.n_called} call(s)"
 
 

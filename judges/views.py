@@ -27,7 +27,8 @@ from annotate import carry, charts
 from annotate import selectors as annotate_selectors
 from annotate.http import AuthedRequest, wants_partial
 from annotate.models import Item, Membership, Project
-from judges import card, compare, forms, llm, production, prompts, reference, selectors, staleness
+from annotate.stats import reference
+from judges import card, compare, forms, llm, production, prompts, selectors, staleness
 from judges.models import Judge, JudgeRun, JudgeVersion
 from judges.services import judge_runs, judge_versions
 

@@ -1,4 +1,4 @@
-"""The judge–human report of a finished run, stored as JSON on the run (numbers from judges.agreement)."""
+"""The judge–human report of a finished run, stored as JSON on the run (numbers from annotate.stats.agreement)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import numpy as np
 
 from annotate import carry, reports
 from annotate.models import Project, RubricVersion
-from judges import agreement, reference, run_reference, selectors
+from annotate.stats import agreement, reference
+from judges import run_reference, selectors
 from judges.models import JudgeRun, Verdict
 
 
 def run_report(*, run: JudgeRun) -> dict[str, object]:
-    """The judge–human report for a run, as stored JSON (numbers from judges.agreement; this only arranges them).
+    """The judge–human report for a run, as stored JSON (numbers from stats.agreement; this only arranges them).
 
     Human reference per item (run_reference.human_reference, which every judge figure reads): a lead's gold label where
     there is one, else the strict majority of two or more humans' labels on the judge's criterion under the run's

@@ -19,9 +19,9 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from annotate import enqueue
-from annotate import services as annotate_services
 from annotate.celery import app
 from annotate.models import Item, Membership
+from annotate.services.items import item_build
 from judges import selectors, tasks
 from judges.models import CachedCompletion, JudgeRun, RunChunk, Verdict
 from judges.services import judge_runs, judge_versions, run_chunks
@@ -102,7 +102,7 @@ def test_a_verdict_written_inside_the_item_does_not_change_the_verdict(project, 
 def test_runs_over_chosen_items_include_unlabeled_production_samples(project, version, standin, annotator):
     labeled = make_item(project, 1, split="train")
     label(labeled, annotator, "acceptable", "pass")
-    sample = annotate_services.item_build(
+    sample = item_build(
         project=project, fields={"input": "Live question", "output": "Live answer"}, source=Item.Source.SAMPLE
     )
     sample.save()
