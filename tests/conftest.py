@@ -8,6 +8,7 @@ PostgreSQL has and are skipped there, with the marker's reason.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -24,7 +25,23 @@ from tests.factories import ItemFactory, ProjectFactory, UserFactory, membership
 PASSWORD = "correct horse battery staple"
 
 
+# Markers by folder: every test there gets them (see pyproject's markers). Browser, fault and journey tests are also
+# slow (a browser, a gunicorn or a whole `make run` each), so `pytest -m "not slow"` is the fast loop; slow tests
+# elsewhere carry @pytest.mark.slow themselves.
+FOLDER_MARKERS = {
+    "browser": ("browser", "slow"),
+    "faults": ("fault", "slow"),
+    "journey": ("journey", "browser", "slow"),
+}
+TESTS = Path(__file__).resolve().parent
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        folder = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else ""
+        for name in FOLDER_MARKERS.get(folder, ()):
+            item.add_marker(name)
     if connection.vendor == "postgresql":
         return
     for item in items:

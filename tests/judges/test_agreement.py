@@ -130,6 +130,7 @@ def quietly(fn: Any, *args: Any, **kwargs: Any) -> Any:
 # Against independent implementations.
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.integers(2, 4).flatmap(lambda k: st.tuples(st.just(k), aligned_pairs(k, min_size=1))))
 def test_cohen_kappa_matches_sklearn_and_is_undefined_exactly_where_sklearn_gives_nan(case):
@@ -143,6 +144,7 @@ def test_cohen_kappa_matches_sklearn_and_is_undefined_exactly_where_sklearn_give
         assert got.value == pytest.approx(expected, abs=1e-9)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(aligned_pairs(2))
 def test_the_binary_judge_report_matches_sklearn_figure_by_figure(case):
