@@ -241,7 +241,7 @@ def price_for(model: str, *, endpoint: str | None = None) -> tuple[Decimal, Deci
     version named gpt-4o is not priced as gpt-4o."""
     if endpoint is not None and llm.is_standin(endpoint):
         return STANDIN_PRICE
-    price = settings.JUDGE_PRICES.get(model)
+    price = settings.JUDGE_PRICES.get(model) or settings.JUDGE_RECORDED_PRICES.get(model)
     if price is None:
         return None
     return Decimal(str(price[0])), Decimal(str(price[1]))
