@@ -74,10 +74,7 @@ def _version_create(*, judge: Judge, recording: recorded.Recording, parent: Judg
         allow_alias=True,
         max_tokens=1024,
         parent=parent,
-        change_note=(
-            f"{recording.model.label} with the authors' “{recording.strategy}” prompt: its recorded answers in "
-            f"{recorded.ATTRIBUTION}."
-        ),
+        change_note=f"{recording.model.label} with the LLMBar authors' “{recording.strategy}” prompt (recorded).",
     )
 
 

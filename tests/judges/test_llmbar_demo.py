@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 
 from annotate import demo_llmbar
 from annotate.models import GoldLabel, Item, Project
-from judges import llm, recorded, selectors, services
+from judges import llm, ranking, recorded, selectors, services
 from judges.demo import TARGET_ACCURACY, llmbar_judges_load
 from judges.models import CachedCompletion, JudgeRun, JudgeVersion, RunChunk, Verdict
 
@@ -242,8 +243,10 @@ def test_a_prompt_without_a_recording_gets_the_plain_stand_in_and_says_so(standi
         assert selectors.run_prices(run) == selectors.STANDIN_PRICE
 
 
-def test_recorded_runs_are_priced_from_the_dated_table_and_the_cheapest_meeting_the_target_is_chosen(settings):
-    project, _, _ = demo_llmbar.llmbar_project_load(members=[])
+def test_recorded_runs_are_priced_from_the_dated_table_and_the_cheapest_meeting_the_target_is_chosen(
+    settings, client, lead
+):
+    project, _, _ = demo_llmbar.llmbar_project_load(members=[(lead, "lead")])
     llmbar_judges_load()
     judge = project.judges.get()
     assert judge.target == "accuracy" and judge.target_accuracy == TARGET_ACCURACY
@@ -264,3 +267,22 @@ def test_recorded_runs_are_priced_from_the_dated_table_and_the_cheapest_meeting_
         assert best == ([min(meeting, key=lambda c: c.cost_per_1000)] if meeting else [])
     # On LLMBar only GPT-4 reaches 80% agreement with the experts, whatever the prompt.
     assert {c.version.model for g in groups for c in g if c.best} == {"gpt-4-0613"}
+
+    # The judge page ranks every prompt on every model, best agreement first, and highlights the same choice.
+    ranked = ranking.configuration_ranking(judge=judge)
+    assert len(ranked) == 19 and [r.rank for r in ranked] == list(range(1, 20))
+    values = [r.choice.figure["value"] for r in ranked]
+    assert values == sorted(values, reverse=True)
+    meeting = [r for r in ranked if r.choice.check.status == "calibrated" and r.choice.cost_per_1000 is not None]
+    (best,) = [r for r in ranked if r.choice.best]
+    assert best.choice.cost_per_1000 == min(r.choice.cost_per_1000 for r in meeting)
+    assert (best.prompt, best.choice.version.model) == ("Vanilla (with rules)", "gpt-4-0613")
+    assert {r.prompt for r in ranked} == set(recorded.STRATEGY_LABELS.values())
+    for r in ranked:
+        assert r.consistency["value"] == r.choice.run.report["figures"]["position_consistency"]["value"]
+    client.force_login(lead)
+    page = client.get(reverse("judges:judge_detail", args=[project.slug, judge.pk])).content.decode()
+    assert "Every prompt on every model, ranked" in page and "list prices as of 2023-11-06" in page
+    row = re.search(r'<tr class="best">(.*?)</tr>', page[page.index("ranking-h") :], re.DOTALL).group(1)
+    assert "Vanilla (with rules)" in row and "gpt-4-0613" in row and "cheapest that meets the target" in row
+    assert page.count("recorded: GPT-4 (0613)") == 4
