@@ -13,8 +13,11 @@ from pathlib import Path
 from django.contrib.auth.models import User as AuthUser
 from django.db import transaction
 
-from annotate import selectors, services, visibility
+from annotate import selectors, visibility
 from annotate.models import GoldLabel, Item, Project
+from annotate.services.items import item_build
+from annotate.services.members import membership_set
+from annotate.services.projects import project_apply_spec
 from annotate.specs import spec_parse
 
 DATA_DIR = Path(__file__).parent / "demo_data" / "llmbar"
@@ -76,15 +79,15 @@ def llmbar_project_load(*, members: Sequence[tuple[AuthUser, str]]) -> tuple[Pro
 
     Every item is in the dev split: LLMBar is itself a benchmark of judges, so runs cover all of it and their figures
     can be set beside the authors' own."""
-    project, created, _ = services.project_apply_spec(spec=spec_parse(SPEC))
+    project, created, _ = project_apply_spec(spec=spec_parse(SPEC))
     if created:
         visibility.project_set_annotator_fields(project=project, fields=["dataset"])
     for user, role in members:
-        services.membership_set(project=project, user=user, role=role)
+        membership_set(project=project, user=user, role=role)
     data = rows()
     existing = set(Item.objects.filter(project=project).values_list("external_id", flat=True))
     new_items = [
-        services.item_build(
+        item_build(
             project=project,
             fields={"input": row["input"], "output_a": row["output_1"], "output_b": row["output_2"]},
             external_id=row["id"],

@@ -21,8 +21,9 @@ from django.http import Http404
 from annotate import reports
 from annotate import selectors as annotate_selectors
 from annotate.models import AgreementReport, Criterion, GoldLabel, Item, Label, Project, RubricVersion
-from judges import agreement, calls, compare, llm, prompts
-from judges import reference as refkind
+from annotate.stats import agreement
+from annotate.stats import reference as refkind
+from judges import calls, compare, llm, prompts
 from judges.models import CachedCompletion, FewShotExample, Judge, JudgeRun, JudgeVersion, Verdict
 
 MILLION = Decimal(1_000_000)
@@ -395,7 +396,7 @@ def train_items(*, project: Project, limit: int = 50) -> list[Item]:
 @dataclass(frozen=True)
 class Reference:
     """An item's human reference on the run's criterion: its label (None when it has none for this judge) and its
-    kind, as judges.reference names it ("gold", "majority", "single" or "unsettled")."""
+    kind, as annotate.stats.reference names it ("gold", "majority", "single" or "unsettled")."""
 
     value: str | None  # pass/fail or a/b/tie
     kind: str
@@ -410,7 +411,7 @@ def single_labels_serve(run: JudgeRun) -> bool:
 
 def references_of_run(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -> dict[int, Reference]:
     """Every item with a human label or a gold label on the run's criterion under the run's rubric version, with its
-    reference kind (judges.reference.kinds) and label: gold where a lead set one, else the strict majority of two or
+    reference kind (stats.reference.kinds) and label: gold where a lead set one, else the strict majority of two or
     more labels, else the single label where the judge lets single labels serve. Split items have kind "unsettled"
     and no label. services.run_report and the report pages both read this, so they cannot disagree. `item_ids`
     narrows the result (the run's items, say)."""

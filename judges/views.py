@@ -28,20 +28,8 @@ from annotate import carry, charts
 from annotate import selectors as annotate_selectors
 from annotate.http import wants_partial
 from annotate.models import Item, Membership, Project
-from judges import (
-    card,
-    compare,
-    forms,
-    llm,
-    production,
-    prompts,
-    ranking,
-    recorded,
-    reference,
-    selectors,
-    services,
-    staleness,
-)
+from annotate.stats import reference
+from judges import card, compare, forms, llm, production, prompts, ranking, recorded, selectors, services, staleness
 from judges.models import Judge, JudgeRun, JudgeVersion
 
 LEAD = Membership.Role.LEAD
