@@ -27,12 +27,14 @@ from annotate.models import (
     DailySample,
     ImportedUser,
     ImportJob,
+    Item,
     Membership,
     ProductionRecord,
     Project,
     RubricVersion,
 )
 from judges.models import CachedCompletion, Judge, JudgeRun, JudgeVersion, Verdict
+from tests.annotate.test_tasks import _lease
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, label, membership
 
 OURS = {"annotate", "judges"}
@@ -189,3 +191,11 @@ def test_deleting_both_leads_at_once_is_refused(project, lead):
     with pytest.raises(ProtectedError):
         User.objects.filter(pk__in=[lead.pk, second.pk]).delete()
     assert Membership.objects.filter(project=project, role="lead").count() == 2
+
+
+def test_deleting_a_user_releases_their_leases_so_the_items_counts_stay_right(project, items, annotator):
+    lease = _lease(project, annotator, minutes=5)
+    assert Item.objects.get(pk=lease.item_id).n_leased == 1
+    annotator.delete()
+    assert not Assignment.objects.exists()
+    assert Item.objects.get(pk=lease.item_id).n_leased == 0
