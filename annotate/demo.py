@@ -1,4 +1,5 @@
-"""The demo that `make run` loads: two projects from a sample of the Tülu 1 human evaluation (demo_data/SOURCE.md).
+"""The demo that `make run` loads: two projects from a sample of the Tülu 1 human evaluation (demo_data/SOURCE.md),
+and a third from LLMBar with its experts' gold labels (demo_llmbar.py, demo_data/llmbar/SOURCE.md).
 
 Loading is idempotent: running it again changes nothing but the demo users' passwords, which are reset to the ones
 kept under var/ so the printed credentials always work.
@@ -17,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import transaction
 
-from annotate import selectors, visibility
+from annotate import demo_llmbar, selectors, visibility
 from annotate.models import Item, Label, Membership, Project
 from annotate.services.items import item_build
 from annotate.services.labels import labels_bulk_import
@@ -196,7 +197,10 @@ def demo_load() -> DemoResult:
                 )
             )
         labels_created += labels_bulk_import(project=project, labels=built)
-    return DemoResult(credentials, projects, items_created, labels_created)
+    members = [(User.objects.get(username=username), role) for username, _, role in credentials]
+    llmbar, n_items, n_gold = demo_llmbar.llmbar_project_load(members=members)
+    projects.append(llmbar)
+    return DemoResult(credentials, projects, items_created + n_items, labels_created + n_gold)
 
 
 def _when(row: dict) -> dt.datetime:

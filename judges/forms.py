@@ -16,6 +16,8 @@ def endpoint_choices() -> list[tuple[str, str]]:
     for name, endpoint in llm.endpoints().items():
         if name == llm.STANDIN:
             label = "standin (offline stand-in, not a real model)"
+        elif name == llm.RECORDED:
+            label = "recorded (real judges' recorded answers on LLMBar, replayed offline)"
         elif not llm.endpoint_has_key(endpoint):
             label = f"{name} (its key {endpoint.key_env} is not set)"
         else:
@@ -34,7 +36,8 @@ def choice_field(form: forms.BaseForm, name: str) -> forms.ChoiceField:
 
 def default_endpoint() -> str:
     """The first configured endpoint whose key is set, else the offline stand-in."""
-    usable = [name for name, e in llm.endpoints().items() if name != llm.STANDIN and llm.endpoint_has_key(e)]
+    offline = (llm.STANDIN, llm.RECORDED)
+    usable = [name for name, e in llm.endpoints().items() if name not in offline and llm.endpoint_has_key(e)]
     return usable[0] if usable else llm.STANDIN
 
 

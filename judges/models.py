@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotate.models import Item, Project, RubricVersion
+from judges import recorded
 
 
 class Judge(models.Model):
@@ -128,10 +129,23 @@ class JudgeVersion(models.Model):
 
     @property
     def uses_standin(self) -> bool:
-        """Served by the offline stand-in (the built-in endpoint or one configured at its URL): it costs $0."""
+        """Served by the offline stand-in (the built-in endpoint or one configured at its URL), or by the `recorded`
+        endpoint with a prompt no real judge answered (it falls back to the plain stand-in): it costs $0."""
         from judges import llm
 
-        return llm.is_standin(self.endpoint)
+        return llm.is_standin(self.endpoint) or (llm.is_recorded(self.endpoint) and self.recording is None)
+
+    @property
+    def recording(self) -> recorded.Recording | None:
+        """On the `recorded` endpoint: the real judge's recorded answers this version replays (its model and templates
+        match an LLMBar recording), else None."""
+        from judges import llm
+
+        if not llm.is_recorded(self.endpoint):
+            return None
+        return recorded.recording_of(
+            model=self.model, system_template=self.system_template, user_template=self.user_template
+        )
 
 
 class FewShotExample(models.Model):

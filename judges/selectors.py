@@ -251,7 +251,7 @@ def price_for(model: str, *, endpoint: str | None = None) -> tuple[Decimal, Deci
     version named gpt-4o is not priced as gpt-4o."""
     if endpoint is not None and llm.is_standin(endpoint):
         return STANDIN_PRICE
-    price = settings.JUDGE_PRICES.get(model)
+    price = settings.JUDGE_PRICES.get(model) or settings.JUDGE_RECORDED_PRICES.get(model)
     if price is None:
         return None
     return Decimal(str(price[0])), Decimal(str(price[1]))
@@ -624,9 +624,10 @@ def prompt_key(version: JudgeVersion, examples: Sequence[tuple[str, str, str]]) 
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def model_choices(*, judge: Judge) -> list[list[ModelChoice]]:
-    """Groups of versions with the same prompt on two or more models, each with its newest dev run's agreement and
-    cost per 1,000 verdicts; in each group the cheapest configuration that meets the target is marked `best`."""
+def model_choices(*, judge: Judge, min_models: int = 2) -> list[list[ModelChoice]]:
+    """Groups of versions with the same prompt on `min_models` or more models, each with its newest dev run's
+    agreement and cost per 1,000 verdicts; in each group the cheapest configuration that meets the target is marked
+    `best`."""
     runs = latest_done_runs(judge=judge)
     if not runs:
         return []
@@ -658,7 +659,7 @@ def model_choices(*, judge: Judge) -> list[list[ModelChoice]]:
         groups.setdefault(prompt_key(version, examples.get(version_id, [])), []).append(choice)
     out = []
     for group in groups.values():
-        if len({c.version.model for c in group}) < 2:
+        if len({c.version.model for c in group}) < min_models:
             continue
         meeting = [c for c in group if c.check.status == "calibrated" and c.cost_per_1000 is not None]
         best = min(meeting, key=lambda c: (c.cost_per_1000, -c.version.number)) if meeting else None

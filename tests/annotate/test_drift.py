@@ -291,6 +291,7 @@ def test_the_outdated_list_pages_through_htmx_with_just_its_card(client, lead, d
     assert "Page 2 of 2" in body
 
 
+@pytest.mark.slow
 def test_queueing_for_relabeling_records_the_wish_and_the_page_shows_it_waiting_then_done(client, lead, drifted):
     project, _ = drifted
     client.force_login(lead)

@@ -12,7 +12,7 @@ import pytest
 
 from annotate.models import Item, Project
 from annotate.services.items import item_build
-from judges import llm, prompts
+from judges import prompts
 from judges.models import Judge, JudgeVersion
 from judges.services import judge_versions
 from judges.standin import Config, StandinServer, serve
@@ -62,14 +62,7 @@ def standin(standin_server: StandinServer, settings) -> Standin:
     settings.JUDGE_BACKOFF_BASE_MS = 5
     settings.JUDGE_BACKOFF_MAX_MS = 50
     settings.JUDGE_PRICES = {**settings.JUDGE_PRICES, MODEL: (1.0, 4.0)}
-    limiter = llm.limiter()
-    if isinstance(limiter, llm.RedisLimiter):
-        for endpoint in llm.endpoints().values():
-            limiter.redis.delete(*limiter.keys(endpoint))
-        # Answers shared by single-flight outlive a test's rolled-back database, and tests send the same prompts.
-        flights = list(limiter.redis.scan_iter(match="judges:flight:*", count=1000))
-        if flights:
-            limiter.redis.delete(*flights)
+    # The limiter's slots and single-flight's answers in Redis start empty too (tests/conftest.py, before every test).
     assert asdict(standin_server.config)["latency_ms"] == 0
     return Standin(standin_server)
 

@@ -292,6 +292,7 @@ def _bare_env(**extra: str) -> dict[str, str]:
     return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8", **extra}
 
 
+@pytest.mark.slow
 def test_python_m_judges_card_runs_without_the_apps_settings_or_database(files, standin):
     data, items, tmp_path = files
     path = tmp_path / "card.json"
@@ -381,6 +382,7 @@ def separate_standin(tmp_path):
     process.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_the_runner_package_installs_alone_and_judges_an_export_without_the_app(
     client, lead, calibrated, tmp_path, separate_standin
 ):

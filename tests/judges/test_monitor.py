@@ -129,6 +129,7 @@ def test_a_zero_budget_judges_nothing_and_says_why(project, calibrated, standin)
     assert row.reason == "no record was judged (40 received, 0 sampled, 0 invalid answers, 0 failed calls)"
 
 
+@pytest.mark.slow
 def test_beat_sends_one_task_per_monitor_for_yesterday_and_the_worker_computes_it(
     celery_worker, project, standin, settings
 ):

@@ -426,6 +426,7 @@ def test_a_run_through_the_celery_worker_finishes_with_its_report(
     assert JudgeRun.objects.get(pk=printed["run"]).report == printed["report"]
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_running_run_and_keeps_the_calls_already_paid_for(
     celery_worker, project, lead, standin, settings
 ):
@@ -449,6 +450,7 @@ def test_cancel_stops_a_running_run_and_keeps_the_calls_already_paid_for(
     assert not judge_runs.judge_run_cancel(run=run)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_is_replaced_without_lost_or_duplicate_verdicts(
     transactional_db, project, lead, standin, settings, tmp_path
 ):
