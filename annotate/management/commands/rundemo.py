@@ -100,10 +100,11 @@ class Command(BaseCommand):
                 else _free_port_near("127.0.0.1", wanted, besides=port)
             )
             env["JUDGE_STANDIN_PORT"] = str(standin_port)
+            why = "is the web server's" if wanted == port else "is taken"
             moved = (
                 ""
                 if standin_port == wanted
-                else f": port {wanted} (JUDGE_STANDIN_PORT) is taken, so the web server and worker use {standin_port}"
+                else f": port {wanted} (JUDGE_STANDIN_PORT) {why}, so the web server and worker use {standin_port}"
             )
             self.stdout.write(f"Offline stand-in model on http://127.0.0.1:{standin_port}/v1{moved}")
             names.append("standin")
