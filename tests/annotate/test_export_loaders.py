@@ -21,8 +21,9 @@ import re
 import pytest
 from django.core.management import call_command
 
-from annotate import export_formats, exports, services
+from annotate import export_formats, exports
 from annotate.models import GoldLabel, Project
+from annotate.services.items import item_build
 from tests.factories import ProjectFactory, UserFactory, label, membership
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +41,7 @@ TRANSCRIPT = json.dumps(
 
 def _item(project, external_id, *, metadata=None, **fields):
     defaults = {"output_a": "A", "output_b": "B"} if project.is_pairwise else {"output": f"Output {external_id} ✓"}
-    item = services.item_build(
+    item = item_build(
         project=project,
         fields={"input": f"Prompt {external_id}", **defaults, **fields},
         external_id=external_id,
@@ -90,6 +91,7 @@ def pairwise(db):
     return project
 
 
+@pytest.mark.slow
 def test_inspect_ai_json_dataset_loads_a_binary_export(binary, tmp_path):
     from inspect_ai.dataset import json_dataset
     from inspect_ai.model import ChatMessageSystem, ChatMessageUser
@@ -139,6 +141,7 @@ def _load_json(path, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_hugging_face_datasets_loads_the_hf_export_in_small_blocks(binary, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def labeled(project, annotator):
-    from annotate import services
+    from annotate.services.items import item_build
 
-    item = services.item_build(
+    item = item_build(
         project=project, fields={"input": "Où ?", "output": "Là, café"}, external_id="only", split="train"
     )
     item.save()
@@ -82,6 +82,7 @@ def test_the_former_openai_evals_id_still_downloads_by_page_and_api(client, labe
     assert json.loads(api[exports.MANIFEST_HEADER])["format"] == "openai-evals-api"
 
 
+@pytest.mark.slow
 def test_the_real_demo_data_loads_in_inspect_and_hugging_face_datasets(settings, tmp_path, monkeypatch):
     """The tulu human-eval demo (real human labels): every format of each project, loaded by its tool."""
     from inspect_ai.dataset import json_dataset

@@ -37,14 +37,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test under tests/browser/ is a browser test: `-m "not browser"` leaves them all out."""
-    here = Path(__file__).resolve().parent
-    for item in items:
-        if here in Path(str(item.path)).resolve().parents:
-            item.add_marker(pytest.mark.browser)
-
-
 @pytest.fixture(scope="package", autouse=True)
 def allow_django_orm_beside_playwrights_loop() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
@@ -118,12 +110,12 @@ HOSTILE = (
 
 def active_project(kind: str, n_items: int, **fields: object) -> tuple[Project, AbstractBaseUser]:
     """An active project of `kind` (overlap 1 unless given) with n items and one annotator, `<kind>-annotator`."""
-    from annotate import services
+    from annotate.services.projects import project_set_status
     from tests.factories import ItemFactory, ProjectFactory, UserFactory, membership
 
     fields.setdefault("overlap", 1)
     project = ProjectFactory(slug=f"{kind}-queue", name=f"{kind.title()} queue", kind=kind, **fields)
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     for i in range(n_items):
         if kind == "pairwise":
             ItemFactory(

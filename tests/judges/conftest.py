@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from annotate import services as annotate_services
 from annotate.models import Item, Project
-from judges import llm, prompts, services
+from annotate.services.items import item_build
+from judges import prompts, services
 from judges.models import Judge, JudgeVersion
 from judges.standin import Config, StandinServer, serve
 
@@ -61,14 +61,7 @@ def standin(standin_server: StandinServer, settings) -> Standin:
     settings.JUDGE_BACKOFF_BASE_MS = 5
     settings.JUDGE_BACKOFF_MAX_MS = 50
     settings.JUDGE_PRICES = {**settings.JUDGE_PRICES, MODEL: (1.0, 4.0)}
-    limiter = llm.limiter()
-    if isinstance(limiter, llm.RedisLimiter):
-        for endpoint in llm.endpoints().values():
-            limiter.redis.delete(*limiter.keys(endpoint))
-        # Answers shared by single-flight outlive a test's rolled-back database, and tests send the same prompts.
-        flights = list(limiter.redis.scan_iter(match="judges:flight:*", count=1000))
-        if flights:
-            limiter.redis.delete(*flights)
+    # The limiter's slots and single-flight's answers in Redis start empty too (tests/conftest.py, before every test).
     assert asdict(standin_server.config)["latency_ms"] == 0
     return Standin(standin_server)
 
@@ -97,7 +90,7 @@ def make_item(project: Project, n: int, *, split: str = "dev", **content: str) -
         if project.is_pairwise
         else {"input": f"Question {n}?", "output": f"Answer {n}."}
     )
-    item = annotate_services.item_build(project=project, fields=fields_, external_id=f"item-{n}", split=split)
+    item = item_build(project=project, fields=fields_, external_id=f"item-{n}", split=split)
     item.save()
     return item
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from annotate import services as annotate_services
 from annotate import tokens
 from annotate.models import Item, Membership
+from annotate.services.rubrics import rubric_set_criteria
 from judges import card, services
 from judges.models import CachedCompletion, JudgeRun, RunChunk, Verdict
 from tests.factories import ProjectFactory, label, membership
@@ -291,6 +291,7 @@ def _bare_env(**extra: str) -> dict[str, str]:
     return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8", **extra}
 
 
+@pytest.mark.slow
 def test_python_m_judges_card_runs_without_the_apps_settings_or_database(files, standin):
     data, items, tmp_path = files
     path = tmp_path / "card.json"
@@ -330,7 +331,7 @@ def test_a_card_exported_after_its_criterion_changed_says_so_and_the_runner_warn
     for c in criteria:
         if c["key"] == "acceptable":
             c["description"] = "Only answers that cite a source are acceptable."
-    annotate_services.rubric_set_criteria(project=project, criteria=criteria)
+    rubric_set_criteria(project=project, criteria=criteria)
     data = _card(client, lead, version)
     # Still the calibrated definition, and a signed note of the change.
     assert data["rubric"]["version"] == 1 and data["rubric"]["criterion"]["description"] != criteria[0]["description"]
@@ -380,6 +381,7 @@ def separate_standin(tmp_path):
     process.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_the_runner_package_installs_alone_and_judges_an_export_without_the_app(
     client, lead, calibrated, tmp_path, separate_standin
 ):

@@ -170,6 +170,7 @@ def test_base_urls_outside_the_allowlist_are_refused(url, problem):
         llm.check_base_url(url)
 
 
+@pytest.mark.slow
 def test_bad_endpoint_settings_stop_the_app_from_starting():
     env = {**os.environ, "JUDGE_ENDPOINTS": '[{"name": "x", "base_url": "https://evil.example.com/v1"}]'}
     result = subprocess.run(

@@ -18,9 +18,9 @@ from django.core.management import call_command
 from django.db import IntegrityError
 from django.utils import timezone
 
-from annotate import services as annotate_services
 from annotate.celery import app
 from annotate.models import Item, Membership
+from annotate.services.items import item_build
 from judges import selectors, services, tasks
 from judges.models import CachedCompletion, JudgeRun, RunChunk, Verdict
 from tests.factories import ProjectFactory, label, membership
@@ -100,7 +100,7 @@ def test_a_verdict_written_inside_the_item_does_not_change_the_verdict(project, 
 def test_runs_over_chosen_items_include_unlabeled_production_samples(project, version, standin, annotator):
     labeled = make_item(project, 1, split="train")
     label(labeled, annotator, "acceptable", "pass")
-    sample = annotate_services.item_build(
+    sample = item_build(
         project=project, fields={"input": "Live question", "output": "Live answer"}, source=Item.Source.SAMPLE
     )
     sample.save()
@@ -419,6 +419,7 @@ def test_a_run_through_the_celery_worker_finishes_with_its_report(
     assert JudgeRun.objects.get(pk=printed["run"]).report == printed["report"]
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_running_run_and_keeps_the_calls_already_paid_for(
     celery_worker, project, lead, standin, settings
 ):
@@ -442,6 +443,7 @@ def test_cancel_stops_a_running_run_and_keeps_the_calls_already_paid_for(
     assert not services.judge_run_cancel(run=run)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_is_replaced_without_lost_or_duplicate_verdicts(
     transactional_db, project, lead, standin, settings, tmp_path
 ):

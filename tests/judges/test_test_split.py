@@ -145,6 +145,7 @@ def test_the_database_refuses_a_run_with_test_items_and_no_look_number(project, 
         )
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_counts_earlier_runs_with_test_items_as_looks_in_the_order_they_were_made(
     project, version, split_items
