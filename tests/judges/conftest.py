@@ -12,8 +12,9 @@ import pytest
 
 from annotate.models import Item, Project
 from annotate.services.items import item_build
-from judges import prompts, services
+from judges import prompts
 from judges.models import Judge, JudgeVersion
+from judges.services import judge_versions
 from judges.standin import Config, StandinServer, serve
 
 MODEL = "standin-judge-2025-01-01"
@@ -97,7 +98,7 @@ def make_item(project: Project, n: int, *, split: str = "dev", **content: str) -
 
 @pytest.fixture
 def judge(project, lead) -> Judge:
-    return services.judge_create(project=project, criterion_key="acceptable", actor=lead)
+    return judge_versions.judge_create(project=project, criterion_key="acceptable", actor=lead)
 
 
 def make_version(judge: Judge, **overrides: Any) -> JudgeVersion:
@@ -108,7 +109,7 @@ def make_version(judge: Judge, **overrides: Any) -> JudgeVersion:
         "endpoint": "standin",
         "model": MODEL,
     }
-    return services.judge_version_create(judge=judge, **(options | overrides))
+    return judge_versions.judge_version_create(judge=judge, **(options | overrides))
 
 
 @pytest.fixture
