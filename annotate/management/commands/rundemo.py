@@ -6,13 +6,15 @@ broker and beat's schedule live there): a second one on the same VAR_DIR or the 
 starts. The stand-in's port (JUDGE_STANDIN_PORT, 8765) moves to a free one when it is taken, and the web server and
 the worker are told which.
 
-honcho does the process management: it starts each Procfile.dev line in a session of its own, and on Ctrl-C (or
-when one of them exits) sends each one's process group SIGTERM, then SIGKILL to what is left after 5 seconds. This
-command only waits for honcho, holding VAR_DIR's lock, and says "Stopped." at the end.
+honcho does the process management: it starts each Procfile.dev line in a session of its own and, when asked to
+stop or when one of them exits, sends each one's process group SIGTERM, then SIGKILL to what is left after 5 seconds.
+This command holds VAR_DIR's lock, passes Ctrl-C and a closed terminal on to honcho, relays its output, and says
+"Stopped." at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -68,7 +70,8 @@ class Command(BaseCommand):
             returncode = self._serve(env, names, host, port)
         finally:
             lock.close()
-        self.stdout.write("Stopped.")
+        with contextlib.suppress(OSError):  # the terminal may be gone (closed window)
+            self.stdout.write("Stopped.")
         if returncode:
             sys.exit(1)
 
@@ -125,20 +128,43 @@ class Command(BaseCommand):
         base = Path(settings.BASE_DIR)
         # `-e /dev/null`: no .env file is read, as before honcho.
         command = [sys.executable, "-m", "honcho", "-f", str(base / PROCFILE), "-d", str(base), "-e", os.devnull]
-        honcho = subprocess.Popen([*command, "start", *names], cwd=base, env=env)
+        # honcho runs in a session of its own, so the terminal's signals reach this process alone and are passed on
+        # from here, and its output comes through this process: with a closed terminal (SIGHUP) honcho would die at
+        # once, or fail writing to the gone terminal and wait forever, either way leaving its processes running.
+        honcho = subprocess.Popen(
+            [*command, "start", *names],
+            cwd=base,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         asked = False
 
         def stop(signum: int, frame: FrameType | None) -> None:
-            # A Ctrl-C in the terminal reaches honcho too (same process group); passed on all the same, for a signal
-            # sent to this process alone. honcho kills what is left 5 seconds after the first.
+            # honcho stops every process (SIGTERM) and kills what is left 5 seconds after the first signal.
             nonlocal asked
             asked = True
             honcho.send_signal(signal.SIGTERM)
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, stop)
+        _relay(honcho.stdout, sys.stdout.buffer)
         returncode = honcho.wait()
         return 0 if asked else returncode
+
+
+def _relay(source: IO[bytes] | None, terminal: IO[bytes]) -> None:
+    """Copy honcho's output to the terminal line by line until honcho closes it (it has stopped every process); once
+    the terminal is gone, keep reading and drop the lines, so that honcho never blocks or fails on a write."""
+    if source is None:
+        return
+    for line in source:
+        try:
+            terminal.write(line)
+            terminal.flush()
+        except OSError:
+            continue
 
 
 def _lock_var_dir(var_dir: Path) -> IO[str] | None:
