@@ -37,3 +37,11 @@ def monitor_days_due() -> int:
     from judges import monitor
 
     return monitor.monitors_run_due()
+
+
+@shared_task(name="judges.tasks.mode_suggestion_run", acks_late=True)
+def mode_suggestion_run(suggestion_id: int) -> str:
+    """Ask the endpoint for one suggested failure-mode grouping. A redelivered message finds it claimed."""
+    from judges import suggest
+
+    return suggest.suggestion_run(suggestion_id=suggestion_id)
