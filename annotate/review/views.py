@@ -314,7 +314,7 @@ def mode_promote(request: AuthedRequest, slug: str, mode_id: int) -> HttpRespons
     key = request.POST.get("key") or services.promote_key(project, mode)
     name = request.POST.get("name") or f"No {mode.name[:1].lower()}{mode.name[1:]}"
     description = request.POST.get("description") or (
-        f"Fails when the response shows this failure: {mode.definition or mode.name}."
+        f"Fails when the response shows this failure: {(mode.definition or mode.name).rstrip('.')}."
     )
     problems: list[str] = []
     changes = []

@@ -125,7 +125,11 @@
     if (row) assign(row, zone.dataset.dropMode);
   });
 
-  document.addEventListener("htmx:afterSwap", function () {
+  // After a swap: the review card starts again at the verdict (htmx has just moved the focus to the new note box,
+  // the old one's namesake). On the board the focused note is gone (focus falls to <body>): put it on the note that
+  // was asked for, else on the first unassigned note. htmx sends afterSwap once per new element, so a later call
+  // must not move a focus an earlier one placed.
+  function placeFocus() {
     if (document.getElementById("review")) {
       focusReview();
       return;
@@ -133,10 +137,18 @@
     const board = document.getElementById("board");
     if (!board) return;
     const wanted = focusAfterSwap && board.querySelector(`.note-row[data-note="${CSS.escape(focusAfterSwap)}"]`);
-    focusAfterSwap = null;
-    const first = wanted || board.querySelector(".unassigned .note-row");
-    if (first) first.focus();
-  });
+    if (wanted) {
+      focusAfterSwap = null;
+      wanted.focus();
+      return;
+    }
+    if (!document.activeElement || document.activeElement === document.body) {
+      const first = board.querySelector(".unassigned .note-row");
+      if (first) first.focus();
+    }
+  }
+
+  document.addEventListener("htmx:afterSwap", placeFocus);
 
   document.addEventListener("DOMContentLoaded", focusReview);
 })();
