@@ -19,7 +19,8 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) HTTPS=
 SQLITE_TESTS := $(addprefix tests/annotate/,test_queue.py test_label_views.py test_imports.py test_exports.py \
 	test_export_process.py test_reports.py test_api.py test_samples.py test_drift.py test_dashboard.py test_tasks.py \
 	test_reference_kinds.py test_people.py test_blind.py test_skips.py test_export_loaders.py test_export_options.py \
-	test_history.py test_adjudication.py test_rubric_carry.py) tests/judges/test_production.py tests/judges/test_monitor.py
+	test_history.py test_adjudication.py test_rubric_carry.py) tests/judges/test_production.py tests/judges/test_monitor.py \
+	tests/judges/test_monitor_settings_api.py
 
 # Django 6 needs Python 3.12 or newer: take the first one we can find.
 BASE_PYTHON ?= $(shell for p in python3.13 python3.12 /root/.pyenv/versions/3.13*/bin/python /root/.pyenv/versions/3.12*/bin/python /usr/local/bin/python3 /usr/bin/python3; do \

@@ -15,8 +15,8 @@ from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from annotate import services
 from annotate.models import AgreementReport, Criterion, GoldLabel, Item, Label, Project
+from annotate.services.gold import gold_set
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,6 @@ def gold_set_item(
     if len(note.strip()) > 10_000:  # the cap of an annotator's note (services.label_submit)
         raise ValidationError("The note is too long (at most 10,000 characters).")
     return [
-        services.gold_set(project=project, item_id=item_id, criterion_key=key, value=value, note=note, actor=actor)
+        gold_set(project=project, item_id=item_id, criterion_key=key, value=value, note=note, actor=actor)
         for key, value in values.items()
     ]

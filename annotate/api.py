@@ -36,17 +36,20 @@ from annotate import (
     export_process,
     exports,
     guards,
-    imports,
     middleware,
     ratelimit,
     samples,
     selectors,
-    services,
     skips,
     tokens,
     visibility,
 )
+from annotate.imports.items import items_import
+from annotate.imports.labels import labels_import
+from annotate.imports.parsing import api_rows
+from annotate.imports.report import ImportInvalid, ImportRefused, ImportReport, counted
 from annotate.models import Item, Membership, Project
+from annotate.services.projects import project_apply_spec, project_set_sampling
 from annotate.specs import ProjectSpec, SpecError
 
 # --- Authentication and limits ---------------------------------------------------------------------------------
@@ -506,17 +509,15 @@ def _check_batch(entries: list[Any], noun: str) -> None:
         raise ApiError(413, f"Too many {noun} in one request: {len(entries):,} (at most {limit:,}).")
 
 
-def _import_errors(exc: imports.ImportInvalid, noun: str) -> ApiError:
+def _import_errors(exc: ImportInvalid, noun: str) -> ApiError:
     errors = [
         {"field": ".".join(part for part in (noun, str(e.line), e.field) if part), "message": e.message}
         for e in exc.errors
     ]
-    return ApiError(
-        400, f"{imports.counted(exc.n_errors, 'bad ' + noun.removesuffix('s'))}; nothing was written.", errors
-    )
+    return ApiError(400, f"{counted(exc.n_errors, 'bad ' + noun.removesuffix('s'))}; nothing was written.", errors)
 
 
-def _import_out(report: imports.ImportReport) -> dict[str, Any]:
+def _import_out(report: ImportReport) -> dict[str, Any]:
     return {
         "summary": report.summary(),
         "rows": report.n_rows,
@@ -581,7 +582,7 @@ def project_create(request: HttpRequest, payload: ProjectIn) -> Status:
         if Project.objects.filter(slug=payload.slug).exists():
             raise ApiError(409, f"A project {payload.slug!r} already exists.", [{"field": "slug", "message": "taken"}])
         try:
-            project, _created, _changed = services.project_apply_spec(spec=payload, actor=user)
+            project, _created, _changed = project_apply_spec(spec=payload, actor=user)
         except SpecError as exc:
             errors = [{"field": e.split(":", 1)[0], "message": e.split(":", 1)[-1].strip()} for e in exc.errors]
             raise ApiError(400, "The spec was refused; nothing was written.", errors) from None
@@ -602,9 +603,7 @@ def project_settings_update(request: HttpRequest, slug: str, payload: ProjectSet
     project, role = _project(request, slug, role=Membership.Role.LEAD)
     try:
         with transaction.atomic():
-            services.project_set_sampling(
-                project=project, sample_size=payload.sample_size, sample_hour=payload.sample_hour
-            )
+            project_set_sampling(project=project, sample_size=payload.sample_size, sample_hour=payload.sample_hour)
             if payload.annotator_fields is not None:
                 visibility.project_set_annotator_fields(project=project, fields=payload.annotator_fields)
             if payload.skip_return_minutes is not None:
@@ -645,12 +644,12 @@ def items_push(request: HttpRequest, slug: str, payload: ItemBatchIn) -> dict[st
     project, _role = _project(request, slug, role=Membership.Role.LEAD)
     _check_batch(payload.items, "items")
     try:
-        report = imports.items_import(
-            project=project, rows=imports.api_rows(payload.items), source=Item.Source.API, update=payload.update
+        report = items_import(
+            project=project, rows=api_rows(payload.items), source=Item.Source.API, update=payload.update
         )
-    except imports.ImportInvalid as exc:
+    except ImportInvalid as exc:
         raise _import_errors(exc, "items") from None
-    except imports.ImportRefused as exc:
+    except ImportRefused as exc:
         raise ApiError(exc.status, exc.message) from None
     return _import_out(report)
 
@@ -661,10 +660,10 @@ def labels_push(request: HttpRequest, slug: str, payload: LabelBatchIn) -> dict[
     project, _role = _project(request, slug, role=Membership.Role.LEAD)
     _check_batch(payload.labels, "labels")
     try:
-        report = imports.labels_import(project=project, rows=imports.api_rows(payload.labels), update=payload.update)
-    except imports.ImportInvalid as exc:
+        report = labels_import(project=project, rows=api_rows(payload.labels), update=payload.update)
+    except ImportInvalid as exc:
         raise _import_errors(exc, "labels") from None
-    except imports.ImportRefused as exc:
+    except ImportRefused as exc:
         raise ApiError(exc.status, exc.message) from None
     return _import_out(report)
 
@@ -675,8 +674,8 @@ def samples_push(request: HttpRequest, slug: str, payload: RecordBatchIn) -> dic
     project, _role = _project(request, slug, role=Membership.Role.LEAD)
     _check_batch(payload.records, "records")
     try:
-        result = samples.records_receive(project=project, rows=imports.api_rows(payload.records))
-    except imports.ImportInvalid as exc:
+        result = samples.records_receive(project=project, rows=api_rows(payload.records))
+    except ImportInvalid as exc:
         raise _import_errors(exc, "records") from None
     return {"received": result.received, "duplicates": result.duplicates}
 

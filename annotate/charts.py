@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -477,3 +478,11 @@ def column_chart(
                 _text(left + col * i + col / 2, height - 8, _clip(name, 10), anchor="middle", fill=MUTED, size=10)
             )
     return _svg(width, height, title, "; ".join(descs) or "no data", body, "chart-columns")
+
+
+def scale_floor(figures: list[dict[str, Any]]) -> float:
+    """Where a chart of agreement figures starts: 0, or below it when a figure or its interval is negative, at a
+    value that keeps the ticks round (the scale ends at 1)."""
+    lows = [f["ci_low"] if f.get("ci_low") is not None else f["value"] for f in figures if f.get("value") is not None]
+    low = min(lows, default=0.0)
+    return 0.0 if low >= 0 else (-0.6 if low >= -0.6 else -1.0)

@@ -1,4 +1,5 @@
-"""The demo that `make run` loads: two projects from a sample of the Tülu 1 human evaluation (demo_data/SOURCE.md).
+"""The demo that `make run` loads: two projects from a sample of the Tülu 1 human evaluation (demo_data/SOURCE.md),
+and a third from LLMBar with its experts' gold labels (demo_llmbar.py, demo_data/llmbar/SOURCE.md).
 
 Loading is idempotent: running it again changes nothing but the demo users' passwords, which are reset to the ones
 kept under var/ so the printed credentials always work.
@@ -17,8 +18,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import transaction
 
-from annotate import selectors, services, visibility
+from annotate import demo_llmbar, selectors, visibility
 from annotate.models import Item, Label, Membership, Project
+from annotate.services.items import item_build
+from annotate.services.labels import labels_bulk_import
+from annotate.services.members import membership_set
+from annotate.services.projects import project_apply_spec
 from annotate.specs import spec_parse
 
 User = get_user_model()
@@ -161,12 +166,12 @@ def demo_load() -> DemoResult:
     projects = []
     items_created = labels_created = 0
     for spec_data in (BINARY_SPEC, PAIRWISE_SPEC):
-        project, created, _ = services.project_apply_spec(spec=spec_parse(spec_data))
+        project, created, _ = project_apply_spec(spec=spec_parse(spec_data))
         if created:
             # Blind by default (annotate.visibility): the ids and model names stay hidden; the dataset name is harmless.
             visibility.project_set_annotator_fields(project=project, fields=["dataset"])
         for username, _, role in credentials:
-            services.membership_set(project=project, user=User.objects.get(username=username), role=role)
+            membership_set(project=project, user=User.objects.get(username=username), role=role)
         projects.append(project)
 
     binary, pairwise = projects
@@ -191,8 +196,11 @@ def demo_load() -> DemoResult:
                     created_at=created_at,
                 )
             )
-        labels_created += services.labels_bulk_import(project=project, labels=built)
-    return DemoResult(credentials, projects, items_created, labels_created)
+        labels_created += labels_bulk_import(project=project, labels=built)
+    members = [(User.objects.get(username=username), role) for username, _, role in credentials]
+    llmbar, n_items, n_gold = demo_llmbar.llmbar_project_load(members=members)
+    projects.append(llmbar)
+    return DemoResult(credentials, projects, items_created + n_items, labels_created + n_gold)
 
 
 def _when(row: dict) -> dt.datetime:
@@ -210,7 +218,7 @@ def _binary_items_and_labels(project: Project, rows: list[dict]):
             external_id = f"{row['instance_id']}/{model}"
             text = row[f"completion_{side}"]
             if external_id not in items:
-                items[external_id] = services.item_build(
+                items[external_id] = item_build(
                     project=project,
                     fields={"input": row["prompt"], "output": text},
                     external_id=external_id,
@@ -236,7 +244,7 @@ def _pairwise_items_and_labels(project: Project, rows: list[dict]):
         user = _imported_user(row["evaluator"])
         external_id = f"{row['instance_id']}/{row['model_a']}-vs-{row['model_b']}"
         if external_id not in items:
-            items[external_id] = services.item_build(
+            items[external_id] = item_build(
                 project=project,
                 fields={
                     "input": row["prompt"],

@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from annotate import reports
+from annotate import enqueue, reports
 from annotate.models import (
     AgreementReport,
     Criterion,
@@ -283,8 +283,6 @@ def relabel_request(*, project: Project, actor: AbstractBaseUser | AnonymousUser
     """Record a lead's wish to queue the outdated items (or return the one already waiting) and hand it to the worker
     once the transaction commits: queueing reads every label of the project, seconds on a large one, so the request
     does not wait for it. Asking twice before the worker ran asks once (one open request per project)."""
-    from annotate import tasks
-
     user = actor if isinstance(actor, User) else None
     with transaction.atomic():
         request, _ = RelabelRequest.objects.get_or_create(
@@ -292,7 +290,7 @@ def relabel_request(*, project: Project, actor: AbstractBaseUser | AnonymousUser
         )
     # Enqueued again for a waiting request too: a lost message then costs one more press, and a second run of the
     # task finds nothing open.
-    transaction.on_commit(lambda: tasks.relabel_request_run.delay(project.pk))
+    enqueue.after_commit("annotate.tasks.relabel_request_run", project.pk)
     return request
 
 

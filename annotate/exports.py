@@ -1,8 +1,8 @@
 """Getting data out: one project's current rubric version in one of annotate.export_formats' formats.
 
 Items are streamed from a server-side cursor in id order and decided a block at a time: the block's labels and gold
-labels are read, and each criterion's reference label and its kind computed with judges.agreement.consensus and
-judges.reference (gold where a lead set one, else the strict majority of two or more labels, else a single label; split
+labels are read, and each criterion's reference label and its kind computed with annotate.stats.agreement.consensus and
+stats.reference (gold where a lead set one, else the strict majority of two or more labels, else a single label; split
 items have none), as the agreement report and the judges do. So memory stays flat however large the project, and the
 first line follows at once. All reads run in one snapshot (`snapshot`), so the manifest's counts, decided before the
 first line, match the lines. Same data and options give byte-identical output.
@@ -35,8 +35,8 @@ from django.utils import timezone
 
 from annotate import export_formats, reports
 from annotate.models import Criterion, GoldLabel, Item, Label, Project, shown_username
-from judges import agreement
-from judges import reference as refkind
+from annotate.stats import agreement
+from annotate.stats import reference as refkind
 
 FORMATS = export_formats.FORMATS
 # Every id a caller may give: the formats and their former ids (export_formats.ALIASES).
@@ -343,7 +343,7 @@ class Export:
             yield batch, self._decide([item[0] for item in batch], labels=full)
 
     def _decide(self, id_list: list[int], *, labels: bool) -> _Block:
-        """Reference labels and their kinds (judges.reference), filters and counts for one block."""
+        """Reference labels and their kinds (annotate.stats.reference), filters and counts for one block."""
         options = self.options
         ids = np.array(id_list, dtype=np.int64)
         n = ids.size

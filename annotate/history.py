@@ -17,8 +17,10 @@ from django.contrib.auth.models import User as AuthUser
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from annotate import selectors, services
+from annotate import selectors
 from annotate.models import Criterion, Item, Label, Project
+from annotate.services.errors import QueueError
+from annotate.services.labels import label_edit, label_values_from_form
 from annotate.splits import shown_order
 from annotate.visibility import item_shown
 
@@ -174,16 +176,16 @@ def label_edit_from_form(*, project: Project, annotator: AuthUser, item_id: int,
     )
     criteria = tuple(c for c in selectors.criteria_of_version(project.current_rubric_id) if c.pk in labeled)
     shown = shown_order(annotator.pk, item_id) if project.is_pairwise else None
-    values, problems = services.label_values_from_form(project=project, criteria=criteria, data=data, shown=shown)
+    values, problems = label_values_from_form(project=project, criteria=criteria, data=data, shown=shown)
     if problems:
-        raise services.QueueError(" ".join(problems))
+        raise QueueError(" ".join(problems))
     revisions = {}
     for criterion in criteria:
         try:
             revisions[criterion.key] = int(data.get(f"rev-{criterion.key}", ""))
         except ValueError:
             revisions[criterion.key] = -1
-    return services.label_edit(
+    return label_edit(
         project=project,
         annotator=annotator,
         item_id=item_id,

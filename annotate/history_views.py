@@ -12,9 +12,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from annotate import history, selectors, services
+from annotate import history, selectors
 from annotate.http import wants_partial
 from annotate.models import Project
+from annotate.services.errors import QueueError
 
 _FILTERS = ("value", "since", "until")
 
@@ -106,7 +107,7 @@ def history_row_edit(request: HttpRequest, slug: str, item_id: int) -> HttpRespo
             item_id=item_id,
             data=request.POST,
         )
-    except services.QueueError as exc:
+    except QueueError as exc:
         if not wants_partial(request):
             messages.error(request, exc.message)
             return redirect(_edit_page(project, item_id))

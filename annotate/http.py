@@ -10,6 +10,7 @@ from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 from django_htmx.middleware import HtmxDetails
 
+
 class HtmxRequest(HttpRequest):
     """A request after HtmxMiddleware: what views that render fragments annotate `request` with."""
 

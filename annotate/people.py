@@ -22,8 +22,8 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from annotate import services
 from annotate.models import Assignment, Label, Membership, Project
+from annotate.services.members import member_leases_release
 
 
 def _membership_locked(project: Project, membership_id: int) -> Membership:
@@ -57,7 +57,7 @@ def member_deactivate(*, project: Project, membership_id: int) -> int:
             )
     membership.deactivated_at = timezone.now()
     membership.save(update_fields=["deactivated_at"])
-    services.member_leases_release(project=project, user=membership.user)
+    member_leases_release(project=project, user=membership.user)
     return Label.objects.filter(item__project=project, annotator=membership.user).count()
 
 
@@ -123,7 +123,7 @@ def account_set_active(*, actor: User, user: User, active: bool) -> int:
         return 0
     project_ids = set(Assignment.objects.filter(annotator=user).values_list("item__project_id", flat=True).distinct())
     return sum(
-        services.member_leases_release(project=project, user=user)
+        member_leases_release(project=project, user=user)
         for project in Project.objects.filter(pk__in=project_ids).order_by("pk")
     )
 

@@ -25,10 +25,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
-from annotate import invites, people, selectors, services, visibility
+from annotate import invites, people, selectors, visibility
 from annotate.forms import AccountCreateForm, AnnotatorFieldsForm, InviteForm, MemberAddForm, MemberRoleForm, SignupForm
 from annotate.http import wants_partial
 from annotate.models import Membership, Project
+from annotate.services.members import member_add, member_remove, member_set_role
 
 LEAD = Membership.Role.LEAD
 
@@ -69,7 +70,7 @@ def project_members(request: HttpRequest, slug: str) -> HttpResponse:
                 add_form = MemberAddForm(request.POST)
                 if not add_form.is_valid():
                     raise ValidationError("Enter a username or an email address, and a role.")
-                membership = services.member_add(
+                membership = member_add(
                     project=project,
                     identifier=add_form.cleaned_data["identifier"],
                     role=add_form.cleaned_data["role"],
@@ -144,15 +145,13 @@ def _member_action(request: HttpRequest, project: Project, action: str, membersh
         role_form = MemberRoleForm(request.POST)
         if not role_form.is_valid():
             raise ValidationError("Choose lead or annotator.")
-        membership = services.member_set_role(
-            project=project, membership_id=membership_id, role=role_form.cleaned_data["role"]
-        )
+        membership = member_set_role(project=project, membership_id=membership_id, role=role_form.cleaned_data["role"])
         return f"{name} is now {membership.get_role_display().lower()}."
     if action == "reactivate":
         people.member_reactivate(project=project, membership_id=membership_id)
         return f"{name} is active again."
     kept = (
-        services.member_remove(project=project, membership_id=membership_id)
+        member_remove(project=project, membership_id=membership_id)
         if action == "remove"
         else people.member_deactivate(project=project, membership_id=membership_id)
     )

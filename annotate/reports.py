@@ -1,7 +1,7 @@
-"""Human–human agreement reports: labels loaded from the database into integer arrays, figures from judges.agreement.
+"""Human–human agreement reports: labels read into integer arrays, figures from annotate.stats.agreement.
 
 Nothing here loops over labels in Python: labels are read as binary array chunks (PostgreSQL) and coded with numpy;
-every figure comes from the pure functions in judges.agreement, which are tested against independent implementations.
+every figure comes from the pure functions in stats.agreement, which are tested against independent implementations.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
+from annotate import extensions
 from annotate.models import AgreementReport, Criterion, GoldLabel, Label, Project, RubricVersion, shown_username
-from judges import agreement
-from judges import reference as refkind
+from annotate.stats import agreement
+from annotate.stats import reference as refkind
 
 BINARY_CODES = {"fail": agreement.FAIL, "pass": agreement.PASS}
 PAIRWISE_CODES = {"a": agreement.A, "b": agreement.B, "tie": agreement.TIE}
@@ -364,7 +365,7 @@ def human_report(
             },
             "consensus": {
                 "n_items": int(item_ids.size) + n_gold_only,
-                # Items by reference kind (judges.reference: gold, majority, single, unsettled), as judges and
+                # Items by reference kind (annotate.stats.reference: gold, majority, single, unsettled), as judges and
                 # exports count them; n_majority counts strict majorities of two or more labels only.
                 **{f"n_{name}": count for name, count in kinds.items()},
                 "n_needs_adjudication": int(needs.size),
@@ -480,16 +481,9 @@ def report_with_judges(report: AgreementReport) -> dict[str, Any]:
     since = {c.key: c.defined_in.number for c in rubric}
     order = [*names, *sorted(k for k in stored if k not in names)]
     criteria = {key: dict(stored[key]) | {"name": names.get(key, key), "defined_in": since.get(key)} for key in order}
-    try:
-        from judges.models import JudgeRun
-    except ImportError:  # pragma: no cover - the judges app is part of the project
-        return data
-    runs = JudgeRun.objects.filter(
-        project_id=report.project_id, status="done", rubric_version_id=report.rubric_version_id
-    ).select_related("version__judge")
-    for run in runs:
-        key = run.version.judge.criterion_key
-        if key in criteria and run.report:
-            criteria[key]["judge"] = {**criteria[key].get("judge", {}), str(run.pk): run.report}
+    found = extensions.judges().run_reports(project_id=report.project_id, rubric_version_id=report.rubric_version_id)
+    for key, run_id, run_report in found:
+        if key in criteria:
+            criteria[key]["judge"] = {**criteria[key].get("judge", {}), str(run_id): run_report}
     data["criteria"] = criteria
     return data

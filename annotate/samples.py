@@ -22,7 +22,9 @@ from django.db.models import Count, Q
 from django.db.models.functions import Length
 from django.utils import timezone
 
-from annotate import imports
+from annotate.imports.checking import RowError, item_checker, item_values
+from annotate.imports.report import MAX_REPORTED_ERRORS, ImportInvalid
+from annotate.imports.runs import lock_project_writes
 from annotate.models import DailySample, Item, ProductionRecord, Project
 
 log = logging.getLogger(__name__)
@@ -43,23 +45,21 @@ class ReceiveResult:
     duplicates: int
 
 
-def records_receive(
-    *, project: Project, rows: Iterable[tuple[int, dict[str, Any] | imports.RowError]]
-) -> ReceiveResult:
+def records_receive(*, project: Project, rows: Iterable[tuple[int, dict[str, Any] | RowError]]) -> ReceiveResult:
     """Store production records, all or nothing, with the same checks as item imports (imports.ImportInvalid).
 
     A record whose content already arrived today is a duplicate and is not stored twice.
     """
-    checker = imports.item_checker(project, source=Item.Source.SAMPLE)
+    checker = item_checker(project, source=Item.Source.SAMPLE)
     now = timezone.now()
     today = timezone.localdate(now)
-    errors: list[imports.RowError] = []
+    errors: list[RowError] = []
     records: dict[str, ProductionRecord] = {}
     n = 0
     for line, row in rows:
         n += 1
-        checked = row if isinstance(row, imports.RowError) else checker.check(line, row)
-        if isinstance(checked, imports.RowError):
+        checked = row if isinstance(row, RowError) else checker.check(line, row)
+        if isinstance(checked, RowError):
             errors.append(checked)
         elif isinstance(checked, list):
             errors += checked
@@ -77,7 +77,7 @@ def records_receive(
                 ),
             )
     if errors:
-        raise imports.ImportInvalid(errors[: imports.MAX_REPORTED_ERRORS], len(errors))
+        raise ImportInvalid(errors[:MAX_REPORTED_ERRORS], len(errors))
     with transaction.atomic():
         known = set(
             ProductionRecord.objects.filter(
@@ -112,7 +112,7 @@ def sample_take(*, project: Project, day: dt.date) -> tuple[DailySample, bool]:
     seed = sample_seed(project=project, day=day)
     try:
         with transaction.atomic():
-            imports.lock_project_writes(project)
+            lock_project_writes(project)
             existing = DailySample.objects.filter(project=project, day=day).first()
             if existing is not None:
                 return existing, False
@@ -162,7 +162,7 @@ def _sample_items(project: Project, records: list[ProductionRecord], day: dt.dat
             external_id = f"{external_id}~{record.content_hash[:12]}"
         if external_id:
             taken.add(external_id)
-        content, digest, external_id, split, key = imports.item_values(
+        content, digest, external_id, split, key = item_values(
             project=project, fields=fields, external_id=external_id, split=None
         )
         items.append(

@@ -475,8 +475,10 @@ def _judge_endpoints() -> list[dict[str, object]]:
         if unknown := set(endpoint) - known:
             raise ImproperlyConfigured(f"JUDGE_ENDPOINTS[{n}] has unknown keys: {', '.join(sorted(unknown))}")
         name = str(endpoint["name"])
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name) or name == "standin" or name in names:
-            raise ImproperlyConfigured(f"JUDGE_ENDPOINTS[{n}]: {name!r} must be a unique lowercase slug, not 'standin'")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name) or name in ("standin", "recorded") or name in names:
+            raise ImproperlyConfigured(
+                f"JUDGE_ENDPOINTS[{n}]: {name!r} must be a unique lowercase slug, not 'standin' or 'recorded'"
+            )
         names.add(name)
         url = urlsplit(str(endpoint["base_url"]))
         host = (url.hostname or "").lower()
@@ -525,6 +527,18 @@ def _judge_prices() -> dict[str, tuple[float, float]]:
 
 
 JUDGE_PRICES = _judge_prices()
+# The list prices of the models whose recorded LLMBar answers the demo replays (judges/recorded.py), USD per 1M tokens
+# (input, output), as their providers published them on JUDGE_RECORDED_PRICES_AS_OF: OpenAI's price list for the two
+# GPT models, Vertex AI's per-character price for PaLM 2 at four characters a token, Together AI's serverless price
+# for Llama 2 70B chat. Falcon 180B chat had no public per-token price, so no cost is shown for it. Used where
+# JUDGE_PRICES has no price for the model.
+JUDGE_RECORDED_PRICES_AS_OF = "2023-11-06"
+JUDGE_RECORDED_PRICES = {
+    "gpt-4-0613": (30.00, 60.00),
+    "gpt-3.5-turbo-0301": (1.50, 2.00),
+    "text-bison-001": (1.00, 2.00),
+    "llama-2-70b-chat": (0.90, 0.90),
+}
 # Retries of 429, 5xx, timeouts and connection errors: attempts per call, exponential backoff with full jitter from
 # the base up to the cap, and the longest Retry-After honoured.
 JUDGE_MAX_ATTEMPTS = env_int("JUDGE_MAX_ATTEMPTS", 6, minimum=1)

@@ -24,11 +24,18 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from annotate import carry, selectors, services
+from annotate import carry, selectors
 from annotate.forms import CriterionFormSet, ProjectNewForm, ProjectSettingsForm
 from annotate.http import wants_partial
 from annotate.models import Membership, Project
-from annotate.services import CriterionData
+from annotate.services.projects import (
+    project_create,
+    project_kind_locked,
+    project_may_create,
+    project_set_status,
+    project_update,
+)
+from annotate.services.rubrics import CriterionData, RubricChange, rubric_diff, rubric_save_edit
 
 LEAD = Membership.Role.LEAD
 MIN_CRITERIA = Project.MIN_CRITERIA_TO_ACTIVATE
@@ -45,7 +52,7 @@ def _status(request: HttpRequest, *, failed: bool) -> int:
 
 
 def _require_creator(request: HttpRequest) -> None:
-    if not services.project_may_create(request.user):
+    if not project_may_create(request.user):
         raise PermissionDenied("Only staff and people with the “add project” permission can create projects.")
 
 
@@ -89,7 +96,7 @@ def project_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         slug = form.cleaned_data["slug"] or slugify(form.cleaned_data["name"])[:64].strip("-")
         try:
-            project = services.project_create(creator=request.user, slug=slug, **_settings_values(form))  # type: ignore[arg-type]
+            project = project_create(creator=request.user, slug=slug, **_settings_values(form))  # type: ignore[arg-type]
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -115,13 +122,13 @@ def project_new_preview(request: HttpRequest) -> HttpResponse:
 @login_required
 def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
     project = _lead_project(request, slug)
-    kind_locked = services.project_kind_locked(project=project)
+    kind_locked = project_kind_locked(project=project)
     initial = {f: getattr(project, f) for f in ProjectSettingsForm.base_fields}
     form = ProjectSettingsForm(initial=initial, kind_locked=kind_locked)
     status_error = ""
     if request.method == "POST" and request.POST.get("form") == "status":
         try:
-            services.project_set_status(project=project, status=request.POST.get("status", ""))
+            project_set_status(project=project, status=request.POST.get("status", ""))
         except ValidationError as exc:
             status_error = " ".join(exc.messages)
         else:
@@ -131,7 +138,7 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
         form = ProjectSettingsForm(request.POST, initial=initial, kind_locked=kind_locked)
         if form.is_valid() and "preview" not in request.POST:
             try:
-                services.project_update(project=project, **_settings_values(form, project))
+                project_update(project=project, **_settings_values(form, project))
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
@@ -267,7 +274,7 @@ def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
     base = current.number if current else 0
     rows = saved
     problems: list[str] = []
-    changes: list[services.RubricChange] = []
+    changes: list[RubricChange] = []
     reviewing = False
     stale = ""
     focus = ""
@@ -284,7 +291,7 @@ def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
             problems.insert(0, f"Someone saved rubric v{base} while you were reviewing. Review your edits against it.")
         elif action in {"review", "save"}:
             rows, problems = _checked(rows, project)
-            changes = [] if problems else services.rubric_diff(old=saved, new=rows)
+            changes = [] if problems else rubric_diff(old=saved, new=rows)
             reviewing = not problems
             if posted_base != base:
                 stale = (
@@ -296,7 +303,7 @@ def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
             base = posted_base
         if action == "save" and not problems:
             try:
-                version = services.rubric_save_edit(
+                version = rubric_save_edit(
                     project=project,
                     criteria=rows,
                     base_number=posted_base,

@@ -11,8 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate import selectors, services, skips
+from annotate import selectors, skips
 from annotate.models import Project
+from annotate.services.errors import QueueError
 
 
 @require_GET
@@ -42,7 +43,7 @@ def label_reopen(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
         return redirect("label_skipped", slug=project.slug)
     try:
         item = skips.skip_reopen(project=project, annotator=request.user, item_id=item_id)  # type: ignore[arg-type]
-    except services.QueueError as exc:
+    except QueueError as exc:
         messages.error(request, exc.message)
         return redirect("label_skipped", slug=project.slug)
     return redirect(reverse("label_queue", args=[project.slug]) + f"?item={item.pk}")

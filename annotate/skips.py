@@ -23,6 +23,7 @@ from django.db.models import Count, Exists, F, Min, OuterRef, QuerySet
 from django.utils import timezone
 
 from annotate.models import Assignment, Item, Label, Project
+from annotate.services.errors import ItemNotNeeded, QueueError
 from annotate.visibility import item_shown
 
 SKIPPED = Assignment.State.SKIPPED
@@ -111,7 +112,6 @@ def skip_reopen(*, project: Project, annotator: AuthUser, item_id: int) -> Item:
     Raises services.QueueError when the item is not among their skips, services.ItemNotNeeded when it has since got
     every label it needs. Reopening an item already reopened (a second click) answers with it again.
     """
-    from annotate.services import ItemNotNeeded, QueueError  # services imports this module
 
     if project.current_rubric_id is None:
         raise QueueError("This project is not open for labeling right now.")

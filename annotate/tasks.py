@@ -4,37 +4,39 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from annotate import imports, samples, services
+from annotate import samples
+from annotate.imports import jobs as import_jobs
+from annotate.services import leases
 
 
 @shared_task(name="annotate.tasks.assignments_expire")
 def assignments_expire() -> int:
     """Return expired leases to the queue (beat runs this every ASSIGNMENT_SWEEP_SECONDS)."""
-    return services.assignments_expire()
+    return leases.assignments_expire()
 
 
 @shared_task(name="annotate.tasks.import_job_preview")
 def import_job_preview(job_id: int) -> None:
     """Check an uploaded file against its project, writing nothing (the job's claim makes a redelivery a no-op)."""
-    imports.import_job_preview(job_id=job_id)
+    import_jobs.import_job_preview(job_id=job_id)
 
 
 @shared_task(name="annotate.tasks.import_job_apply")
 def import_job_apply(job_id: int) -> None:
     """Import a confirmed file, all or nothing (claimed like the preview; the import itself is idempotent)."""
-    imports.import_job_apply(job_id=job_id)
+    import_jobs.import_job_apply(job_id=job_id)
 
 
 @shared_task(name="annotate.tasks.import_jobs_reconcile")
 def import_jobs_reconcile() -> int:
     """Send again the import jobs whose worker died or whose message was lost (beat, every IMPORT_RECONCILE_SECONDS)."""
-    return imports.import_jobs_reconcile()
+    return import_jobs.import_jobs_reconcile()
 
 
 @shared_task(name="annotate.tasks.import_uploads_expire")
 def import_uploads_expire() -> int:
     """Delete uploads nobody confirmed in time (beat, hourly)."""
-    return imports.import_uploads_expire()
+    return import_jobs.import_uploads_expire()
 
 
 @shared_task(name="annotate.tasks.samples_take_due")

@@ -9,18 +9,20 @@ imports nothing from annotate.api, so either can be imported first. Every endpoi
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import transaction
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 
 from annotate import carry
 from annotate import selectors as annotate_selectors
 from annotate.models import Membership, Project
-from judges import card, selectors, services
-from judges.models import JudgeRun, JudgeVersion
+from judges import card, monitor, selectors, services
+from judges.models import JudgeRun, JudgeVersion, Monitor
 
 router = Router(tags=["judges"])
 
@@ -264,6 +266,7 @@ class MonitorCriterionOut(Schema):
     enabled: bool
     threshold: float | None
     daily_budget_usd: str | None
+    daily_sample_cap: int | None
     alert: bool
     alert_days: list[str]
     latest: dict[str, Any] | None
@@ -289,6 +292,7 @@ def monitor_read(request: HttpRequest, slug: str) -> dict[str, Any]:
             "enabled": p.monitor.enabled,
             "threshold": p.monitor.threshold,
             "daily_budget_usd": None if p.monitor.daily_budget_usd is None else str(p.monitor.daily_budget_usd),
+            "daily_sample_cap": p.monitor.daily_sample_cap,
             "alert": bool(p.alert_days),
             "alert_days": [d.day.isoformat() for d in p.alert_days],
             "latest": day_json(p.latest) if p.latest else None,
@@ -297,3 +301,124 @@ def monitor_read(request: HttpRequest, slug: str) -> dict[str, Any]:
         for p in panels
     ]
     return {"alert": any(c["alert"] for c in criteria), "criteria": criteria}
+
+
+class MonitorSettingIn(Schema):
+    criterion_key: str
+    version_id: int
+    daily_budget_usd: Decimal | None = None
+    threshold: float | None = None
+    daily_sample_cap: int | None = None
+    enabled: bool = True
+
+
+class MonitorSettingsIn(Schema):
+    criteria: list[MonitorSettingIn]
+
+
+class MonitorSettingOut(Schema):
+    criterion_key: str
+    judge_id: int
+    version_id: int
+    version: int
+    daily_budget_usd: str | None
+    threshold: float | None
+    daily_sample_cap: int | None
+    enabled: bool
+    updated_at: dt.datetime
+
+
+class MonitorSettingsOut(Schema):
+    criteria: list[MonitorSettingOut]
+
+
+def _monitor_settings_out(project: Project) -> MonitorSettingsOut:
+    monitors = Monitor.objects.filter(judge__project=project).select_related("judge", "version")
+    return MonitorSettingsOut(
+        criteria=[
+            MonitorSettingOut(
+                criterion_key=m.judge.criterion_key,
+                judge_id=m.judge_id,
+                version_id=m.version_id,
+                version=m.version.number,
+                daily_budget_usd=None if m.daily_budget_usd is None else str(m.daily_budget_usd),
+                threshold=m.threshold,
+                daily_sample_cap=m.daily_sample_cap,
+                enabled=m.enabled,
+                updated_at=m.updated_at,
+            )
+            for m in monitors.order_by("judge__criterion_key", "judge_id")
+        ]
+    )
+
+
+@router.get("/projects/{slug}/monitor/settings", response={200: MonitorSettingsOut, 404: ErrorOut})
+def monitor_settings_read(request: HttpRequest, slug: str) -> MonitorSettingsOut:
+    """The daily monitor's settings, per monitored criterion: the judge version, daily budget (USD, empty: every
+    record), daily sample cap (records, empty: none of its own), threshold (empty: no alert) and whether it runs."""
+    return _monitor_settings_out(_project(request, slug))
+
+
+@router.put("/projects/{slug}/monitor/settings", response={200: MonitorSettingsOut, 400: ErrorOut, 404: ErrorOut})
+def monitor_settings_update(request: HttpRequest, slug: str, payload: MonitorSettingsIn) -> Status:
+    """Set the daily monitor of each criterion listed (`version_id` names a calibrated version of a judge of that
+    criterion), as the monitor page does and checked by the same service. All or nothing: any problem answers 400
+    naming every one (`criteria.<i>.<field>`) and nothing is written. Criteria not listed keep their settings (turn
+    one off with `"enabled": false`)."""
+    project = _project(request, slug)
+    errors: list[FieldErrorOut] = []
+    chosen: list[tuple[MonitorSettingIn, JudgeVersion]] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(payload.criteria):
+        where = f"criteria.{i}"
+        if entry.criterion_key in seen:
+            errors.append(FieldErrorOut(field=f"{where}.criterion_key", message="This criterion is listed twice."))
+            continue
+        seen.add(entry.criterion_key)
+        version = (
+            JudgeVersion.objects.filter(judge__project=project, pk=entry.version_id).select_related("judge").first()
+        )
+        if version is None:
+            errors.append(
+                FieldErrorOut(field=f"{where}.version_id", message=f"No judge version {entry.version_id} here.")
+            )
+            continue
+        if version.judge.criterion_key != entry.criterion_key:
+            message = f"Version {entry.version_id} judges {version.judge.criterion_key!r}, not {entry.criterion_key!r}."
+            errors.append(FieldErrorOut(field=f"{where}.version_id", message=message))
+            continue
+        try:
+            monitor.monitor_check(
+                judge=version.judge,
+                version=version,
+                daily_budget_usd=entry.daily_budget_usd,
+                threshold=entry.threshold,
+                daily_sample_cap=entry.daily_sample_cap,
+            )
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                name = (
+                    where if field == NON_FIELD_ERRORS else f"{where}.{'version_id' if field == 'version' else field}"
+                )
+                errors.extend(FieldErrorOut(field=name, message=m) for m in messages)
+            continue
+        chosen.append((entry, version))
+    if errors:
+        detail = errors[0].message if len(errors) == 1 else f"{len(errors)} problems; nothing was written."
+        return Status(400, ErrorOut(detail=detail, errors=errors))
+    user = _user(request)
+    try:
+        with transaction.atomic():
+            for entry, version in chosen:
+                monitor.monitor_set(
+                    judge=version.judge,
+                    version=version,
+                    daily_budget_usd=entry.daily_budget_usd,
+                    threshold=entry.threshold,
+                    daily_sample_cap=entry.daily_sample_cap,
+                    enabled=entry.enabled,
+                    actor=user if isinstance(user, User) else None,
+                )
+    except ValidationError as exc:  # a version's calibration changed since the check: still all or nothing
+        return _refused(exc)
+    return Status(200, _monitor_settings_out(project))

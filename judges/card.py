@@ -147,7 +147,7 @@ def card_build(*, version: JudgeVersion) -> dict[str, Any]:
                 "n_errors": report.get("n_errors"),
                 "reference": report.get("reference"),
                 # Which kinds of human reference the figures were computed on (gold, majority, single), and whether
-                # single labels served (judges.reference); absent from reports computed before they were counted.
+                # single labels served (stats.reference); absent from reports computed before they were counted.
                 "single_label_reference": report.get("single_label_reference"),
                 "reference_kinds": report.get("compared_kinds"),
                 "labels": report.get("labels"),

@@ -1,11 +1,11 @@
 """Comparing two judge runs on the same items, and checking a run against its judge's target: pure functions.
 
-Inputs are integer codes as in judges.agreement (binary: FAIL = 0, PASS = 1; pairwise: A = 0, B = 1, TIE = 2), one
+Inputs are integer codes as in stats.agreement (binary: FAIL = 0, PASS = 1; pairwise: A = 0, B = 1, TIE = 2), one
 entry per common item: `human[i]` is the human reference of item i, `a[i]` and `b[i]` the two runs' verdicts on it.
 
 Deltas are b − a (the newer run minus the older), each with a 95% paired bootstrap interval: items are resampled
 together, so both runs are scored on the same resampled items and what the items have in common cancels out. As in
-judges.agreement, a figure depends on the items only through how many fall in each (human, a, b) pattern, so drawing N
+stats.agreement, a figure depends on the items only through how many fall in each (human, a, b) pattern, so drawing N
 items with replacement is done exactly by drawing the N pattern counts from a multinomial (see agreement._resample).
 
 Unlike a single figure, a delta may have a zero-width interval: two runs that agree on every item differ by exactly 0
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from judges import agreement
+from annotate.stats import agreement
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -58,9 +58,10 @@ DEFINITIONS = {
         "The share of items where the judge gives the same verdict with the two outputs shown in either order."
     ),
     "interval": (
-        "95% intervals. Rates of items (accuracy, TPR, TNR, precision, agreement, consistency): Wilson score "
-        "intervals. κ: bias-corrected and accelerated (BCa) bootstrap, the items resampled 1,000 times with a fixed "
-        "seed."
+        "95% intervals. Rates of items (accuracy, TPR, TNR, precision, agreement, consistency): Clopper–Pearson "
+        "(exact) intervals. κ: bias-corrected and accelerated (BCa) bootstrap, the items resampled 1,000 times with "
+        "a fixed seed; where that gives none (every item agreeing, or a label on too few items), the 2.5% and 97.5% "
+        "quantiles of κ over 1,000 draws of the confusion table's shares from their Dirichlet posterior."
     ),
 }
 
@@ -136,7 +137,7 @@ def paired_deltas(
 
     The interval is the 2.5th and 97.5th percentiles of the delta over resamples of the items in which the figure is
     defined for both runs; when it is undefined in more than 5% of them no interval is given (as in
-    judges.agreement). Same data and seed, same intervals.
+    annotate.stats.agreement). Same data and seed, same intervals.
     """
     if n_boot < 0 or seed < 0:
         raise ValueError("n_boot and seed must be non-negative")

@@ -1,12 +1,12 @@
 """Production quality estimates: a criterion's pass rate on production records from judge verdicts on every record
 plus human labels on a random subset, the difference between two releases, and probes of the judge's biases.
 
-Pure functions over numpy arrays, like judges/agreement.py; pages and the daily monitor only format what these return.
+Pure functions over numpy arrays, like stats/agreement.py; pages and the daily monitor only format what these return.
 
 Three estimates of one pass rate sit side by side on the pages:
 
 - human-only: the share of human passes among the `n_labeled` records humans labeled (Wilson interval);
-- Rogan–Gladen (judges.agreement.corrected_pass_rate): the judge's pass rate on the records humans did not label,
+- Rogan–Gladen (stats.agreement.corrected_pass_rate): the judge's pass rate on the records humans did not label,
   corrected for the judge's TPR and TNR measured on the labeled ones;
 - PPI++ (`ppi_mean`): prediction-powered inference with power tuning (Angelopoulos, Duchi & Zrnic, "PPI++: Efficient
   Prediction-Powered Inference", arXiv:2311.01453, 2023). The human mean plus λ times how far the judge's mean on the
@@ -31,7 +31,7 @@ from statistics import NormalDist
 import numpy as np
 import numpy.typing as npt
 
-from judges.agreement import CONFIDENCE, wilson_interval
+from annotate.stats.agreement import CONFIDENCE, wilson_interval
 
 FloatArray = npt.NDArray[np.float64]
 

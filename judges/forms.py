@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from annotate.models import Project
 from judges import llm, monitor, prompts, services
@@ -14,6 +15,8 @@ def endpoint_choices() -> list[tuple[str, str]]:
     for name, endpoint in llm.endpoints().items():
         if name == llm.STANDIN:
             label = "standin (offline stand-in, not a real model)"
+        elif name == llm.RECORDED:
+            label = "recorded (real judges' recorded answers on LLMBar, replayed offline)"
         elif not llm.endpoint_has_key(endpoint):
             label = f"{name} (its key {endpoint.key_env} is not set)"
         else:
@@ -24,7 +27,8 @@ def endpoint_choices() -> list[tuple[str, str]]:
 
 def default_endpoint() -> str:
     """The first configured endpoint whose key is set, else the offline stand-in."""
-    usable = [name for name, e in llm.endpoints().items() if name != llm.STANDIN and llm.endpoint_has_key(e)]
+    offline = (llm.STANDIN, llm.RECORDED)
+    usable = [name for name, e in llm.endpoints().items() if name not in offline and llm.endpoint_has_key(e)]
     return usable[0] if usable else llm.STANDIN
 
 
@@ -140,22 +144,22 @@ class JudgeTargetForm(forms.Form):
 
 
 class MonitorForm(forms.Form):
-    """The daily monitor of a judge's criterion: which version judges production, within what budget, above what
-    floor (judges.monitor.monitor_set checks the version is calibrated)."""
+    """The daily monitor of a judge's criterion: which version judges production, within what budget and sample cap,
+    above what floor. The fields only parse; judges.monitor.monitor_check, which the API shares, judges the values."""
 
     version = forms.TypedChoiceField(coerce=int, label="Judge version")
     daily_budget_usd = forms.DecimalField(
         required=False,
-        min_value=0,
-        max_digits=10,
-        decimal_places=4,
         label="Daily budget (USD)",
         help_text="Empty: judge every record of the day. Else a seeded random sample whose estimated cost fits.",
     )
+    daily_sample_cap = forms.IntegerField(
+        required=False,
+        label="Daily sample cap (records)",
+        help_text="Empty: no cap of its own. Else at most this many records a day, a seeded random sample.",
+    )
     threshold = forms.FloatField(
         required=False,
-        min_value=0,
-        max_value=1,
         label="Pass-rate threshold",
         help_text="Alert when a day's 95% interval lies wholly below it. Empty: no alert.",
     )
@@ -163,6 +167,7 @@ class MonitorForm(forms.Form):
 
     def __init__(self, *args: Any, judge: Judge, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.judge = judge
         field = self.fields["version"]
         assert isinstance(field, forms.TypedChoiceField)
         choices = []
@@ -175,3 +180,25 @@ class MonitorForm(forms.Form):
             )
             choices.append((v.pk, f"v{v.number} · {v.model} · {state}"))
         field.choices = choices
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        version = self.judge.versions.filter(pk=data["version"]).first()
+        if version is None:
+            self.add_error("version", "Choose one of this judge's versions.")
+            return data
+        try:
+            monitor.monitor_check(
+                judge=self.judge,
+                version=version,
+                daily_budget_usd=data["daily_budget_usd"],
+                threshold=data["threshold"],
+                daily_sample_cap=data["daily_sample_cap"],
+            )
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                for message in messages:
+                    self.add_error(None if field == NON_FIELD_ERRORS else field, message)
+        return data

@@ -43,6 +43,8 @@ if logging.getLogger("httpx2").level == logging.NOTSET:
     logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 STANDIN = "standin"
+# The stand-in's replay of real judges' recorded answers (judges/recorded.py), on the stand-in's port.
+RECORDED = "recorded"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -104,6 +106,14 @@ def endpoints() -> dict[str, Endpoint]:
         rpm=settings.JUDGE_STANDIN_RPM,
         timeout=float(settings.JUDGE_STANDIN_TIMEOUT_SECONDS),
     )
+    found[RECORDED] = Endpoint(
+        name=RECORDED,
+        base_url=f"http://127.0.0.1:{settings.JUDGE_STANDIN_PORT}/recorded/v1",
+        structured_outputs=True,
+        max_concurrency=settings.JUDGE_STANDIN_CONCURRENCY,
+        rpm=settings.JUDGE_STANDIN_RPM,
+        timeout=float(settings.JUDGE_STANDIN_TIMEOUT_SECONDS),
+    )
     return found
 
 
@@ -116,6 +126,22 @@ def is_standin(name: str) -> bool:
         return False
     if endpoint.name == STANDIN:
         return True
+    return _on_standin_port(endpoint) and not is_recorded(name)
+
+
+def is_recorded(name: str) -> bool:
+    """Whether the endpoint called `name` replays recorded answers of real models (the stand-in's `recorded` path):
+    its verdicts are what those models answered, so they are priced as those models (judges.selectors.price_for),
+    unless the version's prompt has no recording (JudgeVersion.uses_standin)."""
+    endpoint = endpoints().get(name)
+    if endpoint is None:
+        return False
+    return endpoint.name == RECORDED or (
+        _on_standin_port(endpoint) and urlsplit(endpoint.base_url).path.rstrip("/") == "/recorded/v1"
+    )
+
+
+def _on_standin_port(endpoint: Endpoint) -> bool:
     parts = urlsplit(endpoint.base_url)
     try:
         port = parts.port

@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotate.models import Item, Project, RubricVersion
+from judges import recorded
 
 
 class Judge(models.Model):
@@ -41,7 +42,7 @@ class Judge(models.Model):
     target_kappa = models.FloatField(null=True, blank=True)
     target_accuracy = models.FloatField(null=True, blank=True)
     # Whether an item with one human label (no gold) may serve as the human reference for this judge's figures. With
-    # it off, the figures use only gold labels and strict majorities of two or more labels (judges.reference).
+    # it off, the figures use only gold labels and strict majorities of two or more labels (annotate.stats.reference).
     single_label_reference = models.BooleanField(default=True)
 
     class Meta:
@@ -128,10 +129,23 @@ class JudgeVersion(models.Model):
 
     @property
     def uses_standin(self) -> bool:
-        """Served by the offline stand-in (the built-in endpoint or one configured at its URL): it costs $0."""
+        """Served by the offline stand-in (the built-in endpoint or one configured at its URL), or by the `recorded`
+        endpoint with a prompt no real judge answered (it falls back to the plain stand-in): it costs $0."""
         from judges import llm
 
-        return llm.is_standin(self.endpoint)
+        return llm.is_standin(self.endpoint) or (llm.is_recorded(self.endpoint) and self.recording is None)
+
+    @property
+    def recording(self) -> recorded.Recording | None:
+        """On the `recorded` endpoint: the real judge's recorded answers this version replays (its model and templates
+        match an LLMBar recording), else None."""
+        from judges import llm
+
+        if not llm.is_recorded(self.endpoint):
+            return None
+        return recorded.recording_of(
+            model=self.model, system_template=self.system_template, user_template=self.user_template
+        )
 
 
 class FewShotExample(models.Model):
@@ -360,6 +374,9 @@ class Monitor(models.Model):
     # Null: judge every record of the day (up to MONITOR_MAX_RECORDS). Else a seeded random sample whose estimated
     # cost fits this many USD.
     daily_budget_usd = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    # Null: no cap of its own (MONITOR_MAX_RECORDS still applies). Else at most this many records a day, a seeded
+    # random sample (with a budget too, whichever is smaller).
+    daily_sample_cap = models.PositiveIntegerField(null=True, blank=True)
     # The pass-rate floor: a day whose interval's upper bound lies below it is an alert. Null: no alert.
     threshold = models.FloatField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
@@ -378,6 +395,10 @@ class Monitor(models.Model):
             models.CheckConstraint(
                 condition=Q(daily_budget_usd__isnull=True) | Q(daily_budget_usd__gte=0),
                 name="monitor_budget_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(daily_sample_cap__isnull=True) | Q(daily_sample_cap__gte=1),
+                name="monitor_sample_cap_positive",
             ),
         ]
 
@@ -441,6 +462,26 @@ class MonitorDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project_id}/{self.criterion_key} monitor of {self.day}"
+
+
+class MonitorDayClaim(models.Model):
+    """Who is computing one monitor's day: the claim that keeps two computations of it (beat and a manual re-run, a
+    redelivered message, two workers) from running, and paying, at once. One row per (monitor, day), by constraint;
+    judges.monitor.monitor_day_compute takes it under a row lock before any call and marks it finished after. A claim
+    that is neither finished nor older than MONITOR_RESEND_SECONDS turns a second computation away; an older one
+    (its worker died) may be taken over."""
+
+    monitor = models.ForeignKey(Monitor, on_delete=models.CASCADE, related_name="claims")
+    day = models.DateField()
+    token = models.CharField(max_length=32)
+    claimed_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["monitor", "day"], name="monitor_day_claim_one_per_day")]
+
+    def __str__(self) -> str:
+        return f"claim of {self.monitor_id} for {self.day}"
 
 
 class ModeSuggestion(models.Model):

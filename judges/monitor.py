@@ -1,10 +1,13 @@
 """The daily monitor: a criterion's chosen, calibrated judge version judges a day's production records, and the
 judge's pass rate, corrected for its measured errors, goes on the dashboard and the API with its 95% interval.
 
-- Which records: all of the day's records (up to MONITOR_MAX_RECORDS), or, with a daily budget, the longest prefix of
-  a random order seeded by (project, criterion, day) whose estimated cost fits the budget. A prefix of a random
-  permutation is a uniform random sample, and the same day always gives the same sample. The estimate counts every
-  record at its full price (cached or not), so the sample does not grow when a re-run finds its answers cached.
+- Which records: all of the day's records (up to MONITOR_MAX_RECORDS, or the monitor's daily sample cap), or, with a
+  daily budget, the longest prefix of a random order seeded by (project, criterion, day) whose estimated cost fits
+  the budget. A prefix of a random permutation is a uniform random sample, and the same day always gives the same
+  sample. The estimate counts every record at its full price (cached or not), so the sample does not grow when a
+  re-run finds its answers cached.
+- One computation of a day at a time: each takes the day's MonitorDayClaim first (unique per monitor and day, taken
+  under a row lock), so beat's task and a manual re-run started together never both call and pay.
 - Cost per call: the rendered prompt's estimated tokens (scaled by how far the estimate fell short on this version's
   past run) at the model's input price, plus the most completion tokens one of this version's past paid calls
   used (max_tokens, an upper bound, when it has none) at its output price.
@@ -19,7 +22,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from decimal import Decimal
@@ -27,6 +32,7 @@ from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import User as AuthUser
+from django.core.exceptions import NON_FIELD_ERRORS as NON_FIELD
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Case, Max, Q, Sum, Value, When
@@ -34,8 +40,9 @@ from django.utils import timezone
 
 from annotate import selectors as annotate_selectors
 from annotate.models import ProductionRecord, Project
-from judges import agreement, calls, llm, prompts, selectors, services
-from judges.models import CachedCompletion, Judge, JudgeRun, JudgeVersion, Monitor, MonitorDay, Verdict
+from annotate.stats import agreement
+from judges import calls, llm, prompts, selectors, services
+from judges.models import CachedCompletion, Judge, JudgeRun, JudgeVersion, Monitor, MonitorDay, MonitorDayClaim, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -83,35 +90,82 @@ def daily_estimate(*, n_pass: int, n_judged: int, calibration: Calibration, seed
 # --- Settings -------------------------------------------------------------------------------------------------
 
 
+BUDGET_MAX = Decimal("1000000")  # the column holds 10 digits, 4 after the point
+
+
+def monitor_check(
+    *,
+    judge: Judge,
+    version: JudgeVersion,
+    daily_budget_usd: Decimal | None,
+    threshold: float | None,
+    daily_sample_cap: int | None,
+) -> None:
+    """Whether these settings can monitor the judge's criterion: raises one ValidationError naming every problem, by
+    field (`version`, `daily_budget_usd`, `threshold`, `daily_sample_cap`; a problem of the project under NON_FIELD).
+    The one check of the settings, for the page's form and the API alike."""
+    problems: dict[str, list[str]] = {}
+
+    def refuse(field: str, message: str) -> None:
+        problems.setdefault(field, []).append(message)
+
+    if judge.project.kind != Project.Kind.BINARY:
+        refuse(NON_FIELD, "The daily monitor tracks a pass rate: it needs a pass/fail project.")
+    if version.judge_id != judge.pk:
+        refuse("version", "That version belongs to another judge.")
+    elif calibration_of(version=version) is None:
+        refuse(
+            "version",
+            f"Version {version.number} has no finished run that compared it with items humans passed and failed: "
+            "calibrate it first, so that its pass rate can be corrected.",
+        )
+    if daily_budget_usd is not None:
+        if not daily_budget_usd.is_finite():
+            refuse("daily_budget_usd", "The daily budget must be a number of US dollars.")
+        elif daily_budget_usd < 0:
+            refuse("daily_budget_usd", "The daily budget cannot be negative.")
+        elif daily_budget_usd >= BUDGET_MAX:
+            refuse("daily_budget_usd", f"The daily budget must be below ${BUDGET_MAX:,}.")
+        elif daily_budget_usd != daily_budget_usd.quantize(Decimal("0.0001")):
+            refuse("daily_budget_usd", "The daily budget has at most 4 decimal places.")
+    if threshold is not None and not (math.isfinite(threshold) and 0 <= threshold <= 1):
+        refuse("threshold", "The threshold is a pass rate between 0 and 1.")
+    if daily_sample_cap is not None and not 1 <= daily_sample_cap <= settings.MONITOR_MAX_RECORDS:
+        refuse(
+            "daily_sample_cap",
+            f"The daily sample cap is a number of records from 1 to {settings.MONITOR_MAX_RECORDS} "
+            "(MONITOR_MAX_RECORDS); leave it empty for no cap of its own.",
+        )
+    if problems:
+        raise ValidationError(problems)
+
+
 def monitor_set(
     *,
     judge: Judge,
     version: JudgeVersion,
     daily_budget_usd: Decimal | None,
     threshold: float | None,
+    daily_sample_cap: int | None = None,
     enabled: bool = True,
     actor: AuthUser | None = None,
 ) -> Monitor:
-    """Choose the version that monitors the judge's criterion, its daily budget and its pass-rate floor."""
-    if judge.project.kind != Project.Kind.BINARY:
-        raise ValidationError("The daily monitor tracks a pass rate: it needs a pass/fail project.")
-    if version.judge_id != judge.pk:
-        raise ValidationError("That version belongs to another judge.")
-    if calibration_of(version=version) is None:
-        raise ValidationError(
-            f"Version {version.number} has no finished run that compared it with items humans passed and failed: "
-            "calibrate it first, so that its pass rate can be corrected."
-        )
-    if daily_budget_usd is not None and daily_budget_usd < 0:
-        raise ValidationError("The daily budget cannot be negative.")
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise ValidationError("The threshold is a pass rate between 0 and 1.")
+    """Choose the version that monitors the judge's criterion, its daily budget and sample cap and its pass-rate
+    floor. Refused, with nothing written, as `monitor_check` says."""
+    monitor_check(
+        judge=judge,
+        version=version,
+        daily_budget_usd=daily_budget_usd,
+        threshold=threshold,
+        daily_sample_cap=daily_sample_cap,
+    )
     with transaction.atomic():
         monitor, _ = Monitor.objects.update_or_create(
             judge=judge,
             defaults={
                 "version": version,
                 "daily_budget_usd": daily_budget_usd,
+                "daily_sample_cap": daily_sample_cap,
                 "threshold": threshold,
                 "enabled": enabled,
                 "updated_by": actor,
@@ -171,7 +225,12 @@ class Planned:
 
 
 def plan_records(
-    *, context: selectors.RenderContext, records: list[ProductionRecord], seed: str, budget: Decimal | None
+    *,
+    context: selectors.RenderContext,
+    records: list[ProductionRecord],
+    seed: str,
+    budget: Decimal | None,
+    cap: int | None = None,
 ) -> tuple[list[Planned], Decimal | None, str]:
     """The records to judge, in the seeded random order, their estimated total cost, and a note on how they were
     chosen. Pure apart from reading the version's past token counts."""
@@ -182,7 +241,8 @@ def plan_records(
     ratio = Decimal(str(prompt_tokens_ratio(version=version)))
     out = float(version.max_tokens) if tokens_out is None else tokens_out
     planned: list[Planned] = []
-    for record in ordered[: settings.MONITOR_MAX_RECORDS]:
+    limit = settings.MONITOR_MAX_RECORDS if cap is None else min(cap, settings.MONITOR_MAX_RECORDS)
+    for record in ordered[:limit]:
         request, key = calls.request_for(
             endpoint=context.endpoint,
             scope=context.scope,
@@ -203,8 +263,13 @@ def plan_records(
             tokens_in = Decimal(prompts.estimate_tokens(request.messages)) * ratio
             cost = (tokens_in * price[0] + Decimal(out) * price[1]) / Decimal(1_000_000)
         planned.append(Planned(record, request, key, cost))
-    capped = len(ordered) > settings.MONITOR_MAX_RECORDS
-    note = f"at most {settings.MONITOR_MAX_RECORDS} records a day (MONITOR_MAX_RECORDS)" if capped else ""
+    note = ""
+    if len(ordered) > limit:
+        note = (
+            f"a random {limit} of {len(records)} records (the daily sample cap)"
+            if limit == cap
+            else f"at most {settings.MONITOR_MAX_RECORDS} records a day (MONITOR_MAX_RECORDS)"
+        )
     if price is None:
         return planned, None, note or "the model has no price: no budget could be applied"
     if budget is not None:
@@ -262,10 +327,39 @@ def _call_all(context: selectors.RenderContext, to_call: dict[str, Planned]) -> 
     return results
 
 
+class DayBusy(Exception):
+    """Another computation of the same monitor's day holds its claim: this one does nothing."""
+
+
+def _claim_day(*, monitor_id: int, day: dt.date) -> str | None:
+    """Take the claim on (monitor, day) under a row lock, or None when a live computation holds it. The unique
+    constraint makes the row exist once: of two computations starting together one creates it, the other waits on
+    its lock (or the unique index) and then finds it taken."""
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    stale_before = now - dt.timedelta(seconds=settings.MONITOR_RESEND_SECONDS)
+    with transaction.atomic():
+        claim, created = MonitorDayClaim.objects.select_for_update().get_or_create(
+            monitor_id=monitor_id, day=day, defaults={"token": token, "claimed_at": now}
+        )
+        if created:
+            return token
+        if claim.finished_at is None and claim.claimed_at >= stale_before:
+            return None
+        claim.token, claim.claimed_at, claim.finished_at = token, now, None
+        claim.save(update_fields=["token", "claimed_at", "finished_at"])
+    return token
+
+
+def _release_day(*, monitor_id: int, day: dt.date, token: str) -> None:
+    MonitorDayClaim.objects.filter(monitor_id=monitor_id, day=day, token=token).update(finished_at=timezone.now())
+
+
 def monitor_day_compute(*, monitor_id: int, day: dt.date) -> MonitorDay | None:
     """Judge `day`'s production records of the monitor's criterion and store the day's row. Safe to run again: the
     sample is fixed by the day, the answers come from the cache, the row is updated in place. None when the monitor
-    is gone or off."""
+    is gone or off. Two computations of the same day never overlap: the second raises DayBusy before any call (see
+    MonitorDayClaim), so nothing is judged or paid twice."""
     monitor = (
         Monitor.objects.select_related("judge__project", "version__judge__project")
         .filter(pk=monitor_id, enabled=True)
@@ -273,6 +367,16 @@ def monitor_day_compute(*, monitor_id: int, day: dt.date) -> MonitorDay | None:
     )
     if monitor is None:
         return None
+    token = _claim_day(monitor_id=monitor_id, day=day)
+    if token is None:
+        raise DayBusy(f"day {day.isoformat()} of monitor {monitor_id} is being computed by another task")
+    try:
+        return _compute_day(monitor=monitor, day=day)
+    finally:
+        _release_day(monitor_id=monitor_id, day=day, token=token)
+
+
+def _compute_day(*, monitor: Monitor, day: dt.date) -> MonitorDay:
     judge, version, project = monitor.judge, monitor.version, monitor.judge.project
     calibration = calibration_of(version=version)
     rubric = calibration.run.rubric_version if calibration else annotate_selectors.rubric_current(project=project)
@@ -282,7 +386,7 @@ def monitor_day_compute(*, monitor_id: int, day: dt.date) -> MonitorDay | None:
     seed = day_seed(project=project, criterion_key=judge.criterion_key, day=day)
     records = list(ProductionRecord.objects.filter(project=project, received_on=day).order_by("id"))
     planned, estimated, note = plan_records(
-        context=context, records=records, seed=seed, budget=monitor.daily_budget_usd
+        context=context, records=records, seed=seed, budget=monitor.daily_budget_usd, cap=monitor.daily_sample_cap
     )
     cached = services.cached_answers([p.key for p in planned])
     to_call = {p.key: p for p in planned if p.key not in cached}

@@ -117,6 +117,7 @@ def _form(judge: Judge, data: Any = None) -> Any:
         initial = {
             "version": current.version_id,
             "daily_budget_usd": current.daily_budget_usd,
+            "daily_sample_cap": current.daily_sample_cap,
             "threshold": current.threshold,
             "enabled": current.enabled,
         }
@@ -138,6 +139,7 @@ def monitor_settings(request: HttpRequest, slug: str, judge_id: int) -> HttpResp
                 version=selectors.version_for_project(project=project, version_id=data["version"]),
                 daily_budget_usd=data["daily_budget_usd"],
                 threshold=data["threshold"],
+                daily_sample_cap=data["daily_sample_cap"],
                 enabled=data["enabled"],
                 actor=request.user,  # type: ignore[arg-type]
             )

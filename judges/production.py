@@ -17,7 +17,8 @@ import numpy as np
 from django.db.models.functions import Length
 
 from annotate.models import Item, Project
-from judges import agreement, estimates, selectors
+from annotate.stats import agreement
+from judges import estimates, selectors
 from judges.models import JudgeRun, Verdict
 
 # A metadata field offered for comparisons has at most this many distinct values on the records (more is an id).

@@ -21,8 +21,9 @@ from django.http import Http404
 from annotate import reports
 from annotate import selectors as annotate_selectors
 from annotate.models import AgreementReport, Criterion, GoldLabel, Item, Label, Project, RubricVersion
-from judges import agreement, calls, compare, llm, prompts
-from judges import reference as refkind
+from annotate.stats import agreement
+from annotate.stats import reference as refkind
+from judges import calls, compare, llm, prompts
 from judges.models import CachedCompletion, FewShotExample, Judge, JudgeRun, JudgeVersion, Verdict
 
 MILLION = Decimal(1_000_000)
@@ -241,7 +242,7 @@ def price_for(model: str, *, endpoint: str | None = None) -> tuple[Decimal, Deci
     version named gpt-4o is not priced as gpt-4o."""
     if endpoint is not None and llm.is_standin(endpoint):
         return STANDIN_PRICE
-    price = settings.JUDGE_PRICES.get(model)
+    price = settings.JUDGE_PRICES.get(model) or settings.JUDGE_RECORDED_PRICES.get(model)
     if price is None:
         return None
     return Decimal(str(price[0])), Decimal(str(price[1]))
@@ -395,7 +396,7 @@ def train_items(*, project: Project, limit: int = 50) -> list[Item]:
 @dataclass(frozen=True)
 class Reference:
     """An item's human reference on the run's criterion: its label (None when it has none for this judge) and its
-    kind, as judges.reference names it ("gold", "majority", "single" or "unsettled")."""
+    kind, as annotate.stats.reference names it ("gold", "majority", "single" or "unsettled")."""
 
     value: str | None  # pass/fail or a/b/tie
     kind: str
@@ -410,7 +411,7 @@ def single_labels_serve(run: JudgeRun) -> bool:
 
 def references_of_run(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -> dict[int, Reference]:
     """Every item with a human label or a gold label on the run's criterion under the run's rubric version, with its
-    reference kind (judges.reference.kinds) and label: gold where a lead set one, else the strict majority of two or
+    reference kind (stats.reference.kinds) and label: gold where a lead set one, else the strict majority of two or
     more labels, else the single label where the judge lets single labels serve. Split items have kind "unsettled"
     and no label. services.run_report and the report pages both read this, so they cannot disagree. `item_ids`
     narrows the result (the run's items, say)."""
@@ -691,9 +692,10 @@ def prompt_key(version: JudgeVersion, examples: Sequence[tuple[str, str, str]]) 
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def model_choices(*, judge: Judge) -> list[list[ModelChoice]]:
-    """Groups of versions with the same prompt on two or more models, each with its newest dev run's agreement and
-    cost per 1,000 verdicts; in each group the cheapest configuration that meets the target is marked `best`."""
+def model_choices(*, judge: Judge, min_models: int = 2) -> list[list[ModelChoice]]:
+    """Groups of versions with the same prompt on `min_models` or more models, each with its newest dev run's
+    agreement and cost per 1,000 verdicts; in each group the cheapest configuration that meets the target is marked
+    `best`."""
     runs = latest_done_runs(judge=judge)
     if not runs:
         return []
@@ -725,7 +727,7 @@ def model_choices(*, judge: Judge) -> list[list[ModelChoice]]:
         groups.setdefault(prompt_key(version, examples.get(version_id, [])), []).append(choice)
     out = []
     for group in groups.values():
-        if len({c.version.model for c in group}) < 2:
+        if len({c.version.model for c in group}) < min_models:
             continue
         meeting = [c for c in group if c.check.status == "calibrated" and c.cost_per_1000 is not None]
         best = min(meeting, key=lambda c: (c.cost_per_1000, -c.version.number)) if meeting else None

@@ -41,7 +41,8 @@ from django.utils import timezone
 from annotate import carry, reports
 from annotate import selectors as annotate_selectors
 from annotate.models import Item, Project, RubricVersion
-from judges import agreement, calls, llm, prompts, reference, selectors, single_flight
+from annotate.stats import agreement, reference
+from judges import calls, llm, prompts, selectors, single_flight
 from judges.models import CachedCompletion, FewShotExample, Judge, JudgeRun, JudgeVersion, RunChunk, Verdict
 
 if TYPE_CHECKING:
@@ -721,7 +722,7 @@ def run_finish_if_complete(*, run_id: int) -> bool:
 
 
 def run_report(*, run: JudgeRun) -> dict[str, object]:
-    """The judge–human report for a run, as stored JSON (numbers from judges.agreement; this only arranges them).
+    """The judge–human report for a run, as stored JSON (numbers from stats.agreement; this only arranges them).
 
     Human reference per item (selectors.references_of_run): a lead's gold label where there is one, else the strict
     majority of two or more humans' labels on the judge's criterion under the run's rubric version, else a single
@@ -755,7 +756,7 @@ def run_report(*, run: JudgeRun) -> dict[str, object]:
         elif orders.get(Verdict.Order.ONE) is not None:
             judge_value[item_id] = str(orders[Verdict.Order.ONE])
 
-    # The human reference of every item of the run, of each kind (judges.reference), as the report pages read it.
+    # The human reference of every item of the run, of each kind (stats.reference), as the report pages read it.
     references = selectors.references_of_run(run=run, item_ids=by_item)
     single = selectors.single_labels_serve(run)
     human = {i: codes[ref.value] for i, ref in references.items() if ref.value is not None}

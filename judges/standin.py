@@ -23,6 +23,10 @@ It answers `POST /v1/chat/completions` with a judge's JSON verdict, deterministi
 - Usage counts tokens as one per four characters.
 - `reply` (tests only, through `/_control` or the config) makes every answer a fixed text, where {system} and {user}
   become the messages received: a model talked into echoing its prompt or answering out of format.
+- `POST /recorded/v1/chat/completions` (the app's `recorded` endpoint) replays real judges: when the model and the
+  rendered prompt match a recording of LLMBar (judges/recorded.py), the answer is what that model answered to that
+  item in that order, as a JSON verdict whose reasoning is the model's own text (completion tokens counted from that
+  text). Anything else gets the plain stand-in's answer, its reasoning saying so. Faults apply to both.
 
 `GET /_stats` reports what it has answered (requests, outcomes, messages answered more than once, the most requests
 in flight at once); `POST /_control` with a JSON object changes the options of a running server; `POST /_reset`
@@ -44,6 +48,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from judges import recorded
 
 GARBAGE = "I looked at this carefully and I would rather not say."
 
@@ -261,6 +267,11 @@ def _tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
+def _replay(body: dict[str, Any], messages: list[dict[str, Any]]) -> recorded.Reply | None:
+    """The recorded answer of the requested model to these messages (judges/recorded.py), if there is one."""
+    return recorded.reply_for(str(body.get("model") or ""), messages)
+
+
 class StandinServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 512
@@ -341,10 +352,12 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {"reset": True})
         elif self.path.rstrip("/") == "/v1/chat/completions":
             self._chat()
+        elif self.path.rstrip("/") == "/recorded/v1/chat/completions":
+            self._chat(from_recordings=True)
         else:
             self._send(404, {"error": {"message": "not found"}})
 
-    def _chat(self) -> None:
+    def _chat(self, *, from_recordings: bool = False) -> None:
         server = self.server
         body = self._body()
         messages = body.get("messages") or []
@@ -391,16 +404,22 @@ class Handler(BaseHTTPRequestHandler):
                 return
             text = str(next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), ""))
             pairwise = _is_pairwise(body, messages)
+            completion_tokens: int | None = None
             if config.reply:
                 system = str(next((m.get("content", "") for m in messages if m.get("role") == "system"), ""))
                 content = config.reply.replace("{system}", system).replace("{user}", text)
             elif fault == "garbage" or _unit(config.seed, message_hash, "garbage") < config.rate_garbage:
                 outcome = "garbage"
                 content = GARBAGE
+            elif from_recordings and (replay := _replay(body, messages)) is not None:
+                content, completion_tokens = replay.content, replay.tokens_out
             elif (grouping := grouping_for(text)) is not None:
                 content = json.dumps(grouping)
             else:
                 verdict, reasoning = verdict_for(config, text, pairwise=pairwise)
+                if from_recordings:
+                    model = body.get("model")
+                    reasoning = f"Plain stand-in: no recorded answer of {model!r} to this prompt. {reasoning}"
                 answer = json.dumps({"reasoning": reasoning, "verdict": verdict})
                 if body.get("response_format") or config.style == "json":
                     content = answer
@@ -409,7 +428,8 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     content = f"Here is my judgment of the item.\n{answer}\nI hope this helps."
             prompt_tokens = sum(_tokens(str(m.get("content", ""))) + 4 for m in messages)
-            completion_tokens = _tokens(content)
+            if completion_tokens is None:
+                completion_tokens = _tokens(content)
             self._send(
                 200,
                 {

@@ -27,7 +27,10 @@ def monitor_day_run(monitor_id: int, day: str) -> str:
 
     from judges import monitor
 
-    row = monitor.monitor_day_compute(monitor_id=monitor_id, day=dt.date.fromisoformat(day))
+    try:
+        row = monitor.monitor_day_compute(monitor_id=monitor_id, day=dt.date.fromisoformat(day))
+    except monitor.DayBusy:
+        return "busy: another task is computing this day"
     return "off" if row is None else f"{row.n_sampled} record(s), {row.n_called} call(s)"
 
 

@@ -10,6 +10,7 @@ import math
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -27,7 +28,8 @@ from annotate import carry, charts
 from annotate import selectors as annotate_selectors
 from annotate.http import wants_partial
 from annotate.models import Item, Membership, Project
-from judges import card, compare, forms, llm, production, prompts, reference, selectors, services, staleness
+from annotate.stats import reference
+from judges import card, compare, forms, llm, production, prompts, ranking, recorded, selectors, services, staleness
 from judges.models import Judge, JudgeRun, JudgeVersion
 
 LEAD = Membership.Role.LEAD
@@ -238,6 +240,7 @@ def _history_chart(judge: Judge, *, highlight: frozenset[int] | set[int] = froze
 
 def _judge_extras(judge: Judge) -> dict[str, Any]:
     groups = selectors.model_choices(judge=judge)
+    ranked = ranking.configuration_ranking(judge=judge)
     scatters = []
     for group in groups:
         figure_name = (compare.target_figures(target=judge.target, kind=judge.project.kind) or ("kappa",))[0]
@@ -270,6 +273,10 @@ def _judge_extras(judge: Judge) -> dict[str, Any]:
         "target_form": _target_form(judge),
         "history_chart": _history_chart(judge),
         "model_groups": scatters,
+        "ranking": ranked,
+        "has_recorded": any(r.choice.version.recording for r in ranked),
+        "recorded_prices_as_of": settings.JUDGE_RECORDED_PRICES_AS_OF,
+        "recorded_attribution": recorded.ATTRIBUTION,
         "choice_figure": compare.LABELS[
             (compare.target_figures(target=judge.target, kind=judge.project.kind) or ("kappa",))[0]
         ],
@@ -436,6 +443,8 @@ def _version_context(
         "n_test_runs": selectors.test_runs_count(judge=version.judge),
         "start_error": error,
         "no_labels_warning": _no_labels_warning(version),
+        "recorded_attribution": recorded.ATTRIBUTION,
+        "recorded_prices_as_of": settings.JUDGE_RECORDED_PRICES_AS_OF,
         "scopes": forms.RunStartForm.base_fields["scope"].choices,  # type: ignore[attr-defined]
     }
 

@@ -6,8 +6,11 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from annotate import selectors, services
+from annotate import selectors
 from annotate.models import Item, Label, Membership, Project
+from annotate.services.items import item_build
+from annotate.services.members import membership_set
+from annotate.services.rubrics import rubric_set_criteria
 
 User = get_user_model()
 
@@ -46,7 +49,7 @@ class ProjectFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def criteria(self, create, extracted, **kwargs):
         if create and extracted is not False:
-            services.rubric_set_criteria(project=self, criteria=extracted or DEFAULT_CRITERIA)
+            rubric_set_criteria(project=self, criteria=extracted or DEFAULT_CRITERIA)
 
 
 class ItemFactory(factory.django.DjangoModelFactory):
@@ -63,13 +66,13 @@ class ItemFactory(factory.django.DjangoModelFactory):
     def _create(cls, model_class, *args, **kwargs):
         project = kwargs.pop("project")
         external_id = kwargs.pop("external_id", None)
-        item = services.item_build(project=project, fields=kwargs, external_id=external_id)
+        item = item_build(project=project, fields=kwargs, external_id=external_id)
         item.save()
         return item
 
 
 def membership(user, project, role=Membership.Role.ANNOTATOR) -> Membership:
-    return services.membership_set(project=project, user=user, role=role)
+    return membership_set(project=project, user=user, role=role)
 
 
 def label(item: Item, annotator, key: str, value: str, **kwargs) -> Label:
@@ -87,7 +90,7 @@ def label(item: Item, annotator, key: str, value: str, **kwargs) -> Label:
 
 
 # The reference-kinds project (issue 15): per item of the "acceptable" criterion, its labels by three annotators, a
-# lead's gold label, and the reference kind and label that judges.reference gives it. "WRONG" in an output makes the
+# lead's gold label, and the reference kind and label that stats.reference gives it. "WRONG" in an output makes the
 # keyword stand-in judge fail it.
 MIXED_REFERENCE = {
     "three-agree": ("ppp", None, "majority", "pass"),
@@ -111,7 +114,7 @@ def mixed_reference_items(project: Project, annotators, lead) -> dict[str, Item]
     items = {}
     for n, (name, (votes, gold, _kind, _reference)) in enumerate(MIXED_REFERENCE.items()):
         output = f"Answer {n}." if n % 2 else f"Answer {n}, WRONG."
-        items[name] = services.item_build(
+        items[name] = item_build(
             project=project, fields={"input": f"Question {n}?", "output": output}, external_id=name
         )
         items[name].save()

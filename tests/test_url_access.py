@@ -10,9 +10,9 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from annotate import services
 from annotate.models import ApiToken, FailureMode, GoldLabel, ImportJob, Label, Membership, Project, ReviewNote
 from annotate.review import services as review_services
+from annotate.services.projects import project_set_status
 from judges import prompts
 from judges import services as judge_services
 from judges.models import JudgeRun, ModeSuggestion
@@ -52,7 +52,7 @@ def _patterns(patterns, prefix=""):
 @pytest.fixture
 def victim(project, lead, annotator):
     """The `project` of the personas, with one of each object its URLs can name."""
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     item = ItemFactory(project=project)
     label(item, annotator, "acceptable", "pass")
@@ -226,14 +226,21 @@ def test_a_history_row_opens_and_saves_for_its_own_annotator_only(client, victim
     )
 
 
-def test_the_monitor_api_answers_404_to_outsiders_and_annotators_and_401_without_a_token(
+def test_the_monitor_apis_answer_404_to_outsiders_and_annotators_and_401_without_a_token(
     client, victim, annotator, outsider
 ):
     from annotate import tokens
+    from judges.models import Monitor
 
-    url = f"/api/v1/projects/{victim['slug']}/monitor"
-    assert client.get(url).status_code == 401
-    for user in (outsider, annotator):
-        _row, raw = tokens.token_create(user=user, name="probe")
-        response = client.get(url, headers={"Authorization": f"Bearer {raw}"})
-        assert response.status_code == 404, user.username
+    body = {"criteria": [{"criterion_key": "acceptable", "version_id": 1, "threshold": 0.5}]}
+    for url in (f"/api/v1/projects/{victim['slug']}/monitor", f"/api/v1/projects/{victim['slug']}/monitor/settings"):
+        assert client.get(url).status_code == 401
+        for user in (outsider, annotator):
+            _row, raw = tokens.token_create(user=user, name="probe")
+            response = client.get(url, headers={"Authorization": f"Bearer {raw}"})
+            assert response.status_code == 404, (user.username, url)
+            if url.endswith("/settings"):
+                headers = {"Authorization": f"Bearer {raw}"}
+                response = client.put(url, body, content_type="application/json", headers=headers)
+                assert response.status_code == 404, (user.username, url)
+    assert not Monitor.objects.exists()

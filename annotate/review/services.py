@@ -19,8 +19,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from annotate import selectors, services
+from annotate import selectors
 from annotate.models import Criterion, FailureMode, Item, Label, Project, ReviewNote, RubricVersion
+from annotate.services import leases, rubrics
 
 MAX_NOTE_CHARS = 10_000
 MAX_NAME_CHARS = 120
@@ -225,7 +226,7 @@ def promote_key(project: Project, mode: FailureMode) -> str:
 
 def promote_criteria(
     *, project: Project, key: str, name: str, description: str
-) -> tuple[list[services.CriterionData], list[services.CriterionData]]:
+) -> tuple[list[rubrics.CriterionData], list[rubrics.CriterionData]]:
     """The current criteria and the criteria after adding the promoted one (checked)."""
     key = key.strip()
     if not re.fullmatch(r"[a-z0-9_-]{1,64}", key):
@@ -235,12 +236,12 @@ def promote_criteria(
     if not name or not description:
         raise ValidationError("A criterion needs a name and a definition.")
     saved = [
-        services.CriterionData(key=c.key, name=c.name, description=c.description)
+        rubrics.CriterionData(key=c.key, name=c.name, description=c.description)
         for c in selectors.criteria_current(project=project)
     ]
     if any(c["key"] == key for c in saved):
         raise ValidationError(f"The rubric has a criterion “{key}” already: choose another key.")
-    return saved, [*saved, services.CriterionData(key=key, name=name, description=description)]
+    return saved, [*saved, rubrics.CriterionData(key=key, name=name, description=description)]
 
 
 @transaction.atomic
@@ -274,7 +275,7 @@ def mode_promote(
         )
     _saved, criteria = promote_criteria(project=project, key=key, name=name, description=description)
     project.refresh_from_db(fields=["status"])
-    version = services.rubric_set_criteria(
+    version = rubrics.rubric_set_criteria(
         project=project, criteria=criteria, actor=actor, note=f"failure mode “{mode.name}” promoted"[:500]
     )
     assert version is not None  # a criterion was added
@@ -296,7 +297,7 @@ def mode_promote(
         for r in reviews.order_by("pk")
     ]
     Label.objects.bulk_create(labels, ignore_conflicts=True)
-    services.queue_counts_refresh(project=project)
+    leases.queue_counts_refresh(project=project)
     mode.promoted_key, mode.promoted_in = criterion.key, version
     mode.save(update_fields=["promoted_key", "promoted_in", "updated_at"])
     n_fail = sum(1 for label in labels if label.value == Label.Value.FAIL)

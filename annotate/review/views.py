@@ -18,11 +18,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from annotate import carry, charts, selectors
-from annotate import services as annotate_services
 from annotate.http import AuthedRequest, wants_partial
 from annotate.models import FailureMode, Item, Membership, Project
 from annotate.review import export, services
 from annotate.review import selectors as review_selectors
+from annotate.services import rubrics
 
 # --- Review (any member) ---------------------------------------------------------------------------------------
 
@@ -325,7 +325,7 @@ def mode_promote(request: AuthedRequest, slug: str, mode_id: int) -> HttpRespons
         except ValidationError as exc:
             problems = list(exc.messages)
         else:
-            changes = annotate_services.rubric_diff(old=saved, new=new)
+            changes = rubrics.rubric_diff(old=saved, new=new)
             if current is not None:
                 consequence = carry.rubric_consequence(
                     current=current, new=[(c["key"], c["name"], c["description"]) for c in new]

@@ -1,4 +1,4 @@
-"""Formatting of stored numbers for the judges pages (the numbers themselves come from judges.agreement)."""
+"""Formatting of stored numbers for the judges pages (the numbers themselves come from annotate.stats.agreement)."""
 
 from __future__ import annotations
 

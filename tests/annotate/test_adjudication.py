@@ -9,10 +9,12 @@ import re
 import pytest
 from django.urls import reverse
 
-from annotate import adjudication, reports, services
+from annotate import adjudication, reports
 from annotate.demo import demo_load
 from annotate.keymap import keymap
 from annotate.models import GoldLabel, Label, Membership, Project
+from annotate.services.gold import gold_set
+from annotate.services.projects import project_set_status
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, label, membership
 
 pytestmark = pytest.mark.django_db
@@ -108,7 +110,7 @@ def test_an_item_settled_meanwhile_is_not_saved_twice_and_the_lead_moves_on(clie
     project, lead, report = tulu
     first = min(_listed(report))
     for key in _listed(report)[first]:
-        services.gold_set(project=project, item_id=first, criterion_key=key, value="tie", note="", actor=lead)
+        gold_set(project=project, item_id=first, criterion_key=key, value="tie", note="", actor=lead)
     client.force_login(lead)
     response = client.post(reverse("adjudicate_queue", args=[project.slug]), {"item": first, "c-overall": "a"})
     assert response.status_code == 302
@@ -121,7 +123,7 @@ def split():
     """A binary project, two annotators: item 0 split on "acceptable", item 1 on "factually_correct", item 2 on both,
     item 3 agreed."""
     project = ProjectFactory(slug="split", overlap=2)
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     lead, ann_a, ann_b = UserFactory(), UserFactory(), UserFactory()
     membership(lead, project, Membership.Role.LEAD)
     items = [ItemFactory(project=project) for _ in range(4)]

@@ -11,9 +11,10 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils.html import escape
 
-from annotate import reports, services, tasks
+from annotate import reports, tasks
 from annotate.demo import demo_load
 from annotate.models import AgreementReport, GoldLabel, Label, Membership, Project
+from annotate.services.gold import gold_set
 from tests.factories import UserFactory, membership
 
 pytestmark = pytest.mark.django_db
@@ -133,7 +134,7 @@ def test_gold_set_refuses_items_of_other_projects(demo):
     other = Project.objects.get(slug="tulu-acceptability")
     foreign = other.items.first()
     with pytest.raises(Exception, match="not in this project"):
-        services.gold_set(project=project, item_id=foreign.pk, criterion_key="overall", value="a", note="", actor=lead)
+        gold_set(project=project, item_id=foreign.pk, criterion_key="overall", value="a", note="", actor=lead)
 
 
 def test_the_agreement_page_orders_criteria_as_the_rubric_does_and_titles_them_by_name(client):

@@ -8,7 +8,7 @@ import pytest
 from django.apps import apps
 from django.db import OperationalError, models
 
-from annotate import api, imports, tokens
+from annotate import api, tokens
 from annotate.middleware import RETRY_MESSAGE
 from annotate.models import ApiToken, ImportedUser, Item, Label, imported_username
 from tests.factories import ItemFactory, ProjectFactory, membership
@@ -168,7 +168,7 @@ def test_an_unexpected_error_is_a_short_json_500_and_its_traceback_goes_to_the_l
     def broken(**kwargs):
         raise RuntimeError("internal detail: /srv/annotate/secret.py line 12")
 
-    monkeypatch.setattr(imports, "items_import", broken)
+    monkeypatch.setattr(api, "items_import", broken)
     response = _post(client, "/projects/support-bot/items", {"items": [{"input": "Q", "output": "A"}]}, _token(lead))
     assert response.status_code == 500
     assert response["Content-Type"].startswith("application/json")
@@ -189,7 +189,7 @@ def test_a_database_outage_inside_an_api_call_is_the_json_503_with_the_retry_mes
     def lost(**kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(imports, "items_import", lost)
+    monkeypatch.setattr(api, "items_import", lost)
     response = _post(client, "/projects/support-bot/items", {"items": [{"input": "Q", "output": "A"}]}, _token(lead))
     assert response.status_code == 503 and response.json() == {"detail": RETRY_MESSAGE}
     assert response["Retry-After"] == "5"

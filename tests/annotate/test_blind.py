@@ -6,9 +6,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from annotate import reports, services, tokens, visibility
+from annotate import reports, tokens, visibility
 from annotate.demo import demo_load
 from annotate.models import Item, Membership, Project
+from annotate.services.items import item_build
+from annotate.services.projects import project_set_status
 from tests.factories import ProjectFactory, UserFactory, label, membership
 
 pytestmark = pytest.mark.django_db
@@ -20,10 +22,10 @@ HIDDEN = ("chatgpt", "tulu_65B", "-vs-", "tulu1-human-eval", "q7/")
 @pytest.fixture
 def pairwise(db):
     project = ProjectFactory(slug="prefs", name="Preferences", kind=Project.Kind.PAIRWISE)
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     for n in range(3):
-        services.item_build(
+        item_build(
             project=project,
             fields={"input": f"Question {n}?", "output_a": f"First answer {n}.", "output_b": f"Second answer {n}."},
             external_id=f"q7/{n}/chatgpt-vs-tulu_65B",

@@ -13,8 +13,11 @@ from django.template import Context, Template
 from django.urls import reverse
 from django.utils import timezone
 
-from annotate import reports, selectors, services, tasks, throughput
+from annotate import reports, selectors, tasks, throughput
 from annotate.models import Label, Membership, ThroughputCount, ThroughputWatermark
+from annotate.services.leases import queue_counts_refresh
+from annotate.services.projects import project_set_status
+from annotate.services.rubrics import rubric_set_criteria
 from judges import prompts
 from judges import services as judge_services
 from judges.models import JudgeRun
@@ -37,14 +40,14 @@ LEAD_ONLY_MARKERS = (
 @pytest.fixture
 def labeled(project, lead, annotator, other_annotator):
     """An active project with 12 items labeled by two annotators who disagree on some, and a stored report."""
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     items = [ItemFactory(project=project) for _ in range(12)]
     for n, item in enumerate(items):
         for key in ("acceptable", "follows_instructions", "factually_correct"):
             label(item, annotator, key, "pass" if n % 2 else "fail")
             label(item, other_annotator, key, "pass" if n % 2 or n % 3 == 0 else "fail")
-    services.queue_counts_refresh(project=project)
+    queue_counts_refresh(project=project)
     reports.report_refresh(project=project, force=True)
     return project, items
 
@@ -148,7 +151,7 @@ def test_judges_show_their_latest_alignment_and_a_stale_flag_once_the_rubric_mov
     assert f'href="{reverse("judges:run_production", args=[project.slug, run.pk])}">production quality' in page
     criteria = [dict(c) for c in DEFAULT_CRITERIA]
     criteria[0]["description"] = "A user would ship it as it is."
-    services.rubric_set_criteria(project=project, criteria=criteria, actor=lead)
+    rubric_set_criteria(project=project, criteria=criteria, actor=lead)
     page = client.get(url).content.decode()
     assert 'badge stale"' in page and "1 judge calibrated on an older rubric" in page
     assert "The criterion&#x27;s definition changed since the last calibration run." in page
@@ -182,7 +185,7 @@ def test_project_stats_count_labels_per_rubric_version(project, lead, annotator)
     label(item, annotator, "acceptable", "pass")
     criteria = [dict(c) for c in DEFAULT_CRITERIA]
     criteria[0]["name"] = "Acceptable as it is"  # renamed: its labels start again under v2
-    services.rubric_set_criteria(project=project, criteria=criteria, actor=lead)
+    rubric_set_criteria(project=project, criteria=criteria, actor=lead)
     project.refresh_from_db()
     label(item, annotator, "acceptable", "fail")
     label(item, annotator, "follows_instructions", "fail")

@@ -58,9 +58,9 @@ def test_the_demo_loads_both_projects_with_real_labels_and_is_idempotent(setting
 
 
 def test_the_demo_lead_may_create_projects_and_the_annotators_may_not():
-    from annotate import services
+    from annotate.services.projects import project_may_create
 
     demo_load()
     users = get_user_model().objects
-    assert services.project_may_create(users.get(username="lead"))
-    assert not services.project_may_create(users.get(username="annotator1"))
+    assert project_may_create(users.get(username="lead"))
+    assert not project_may_create(users.get(username="annotator1"))

@@ -13,8 +13,12 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from annotate import drift, reports, services
+from annotate import drift, reports
 from annotate.models import AgreementReport, Criterion, Item, Label, RelabelRequest
+from annotate.services.labels import label_submit
+from annotate.services.projects import project_set_status
+from annotate.services.queue import queue_claim
+from annotate.services.rubrics import rubric_set_criteria
 from judges import prompts
 from judges import services as judge_services
 from judges.models import JudgeRun
@@ -37,14 +41,14 @@ def _v2(project, lead, *, changes=None, note="Sharper factual criterion"):
         criteria[2]["description"] = "No factual or arithmetic error, checked against the source."
     else:
         criteria = changes(criteria)
-    version = services.rubric_set_criteria(project=project, criteria=criteria, actor=lead, note=note)
+    version = rubric_set_criteria(project=project, criteria=criteria, actor=lead, note=note)
     project.refresh_from_db()
     return version
 
 
 @pytest.fixture
 def active(project):
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     return project
 
@@ -157,9 +161,9 @@ def test_relabel_queue_is_idempotent_and_the_queue_serves_the_items_again_first(
 
     # The annotator who labeled it under v1 gets it again under v2, before the never-labeled item, and answers
     # only the redefined criterion: the other two were carried over.
-    claimed = services.queue_claim(project=active, annotator=annotator, rubric_version_id=active.current_rubric_id)
+    claimed = queue_claim(project=active, annotator=annotator, rubric_version_id=active.current_rubric_id)
     assert claimed == old
-    services.label_submit(
+    label_submit(
         project=active,
         annotator=annotator,
         item_id=old.pk,

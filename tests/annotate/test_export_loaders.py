@@ -21,8 +21,9 @@ import re
 import pytest
 from django.core.management import call_command
 
-from annotate import export_formats, exports, services
+from annotate import export_formats, exports
 from annotate.models import GoldLabel, Project
+from annotate.services.items import item_build
 from tests.factories import ProjectFactory, UserFactory, label, membership
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +41,7 @@ TRANSCRIPT = json.dumps(
 
 def _item(project, external_id, *, metadata=None, **fields):
     defaults = {"output_a": "A", "output_b": "B"} if project.is_pairwise else {"output": f"Output {external_id} ✓"}
-    item = services.item_build(
+    item = item_build(
         project=project,
         fields={"input": f"Prompt {external_id}", **defaults, **fields},
         external_id=external_id,

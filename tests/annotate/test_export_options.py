@@ -18,9 +18,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def labeled(project, annotator):
-    from annotate import services
+    from annotate.services.items import item_build
 
-    item = services.item_build(
+    item = item_build(
         project=project, fields={"input": "Où ?", "output": "Là, café"}, external_id="only", split="train"
     )
     item.save()

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from annotate import export_process, exports, services
+from annotate import export_process, exports
 from annotate.models import Item, Project
+from annotate.services.items import item_build
 from tests.factories import label
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _items(project, n):
     items = [
-        services.item_build(
+        item_build(
             project=project,
             fields={"input": f"Prompt {i} <script>alert(1)</script>", "output": "Out " * 40},
             external_id=f"item-{i:05d}",

@@ -10,9 +10,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from annotate import exports, reports, services, tokens
+from annotate import exports, reports, tokens
 from annotate.demo import demo_load
 from annotate.models import GoldLabel, Membership, Project
+from annotate.services.items import item_build
+from annotate.services.projects import project_set_status
 from tests.factories import ProjectFactory, UserFactory, label, membership
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +24,7 @@ NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 def _item(project, external_id, *, split="train", metadata=None, **fields):
     defaults = {"output_a": "A", "output_b": "B"} if project.is_pairwise else {"output": "Out"}
-    item = services.item_build(
+    item = item_build(
         project=project,
         fields={"input": f"Prompt {external_id}", **defaults, **fields},
         external_id=external_id,
@@ -398,7 +400,7 @@ def test_the_api_carries_the_manifest_too(client, binary, lead):
 
 def test_preference_and_evals_counts_are_known_before_the_rows(db):
     pairwise = ProjectFactory(slug="pairs", kind="pairwise")
-    services.project_set_status(project=pairwise, status="active")
+    project_set_status(project=pairwise, status="active")
     pairwise.refresh_from_db()
     voters = [UserFactory(username=f"voter-{n}") for n in range(2)]
     for user in voters:
@@ -684,7 +686,7 @@ def test_jsonl_lines_are_exactly_what_json_dumps_writes_for_their_values(db, kin
     """JSONL lines are assembled from encoded pieces, not json.dumps of a dict: they must still be json.dumps'
     bytes (separators, escapes, key order, numbers), so a file is the same whichever way it was written."""
     project = ProjectFactory(slug="tricky", kind=kind)
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     voters = [UserFactory(username=name) for name in ("zoë", 'Ann "quoted"', "bob\u2028")]
     for user in voters:

@@ -15,8 +15,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.urls import reverse
 
-from annotate import exports, imports, ratelimit, reports, services, tokens
+from annotate import exports, ratelimit, reports, tokens
+from annotate.imports.files import file_import
+from annotate.imports.jobs import _upload_dir
+from annotate.imports.report import ImportInvalid
 from annotate.models import GoldLabel, ImportedUser, ImportJob, Item, Label, Project, shown_username
+from annotate.services.items import item_build
+from annotate.services.projects import project_set_status
 from annotate.templatetags.rendering import render_text_filter
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, label, membership
 
@@ -37,7 +42,7 @@ def _api(client, path: str, body: str, user) -> object:
 
 @pytest.fixture
 def active(project, lead, annotator):
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     return project
 
 
@@ -161,8 +166,8 @@ def test_a_lone_surrogate_in_an_import_file_is_reported_with_its_line(project, t
         '{"input": "fine", "output": "x"}\n{"input": "bad \\ud83d here", "output": "x"}\n'
         '{"input": "ok", "output": "x", "metadata": {"\\udc00": 1}}\n'
     )
-    with pytest.raises(imports.ImportInvalid) as exc:
-        imports.file_import(project=project, kind="items", path=path)
+    with pytest.raises(ImportInvalid) as exc:
+        file_import(project=project, kind="items", path=path)
     assert {(e.line, e.field) for e in exc.value.errors} == {(2, "input"), (3, "metadata")}
     assert "lone surrogate" in str(exc.value.errors[0].message)
 
@@ -213,7 +218,7 @@ def test_a_full_upload_folder_is_a_clear_refusal_and_leaves_no_partial_file(clie
     )
     assert response.status_code == 507
     assert "no room to store this file" in response.content.decode()
-    uploads = pathlib.Path(str(imports._upload_dir()))
+    uploads = pathlib.Path(str(_upload_dir()))
     assert list(uploads.iterdir()) == [] and not ImportJob.objects.exists()
 
 
@@ -233,22 +238,20 @@ def test_a_label_import_gives_every_non_member_this_projects_own_identity_whoeve
     """The outcome never depends on whether a username exists outside the project: a staff account, another project's
     member, another project's imported name and a name nobody has all become this project's imported identities, in
     the same words, and none of those accounts receives a label."""
-    services.item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
+    item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
     staff = UserFactory(username="root-admin", is_staff=True, is_superuser=True)
     other = ProjectFactory(slug="elsewhere")
     their_member = UserFactory(username="their-member")
     membership(their_member, other)
-    services.item_build(project=other, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
-    imports.file_import(project=other, kind="labels", path=_labels_file(tmp_path, ["their-rater"]))
+    item_build(project=other, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
+    file_import(project=other, kind="labels", path=_labels_file(tmp_path, ["their-rater"]))
     their_rater = ImportedUser.objects.get(project=other).user
     outside = ["root-admin", "their-member", "their-rater", "nobody-yet"]
 
-    preview = imports.file_import(
+    preview = file_import(
         project=project, kind="labels", path=_labels_file(tmp_path, [annotator.username, *outside]), apply=False
     )
-    report = imports.file_import(
-        project=project, kind="labels", path=_labels_file(tmp_path, [annotator.username, *outside])
-    )
+    report = file_import(project=project, kind="labels", path=_labels_file(tmp_path, [annotator.username, *outside]))
     assert preview.users_created == report.users_created == sorted(outside) and report.n_new == 5
     assert "4 annotator names that are not members of this project" in report.summary()
     # The member keeps their own account; each outside name is a new inactive identity of this project only.
@@ -262,9 +265,7 @@ def test_a_label_import_gives_every_non_member_this_projects_own_identity_whoeve
     assert {i.user.pk for i in mine}.isdisjoint({staff.pk, their_member.pk, their_rater.pk})
     assert Label.objects.filter(item__project=project, annotator__imported__project=project).count() == 4
     # Importing the same file again changes nothing and creates nobody.
-    again = imports.file_import(
-        project=project, kind="labels", path=_labels_file(tmp_path, [annotator.username, *outside])
-    )
+    again = file_import(project=project, kind="labels", path=_labels_file(tmp_path, [annotator.username, *outside]))
     assert (again.n_new, again.n_unchanged, again.users_created) == (0, 5, [])
     assert ImportedUser.objects.filter(project=project).count() == 4
     # The other project's imported name is still only that project's.
@@ -286,32 +287,32 @@ def test_a_label_import_gives_every_non_member_this_projects_own_identity_whoeve
 
 
 def test_an_imported_name_stays_this_projects_identity_after_a_member_of_that_name_joins(project, tmp_path):
-    services.item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
+    item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
     path = _labels_file(tmp_path, ["bo"])
-    assert imports.file_import(project=project, kind="labels", path=path).users_created == ["bo"]
+    assert file_import(project=project, kind="labels", path=path).users_created == ["bo"]
     bo = UserFactory(username="bo")
     membership(bo, project)
-    again = imports.file_import(project=project, kind="labels", path=path)
+    again = file_import(project=project, kind="labels", path=path)
     assert (again.n_new, again.n_unchanged, again.users_created) == (0, 1, [])
     assert not Label.objects.filter(annotator=bo).exists()
 
 
 def test_a_plain_name_imported_before_the_namespace_stays_its_projects_identity(project, tmp_path):
-    services.item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
+    item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
     old = UserFactory(username="old-rater", is_active=False)
     ImportedUser.objects.create(user=old, project=project)
-    report = imports.file_import(project=project, kind="labels", path=_labels_file(tmp_path, ["old-rater"]))
+    report = file_import(project=project, kind="labels", path=_labels_file(tmp_path, ["old-rater"]))
     assert (report.n_new, report.users_created) == (1, []) and Label.objects.get().annotator == old
     # Another project's import of that name gets its own identity, as for any name.
     other = ProjectFactory(slug="elsewhere")
-    services.item_build(project=other, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
-    theirs = imports.file_import(project=other, kind="labels", path=_labels_file(tmp_path, ["old-rater"]))
+    item_build(project=other, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
+    theirs = file_import(project=other, kind="labels", path=_labels_file(tmp_path, ["old-rater"]))
     assert theirs.users_created == ["old-rater"] and not Label.objects.filter(item__project=other, annotator=old)
 
 
 def test_pages_show_an_imported_annotators_readable_name(client, project, lead, annotator, tmp_path):
-    services.item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
-    imports.file_import(project=project, kind="labels", path=_labels_file(tmp_path, ["ext-rater"]))
+    item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
+    file_import(project=project, kind="labels", path=_labels_file(tmp_path, ["ext-rater"]))
     label(project.items.get(external_id="t-1"), annotator, "acceptable", "fail")
     reports.report_refresh(project=project)
     client.force_login(lead)
@@ -322,11 +323,11 @@ def test_pages_show_an_imported_annotators_readable_name(client, project, lead, 
 
 
 def test_an_outside_name_too_long_for_an_imported_identity_is_refused_whoever_has_it(project, tmp_path):
-    services.item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
+    item_build(project=project, fields={"input": "Q", "output": "A"}, external_id="t-1").save()
     taken, free = "t" * 150, "f" * 150
     UserFactory(username=taken)
-    with pytest.raises(imports.ImportInvalid) as exc:
-        imports.file_import(project=project, kind="labels", path=_labels_file(tmp_path, [taken, free]))
+    with pytest.raises(ImportInvalid) as exc:
+        file_import(project=project, kind="labels", path=_labels_file(tmp_path, [taken, free]))
     refused = {e.line: (e.field, e.message) for e in exc.value.errors}
     assert set(refused) == {1, 2} and refused[1][1].replace(taken, free) == refused[2][1]
     assert not ImportedUser.objects.exists()
@@ -387,7 +388,7 @@ def test_bidi_controls_in_item_text_are_shown_as_visible_marks_and_cannot_reorde
 
 
 def test_every_page_that_shows_item_text_shows_its_bidi_controls(client, project, lead, annotator):
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     item = ItemFactory(project=project, input="Pay \u202eusd 001\u202c now", output="fine")
     label(item, annotator, "acceptable", "pass")
     membership(annotator, project)

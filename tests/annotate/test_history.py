@@ -10,8 +10,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from annotate import services
 from annotate.models import Label
+from annotate.services.labels import label_edit
 from annotate.splits import shown_order
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, label, membership
 
@@ -144,7 +144,7 @@ def test_an_in_place_edit_keeps_the_edit_rules_and_loses_nothing_when_refused(cl
     assert "The note is too long" in too_long and 'class="editing"' in too_long
     assert re.search(r'name="c-acceptable" value="fail" checked', too_long)  # the choices are kept
     # Edited elsewhere since the form was opened: the revision check refuses.
-    services.label_edit(
+    label_edit(
         project=project,
         annotator=annotator,
         item_id=item.pk,

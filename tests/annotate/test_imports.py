@@ -15,8 +15,14 @@ from django.db import connection
 from django.db.backends.utils import CursorDebugWrapper
 from django.urls import reverse
 
-from annotate import imports, ratelimit, selectors, services, tokens
+from annotate import ratelimit, selectors, tokens
+from annotate.imports import jobs as import_jobs
+from annotate.imports.checking import item_values
+from annotate.imports.files import file_import
+from annotate.imports.jobs import import_job_apply, import_uploads_expire
+from annotate.imports.report import ImportInvalid, ImportRefused, ImportReport
 from annotate.models import ImportedUser, ImportJob, Item, Label, Project
+from annotate.services.items import item_build
 from tests.factories import ProjectFactory, UserFactory, label, membership
 
 pytestmark = pytest.mark.django_db
@@ -48,11 +54,11 @@ def _jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(row) + "\n" for row in rows)
 
 
-def _import(project: Project, path: Path, **kwargs) -> imports.ImportReport:
-    return imports.file_import(project=project, kind=kwargs.pop("kind", "items"), path=path, **kwargs)
+def _import(project: Project, path: Path, **kwargs) -> ImportReport:
+    return file_import(project=project, kind=kwargs.pop("kind", "items"), path=path, **kwargs)
 
 
-def _problems(exc: pytest.ExceptionInfo[imports.ImportInvalid]) -> set[tuple[int, str]]:
+def _problems(exc: pytest.ExceptionInfo[ImportInvalid]) -> set[tuple[int, str]]:
     return {(e.line, e.field) for e in exc.value.errors}
 
 
@@ -73,7 +79,7 @@ def test_a_jsonl_file_becomes_items_with_the_same_hash_split_and_order_as_item_b
     report = _import(project, path)
     assert (report.n_rows, report.n_new, report.applied) == (2, 2, True)
     first = Item.objects.get(project=project, external_id="t-1")
-    built = services.item_build(
+    built = item_build(
         project=project, fields={"input": "Where is my order?", "output": "On its way."}, external_id="t-1"
     )
     assert (first.content_hash, first.split, first.order_key) == (built.content_hash, built.split, built.order_key)
@@ -89,10 +95,10 @@ def test_item_values_compute_exactly_what_item_build_computes(project):
         (pairwise, {"input": "Q?", "output_a": "A.", "output_b": "B."}),
     ):
         for external_id, split in ((None, None), ("x-1", None), ("x-2", "train")):
-            content, digest, eid, got_split, key = imports.item_values(
+            content, digest, eid, got_split, key = item_values(
                 project=target, fields=fields, external_id=external_id, split=split
             )
-            built = services.item_build(project=target, fields=fields, external_id=external_id, split=split)
+            built = item_build(project=target, fields=fields, external_id=external_id, split=split)
             assert (digest, eid, got_split, key) == (
                 built.content_hash,
                 built.external_id,
@@ -132,7 +138,7 @@ def test_a_file_with_bad_rows_imports_nothing_and_names_every_bad_row_with_its_l
         json.dumps({"input": "fine", "output": "fine"}),  # 14 the same content again, without ids
     ]
     path = _file(tmp_path, "bad.jsonl", "\n".join(lines) + "\n")
-    with pytest.raises(imports.ImportInvalid) as exc:
+    with pytest.raises(ImportInvalid) as exc:
         _import(project, path)
     assert _problems(exc) == {
         (2, "output"), (3, "input"), (4, "input"), (5, "external_id"), (6, ""), (7, ""), (8, "ouput"), (9, "split"),
@@ -150,13 +156,13 @@ def test_a_file_with_bad_rows_imports_nothing_and_names_every_bad_row_with_its_l
 
 def test_bad_encoding_is_reported_with_its_line_in_jsonl_and_csv(project, tmp_path):
     jsonl = _file(tmp_path, "latin1.jsonl", b'{"input": "ok", "output": "ok"}\n{"input": "caf\xe9", "output": "x"}\n')
-    with pytest.raises(imports.ImportInvalid) as exc:
+    with pytest.raises(ImportInvalid) as exc:
         _import(project, jsonl)
     assert [(e.line, e.message) for e in exc.value.errors] == [
         (2, "bad encoding: not UTF-8 (byte 0xe9 at position 15)")
     ]
     csv_file = _file(tmp_path, "latin1.csv", b"input,output\nok,ok\ncaf\xe9,x\n")
-    with pytest.raises(imports.ImportInvalid) as exc:
+    with pytest.raises(ImportInvalid) as exc:
         _import(project, csv_file)
     assert [(e.line, e.message[:12]) for e in exc.value.errors] == [(3, "bad encoding")]
     assert not Item.objects.exists()
@@ -194,7 +200,7 @@ def test_a_chat_transcript_is_stored_as_the_same_json_from_jsonl_and_from_csv(tm
 
 
 def test_a_csv_without_a_required_column_is_refused_at_its_header(project, tmp_path):
-    with pytest.raises(imports.ImportInvalid) as exc:
+    with pytest.raises(ImportInvalid) as exc:
         _import(project, _file(tmp_path, "items.csv", "input,answer\nQ,A\n"))
     assert [(e.line, e.field, e.message) for e in exc.value.errors] == [(1, "output", "missing column")]
 
@@ -206,7 +212,7 @@ def test_nul_characters_and_nan_are_refused_rather_than_failing_in_the_database(
         _jsonl([{"input": "a\u0000b", "output": "x"}, {"input": "x", "output": "y", "metadata": {"k": "\u0000"}}])
         + '{"input": "x", "output": "y", "metadata": {"score": NaN}}\n',
     )
-    with pytest.raises(imports.ImportInvalid) as exc:
+    with pytest.raises(ImportInvalid) as exc:
         _import(project, path)
     assert _problems(exc) == {(1, "input"), (2, "metadata"), (3, "metadata")}
 
@@ -230,7 +236,7 @@ def test_metadata_is_checked_as_strictly_on_its_quick_path_as_on_the_full_walk(p
     text += '{"external_id": "sur-key", "input": "Q4", "output": "A", "metadata": {"\\ud800": 1}}\n'
     text += '{"external_id": "sur-value", "input": "Q5", "output": "A", "metadata": {"a": ["\\udfff"]}}\n'
     text += '{"external_id": "nul-key", "input": "Q6", "output": "A", "metadata": {"a\\u0000": 1}}\n'
-    with pytest.raises(imports.ImportInvalid) as exc:
+    with pytest.raises(ImportInvalid) as exc:
         _import(project, _file(tmp_path, "meta.jsonl", text))
     assert _problems(exc) == {(2, "metadata"), (4, "metadata"), (5, "metadata"), (6, "metadata")}
     assert "nested more than 32" in next(e.message for e in exc.value.errors if e.line == 2)
@@ -264,11 +270,11 @@ def test_an_existing_id_with_other_content_is_a_conflict_left_alone_unless_the_l
 def test_file_size_and_row_limits_are_enforced_with_a_clear_message(settings, project, tmp_path):
     path = _file(tmp_path, "items.jsonl", _jsonl([{"input": f"Q{i}", "output": "A"} for i in range(3)]))
     settings.IMPORT_MAX_ROWS = 2
-    with pytest.raises(imports.ImportRefused, match=r"Too many rows: at most 2") as exc:
+    with pytest.raises(ImportRefused, match=r"Too many rows: at most 2") as exc:
         _import(project, path)
     assert exc.value.status == 413
     settings.IMPORT_MAX_FILE_BYTES = 10
-    with pytest.raises(imports.ImportRefused, match=r"The file is too large: \d+ bytes \(at most 10\)"):
+    with pytest.raises(ImportRefused, match=r"The file is too large: \d+ bytes \(at most 10\)"):
         _import(project, path)
     assert not Item.objects.exists()
 
@@ -371,7 +377,7 @@ def test_label_rows_are_checked_and_one_bad_row_imports_nothing_not_even_new_use
         {"external_id": "t-1", "annotator": "x", "criterion": "acceptable", "value": "pass", "created_at": "May"},  # 8
         {"external_id": "t-1", "annotator": "x", "criterion": "acceptable"},  # 9 missing value
     ]  # fmt: skip
-    with pytest.raises(imports.ImportInvalid) as exc:
+    with pytest.raises(ImportInvalid) as exc:
         _import(project, _file(tmp_path, "labels.jsonl", _jsonl(rows)), kind="labels")
     assert _problems(exc) == {
         (2, "criterion"), (3, "value"), (4, "external_id"), (6, ""), (7, "annotator"),
@@ -388,7 +394,7 @@ def test_a_pairwise_project_without_ties_refuses_imported_ties(tmp_path):
         _file(tmp_path, "i.jsonl", _jsonl([{"external_id": "p", "input": "Q", "output_a": "A", "output_b": "B"}])),
     )
     row = {"external_id": "p", "annotator": "r", "criterion": "acceptable", "value": "tie"}
-    with pytest.raises(imports.ImportInvalid) as exc:
+    with pytest.raises(ImportInvalid) as exc:
         _import(project, _file(tmp_path, "l.jsonl", _jsonl([row])), kind="labels")
     assert "use a, b" in exc.value.errors[0].message
 
@@ -419,7 +425,7 @@ def test_the_import_labels_command_imports_a_csv_file(project, annotator, tmp_pa
 
 
 def _item(project: Project, external_id: str) -> Item:
-    item = services.item_build(project=project, fields={"input": "Q", "output": "A"}, external_id=external_id)
+    item = item_build(project=project, fields={"input": "Q", "output": "A"}, external_id=external_id)
     item.save()
     return item
 
@@ -611,8 +617,8 @@ def test_a_job_delivered_twice_runs_once(project, lead, tmp_path, settings):
     job = ImportJob.objects.create(
         project=project, kind="items", filename="f.jsonl", stored_name="f.jsonl", file_format="jsonl", status="queued"
     )
-    imports.import_job_apply(job_id=job.pk)
-    imports.import_job_apply(job_id=job.pk)  # the redelivery finds the job claimed: nothing happens
+    import_job_apply(job_id=job.pk)
+    import_job_apply(job_id=job.pk)  # the redelivery finds the job claimed: nothing happens
     assert ImportJob.objects.get().status == "done" and Item.objects.count() == 1
 
 
@@ -629,7 +635,7 @@ def test_unconfirmed_uploads_expire_and_their_files_are_deleted(project, setting
         status="previewed",
     )
     ImportJob.objects.filter(pk=job.pk).update(created_at=job.created_at - dt.timedelta(days=2))
-    assert imports.import_uploads_expire() == 1
+    assert import_uploads_expire() == 1
     assert ImportJob.objects.get().status == "expired" and not (path / "old.jsonl").exists()
 
 
@@ -647,7 +653,7 @@ def test_the_project_page_links_the_lead_to_both_imports(client, project, lead, 
 def _progress_of(tmp_path, project, n_rows: int) -> list[tuple[float, int]]:
     path = _file(tmp_path, "many.jsonl", _jsonl([{"input": f"Q{i}", "output": "A"} for i in range(n_rows)]))
     seen: list[tuple[float, int]] = []
-    imports.file_import(project=project, kind="items", path=path, progress=lambda f, n: seen.append((f, n)))
+    file_import(project=project, kind="items", path=path, progress=lambda f, n: seen.append((f, n)))
     return seen
 
 
@@ -672,7 +678,7 @@ def test_a_job_is_finished_when_its_work_ends_not_when_it_starts(project, settin
     job = ImportJob.objects.create(
         project=project, kind="items", filename="f.jsonl", stored_name="f.jsonl", file_format="jsonl", status="queued"
     )
-    real = imports.file_import
+    real = file_import
     ended: list[dt.datetime] = []
 
     def slow(**kwargs):
@@ -683,8 +689,8 @@ def test_a_job_is_finished_when_its_work_ends_not_when_it_starts(project, settin
 
     from django.utils.timezone import now as django_now
 
-    monkeypatch.setattr(imports, "file_import", slow)
-    imports.import_job_apply(job_id=job.pk)
+    monkeypatch.setattr(import_jobs, "file_import", slow)  # as the job calls it
+    import_job_apply(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "done" and job.finished_at >= ended[0]
     assert job.finished_at - job.started_at >= dt.timedelta(seconds=0.3)
@@ -734,12 +740,12 @@ def test_counts_agree_in_number_in_import_messages(client, project, lead, tmp_pa
             headers={"Authorization": f"Bearer {raw}"},
         )
         assert response.status_code == 400 and response.json()["detail"].startswith(detail), response.json()
-    report = imports.ImportReport(kind="labels", applied=True, n_rows=1, users_created=["zoe"])
+    report = ImportReport(kind="labels", applied=True, n_rows=1, users_created=["zoe"])
     assert report.summary().startswith("1 row: ") and (
         "1 annotator name that is not a member of this project added as its own inactive imported user."
         in (report.summary())
     )
-    two = imports.ImportReport(kind="labels", applied=False, n_rows=2, users_created=["zoe", "yan"])
+    two = ImportReport(kind="labels", applied=False, n_rows=2, users_created=["zoe", "yan"])
     assert (
         "2 annotator names that are not members of this project would be added as its own inactive imported users."
         in (two.summary())

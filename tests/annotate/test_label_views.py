@@ -13,10 +13,14 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from annotate import selectors, services
+from annotate import selectors
 from annotate.keymap import keymap
 from annotate.middleware import RETRY_MESSAGE, unavailable_response
 from annotate.models import Assignment, Label
+from annotate.services.labels import label_submit
+from annotate.services.leases import assignments_expire
+from annotate.services.projects import project_set_status
+from annotate.services.queue import queue_claim, queue_skip
 from annotate.splits import shown_order
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, label, membership
 
@@ -27,7 +31,7 @@ FORM = {"c-acceptable": "pass", "c-follows_instructions": "pass", "c-factually_c
 
 @pytest.fixture
 def active(project):
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     return project
 
@@ -107,7 +111,7 @@ def test_the_next_item_is_a_lease_the_page_lacks_before_any_new_claim(client, ac
     # Two answers crossed on a slow link: the annotator holds a lease on an item the page was never sent.
     client.force_login(annotator)
     item, key, upcoming = _queue_page(client, active)
-    stray = services.queue_claim(project=active, annotator=annotator, rubric_version_id=active.current_rubric_id)
+    stray = queue_claim(project=active, annotator=annotator, rubric_version_id=active.current_rubric_id)
     response = client.post(
         reverse("label_submit", args=[active.slug, item.pk]),
         {**FORM, "form_key": key, "page_items": [item.pk, *upcoming]},
@@ -132,7 +136,7 @@ def test_a_client_that_does_not_say_what_it_holds_gets_a_fresh_item_as_before(cl
 
 def test_the_queue_page_shows_every_item_leased_to_the_annotator(client, active, items, annotator):
     for _ in range(3):
-        services.queue_claim(project=active, annotator=annotator, rubric_version_id=active.current_rubric_id)
+        queue_claim(project=active, annotator=annotator, rubric_version_id=active.current_rubric_id)
     client.force_login(annotator)
     item, _key, upcoming = _queue_page(client, active)
     assert {item.pk, *upcoming} == _leased(annotator) and len(upcoming) == 2
@@ -180,10 +184,10 @@ def test_a_late_submit_over_htmx_is_a_410_whose_reason_is_in_the_event(client, a
     item, key = _current_item(client, active)
     # The lease ran out and the sweep freed it; others gave the item every label it needs meanwhile.
     Assignment.objects.filter(annotator=annotator, item=item).update(expires_at=timezone.now())
-    services.assignments_expire()
+    assignments_expire()
     for _ in range(active.overlap):
         other = UserFactory()
-        services.label_submit(
+        label_submit(
             project=active,
             annotator=other,
             item_id=item.pk,
@@ -253,7 +257,7 @@ def test_annotators_never_see_each_others_labels(client, active, items, annotato
         current = Assignment.objects.filter(annotator=annotator).order_by("created_at").first()
         if current is None:
             break
-        services.queue_skip(project=active, annotator=annotator, item_id=current.item_id)
+        queue_skip(project=active, annotator=annotator, item_id=current.item_id)
     assert client.get(reverse("label_edit", args=[active.slug, item.pk])).status_code == 404
     history = client.get(reverse("label_history", args=[active.slug])).content.decode()
     assert item.external_id not in history
@@ -356,7 +360,7 @@ def test_pairwise_item_text_with_html_is_inert_and_markdown_tricks_render_safely
     from tests.factories import ProjectFactory, membership
 
     project = ProjectFactory(kind="pairwise", slug="pw")
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     user = UserFactory()
     membership(user, project)
     ItemFactory(
@@ -406,7 +410,7 @@ def test_without_javascript_a_newcomer_labels_item_after_item_with_plain_form_po
     """The no-JavaScript path after `make run`: page, form, POST, redirect, next item; CSRF enforced as in a
     browser. Runs on both databases (the embedded SQLite default once answered every submit with a 500)."""
     project = ProjectFactory(kind=kind, slug=f"plain-{kind}", overlap=1)
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     for n in range(4):
         fields = {"output_a": f"Answer A{n}", "output_b": f"Answer B{n}"} if kind == "pairwise" else {}
         ItemFactory(project=project, **fields)

@@ -6,8 +6,11 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from annotate import selectors, services
+from annotate import selectors
 from annotate.models import Assignment, Criterion, Item, Label, Membership, Project, RubricVersion
+from annotate.services.labels import label_validate_value
+from annotate.services.projects import project_set_status
+from annotate.services.rubrics import rubric_set_criteria
 from tests.factories import DEFAULT_CRITERIA, ItemFactory, ProjectFactory, UserFactory, label
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +38,7 @@ def test_the_database_refuses_a_second_label_for_the_same_item_criterion_annotat
 def test_the_same_annotator_may_label_the_same_item_again_under_a_new_rubric_version(project, items, annotator):
     first = label(items[0], annotator, "acceptable", "pass")
     reworded = {**DEFAULT_CRITERIA[0], "description": "A demanding user would be satisfied with it as it is."}
-    services.rubric_set_criteria(project=project, criteria=[reworded, *DEFAULT_CRITERIA[1:]])
+    rubric_set_criteria(project=project, criteria=[reworded, *DEFAULT_CRITERIA[1:]])
     second = label(items[0], annotator, "acceptable", "fail")
     assert first.rubric_version.number == 1
     assert second.rubric_version.number == 2
@@ -44,7 +47,7 @@ def test_the_same_annotator_may_label_the_same_item_again_under_a_new_rubric_ver
 
 def test_the_database_refuses_a_label_whose_criterion_belongs_to_another_rubric_version(project, items, annotator):
     old = selectors.criteria_current(project=project).get(key="acceptable")
-    new_version = services.rubric_set_criteria(
+    new_version = rubric_set_criteria(
         project=project,
         criteria=[*DEFAULT_CRITERIA[:2], {"key": "safe", "name": "Safe", "description": "Nothing harmful."}],
     )
@@ -125,11 +128,11 @@ def test_the_database_refuses_two_leases_on_one_item_for_one_annotator(items, an
 
 def test_editing_criteria_makes_a_new_rubric_version_and_keeps_the_old_one(project, lead):
     v1 = selectors.rubric_current(project=project)
-    unchanged = services.rubric_set_criteria(project=project, criteria=DEFAULT_CRITERIA, actor=lead)
+    unchanged = rubric_set_criteria(project=project, criteria=DEFAULT_CRITERIA, actor=lead)
     assert unchanged is None
     edited = [dict(c) for c in DEFAULT_CRITERIA]
     edited[0]["description"] = "Would you ship it to the user unchanged?"
-    v2 = services.rubric_set_criteria(project=project, criteria=edited, actor=lead, note="sharper wording")
+    v2 = rubric_set_criteria(project=project, criteria=edited, actor=lead, note="sharper wording")
     assert v2 is not None and v2.number == 2 and v2.created_by == lead
     assert Criterion.objects.filter(rubric_version=v1).count() == 3
     assert selectors.criteria_current(project=project).first().description.startswith("Would you ship")
@@ -138,18 +141,18 @@ def test_editing_criteria_makes_a_new_rubric_version_and_keeps_the_old_one(proje
 def test_a_project_cannot_be_activated_with_fewer_than_three_criteria(db):
     project = ProjectFactory(criteria=DEFAULT_CRITERIA[:2])
     with pytest.raises(Exception, match="at least 3"):
-        services.project_set_status(project=project, status="active")
+        project_set_status(project=project, status="active")
     project.refresh_from_db()
     assert project.status == "draft"
-    services.rubric_set_criteria(project=project, criteria=DEFAULT_CRITERIA)
-    services.project_set_status(project=project, status="active")
+    rubric_set_criteria(project=project, criteria=DEFAULT_CRITERIA)
+    project_set_status(project=project, status="active")
     assert Project.objects.get(pk=project.pk).status == "active"
 
 
 def test_an_active_project_cannot_drop_below_three_criteria(project):
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     with pytest.raises(Exception, match="at least 3"):
-        services.rubric_set_criteria(project=project, criteria=DEFAULT_CRITERIA[:2])
+        rubric_set_criteria(project=project, criteria=DEFAULT_CRITERIA[:2])
     assert selectors.rubric_current(project=project).number == 1
 
 
@@ -160,4 +163,4 @@ def test_labels_store_canonical_pairwise_values_with_the_order_shown(db):
     stored = label(item, user, "acceptable", "a", shown_order="ba")
     assert (stored.value, stored.shown_order) == ("a", "ba")
     with pytest.raises(Exception, match="not a pairwise label"):
-        services.label_validate_value(project=project, value="pass", shown_order="ab")
+        label_validate_value(project=project, value="pass", shown_order="ab")

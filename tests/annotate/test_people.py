@@ -13,8 +13,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from annotate import invites, people, services
+from annotate import invites, people
 from annotate.models import Assignment, Invite, Item, Label, Membership
+from annotate.services.projects import project_set_status
+from annotate.services.queue import queue_fill
 from tests.conftest import PASSWORD
 from tests.factories import ItemFactory, UserFactory, label, membership
 
@@ -215,11 +217,11 @@ def test_a_refused_signup_keeps_the_link_usable_and_says_why(client, project, le
 
 
 def test_deactivating_a_member_frees_their_leases_keeps_labels_and_stops_labeling(client, project, lead, annotator):
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     items = [ItemFactory(project=project) for _ in range(4)]
     label(items[0], annotator, "acceptable", "pass")
-    services.queue_fill(project=project, annotator=annotator, rubric_version_id=project.current_rubric_id)
+    queue_fill(project=project, annotator=annotator, rubric_version_id=project.current_rubric_id)
     assert Assignment.objects.filter(annotator=annotator).count() == 2
     client.force_login(lead)
     theirs = Membership.objects.get(project=project, user=annotator)
@@ -319,11 +321,11 @@ def test_a_password_link_is_emailed_when_a_server_is_configured(client, annotato
 
 
 def test_staff_deactivate_an_account_which_frees_its_leases_everywhere_and_keeps_labels(client, project, annotator):
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     items = [ItemFactory(project=project) for _ in range(3)]
     label(items[0], annotator, "acceptable", "pass")
-    services.queue_fill(project=project, annotator=annotator, rubric_version_id=project.current_rubric_id)
+    queue_fill(project=project, annotator=annotator, rubric_version_id=project.current_rubric_id)
     assert Assignment.objects.filter(annotator=annotator).exists()
     staff = UserFactory(username="sid-staff", is_staff=True)
     client.force_login(staff)

@@ -10,8 +10,15 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from annotate import selectors, services
+from annotate import selectors
 from annotate.models import Assignment, Item, Label, Project, RubricVersion
+from annotate.services import queue as queue_sql
+from annotate.services.errors import ItemNotNeeded, QueueError
+from annotate.services.labels import label_edit, label_submit, label_values_from_form
+from annotate.services.leases import assignments_expire
+from annotate.services.projects import project_set_status
+from annotate.services.queue import queue_claim, queue_next, queue_skip
+from annotate.services.rubrics import rubric_set_criteria
 from tests.factories import DEFAULT_CRITERIA, ItemFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -20,11 +27,11 @@ VALUES = {"acceptable": "pass", "follows_instructions": "pass", "factually_corre
 
 
 def _claim(project, user):
-    return services.queue_claim(project=project, annotator=user, rubric_version_id=project.current_rubric_id)
+    return queue_claim(project=project, annotator=user, rubric_version_id=project.current_rubric_id)
 
 
 def _submit(project, user, item, key="k1", values=None, **kwargs):
-    return services.label_submit(
+    return label_submit(
         project=project,
         annotator=user,
         item_id=item.pk,
@@ -42,7 +49,7 @@ def _expire(leases) -> None:
 
 @pytest.fixture
 def active(project):
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     return project
 
@@ -105,7 +112,7 @@ def test_a_double_submit_stores_one_set_of_labels_and_answers_as_saved(active, i
 def test_a_second_tab_cannot_overwrite_labels_already_given(active, items, annotator):
     item = _claim(active, annotator)
     _submit(active, annotator, item, key="tab-1")
-    with pytest.raises(services.QueueError, match="already labeled this item"):
+    with pytest.raises(QueueError, match="already labeled this item"):
         _submit(active, annotator, item, key="tab-2", values={**VALUES, "acceptable": "fail"})
     assert set(Label.objects.filter(item=item).values_list("value", flat=True)) == {"pass", "fail"}
     assert Label.objects.get(item=item, criterion__key="acceptable").value == "pass"
@@ -113,9 +120,9 @@ def test_a_second_tab_cannot_overwrite_labels_already_given(active, items, annot
 
 def test_every_criterion_is_required_and_values_must_fit_the_kind(active, items, annotator):
     item = _claim(active, annotator)
-    with pytest.raises(services.QueueError, match="Choose a value"):
+    with pytest.raises(QueueError, match="Choose a value"):
         _submit(active, annotator, item, values={"acceptable": "pass"})
-    with pytest.raises(services.QueueError, match="not a binary label"):
+    with pytest.raises(QueueError, match="not a binary label"):
         _submit(active, annotator, item, values={**VALUES, "acceptable": "a"})
     assert not Label.objects.exists()
 
@@ -124,7 +131,7 @@ def test_a_note_is_required_on_fail_when_the_project_asks(active, items, annotat
     Project.objects.filter(pk=active.pk).update(require_note_on_fail=True)
     active.refresh_from_db()
     item = _claim(active, annotator)
-    with pytest.raises(services.QueueError, match="note"):
+    with pytest.raises(QueueError, match="note"):
         _submit(active, annotator, item)
     _submit(active, annotator, item, note="States a wrong date.")
     assert Label.objects.filter(item=item, note="States a wrong date.").count() == 3
@@ -141,12 +148,12 @@ def test_a_submit_after_the_lease_expired_is_saved_while_the_item_still_wants_la
 def test_a_late_submit_on_an_item_that_filled_up_is_refused_plainly_and_changes_nothing(active, items, annotator):
     late = _claim(active, annotator)
     _expire(Assignment.objects.filter(annotator=annotator))
-    services.assignments_expire()
+    assignments_expire()
     for user in (UserFactory(), UserFactory()):
         item = _claim(active, user)
         assert item.pk == late.pk
         _submit(active, user, item, key=f"k{user.pk}")
-    with pytest.raises(services.ItemNotNeeded, match="not saved"):
+    with pytest.raises(ItemNotNeeded, match="not saved"):
         _submit(active, annotator, late)
     assert Item.objects.get(pk=late.pk).n_submitted == 2
     assert not Label.objects.filter(annotator=annotator).exists()
@@ -155,16 +162,14 @@ def test_a_late_submit_on_an_item_that_filled_up_is_refused_plainly_and_changes_
 def test_skip_releases_the_item_to_others_and_keeps_it_out_of_my_queue(active, annotator, other_annotator):
     only = ItemFactory(project=active)
     assert _claim(active, annotator).pk == only.pk
-    services.queue_skip(project=active, annotator=annotator, item_id=only.pk)
+    queue_skip(project=active, annotator=annotator, item_id=only.pk)
     assert Item.objects.get(pk=only.pk).n_leased == 0
     assert _claim(active, annotator) is None
     assert _claim(active, other_annotator).pk == only.pk
 
 
 def _next(project, user, holding):
-    return services.queue_next(
-        project=project, annotator=user, rubric_version_id=project.current_rubric_id, holding=holding
-    )
+    return queue_next(project=project, annotator=user, rubric_version_id=project.current_rubric_id, holding=holding)
 
 
 def _my_leases(user) -> list[int]:
@@ -197,7 +202,7 @@ def test_the_next_item_is_never_an_expired_lease_or_one_already_submitted(active
 
 def test_the_next_item_is_never_a_lease_in_another_project_or_for_another_rubric_version(active, annotator):
     elsewhere = ProjectFactory()
-    services.project_set_status(project=elsewhere, status="active")
+    project_set_status(project=elsewhere, status="active")
     elsewhere = Project.objects.get(pk=elsewhere.pk)
     ItemFactory(project=elsewhere)
     foreign = _claim(elsewhere, annotator)
@@ -246,7 +251,7 @@ def test_a_claim_checks_the_annotators_labels_per_candidate_item_whatever_the_st
         "n_criteria": 3,
     }
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + getattr(services, statement), params)
+        cursor.execute("EXPLAIN (FORMAT JSON) " + getattr(queue_sql, statement), params)
         plan = cursor.fetchone()[0]
     plan = plan if isinstance(plan, list) else __import__("json").loads(plan)
     label_scans = [
@@ -257,10 +262,10 @@ def test_a_claim_checks_the_annotators_labels_per_candidate_item_whatever_the_st
 
 def test_an_item_id_from_another_project_is_refused(active, annotator):
     foreign = ItemFactory(project=ProjectFactory())
-    with pytest.raises(services.QueueError, match="not in this project"):
+    with pytest.raises(QueueError, match="not in this project"):
         _submit(active, annotator, foreign)
-    with pytest.raises(services.QueueError, match="not in this project"):
-        services.queue_skip(project=active, annotator=annotator, item_id=foreign.pk)
+    with pytest.raises(QueueError, match="not in this project"):
+        queue_skip(project=active, annotator=annotator, item_id=foreign.pk)
 
 
 def test_editing_is_compare_and_swap_on_the_revision(active, items, annotator):
@@ -268,7 +273,7 @@ def test_editing_is_compare_and_swap_on_the_revision(active, items, annotator):
     _submit(active, annotator, item)
     criteria = selectors.criteria_of_version(active.current_rubric_id)
     revisions = {c.key: 1 for c in criteria}
-    services.label_edit(
+    label_edit(
         project=active,
         annotator=annotator,
         item_id=item.pk,
@@ -277,8 +282,8 @@ def test_editing_is_compare_and_swap_on_the_revision(active, items, annotator):
         revisions=revisions,
     )
     assert Label.objects.get(item=item, criterion__key="factually_correct").revision == 2
-    with pytest.raises(services.QueueError, match="changed elsewhere"):
-        services.label_edit(
+    with pytest.raises(QueueError, match="changed elsewhere"):
+        label_edit(
             project=active,
             annotator=annotator,
             item_id=item.pk,
@@ -292,7 +297,7 @@ def test_editing_is_compare_and_swap_on_the_revision(active, items, annotator):
 def test_a_rubric_change_reopens_every_item_for_the_new_version(active, items, annotator):
     item = _claim(active, annotator)
     _submit(active, annotator, item)
-    services.rubric_set_criteria(
+    rubric_set_criteria(
         project=active,
         criteria=[*DEFAULT_CRITERIA, {"key": "concise", "name": "Concise", "description": "No padding."}],
     )
@@ -305,7 +310,7 @@ def test_a_rubric_change_reopens_every_item_for_the_new_version(active, items, a
 
 def test_pairwise_labels_are_stored_in_canonical_terms_whatever_side_was_shown(db):
     project = ProjectFactory(kind="pairwise", overlap=1)
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     users = [UserFactory() for _ in range(16)]
     orders = Counter()
@@ -318,11 +323,11 @@ def test_pairwise_labels_are_stored_in_canonical_terms_whatever_side_was_shown(d
 
         shown = shown_order(user.pk, item.pk)
         orders[shown] += 1
-        values, problems = services.label_values_from_form(
+        values, problems = label_values_from_form(
             project=project, criteria=criteria, data={f"c-{c.key}": "left" for c in criteria}, shown=shown
         )
         assert not problems
-        services.label_submit(project=project, annotator=user, item_id=item.pk, criteria=criteria, values=values)
+        label_submit(project=project, annotator=user, item_id=item.pk, criteria=criteria, values=values)
         stored = Label.objects.filter(item=item)
         assert set(stored.values_list("shown_order", flat=True)) == {shown}
         assert set(stored.values_list("value", flat=True)) == {"a" if shown == "ab" else "b"}
@@ -336,7 +341,7 @@ def test_pairwise_labels_are_stored_in_canonical_terms_whatever_side_was_shown(d
 @pytest.mark.django_db(transaction=True)
 def test_fifty_annotators_claiming_at_once_never_exceed_the_overlap_or_share_a_lease():
     project = ProjectFactory(overlap=2)
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     items = [ItemFactory(project=project) for _ in range(30)]
     users = [UserFactory() for _ in range(50)]

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from annotate import exports, reports
 from annotate.models import Project
-from judges import reference
+from annotate.stats import reference
 from tests.factories import MIXED_REFERENCE, UserFactory, membership, mixed_reference_items
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ import pytest
 from annotate.demo import demo_load
 from annotate.models import Label, Project
 from annotate.reports import labels_load, report_build
-from judges import agreement
+from annotate.stats import agreement
 
 pytestmark = pytest.mark.django_db
 

@@ -11,12 +11,13 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotate import selectors, services, tokens
+from annotate import selectors, tokens
 from annotate.models import FailureMode, Item, Label, Membership, Project, ReviewNote
 from annotate.review import counts as review_counts
 from annotate.review import selectors as review_selectors
 from annotate.review import services as review
-from judges.agreement import wilson_interval
+from annotate.services.projects import project_set_status
+from annotate.stats.agreement import wilson_interval
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, label, membership
 
 pytestmark = pytest.mark.django_db
@@ -506,4 +507,4 @@ def test_a_new_user_has_no_notes(client, project):
     membership(user, project)
     client.force_login(user)
     assert "No reviews yet" in client.get(f"/p/{project.slug}/review/notes/").content.decode()
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")

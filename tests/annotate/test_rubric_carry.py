@@ -8,8 +8,15 @@ import copy
 import pytest
 from django.urls import reverse
 
-from annotate import carry, drift, reports, selectors, services, throughput
+from annotate import carry, drift, reports, selectors, throughput
 from annotate.models import AgreementReport, Criterion, GoldLabel, Item, Label, ThroughputCount
+from annotate.services.errors import QueueError
+from annotate.services.gold import gold_set
+from annotate.services.labels import label_submit
+from annotate.services.leases import queue_counts_refresh
+from annotate.services.projects import project_set_status
+from annotate.services.queue import queue_claim
+from annotate.services.rubrics import rubric_set_criteria
 from tests.factories import DEFAULT_CRITERIA, ItemFactory, UserFactory, label, membership
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +27,7 @@ REWORDED = "No factual or arithmetic error, checked against the source."
 def _reword(project, lead, description=REWORDED):
     criteria = copy.deepcopy(DEFAULT_CRITERIA)
     criteria[2]["description"] = description
-    version = services.rubric_set_criteria(project=project, criteria=criteria, actor=lead)
+    version = rubric_set_criteria(project=project, criteria=criteria, actor=lead)
     project.refresh_from_db()
     return version
 
@@ -28,14 +35,14 @@ def _reword(project, lead, description=REWORDED):
 @pytest.fixture
 def labeled(project, annotator, other_annotator):
     """An active project with 8 items, each labeled on every criterion by two annotators under v1 (48 labels)."""
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     items = [ItemFactory(project=project) for _ in range(8)]
     for n, item in enumerate(items):
         for key in ("acceptable", "follows_instructions", "factually_correct"):
             label(item, annotator, key, "pass" if n % 2 else "fail", note=f"note {n}" if key == "acceptable" else "")
             label(item, other_annotator, key, "pass" if n % 3 else "fail")
-    services.queue_counts_refresh(project=project)
+    queue_counts_refresh(project=project)
     return project, items
 
 
@@ -69,12 +76,12 @@ def test_rewording_one_criterion_carries_the_labels_of_the_others_with_their_ann
 def test_a_rename_or_a_new_criterion_needs_new_labels_a_reorder_or_a_removal_needs_none(labeled, lead):
     project, _ = labeled
     criteria = copy.deepcopy(DEFAULT_CRITERIA)
-    v2 = services.rubric_set_criteria(project=project, criteria=[criteria[2], criteria[0], criteria[1]])
+    v2 = rubric_set_criteria(project=project, criteria=[criteria[2], criteria[0], criteria[1]])
     assert _counts(v2) == {"acceptable": 16, "follows_instructions": 16, "factually_correct": 16}
     assert set(Item.objects.filter(project=project).values_list("n_submitted", flat=True)) == {2}
     criteria[1]["name"] = "Follows every instruction"
     criteria.append({"key": "concise", "name": "Concise", "description": "No filler."})
-    v3 = services.rubric_set_criteria(project=project, criteria=criteria)
+    v3 = rubric_set_criteria(project=project, criteria=criteria)
     assert _counts(v3) == {"acceptable": 16, "follows_instructions": 0, "factually_correct": 16, "concise": 0}
     # Carried twice, the labels still date from v1's definition.
     assert Criterion.objects.get(rubric_version=v3, key="acceptable").defined_in.number == 1
@@ -139,7 +146,7 @@ def test_the_labeling_form_asks_only_for_the_redefined_criterion_and_completes_t
         {"c-factually_correct": "fail", "form_key": "k-carry-1", "note": ""},
     )
     assert again.status_code == 302 and mine.get(criterion__key="factually_correct").value == "pass"
-    claimed = {services.queue_claim(project=project, annotator=annotator, rubric_version_id=v2.pk) for _ in range(10)}
+    claimed = {queue_claim(project=project, annotator=annotator, rubric_version_id=v2.pk) for _ in range(10)}
     assert item_id not in {i.pk for i in claimed if i is not None}
 
 
@@ -163,7 +170,7 @@ def test_the_relabel_queue_and_outdated_items_ask_only_for_the_redefined_criteri
     criteria = selectors.criteria_of_version(v2.pk)
     owed = carry.criteria_missing(criteria=criteria, annotator=annotator, item_ids=[i.pk for i in items])
     assert {tuple(c.key for c in v) for v in owed.values()} == {("factually_correct",)}
-    services.label_submit(
+    label_submit(
         project=project,
         annotator=annotator,
         item_id=items[0].pk,
@@ -173,8 +180,8 @@ def test_the_relabel_queue_and_outdated_items_ask_only_for_the_redefined_criteri
     )
     assert drift.outdated_counts(project=project).n_outdated == 7
     # Answering a carried criterion again is refused, not stored twice.
-    with pytest.raises(services.QueueError, match="already labeled"):
-        services.label_submit(
+    with pytest.raises(QueueError, match="already labeled"):
+        label_submit(
             project=project,
             annotator=annotator,
             item_id=items[1].pk,
@@ -231,12 +238,8 @@ def test_carried_labels_are_not_counted_again_as_throughput(labeled, lead):
 
 def test_gold_labels_of_unchanged_criteria_carry_too(labeled, lead):
     project, items = labeled
-    services.gold_set(
-        project=project, item_id=items[0].pk, criterion_key="acceptable", value="pass", note="", actor=lead
-    )
-    services.gold_set(
-        project=project, item_id=items[0].pk, criterion_key="factually_correct", value="fail", note="", actor=lead
-    )
+    gold_set(project=project, item_id=items[0].pk, criterion_key="acceptable", value="pass", note="", actor=lead)
+    gold_set(project=project, item_id=items[0].pk, criterion_key="factually_correct", value="fail", note="", actor=lead)
     v2 = _reword(project, lead)
     assert list(GoldLabel.objects.filter(criterion__rubric_version=v2).values_list("criterion__key", "value")) == [
         ("acceptable", "pass")
@@ -272,7 +275,7 @@ def test_the_progress_panel_counts_items_whose_labels_were_only_carried_as_left_
     _reword(project, lead)
     assert selectors.annotator_progress(project=project, annotator=annotator).left_for_me == 8
     criteria = [c for c in selectors.criteria_of_version(project.current_rubric_id) if c.key == "factually_correct"]
-    services.label_submit(
+    label_submit(
         project=project,
         annotator=annotator,
         item_id=items[0].pk,
@@ -309,10 +312,10 @@ def test_the_migration_dates_each_existing_criterion_from_its_history(project, l
     migration = importlib.import_module("annotate.migrations.0010_carry_criterion_defined_in")
     criteria = copy.deepcopy(DEFAULT_CRITERIA)
     criteria[1]["description"] = "Does what was asked, all of it."
-    services.rubric_set_criteria(project=project, criteria=criteria)
+    rubric_set_criteria(project=project, criteria=criteria)
     criteria[0]["name"] = " Acceptable "  # surrounding blanks are no change
     criteria.append({"key": "concise", "name": "Concise", "description": "No filler."})
-    services.rubric_set_criteria(project=project, criteria=criteria)
+    rubric_set_criteria(project=project, criteria=criteria)
     expected = {
         (c.rubric_version.number, c.key): c.defined_in.number
         for c in Criterion.objects.filter(rubric_version__project=project).select_related(

@@ -13,8 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 from scipy import stats
 
-from annotate import imports, samples, services, tokens
+from annotate import samples, tokens
+from annotate.imports.report import ImportInvalid
 from annotate.models import DailySample, Item, ProductionRecord, Project
+from annotate.services.queue import queue_claim
 from tests.factories import ItemFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +42,7 @@ def test_records_are_checked_like_items_and_deduplicated_by_content_per_day(proj
     assert (first.received, first.duplicates) == (2, 1)
     again = _receive(project, [{"input": "Q", "output": "A", "external_id": "trace-1"}])
     assert (again.received, again.duplicates) == (0, 1)
-    with pytest.raises(imports.ImportInvalid) as exc:
+    with pytest.raises(ImportInvalid) as exc:
         _receive(project, [{"input": "ok", "output": "ok"}, {"input": "no output"}])
     assert [(e.line, e.field) for e in exc.value.errors] == [(1, "output")]
     assert ProductionRecord.objects.filter(project=project).count() == 2
@@ -84,8 +86,7 @@ def test_sampled_items_come_first_in_the_queue_and_yesterdays_sample_goes_back_t
     assert today.count() == 2 and set(today.values_list("priority", "source")) == {(1, "sample")}
     assert set(Item.objects.filter(sampled_on=YESTERDAY).values_list("priority", flat=True)) == {0}
     claimed = [
-        services.queue_claim(project=project, annotator=annotator, rubric_version_id=project.current_rubric_id)
-        for _ in range(2)
+        queue_claim(project=project, annotator=annotator, rubric_version_id=project.current_rubric_id) for _ in range(2)
     ]
     assert {item.pk for item in claimed} == set(today.values_list("pk", flat=True))
 

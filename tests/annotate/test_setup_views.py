@@ -10,8 +10,12 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
-from annotate import selectors, services
+from annotate import selectors
 from annotate.models import Assignment, Item, Label, Membership, Project, RubricVersion
+from annotate.services.members import member_add
+from annotate.services.projects import project_create, project_set_status, project_update
+from annotate.services.queue import queue_fill
+from annotate.services.rubrics import rubric_diff, rubric_set_criteria
 from tests.factories import DEFAULT_CRITERIA, ItemFactory, ProjectFactory, UserFactory, label, membership
 
 pytestmark = pytest.mark.django_db
@@ -75,7 +79,7 @@ def test_users_without_the_permission_cannot_create_projects_and_see_no_link(cli
         assert client.get(reverse("project_new")).status_code == 403
         assert client.post(reverse("project_new"), {"name": "X", "kind": "binary", "overlap": 2}).status_code == 403
     with pytest.raises(ValidationError, match="may not create"):
-        services.project_create(creator=lead, slug="x", name="X", kind="binary")
+        project_create(creator=lead, slug="x", name="X", kind="binary")
     assert not Project.objects.filter(slug="x").exists()
 
 
@@ -155,7 +159,7 @@ def test_a_lead_sets_the_daily_sample_on_the_settings_page(client, project, lead
 def test_the_kind_is_locked_once_the_project_has_items(client, project, lead):
     ItemFactory(project=project)
     with pytest.raises(ValidationError, match="kind cannot change"):
-        services.project_update(
+        project_update(
             project=project,
             name=project.name,
             kind="pairwise",
@@ -206,7 +210,7 @@ def test_activation_needs_three_criteria_and_says_so(client, lead):
     assert "at least 3 measurable criteria" in response.content.decode()
     project.refresh_from_db()
     assert project.status == "draft"
-    services.rubric_set_criteria(project=project, criteria=DEFAULT_CRITERIA)
+    rubric_set_criteria(project=project, criteria=DEFAULT_CRITERIA)
     response = client.post(reverse("project_settings", args=[project.slug]), {"form": "status", "status": "active"})
     assert response.status_code == 302
     project.refresh_from_db()
@@ -225,10 +229,10 @@ def test_rubric_diff_names_each_change_and_only_the_criteria_that_moved():
     b = {"key": "b", "name": "B", "description": "b"}
     c = {"key": "c", "name": "C", "description": "c"}
     d = {"key": "d", "name": "D", "description": "d"}
-    assert services.rubric_diff(old=[a, b, c], new=[a, b, c]) == []
-    texts = [ch.text for ch in services.rubric_diff(old=[a, b, c], new=[c, a, b])]
+    assert rubric_diff(old=[a, b, c], new=[a, b, c]) == []
+    texts = [ch.text for ch in rubric_diff(old=[a, b, c], new=[c, a, b])]
     assert texts == ["move “C” to position 1"]
-    changes = services.rubric_diff(old=[a, b, c], new=[{**a, "description": "new"}, {**c, "name": "Cee"}, d])
+    changes = rubric_diff(old=[a, b, c], new=[{**a, "description": "new"}, {**c, "name": "Cee"}, d])
     assert [(ch.action, ch.text) for ch in changes] == [
         ("add", "add “D”"),
         ("remove", "remove “B”"),
@@ -294,9 +298,7 @@ def test_a_save_against_a_rubric_that_moved_on_is_refused(client, project, lead)
     client.force_login(lead)
     url = reverse("project_criteria", args=[project.slug])
     rows = [dict(c) for c in DEFAULT_CRITERIA] + [{"key": "extra", "name": "Extra", "description": "More."}]
-    services.rubric_set_criteria(
-        project=project, criteria=[*DEFAULT_CRITERIA, {"key": "x", "name": "X", "description": "x"}]
-    )
+    rubric_set_criteria(project=project, criteria=[*DEFAULT_CRITERIA, {"key": "x", "name": "X", "description": "x"}])
     response = client.post(url, _criteria_post(rows, action="save", base=1))
     assert response.status_code == 422 and "Someone saved rubric v2" in response.content.decode()
     assert _versions(project) == [1, 2]
@@ -307,9 +309,7 @@ def test_a_review_says_when_the_rubric_moved_on_since_the_editor_was_opened(clie
     url = reverse("project_criteria", args=[project.slug])
     rows = [dict(c) for c in DEFAULT_CRITERIA]
     # The draft was opened on v1 and someone saved v2 meanwhile: the review is against v2 and says so.
-    services.rubric_set_criteria(
-        project=project, criteria=[*DEFAULT_CRITERIA, {"key": "x", "name": "X", "description": "x"}]
-    )
+    rubric_set_criteria(project=project, criteria=[*DEFAULT_CRITERIA, {"key": "x", "name": "X", "description": "x"}])
     html = client.post(url, _criteria_post(rows, action="add", base=1)).content.decode()
     assert 'name="base" value="1"' in html
     html = client.post(url, _criteria_post(rows, action="review", base=1)).content.decode()
@@ -318,7 +318,7 @@ def test_a_review_says_when_the_rubric_moved_on_since_the_editor_was_opened(clie
 
 
 def test_an_active_project_keeps_at_least_three_criteria(client, project, lead):
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     client.force_login(lead)
     rows = [dict(c) for c in DEFAULT_CRITERIA[:2]]
     response = client.post(
@@ -368,7 +368,7 @@ def test_the_criteria_editor_answers_htmx_with_the_editor_alone(client, project,
 
 
 def test_a_first_rubric_on_a_new_project_is_v1(client, creator):
-    project = services.project_create(creator=creator, slug="fresh", name="Fresh", kind="binary")
+    project = project_create(creator=creator, slug="fresh", name="Fresh", kind="binary")
     client.force_login(creator)
     url = reverse("project_criteria", args=[project.slug])
     assert "no rubric yet" in client.get(url).content.decode()
@@ -407,7 +407,7 @@ def test_adding_an_unknown_or_existing_member_is_refused_with_a_clear_error(clie
     assert "already annotator of this project" in response.content.decode()
     inactive = UserFactory(username="gone", is_active=False)
     with pytest.raises(ValidationError, match="inactive"):
-        services.member_add(project=project, identifier=inactive.username, role="annotator")
+        member_add(project=project, identifier=inactive.username, role="annotator")
     assert Membership.objects.filter(project=project).count() == 2
 
 
@@ -431,7 +431,7 @@ def test_a_lead_changes_a_role_but_never_demotes_the_last_lead(client, project, 
 def test_removing_a_member_keeps_their_labels_and_releases_their_leases(client, project, lead, annotator):
     items = [ItemFactory(project=project) for _ in range(4)]
     label(items[0], annotator, "acceptable", "pass")
-    services.queue_fill(project=project, annotator=annotator, rubric_version_id=project.current_rubric_id)
+    queue_fill(project=project, annotator=annotator, rubric_version_id=project.current_rubric_id)
     assert Assignment.objects.filter(annotator=annotator).count() == 2
     assert sum(Item.objects.filter(project=project).values_list("n_leased", flat=True)) == 2
     client.force_login(lead)

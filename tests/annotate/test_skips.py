@@ -12,8 +12,12 @@ from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 from django.utils import timezone
 
-from annotate import selectors, services, skips, specs, tokens
+from annotate import selectors, skips, specs, tokens
 from annotate.models import Assignment, Item, Project
+from annotate.services.errors import ItemNotNeeded, QueueError
+from annotate.services.labels import label_submit
+from annotate.services.projects import project_apply_spec, project_set_status
+from annotate.services.queue import queue_claim, queue_skip
 from tests.factories import ItemFactory, migrate_to_latest
 
 pytestmark = pytest.mark.django_db
@@ -24,17 +28,17 @@ FORM = {f"c-{key}": value for key, value in VALUES.items()} | {"note": ""}
 
 @pytest.fixture
 def active(project):
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     return project
 
 
 def _claim(project, user):
-    return services.queue_claim(project=project, annotator=user, rubric_version_id=project.current_rubric_id)
+    return queue_claim(project=project, annotator=user, rubric_version_id=project.current_rubric_id)
 
 
 def _submit(project, user, item):
-    return services.label_submit(
+    return label_submit(
         project=project,
         annotator=user,
         item_id=item.pk,
@@ -60,7 +64,7 @@ def test_a_skipped_item_comes_back_after_the_delay_and_only_after_every_fresh_it
     first, second, third = (ItemFactory(project=active) for _ in range(3))
     Item.objects.filter(pk=first.pk).update(priority=2)  # claimed first
     assert _claim(active, annotator).pk == first.pk
-    services.queue_skip(project=active, annotator=annotator, item_id=first.pk)
+    queue_skip(project=active, annotator=annotator, item_id=first.pk)
     _age_skip(annotator, first, 61)  # due already: it still waits behind the fresh items
     fresh = {_claim(active, annotator).pk, _claim(active, annotator).pk}
     assert fresh == {second.pk, third.pk}
@@ -79,7 +83,7 @@ def test_a_skipped_item_stays_out_until_the_delay_the_lead_set_has_passed(active
     active.skip_return_minutes = 30
     active.save()
     _claim(active, annotator)
-    services.queue_skip(project=active, annotator=annotator, item_id=only.pk)
+    queue_skip(project=active, annotator=annotator, item_id=only.pk)
     _age_skip(annotator, only, 29)
     assert _claim(active, annotator) is None
     _age_skip(annotator, only, 31)
@@ -92,7 +96,7 @@ def test_a_delay_of_zero_brings_a_skipped_item_back_at_once_behind_fresh_ones(ac
     skipped, fresh = ItemFactory(project=active), ItemFactory(project=active)
     Item.objects.filter(pk=skipped.pk).update(priority=2)  # claimed first
     assert _claim(active, annotator).pk == skipped.pk
-    services.queue_skip(project=active, annotator=annotator, item_id=skipped.pk)
+    queue_skip(project=active, annotator=annotator, item_id=skipped.pk)
     assert _claim(active, annotator).pk == fresh.pk
     assert _claim(active, annotator).pk == skipped.pk
 
@@ -102,23 +106,23 @@ def test_a_skipped_item_others_have_filled_does_not_come_back(active, annotator,
     active.save()
     only = ItemFactory(project=active)
     _claim(active, annotator)
-    services.queue_skip(project=active, annotator=annotator, item_id=only.pk)
+    queue_skip(project=active, annotator=annotator, item_id=only.pk)
     _submit(active, other_annotator, _claim(active, other_annotator))
     _age_skip(annotator, only, 120)
     assert _claim(active, annotator) is None
     summary = skips.skip_summary(project=active, annotator=annotator)
     assert (summary.n_skipped, summary.n_coming_back, summary.first_return) == (1, 0, None)
-    with pytest.raises(services.ItemNotNeeded, match="all the labels it needs"):
+    with pytest.raises(ItemNotNeeded, match="all the labels it needs"):
         skips.skip_reopen(project=active, annotator=annotator, item_id=only.pk)
 
 
 def test_a_skip_while_the_item_waits_for_others_keeps_its_first_time(active, annotator):
     only = ItemFactory(project=active)
     _claim(active, annotator)
-    services.queue_skip(project=active, annotator=annotator, item_id=only.pk)
+    queue_skip(project=active, annotator=annotator, item_id=only.pk)
     _age_skip(annotator, only, 10)
     before = Assignment.objects.get(annotator=annotator, item=only).skipped_at
-    services.queue_skip(project=active, annotator=annotator, item_id=only.pk)  # a second click, another tab
+    queue_skip(project=active, annotator=annotator, item_id=only.pk)  # a second click, another tab
     assert Assignment.objects.get(annotator=annotator, item=only).skipped_at == before
     _n_leased_is_true(active)
 
@@ -128,8 +132,8 @@ def test_reopen_leases_a_skipped_item_now_whatever_the_delay_and_only_for_its_sk
 ):
     only = ItemFactory(project=active)
     _claim(active, annotator)
-    services.queue_skip(project=active, annotator=annotator, item_id=only.pk)
-    with pytest.raises(services.QueueError, match="not among your skipped items"):
+    queue_skip(project=active, annotator=annotator, item_id=only.pk)
+    with pytest.raises(QueueError, match="not among your skipped items"):
         skips.skip_reopen(project=active, annotator=other_annotator, item_id=only.pk)
     assert skips.skip_reopen(project=active, annotator=annotator, item_id=only.pk).pk == only.pk
     assert skips.skip_reopen(project=active, annotator=annotator, item_id=only.pk).pk == only.pk  # twice: one lease
@@ -235,7 +239,7 @@ def test_the_project_spec_carries_the_delay(db, lead):
         "skip_return_minutes": 5,
         "criteria": [{"key": "ok", "name": "OK", "description": "Fine."}],
     }
-    project, _created, _changed = services.project_apply_spec(spec=specs.spec_parse(data), actor=lead)
+    project, _created, _changed = project_apply_spec(spec=specs.spec_parse(data), actor=lead)
     assert project.skip_return_minutes == 5
     with pytest.raises(specs.SpecError, match="skip_return_minutes"):
         specs.spec_parse(data | {"skip_return_minutes": 10_081})
@@ -266,11 +270,11 @@ def test_the_migration_gives_skips_made_before_it_the_time_of_their_lease(projec
         executor.loader.build_graph()
         executor.migrate([target])
 
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project.refresh_from_db()
     only = ItemFactory(project=project)
     _claim(project, annotator)
-    services.queue_skip(project=project, annotator=annotator, item_id=only.pk)
+    queue_skip(project=project, annotator=annotator, item_id=only.pk)
     lease_made = Assignment.objects.get(item=only).created_at
     migrate(("annotate", "0008_people_invites_visibility"))
     migrate(("annotate", "0009_skips_skip_return"))

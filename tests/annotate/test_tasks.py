@@ -7,13 +7,15 @@ import time
 import pytest
 from django.utils import timezone
 
-from annotate import services, tasks
+from annotate import tasks
 from annotate.models import Assignment, Item
+from annotate.services.leases import assignments_expire
+from annotate.services.queue import queue_claim
 
 
 def _lease(project, user, minutes: float) -> Assignment:
     """Claim the user's next item through the queue, then move its expiry `minutes` from now (negative: expired)."""
-    item = services.queue_claim(project=project, annotator=user, rubric_version_id=project.current_rubric_id)
+    item = queue_claim(project=project, annotator=user, rubric_version_id=project.current_rubric_id)
     assert item is not None
     lease = Assignment.objects.get(item=item, annotator=user)
     Assignment.objects.filter(pk=lease.pk).update(
@@ -30,8 +32,8 @@ def test_expiring_leases_frees_only_the_expired_ones_and_is_safe_to_repeat(proje
     # Both annotators were given the same item: it wants two labels and is the first in the shuffled order.
     assert expired.item_id == live.item_id
     assert Item.objects.get(pk=expired.item_id).n_leased == 2
-    assert services.assignments_expire() == 1
-    assert services.assignments_expire() == 0
+    assert assignments_expire() == 1
+    assert assignments_expire() == 0
     assert list(Assignment.objects.values_list("pk", flat=True)) == [live.pk]
     assert Item.objects.get(pk=live.item_id).n_leased == 1
 

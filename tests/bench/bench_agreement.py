@@ -24,17 +24,19 @@ N_LABELED = 111_112  # × 3 annotators × 3 criteria = 1,000,008 labels
 
 
 def bench_agreement_report() -> list[Row]:
-    from annotate import reports, services
+    from annotate import reports
     from annotate.models import Item, Label, Project
+    from annotate.services.items import item_build
+    from annotate.services.projects import project_set_status
     from tests.factories import ProjectFactory, UserFactory
 
     project = ProjectFactory(slug="bench-agreement", overlap=3)
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     annotators = [UserFactory(username=f"agree-annotator-{i}") for i in range(20)]
     _seed_labels(project, N_LABELED, annotators)
     Item.objects.bulk_create(
         (
-            services.item_build(project=project, fields={"input": f"Unlabeled {i}", "output": f"Out {i}"})
+            item_build(project=project, fields={"input": f"Unlabeled {i}", "output": f"Out {i}"})
             for i in range(N_ITEMS - N_LABELED)
         ),
         batch_size=5000,
@@ -97,8 +99,9 @@ def _crowd_project(n_raters: int):  # type: ignore[no-untyped-def]
     own between 0.65 and 0.95, so pairs agree to different degrees, as in a crowd."""
     from django.contrib.auth import get_user_model
 
-    from annotate import selectors, services
+    from annotate import selectors
     from annotate.models import Item, Project
+    from annotate.services.items import item_build
     from tests.factories import ProjectFactory
 
     project = ProjectFactory(
@@ -111,7 +114,7 @@ def _crowd_project(n_raters: int):  # type: ignore[no-untyped-def]
         [user_model(username=f"crowd-{n_raters}-{r}", password="!") for r in range(n_raters)]  # unusable password
     )
     items = Item.objects.bulk_create(
-        services.item_build(project=project, fields={"input": f"Conversation {i}", "output": f"Last turn {i}"})
+        item_build(project=project, fields={"input": f"Conversation {i}", "output": f"Last turn {i}"})
         for i in range(CROWD_ITEMS)
     )
     (criterion,) = selectors.criteria_current(project=project)

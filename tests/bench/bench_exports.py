@@ -37,12 +37,12 @@ def _seed(project: Any, n_items: int, n_second: int, annotators: list[Any]) -> i
     """Items and labels inserted with COPY; returns the number of labels."""
     from django.db import connection
 
-    from annotate import selectors, services
+    from annotate import selectors
     from annotate.models import Item
+    from annotate.services.items import item_build
 
     items = (
-        services.item_build(project=project, fields={"input": f"Prompt {i}", "output": f"Response {i}"})
-        for i in range(n_items)
+        item_build(project=project, fields={"input": f"Prompt {i}", "output": f"Response {i}"}) for i in range(n_items)
     )
     batch: list[Item] = []
     for item in items:
@@ -182,8 +182,8 @@ def bench_export_labels() -> list[Row]:
     from django.conf import settings
     from django.test import Client
 
-    from annotate import services
     from annotate.models import Membership
+    from annotate.services.projects import project_set_status
     from tests.factories import ProjectFactory, UserFactory, membership
 
     rows: list[Row] = []
@@ -197,7 +197,7 @@ def bench_export_labels() -> list[Row]:
     lead = UserFactory(username="export-lead")
     for n_items, n_second in SIZES:
         project = ProjectFactory(slug=f"bench-export-{n_items}", overlap=2)
-        services.project_set_status(project=project, status="active")
+        project_set_status(project=project, status="active")
         membership(lead, project, Membership.Role.LEAD)
         n_labels = _seed(project, n_items, n_second, annotators)
         client = Client()

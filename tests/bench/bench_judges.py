@@ -129,9 +129,9 @@ def _run(version: Any, scope: str = "all") -> tuple[float, Any]:
 def bench_judge_run() -> list[Row]:
     from django.conf import settings
 
-    from annotate import services as annotate_services
     from annotate.celery import app
     from annotate.models import Item
+    from annotate.services.items import item_build
     from judges import prompts, selectors, services
     from judges.models import Verdict
     from tests.factories import ProjectFactory
@@ -144,7 +144,7 @@ def bench_judge_run() -> list[Row]:
 
     project = ProjectFactory(slug="bench-judges")
     Item.objects.bulk_create(
-        annotate_services.item_build(project=project, fields={"input": f"Question {i}?", "output": f"Answer {i}."})
+        item_build(project=project, fields={"input": f"Question {i}?", "output": f"Answer {i}."})
         for i in range(N_CALLS)
     )
     judge = services.judge_create(project=project, criterion_key="acceptable")
@@ -215,9 +215,9 @@ def bench_judge_duplicates() -> list[Row]:
     in one chunk was paid again by the other."""
     from django.conf import settings
 
-    from annotate import services as annotate_services
     from annotate.celery import app
     from annotate.models import Item
+    from annotate.services.items import item_build
     from judges import prompts, selectors, services
     from tests.factories import ProjectFactory
 
@@ -230,7 +230,7 @@ def bench_judge_duplicates() -> list[Row]:
     project = ProjectFactory(slug="bench-judges-duplicates", kind="pairwise")
     source = [i - 100 if (i // 100) % 2 else i for i in range(DUPLICATE_ITEMS)]
     Item.objects.bulk_create(
-        annotate_services.item_build(
+        item_build(
             project=project,
             fields={"input": f"Question {n}?", "output_a": f"Answer A {n}.", "output_b": f"Answer B {n}."},
             external_id=f"item-{i}",  # the same content twice: two items, told apart by their ids

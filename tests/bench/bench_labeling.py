@@ -41,13 +41,14 @@ def seed(*, slug: str = "bench-labeling", n_items: int = N_ITEMS, n_annotators: 
     from django.db import connection
     from django.utils import timezone
 
-    from annotate import selectors, services
+    from annotate import selectors
     from annotate.models import Membership, Project
+    from annotate.services.projects import project_set_status
     from annotate.splits import content_hash, order_key, split_for
     from tests.factories import ProjectFactory, UserFactory, membership
 
     project = ProjectFactory(slug=slug, name=slug.replace("-", " ").capitalize(), overlap=2)
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     project = Project.objects.get(pk=project.pk)
     criteria = list(selectors.criteria_of_version(project.current_rubric_id))
     seeded = [UserFactory(username=f"{slug}-seed-{i}") for i in range(20)]

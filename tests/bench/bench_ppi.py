@@ -60,7 +60,7 @@ def _records(rng: np.random.Generator, n: int, rate: float, tpr: float, tnr: flo
 
 
 def _rogan_gladen(y: np.ndarray, f_lab: np.ndarray, f_unl: np.ndarray, seed: int) -> tuple[float | None, float | None]:
-    from judges import agreement
+    from annotate.stats import agreement
 
     n_pos, n_neg = int(y.sum()), int((1 - y).sum())
     tpr = float(f_lab[y == 1].mean()) if n_pos else 0.0

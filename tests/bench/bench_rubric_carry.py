@@ -15,8 +15,9 @@ N_ITEMS = 166_667  # x 2 annotators x 3 criteria = 1,000,002 labels
 def bench_rubric_edit_carry() -> list[Row]:
     from django.db import connection
 
-    from annotate import carry, services
+    from annotate import carry
     from annotate.models import Label
+    from annotate.services.rubrics import rubric_set_criteria
     from tests.factories import DEFAULT_CRITERIA, ProjectFactory, UserFactory
 
     project = ProjectFactory(slug="bench-carry", overlap=2)
@@ -38,7 +39,7 @@ def bench_rubric_edit_carry() -> list[Row]:
     review = time.perf_counter() - started
 
     started = time.perf_counter()
-    version = services.rubric_set_criteria(project=project, criteria=criteria)
+    version = rubric_set_criteria(project=project, criteria=criteria)
     edit = time.perf_counter() - started
     n_carried = Label.objects.filter(rubric_version=version).count()
     return [

@@ -102,8 +102,8 @@ def bench_split_assignment() -> list[Row]:
 
 def bench_item_insert() -> list[Row]:
     """Build items through the service (hash + split) and bulk-insert them: the floor under every import."""
-    from annotate import services
     from annotate.models import Item
+    from annotate.services.items import item_build
     from tests.factories import ProjectFactory
 
     project = ProjectFactory(slug="bench-insert", kind="pairwise")
@@ -113,7 +113,7 @@ def bench_item_insert() -> list[Row]:
     batch: list[Item] = []
     for i in range(n):
         batch.append(
-            services.item_build(
+            item_build(
                 project=project,
                 fields={"input": f"Question {i}?", "output_a": f"Answer A {i}.", "output_b": f"Answer B {i}."},
             )
@@ -130,12 +130,12 @@ def bench_item_insert() -> list[Row]:
 def _seed_labels(project: Any, n_items: int, annotators: list[Any]) -> None:
     """n_items items, each labeled on every criterion by `overlap` annotators, inserted with COPY."""
 
-    from annotate import selectors, services
+    from annotate import selectors
     from annotate.models import Item
+    from annotate.services.items import item_build
 
     items = [
-        services.item_build(project=project, fields={"input": f"Prompt {i}", "output": f"Response {i}"})
-        for i in range(n_items)
+        item_build(project=project, fields={"input": f"Prompt {i}", "output": f"Response {i}"}) for i in range(n_items)
     ]
     Item.objects.bulk_create(items, batch_size=5000)
     criteria = list(selectors.criteria_current(project=project))
@@ -157,14 +157,12 @@ def _seed_recent_labels(project: Any, n_items: int, annotators: list[Any]) -> in
     """n_items new items, each labeled on every criterion by one annotator "now", with COPY: the labels given since
     the last throughput pass, which the dashboard counts itself. Returns how many labels."""
 
-    from annotate import selectors, services
+    from annotate import selectors
     from annotate.models import Item
+    from annotate.services.items import item_build
 
     items = Item.objects.bulk_create(
-        [
-            services.item_build(project=project, fields={"input": f"Recent {i}", "output": f"Answer {i}"})
-            for i in range(n_items)
-        ],
+        [item_build(project=project, fields={"input": f"Recent {i}", "output": f"Answer {i}"}) for i in range(n_items)],
         batch_size=5000,
     )
     criteria = list(selectors.criteria_current(project=project))

@@ -118,12 +118,12 @@ HOSTILE = (
 
 def active_project(kind: str, n_items: int, **fields: object) -> tuple[Project, AbstractBaseUser]:
     """An active project of `kind` (overlap 1 unless given) with n items and one annotator, `<kind>-annotator`."""
-    from annotate import services
+    from annotate.services.projects import project_set_status
     from tests.factories import ItemFactory, ProjectFactory, UserFactory, membership
 
     fields.setdefault("overlap", 1)
     project = ProjectFactory(slug=f"{kind}-queue", name=f"{kind.title()} queue", kind=kind, **fields)
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     for i in range(n_items):
         if kind == "pairwise":
             ItemFactory(

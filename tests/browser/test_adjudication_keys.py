@@ -8,8 +8,9 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
-from annotate import reports, services
+from annotate import reports
 from annotate.models import GoldLabel, Membership
+from annotate.services.projects import project_set_status
 from tests.browser.conftest import HOSTILE, console_errors, wait_until
 from tests.browser.test_label_keys import Keys, _active_index, _checked, _expect_overlay
 from tests.browser.test_login_and_project import csp_problems, log_in_by_keyboard
@@ -24,7 +25,7 @@ KEYS = ("acceptable", "follows_instructions", "factually_correct")
 def _disputed_project(kind: str, n_items: int, *, allow_tie: bool = False):
     """Two annotators who disagree on every criterion of every item, with notes; the report computed; a lead."""
     project = ProjectFactory(slug=f"adj-{kind}", name=f"Adjudicate {kind}", kind=kind, overlap=2, allow_tie=allow_tie)
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     lead = UserFactory(username=f"{kind}-lead")
     ann_a, ann_b = UserFactory(username="ann-a"), UserFactory(username="ann-b")
     membership(lead, project, Membership.Role.LEAD)

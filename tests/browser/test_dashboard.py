@@ -11,9 +11,11 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from annotate import drift, reports, services
+from annotate import drift, reports
 from annotate.demo import demo_load
 from annotate.models import Item, Label, Membership, Project
+from annotate.services.leases import queue_counts_refresh
+from annotate.services.rubrics import rubric_set_criteria
 from judges import prompts
 from judges import services as judge_services
 from judges.models import JudgeRun, Verdict
@@ -109,7 +111,7 @@ def _labels_under_v2(project: Project) -> None:
                 )
             )
     Label.objects.bulk_create(built)
-    services.queue_counts_refresh(project=project)
+    queue_counts_refresh(project=project)
 
 
 @pytest.fixture
@@ -121,7 +123,7 @@ def demo_two_versions(settings, tmp_path):
     membership(lead, project, Membership.Role.LEAD)
     reports.report_refresh(project=project, force=True)
     _calibrated_judge(project, lead)
-    services.rubric_set_criteria(
+    rubric_set_criteria(
         project=project,
         criteria=V2_CRITERIA,
         actor=lead,

@@ -8,8 +8,9 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
-from annotate import services
 from annotate.models import Label, Membership, Project
+from annotate.services.items import item_build
+from annotate.services.projects import project_set_status
 from tests.browser.conftest import console_errors, screenshot, wait_for_labels
 from tests.browser.test_login_and_project import csp_problems, log_in_by_keyboard
 from tests.factories import ProjectFactory, UserFactory, membership
@@ -20,9 +21,9 @@ NEW_PASSWORD = "plum orchard 1987 lantern"
 
 def _pairwise_project() -> Project:
     project = ProjectFactory(slug="tulu-preference", name="Tülu 1: which response is better?", kind="pairwise")
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     for n in range(3):
-        services.item_build(
+        item_build(
             project=project,
             fields={
                 "input": f"Write a haiku about autumn, number {n}.",

@@ -19,8 +19,10 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import Page, Route, expect
 
-from annotate import selectors, services
+from annotate import selectors
 from annotate.models import Assignment, Item, Label
+from annotate.services.labels import label_submit
+from annotate.services.leases import assignments_expire
 from tests.browser.conftest import active_project, console_errors, screenshot, wait_for_labels
 from tests.browser.test_login_and_project import csp_problems, log_in_by_keyboard
 from tests.factories import UserFactory, membership
@@ -39,7 +41,8 @@ TRACEBACK_PAGE = (
     "<!DOCTYPE html><html><head><title>OperationalError at /p/x/label/1/</title></head><body><h1>Server Error</h1>"
     + "<pre>Traceback (most recent call last):\n"
     + "".join(
-        f'  File "/app/annotate/views.py", line {n}, in label_submit\n    services.label_submit(\n' for n in range(400)
+        f'  File "/app/annotate/label_views.py", line {n}, in label_submit\n    label_services.label_submit(\n'
+        for n in range(400)
     )
     + "</pre></body></html>"
 )
@@ -345,10 +348,10 @@ def test_an_item_that_no_longer_needs_the_label_says_so_and_the_annotator_carrie
     first = _current_item(page)
     # Meanwhile the lease ran out, the sweep freed it, and someone else gave the item its one label.
     Assignment.objects.filter(annotator=user, item_id=first).update(expires_at=timezone.now())
-    services.assignments_expire()
+    assignments_expire()
     other = UserFactory(username="quick-colleague")
     membership(other, project)
-    services.label_submit(
+    label_submit(
         project=project,
         annotator=other,
         item_id=first,

@@ -8,8 +8,10 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
-from annotate import reports, services
+from annotate import reports
 from annotate.models import Label, Membership
+from annotate.services.leases import queue_counts_refresh
+from annotate.services.projects import project_set_status
 from tests.browser.conftest import console_errors, screenshot, wait_until
 from tests.browser.test_login_and_project import csp_problems, log_in_by_keyboard
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, label, membership
@@ -21,7 +23,7 @@ REWORDED = "No factual or arithmetic error, checked against the source; a refusa
 
 def test_a_lead_rewords_one_criterion_and_the_other_labels_keep_counting(page: Page, live_server):
     project = ProjectFactory(slug="carry-demo", name="Carry demo", overlap=2)
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     lead, ann, other = (UserFactory(username=n) for n in ("lena-lead", "ada-annotator", "omar-annotator"))
     membership(lead, project, Membership.Role.LEAD)
     membership(ann, project)
@@ -31,7 +33,7 @@ def test_a_lead_rewords_one_criterion_and_the_other_labels_keep_counting(page: P
         for key in ("acceptable", "follows_instructions", "factually_correct"):
             label(item, ann, key, "pass" if n % 2 else "fail")
             label(item, other, key, "pass" if n % 3 else "fail")
-    services.queue_counts_refresh(project=project)
+    queue_counts_refresh(project=project)
     project.refresh_from_db()
     reports.report_refresh(project=project, force=True, n_boot=200)
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from annotate import services
+from annotate.services.items import item_build
+from annotate.services.projects import project_set_status
 from tests.conftest import PASSWORD
 from tests.faults.harness import ROOT, AppServer, ThrowawayPostgres, ThrowawayRedis, app_env, manage
 from tests.judges.conftest import judge, standin, standin_server, version  # noqa: F401 (fixtures)
@@ -22,10 +23,11 @@ from tests.judges.conftest import judge, standin, standin_server, version  # noq
 SEED = """
 import json
 import os
-from annotate import services, tokens
+from annotate import tokens
+from annotate.services.projects import project_set_status
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, membership
 project = ProjectFactory(slug="support-bot", name="Support bot answers", overlap=1)
-services.project_set_status(project=project, status="active")
+project_set_status(project=project, status="active")
 items = [ItemFactory(project=project, input=f"Question {{n}}?", output=f"Answer {{n}}.") for n in range({n_items})]
 lead = UserFactory(username="lena-lead")
 membership(lead, project, "lead")
@@ -113,7 +115,7 @@ def labeling_project(transactional_db, project, lead, annotator, settings):
     for user in (lead, annotator):
         user.set_password(PASSWORD)
         user.save(update_fields=["password"])
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     for n in range(20):
-        services.item_build(project=project, fields={"input": f"Question {n}?", "output": f"Answer {n}."}).save()
+        item_build(project=project, fields={"input": f"Question {n}?", "output": f"Answer {n}."}).save()
     return project

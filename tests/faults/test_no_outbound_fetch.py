@@ -17,8 +17,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 
-from annotate import exports, services, tokens
+from annotate import exports, tokens
 from annotate.models import Item, Label
+from annotate.services.projects import project_set_status
 from judges import services as judge_services
 from judges.models import RunChunk, Verdict
 from tests.judges.conftest import make_version
@@ -68,7 +69,7 @@ def test_urls_in_user_data_are_never_fetched_by_import_labeling_judging_or_expor
     client, project, lead, annotator, listener, standin, tmp_path
 ):
     base = f"http://127.0.0.1:{listener.server_address[1]}/"
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     # Import: the command, the browser upload and the API.
     path = tmp_path / "items.jsonl"
     path.write_text("".join(json.dumps(_hostile(base, n)) + "\n" for n in range(3)))

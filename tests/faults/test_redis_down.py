@@ -13,7 +13,8 @@ import sys
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotate import imports, tokens
+from annotate import tokens
+from annotate.imports.jobs import import_job_create, import_job_preview
 from annotate.middleware import CACHE_RETRY_MESSAGE
 from annotate.models import ImportJob, Item, Label
 from judges import services as judge_services
@@ -44,10 +45,10 @@ def test_with_redis_down_annotators_keep_labeling_and_queued_work_resumes_when_i
     rows = "\n".join(
         json.dumps({"external_id": f"new-{n}", "input": f"New {n}?", "output": "Yes."}) for n in range(N_IMPORTED)
     )
-    job = imports.import_job_create(
+    job = import_job_create(
         project=project, actor=lead, kind="items", upload=SimpleUploadedFile("more.jsonl", rows.encode())
     )
-    imports.import_job_preview(job_id=job.pk)
+    import_job_preview(job_id=job.pk)
     version = make_version(judge_services.judge_create(project=project, criterion_key="acceptable"))
     _, secret = tokens.token_create(user=lead, name="faults")
     env = app_env(

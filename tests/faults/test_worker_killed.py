@@ -21,9 +21,20 @@ from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from annotate import imports, reports, selectors, services, tasks
+from annotate import enqueue, reports, selectors, tasks
 from annotate.celery import app
+from annotate.imports.jobs import (
+    _JOB_LOCK_NAMESPACE,
+    import_job_apply,
+    import_job_confirm,
+    import_job_create,
+    import_job_path,
+    import_job_preview,
+    import_job_progress,
+    import_jobs_reconcile,
+)
 from annotate.models import AgreementReport, ImportJob, Item, Label
+from annotate.services.projects import project_set_status
 from tests.factories import ItemFactory, UserFactory, membership
 from tests.faults.harness import database_url, start_worker, stop_process, wait_for
 
@@ -46,20 +57,18 @@ def test_an_import_whose_worker_is_killed_mid_write_completes_once_on_a_new_work
         for n in range(N_ROWS)
     )
     body = ("\n".join(lines) + "\n").encode()
-    job = imports.import_job_create(
-        project=project, actor=lead, kind="items", upload=SimpleUploadedFile("items.jsonl", body)
-    )
-    imports.import_job_preview(job_id=job.pk)  # checked here; the import itself goes to the worker
+    job = import_job_create(project=project, actor=lead, kind="items", upload=SimpleUploadedFile("items.jsonl", body))
+    import_job_preview(job_id=job.pk)  # checked here; the import itself goes to the worker
     job.refresh_from_db()
     assert job.status == "previewed" and job.report["n_new"] == N_ROWS
     log = tmp_path / "worker.log"
     worker = start_worker(worker_env, log, f"faults-import-1-{os.getpid()}")
     try:
         _ready(log, 1)
-        assert imports.import_job_confirm(job=job, update=False)  # sent to the worker on commit
+        assert import_job_confirm(job=job, update=False)  # sent to the worker on commit
 
         def writing() -> bool:
-            return 5 <= imports.import_job_progress(job)["percent"] <= 60
+            return 5 <= import_job_progress(job)["percent"] <= 60
 
         wait_for(writing, timeout=120, every=0.05, what="the import to be under way")
         os.killpg(worker.pid, signal.SIGKILL)
@@ -68,7 +77,7 @@ def test_an_import_whose_worker_is_killed_mid_write_completes_once_on_a_new_work
         # Killed mid-write: the job says importing, and its transaction rolled back: not one item half-imported.
         assert job.status == "applying"
         assert not Item.objects.filter(project=project).exists()
-        assert imports.import_job_path(job).exists()
+        assert import_job_path(job).exists()
         worker = start_worker(worker_env, log, f"faults-import-2-{os.getpid()}")
         _ready(log, 2)
 
@@ -78,7 +87,7 @@ def test_an_import_whose_worker_is_killed_mid_write_completes_once_on_a_new_work
         # and finishes it.
         def resumed() -> bool:
             finished = ImportJob.objects.get(pk=job.pk).status not in ImportJob.RUNNING
-            return finished or imports.import_jobs_reconcile() == 1
+            return finished or import_jobs_reconcile() == 1
 
         wait_for(resumed, timeout=90, every=0.5, what="the reconciler or the broker to resume the import")
         wait_for(
@@ -96,8 +105,8 @@ def test_an_import_whose_worker_is_killed_mid_write_completes_once_on_a_new_work
     assert len(ids) == len(set(ids)) == N_ROWS
     assert set(ids) == {f"row-{n}" for n in range(N_ROWS)}
     # Running it again, or reconciling again, changes nothing.
-    assert imports.import_jobs_reconcile() == 0
-    imports.import_job_apply(job_id=job.pk)
+    assert import_jobs_reconcile() == 0
+    import_job_apply(job_id=job.pk)
     assert Item.objects.filter(project=project).count() == N_ROWS
 
 
@@ -122,7 +131,7 @@ def _labels(project, annotators, items) -> None:
 def test_a_report_whose_worker_is_killed_mid_refresh_is_stored_once_by_the_next_worker(
     worker_env, project, lead, tmp_path
 ):
-    services.project_set_status(project=project, status="active")
+    project_set_status(project=project, status="active")
     annotators = [UserFactory(username=f"rater-{n}") for n in range(3)]
     for user in annotators:
         membership(user, project, "annotator")
@@ -180,8 +189,8 @@ def test_the_import_reconciler_sends_orphaned_and_lost_jobs_once_and_leaves_live
 ):
     settings.IMPORT_RECONCILE_SECONDS = 60
     sent: list[tuple[str, int]] = []
-    monkeypatch.setattr(tasks.import_job_preview, "delay", lambda pk: sent.append(("preview", pk)))
-    monkeypatch.setattr(tasks.import_job_apply, "delay", lambda pk: sent.append(("apply", pk)))
+    names = {"annotate.tasks.import_job_preview": "preview", "annotate.tasks.import_job_apply": "apply"}
+    monkeypatch.setattr(enqueue, "send", lambda name, pk: sent.append((names[name], pk)))
     now = timezone.now()
 
     def job(status: str, *, age_seconds: int = 0) -> ImportJob:
@@ -197,14 +206,14 @@ def test_the_import_reconciler_sends_orphaned_and_lost_jobs_once_and_leaves_live
     fresh = job("pending")  # just uploaded: its message is on its way
     job("done", age_seconds=600)
     with psycopg.connect(database_url().replace("postgres://", "postgresql://")) as worker:
-        worker.execute("SELECT pg_advisory_lock(%s, %s)", [imports._JOB_LOCK_NAMESPACE, live.pk])
-        assert imports.import_jobs_reconcile(now=now) == 2
+        worker.execute("SELECT pg_advisory_lock(%s, %s)", [_JOB_LOCK_NAMESPACE, live.pk])
+        assert import_jobs_reconcile(now=now) == 2
         assert sorted(sent) == sorted([("apply", orphaned.pk), ("apply", lost.pk)])
         # Within the same period nothing is sent twice, however often beat asks.
-        assert imports.import_jobs_reconcile(now=now) == 0
+        assert import_jobs_reconcile(now=now) == 0
     assert fresh.pk not in [pk for _, pk in sent]
     # The worker died with its lock: the job it held is now sent too.
-    assert imports.import_jobs_reconcile(now=now) == 1
+    assert import_jobs_reconcile(now=now) == 1
     assert sent[-1] == ("preview", live.pk)
     for key in (orphaned, live, lost):
         cache.delete(f"import-job-resent:{key.pk}")

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from annotate import services as annotate_services
 from annotate.models import Item, Project
+from annotate.services.items import item_build
 from judges import llm, prompts, services
 from judges.models import Judge, JudgeVersion
 from judges.standin import Config, StandinServer, serve
@@ -97,7 +97,7 @@ def make_item(project: Project, n: int, *, split: str = "dev", **content: str) -
         if project.is_pairwise
         else {"input": f"Question {n}?", "output": f"Answer {n}."}
     )
-    item = annotate_services.item_build(project=project, fields=fields_, external_id=f"item-{n}", split=split)
+    item = item_build(project=project, fields=fields_, external_id=f"item-{n}", split=split)
     item.save()
     return item
 

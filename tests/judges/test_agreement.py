@@ -21,8 +21,8 @@ from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
-from judges import agreement as ag
-from judges.agreement import FAIL, PASS, TIE, A, B, Figure
+from annotate.stats import agreement as ag
+from annotate.stats.agreement import FAIL, PASS, TIE, A, B, Figure
 
 # The reasons and worked examples are written with the figures' own symbols (κ, α, −), as the module writes them.
 
@@ -394,16 +394,15 @@ def test_when_everyone_agrees_the_figures_are_one_with_no_false_zero_width_inter
         assert figure.ci_low is None and figure.ci_high is None
 
 
-def test_a_perfect_judge_gets_the_wilson_interval_not_one_to_one():
+def test_a_perfect_judge_gets_the_clopper_pearson_interval_not_one_to_one():
     report = ag.binary_judge_report(np.array([PASS] * 12 + [FAIL] * 8), np.array([PASS] * 12 + [FAIL] * 8))
     assert report.accuracy.value == 1.0
-    # Wilson for 20 of 20: the lower bound is n / (n + z²) = 20 / 23.84 = 0.839.
-    z2 = 1.959963984540054**2
-    assert report.accuracy.ci_low == pytest.approx(20 / (20 + z2)) and report.accuracy.ci_high == 1.0
-    assert report.tnr.ci_low == pytest.approx(8 / (8 + z2))
+    # Clopper–Pearson for n of n: the lower bound p solves p^n = 0.025, so p = 0.025^(1/n) (0.832 for 20).
+    assert report.accuracy.ci_low == pytest.approx(0.025 ** (1 / 20)) and report.accuracy.ci_high == 1.0
+    assert report.tnr.ci_low == pytest.approx(0.025 ** (1 / 8))
     wrong = ag.binary_judge_report(np.array([PASS] * 10), np.array([FAIL] * 10))
     assert wrong.accuracy.value == 0.0 and wrong.accuracy.ci_low == 0.0
-    assert wrong.accuracy.ci_high == pytest.approx(z2 / (10 + z2))
+    assert wrong.accuracy.ci_high == pytest.approx(1 - 0.025 ** (1 / 10))
 
 
 def test_one_annotator_gives_no_human_agreement_figures():
@@ -522,18 +521,19 @@ def test_resampling_pattern_counts_gives_the_same_interval_as_resampling_item_in
     assert fast.ci_high == pytest.approx(naive.high, abs=0.015)
 
 
-def test_a_rate_over_few_items_gets_its_wilson_interval_given_how_many_items_it_counts():
+def test_a_rate_over_few_items_gets_its_exact_interval_given_how_many_items_it_counts():
     # Two human "fail"s in 30 items: TNR = 1/2 is a proportion of 2 items, and its interval says how little that is.
     human = np.array([FAIL, FAIL] + [PASS] * 28)
     judge = np.array([FAIL, PASS] + [PASS] * 24 + [FAIL] * 4)
     report = ag.binary_judge_report(human, judge)
     assert (report.tnr.value, report.tnr.n) == (0.5, 2)
-    assert (report.tnr.ci_low, report.tnr.ci_high) == pytest.approx(proportion_confint(1, 2, method="wilson"))
+    assert (report.tnr.ci_low, report.tnr.ci_high) == pytest.approx(proportion_confint(1, 2, method="beta"))
     assert report.fail_recall == report.tnr
     assert report.tpr.value == pytest.approx(24 / 28) and report.tpr.n == 28
     single = ag.binary_judge_report(np.array([FAIL] + [PASS] * 29), np.array([FAIL] + [PASS] * 29))
     assert (single.tnr.value, single.tnr.n) == (1.0, 1)
-    assert (single.tnr.ci_low, single.tnr.ci_high) == pytest.approx(proportion_confint(1, 1, method="wilson"))
+    # statsmodels leaves NaN for the bound past n of n; the exact bound there is 1.
+    assert (single.tnr.ci_low, single.tnr.ci_high) == pytest.approx((0.025, 1.0))
 
 
 def test_no_bootstrap_interval_is_given_when_too_many_resamples_lack_what_the_figure_needs():
@@ -551,21 +551,90 @@ def test_no_bootstrap_interval_is_given_when_too_many_resamples_lack_what_the_fi
         assert figure.ci_low is None and figure.ci_high is None
 
 
+def statsmodels_exact(successes: int, trials: int) -> tuple[float, float]:
+    low, high = proportion_confint(successes, trials, alpha=0.05, method="beta")
+    # statsmodels gives NaN where the bound is exactly 0 (no successes) or 1 (all).
+    return (0.0 if successes == 0 else low), (1.0 if successes == trials else high)
+
+
 @SETTINGS
 @given(st.integers(0, 60), st.integers(1, 60))
-def test_every_rate_of_a_judge_report_has_the_wilson_interval_statsmodels_gives(successes, trials):
+def test_every_rate_of_a_judge_report_has_the_clopper_pearson_interval_statsmodels_gives(successes, trials):
     successes = min(successes, trials)
     human = np.full(trials, PASS)
     judge = np.array([PASS] * successes + [FAIL] * (trials - successes))
     report = ag.binary_judge_report(human, judge, n_boot=50)
-    expected = proportion_confint(successes, trials, alpha=0.05, method="wilson")
+    expected = statsmodels_exact(successes, trials)
     for figure in (report.tpr, report.accuracy):
         assert (figure.ci_low, figure.ci_high) == pytest.approx(expected, abs=1e-12)
-    assert ag.wilson_interval(successes, trials) == pytest.approx(expected, abs=1e-12)
+    assert ag.clopper_pearson_interval(successes, trials) == pytest.approx(expected, abs=1e-12)
+    # Wilson's interval stays for the production estimate's human-only rate (judges.estimates).
+    assert ag.wilson_interval(successes, trials) == pytest.approx(
+        proportion_confint(successes, trials, alpha=0.05, method="wilson"), abs=1e-12
+    )
     pairwise = ag.pairwise_judge_report(np.full(trials, A), np.array([A] * successes + [B] * (trials - successes)))
     assert (pairwise.agreement.ci_low, pairwise.agreement.ci_high) == pytest.approx(expected, abs=1e-12)
     consistency = ag.position_consistency(np.full(trials, A), np.array([A] * successes + [TIE] * (trials - successes)))
     assert (consistency.ci_low, consistency.ci_high) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("successes", "trials"), [(0, 1), (1, 3), (4, 5), (37, 300), (5_000, 12_345), (999, 1_000_000)]
+)
+def test_the_exact_interval_matches_statsmodels_at_large_counts_too(successes, trials):
+    assert ag.clopper_pearson_interval(successes, trials) == pytest.approx(
+        statsmodels_exact(successes, trials), rel=1e-7, abs=1e-11
+    )
+
+
+def test_the_exact_interval_refuses_impossible_counts():
+    for successes, trials in ((1, 0), (-1, 3), (4, 3)):
+        with pytest.raises(ValueError, match="successes"):
+            ag.clopper_pearson_interval(successes, trials)
+
+
+def test_a_judges_kappa_interval_is_the_wald_interval_statsmodels_gives_at_large_n():
+    # The Dirichlet posterior of the shares is asymptotically normal around the observed table, so at thousands of
+    # items its κ interval approaches the asymptotic (Fleiss, Cohen & Everitt 1969) interval, computed independently.
+    from statsmodels.stats.inter_rater import cohens_kappa
+
+    rng = np.random.default_rng(8)
+    human = (rng.random(4000) < 0.7).astype(np.int64)
+    judge = np.where(rng.random(4000) < 0.85, human, 1 - human)
+    table = confusion_matrix(human, judge, labels=[FAIL, PASS])
+    low, high = ag._kappa_posterior_interval(table, n_boot=20_000, seed=3)
+    expected = cohens_kappa(table)
+    assert ag.binary_judge_report(human, judge, n_boot=0).kappa.value == pytest.approx(expected.kappa, abs=1e-12)
+    assert low == pytest.approx(expected.kappa_low, abs=0.004)
+    assert high == pytest.approx(expected.kappa_upp, abs=0.004)
+
+
+def test_a_judge_agreeing_on_every_item_still_gets_a_kappa_interval_below_one():
+    # 26 passes and 4 fails, all agreed: every bootstrap resample gives κ = 1 (or none), which said nothing. The
+    # posterior gives the unseen disagreements some share. Its lower bound: κ of a table where 1 of the 30 items
+    # disagreed is 0.86, so 30 items cannot rule out κ well below that.
+    human = np.array([PASS] * 26 + [FAIL] * 4)
+    report = ag.binary_judge_report(human, human, seed=1)
+    assert report.kappa.value == 1.0
+    assert report.kappa.ci_low is not None and report.kappa.ci_high is not None
+    assert 0.3 < report.kappa.ci_low < 0.86 < report.kappa.ci_high < 1.0
+    pairwise = ag.pairwise_judge_report(
+        np.array([A] * 12 + [B] * 12 + [TIE] * 6), np.array([A] * 12 + [B] * 12 + [TIE] * 6)
+    )
+    assert pairwise.kappa.ci_low is not None and pairwise.kappa.ci_low < 0.95 < pairwise.kappa.ci_high <= 1.0
+
+
+def test_a_judges_kappa_draws_are_the_dirichlet_posterior_of_the_table():
+    # Independent draws of the same posterior (normalised Gamma variates, 200,000 of them) give the same quantiles
+    # up to Monte Carlo error.
+    table = np.array([[3, 2], [4, 21]])
+    got = ag._kappa_posterior_interval(table, n_boot=50_000, seed=4)
+    gamma = np.random.default_rng(99).gamma(table.reshape(-1) + 0.5, size=(200_000, 4))
+    p = (gamma / gamma.sum(axis=1, keepdims=True)).reshape(-1, 2, 2)
+    observed = p[:, 0, 0] + p[:, 1, 1]
+    chance = (p.sum(axis=2) * p.sum(axis=1)).sum(axis=1)
+    low, high = np.quantile((observed - chance) / (1 - chance), [0.025, 0.975])
+    assert got == pytest.approx((low, high), abs=0.01)
 
 
 def scipy_bca_on_the_same_resamples(

@@ -7,7 +7,7 @@ doubly-labeled items are the same).
 
 An item is one (instance_id, model_a, model_b) as shown, the same key as the demo's pairwise project; each evaluator's
 latest row per item counts (by timestamp_iso). The κ here is computed with plain dict counting from
-κ = (p_o − p_e) / (1 − p_e) and never calls into judges.agreement.
+κ = (p_o − p_e) / (1 − p_e) and never calls into annotate.stats.agreement.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import krippendorff
 import numpy as np
 import pytest
 
-from judges import agreement as ag
+from annotate.stats import agreement as ag
 
 # The formula is written with its own symbols, as the module writes it.
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from annotate import services as annotate_services
 from annotate import tokens
 from annotate.models import Item, Membership
+from annotate.services.rubrics import rubric_set_criteria
 from judges import card, services
 from judges.models import CachedCompletion, JudgeRun, RunChunk, Verdict
 from tests.factories import ProjectFactory, label, membership
@@ -330,7 +330,7 @@ def test_a_card_exported_after_its_criterion_changed_says_so_and_the_runner_warn
     for c in criteria:
         if c["key"] == "acceptable":
             c["description"] = "Only answers that cite a source are acceptable."
-    annotate_services.rubric_set_criteria(project=project, criteria=criteria)
+    rubric_set_criteria(project=project, criteria=criteria)
     data = _card(client, lead, version)
     # Still the calibrated definition, and a signed note of the change.
     assert data["rubric"]["version"] == 1 and data["rubric"]["criterion"]["description"] != criteria[0]["description"]

@@ -9,8 +9,8 @@ import copy
 import pytest
 from django.urls import reverse
 
-from annotate import services as annotate_services
 from annotate import tokens
+from annotate.services.rubrics import rubric_set_criteria
 from judges import services
 from judges.models import RunChunk
 from judges.staleness import Reason, judge_staleness
@@ -45,7 +45,7 @@ def calibrated(project, lead, annotator, other_annotator, standin):
     runs = {key: _run_here(version) for key, version in versions.items()}
     criteria = copy.deepcopy(DEFAULT_CRITERIA)
     criteria[2]["description"] = "No factual or arithmetic error, checked against the source."
-    annotate_services.rubric_set_criteria(project=project, criteria=criteria, actor=lead)
+    rubric_set_criteria(project=project, criteria=criteria, actor=lead)
     project.refresh_from_db()
     return versions, runs
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from judges import agreement, compare
+from annotate.stats import agreement
+from judges import compare
 
 FAIL, PASS = agreement.FAIL, agreement.PASS
 

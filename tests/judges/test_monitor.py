@@ -4,16 +4,18 @@ with its interval, the budget cap, idempotent and free re-runs, the beat job, th
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
 from annotate import tokens
 from judges import monitor, services
-from judges.models import CachedCompletion, Monitor, MonitorDay
+from judges.models import CachedCompletion, Monitor, MonitorDay, MonitorDayClaim
 from tests.judges.conftest import make_version
 from tests.judges.monitor_data import N_PER_DAY, calibrated_version, seed_day, seed_week
 from tests.judges.test_runs import _wait
@@ -292,7 +294,7 @@ def test_an_uncalibrated_version_or_a_bad_threshold_is_refused_with_the_typed_va
     assert "calibrate it first" in html and 'value="1.5"' in html
     assert "v2 · standin-judge-2025-01-01 · not calibrated yet" in html
     response = client.post(url, {"version": calibrated.pk, "threshold": "1.5"})
-    assert response.status_code == 422 and "less than or equal to 1" in response.content.decode()
+    assert response.status_code == 422 and "The threshold is a pass rate between 0 and 1." in response.content.decode()
     assert not Monitor.objects.exists()
 
 
@@ -304,3 +306,64 @@ def test_annotators_and_outsiders_get_404_on_the_monitor_page(client, project, a
         assert client.get(url).status_code == 404
         assert client.post(url, {"version": calibrated.pk, "threshold": "0.5"}).status_code == 404
     assert not Monitor.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_computations_of_the_same_day_started_together_judge_and_pay_once(project, standin):
+    # Beat's task and a manual re-run (or a redelivered message on a second worker) start at the same moment. The
+    # stand-in answers slowly, so without the claim both would call for every record and add up their costs.
+    standin.configure(rule="keyword")
+    m = _monitor(calibrated_version(project))
+    seed_day(project, DAY, wrong_share=0.6)
+    standin.configure(latency_ms=150)
+    calls_before = standin.stats()["requests"]
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def compute() -> None:
+        start.wait()
+        try:
+            outcomes.append(monitor.monitor_day_compute(monitor_id=m.pk, day=DAY))
+        except monitor.DayBusy as exc:
+            outcomes.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=compute) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(outcomes) == 2
+    rows = [o for o in outcomes if isinstance(o, MonitorDay)]
+    busy = [o for o in outcomes if isinstance(o, monitor.DayBusy)]
+    assert (len(rows), len(busy)) == (1, 1)
+    assert standin.stats()["requests"] - calls_before == N_PER_DAY
+    row = MonitorDay.objects.get(project=project, day=DAY)
+    assert row.n_called == N_PER_DAY and row.total_cost_usd == row.cost_usd > 0
+    claim = MonitorDayClaim.objects.get(monitor=m, day=DAY)
+    assert claim.finished_at is not None
+    # Once the first is done the day can be computed again: from the cache, at no cost.
+    standin.configure(latency_ms=0)
+    again = monitor.monitor_day_compute(monitor_id=m.pk, day=DAY)
+    assert again is not None and again.n_called == 0 and again.total_cost_usd == row.cost_usd
+
+
+@pytest.mark.django_db
+def test_a_claim_left_by_a_dead_worker_is_taken_over_once_stale_but_a_live_one_turns_the_run_away(
+    project, calibrated, standin, settings
+):
+    m = _monitor(calibrated)
+    seed_day(project, DAY, wrong_share=0.1)
+    claim = MonitorDayClaim.objects.create(monitor=m, day=DAY, token="x" * 32, claimed_at=timezone.now())
+    calls_before, cached_before = standin.stats()["requests"], CachedCompletion.objects.count()
+    with pytest.raises(monitor.DayBusy, match="being computed by another task"):
+        monitor.monitor_day_compute(monitor_id=m.pk, day=DAY)
+    assert not MonitorDay.objects.exists()
+    assert (standin.stats()["requests"], CachedCompletion.objects.count()) == (calls_before, cached_before)
+    claim.claimed_at = timezone.now() - dt.timedelta(seconds=settings.MONITOR_RESEND_SECONDS + 1)
+    claim.save()
+    row = monitor.monitor_day_compute(monitor_id=m.pk, day=DAY)
+    assert row is not None and row.n_ok == N_PER_DAY
+    claim.refresh_from_db()
+    assert claim.token != "x" * 32 and claim.finished_at is not None

@@ -1,4 +1,4 @@
-"""The vectorised pairwise Cohen's κ (judges/pair_kappas.py) against the per-pair code of judges/agreement.py.
+"""The vectorised pairwise Cohen's κ (annotate/stats/pair_kappas.py) against the per-pair code of stats/agreement.py.
 
 Every pair is recomputed on its own: its table counted from the labels in Python, its resamples taken from the same
 draws (the shared ones for its number of items, or its own multinomial seeded by (seed, i, j)), and its figure from
@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from judges import agreement as ag
-from judges import pair_kappas as pk
+from annotate.stats import agreement as ag
+from annotate.stats import pair_kappas as pk
 
 
 def reference_table(item: np.ndarray, rater: np.ndarray, value: np.ndarray, i: int, j: int, k: int) -> np.ndarray:
@@ -26,7 +26,7 @@ def reference_table(item: np.ndarray, rater: np.ndarray, value: np.ndarray, i: i
 
 
 def reference_figure(table: np.ndarray, i: int, j: int, *, min_shared: int, n_boot: int, seed: int) -> ag.Figure:
-    """One pair's κ the slow way: the per-pair code of judges.agreement on this pair's resamples."""
+    """One pair's κ the slow way: the per-pair code of annotate.stats.agreement on this pair's resamples."""
     k = table.shape[0]
     n = int(table.sum())
     if n < min_shared:

@@ -1,4 +1,4 @@
-"""Reference kinds (issue 15): judges.reference decides each item's kind once, and judge reports, the report pages,
+"""Reference kinds (issue 15): stats.reference decides each item's kind once, and judge reports, the report pages,
 the agreement report and exports all read it. The project mixes items with 1, 2 and 3 labels, gold labels and an
 unlabeled item (tests.factories.MIXED_REFERENCE); the lead chooses per judge whether single labels serve."""
 
@@ -13,7 +13,8 @@ from django.urls import reverse
 
 from annotate import exports, reports
 from annotate.models import Project
-from judges import agreement, card, reference, selectors, services
+from annotate.stats import agreement, reference
+from judges import card, selectors, services
 from judges.models import JudgeRun, RunChunk
 from tests.factories import MIXED_REFERENCE, UserFactory, membership, mixed_reference_items
 
@@ -26,7 +27,7 @@ HX = {"HX-Request": "true"}
 
 
 def _naive_kind(values: list[int], gold: int, k: int, min_margin: int) -> str | None:
-    """An independent per-item reading of the definitions in judges.reference."""
+    """An independent per-item reading of the definitions in annotate.stats.reference."""
     if gold >= 0:
         return "gold"
     if not values:

@@ -18,9 +18,9 @@ from django.core.management import call_command
 from django.db import IntegrityError
 from django.utils import timezone
 
-from annotate import services as annotate_services
 from annotate.celery import app
 from annotate.models import Item, Membership
+from annotate.services.items import item_build
 from judges import selectors, services, tasks
 from judges.models import CachedCompletion, JudgeRun, RunChunk, Verdict
 from tests.factories import ProjectFactory, label, membership
@@ -100,7 +100,7 @@ def test_a_verdict_written_inside_the_item_does_not_change_the_verdict(project, 
 def test_runs_over_chosen_items_include_unlabeled_production_samples(project, version, standin, annotator):
     labeled = make_item(project, 1, split="train")
     label(labeled, annotator, "acceptable", "pass")
-    sample = annotate_services.item_build(
+    sample = item_build(
         project=project, fields={"input": "Live question", "output": "Live answer"}, source=Item.Source.SAMPLE
     )
     sample.save()

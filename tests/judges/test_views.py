@@ -596,7 +596,7 @@ def test_the_report_and_comparison_pages_stay_within_their_query_budgets(
 
 
 def test_a_judge_calibrated_under_an_older_rubric_is_flagged_stale_on_its_pages(client, lead, project, done_run):
-    from annotate import services as annotate_services
+    from annotate.services.rubrics import rubric_set_criteria
 
     judge = done_run.version.judge
     client.force_login(lead)
@@ -612,7 +612,7 @@ def test_a_judge_calibrated_under_an_older_rubric_is_flagged_stale_on_its_pages(
         }
         for c in project.current_rubric.criteria.order_by("position")
     ]
-    annotate_services.rubric_set_criteria(project=project, criteria=criteria)
+    rubric_set_criteria(project=project, criteria=criteria)
     page = client.get(reverse("judges:judge_detail", args=[project.slug, judge.pk])).content.decode()
     assert "Stale:" in page and "definition changed" in page
     listing = client.get(reverse("judges:judge_list", args=[project.slug])).content.decode()

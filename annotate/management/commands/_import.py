@@ -8,7 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotate import imports
+from annotate.imports.files import file_import
+from annotate.imports.parsing import FORMATS
+from annotate.imports.report import ImportInvalid, ImportRefused, counted
 from annotate.models import Project
 
 
@@ -50,7 +52,7 @@ class ImportCommand(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("project", help="the project's slug")
         parser.add_argument("file", type=Path, help="a .jsonl or .csv file (UTF-8, with or without BOM)")
-        parser.add_argument("--format", choices=imports.FORMATS, help="override the format guessed from the name")
+        parser.add_argument("--format", choices=FORMATS, help="override the format guessed from the name")
         parser.add_argument(
             "--update", action="store_true", help="give conflicting rows (same id, other content) the file's content"
         )
@@ -67,7 +69,7 @@ class ImportCommand(BaseCommand):
         label = "checking" if options["dry_run"] else "importing"
         progress = None if options["no_progress"] else ProgressBar(self.stderr, label)
         try:
-            report = imports.file_import(
+            report = file_import(
                 project=project,
                 kind=self.kind,
                 path=path,
@@ -76,14 +78,14 @@ class ImportCommand(BaseCommand):
                 apply=not options["dry_run"],
                 progress=progress,
             )
-        except imports.ImportInvalid as exc:
+        except ImportInvalid as exc:
             lines = [str(e) for e in exc.errors]
             if exc.n_errors > len(exc.errors):
                 lines.append(f"... and {exc.n_errors - len(exc.errors):,} more")
             raise CommandError(
-                f"{imports.counted(exc.n_errors, 'bad row')}; nothing was imported:\n  " + "\n  ".join(lines)
+                f"{counted(exc.n_errors, 'bad row')}; nothing was imported:\n  " + "\n  ".join(lines)
             ) from None
-        except imports.ImportRefused as exc:
+        except ImportRefused as exc:
             raise CommandError(f"{exc.message} Nothing was imported.") from None
         self.stdout.write(self.style.SUCCESS(report.summary()) if report.applied else report.summary())
         for conflict in report.conflicts:

@@ -5,7 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotate import selectors, services
+from annotate import selectors
+from annotate.services.projects import project_apply_spec
 from annotate.specs import SpecError, spec_load
 
 
@@ -22,7 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             spec = spec_load(options["file"])
-            project, created, rubric_changed = services.project_apply_spec(spec=spec)
+            project, created, rubric_changed = project_apply_spec(spec=spec)
         except SpecError as exc:
             raise CommandError("The spec was refused; nothing was written:\n  " + "\n  ".join(exc.errors)) from None
         rubric = selectors.rubric_current(project=project)

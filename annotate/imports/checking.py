@@ -1,6 +1,6 @@
 """Checking one item row and building what goes in the database: the part of an import that runs once per row.
 
-Kept apart from the runs (annotate/imports.py) because its cost is per row: at 30,000 rows/s every row has about
+Kept apart from the runs (imports/items.py, labels.py) because its cost is per row: at 30,000 rows/s every row has about
 30 µs. So the checks take the cheap road where it is exact: text that is ASCII cannot hold a lone surrogate
 (`guards.text_problem`), metadata whose JSON text is ASCII with few brackets can be neither too deep nor hold one,
 and the content hash is built from the fields' own JSON text instead of re-serialising a dictionary
@@ -15,9 +15,9 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 
-from annotate import services
 from annotate.guards import MAX_JSON_DEPTH, json_problem, text_problem
 from annotate.models import Item, Project
+from annotate.services.items import item_content
 from annotate.splits import content_hash, split_and_order_key
 
 
@@ -142,7 +142,7 @@ def item_values(
     *, project: Project, fields: dict[str, Any], external_id: str | None, split: str | None
 ) -> tuple[dict[str, str], str, str, str, int]:
     """(content, content_hash, external_id, split, order_key) exactly as services.item_build computes them."""
-    content = services.item_content(project=project, fields=fields)
+    content = item_content(project=project, fields=fields)
     digest = content_hash(content)
     external_id = external_id or digest
     own_split, key = split_and_order_key(project.slug, external_id)

@@ -1,6 +1,6 @@
 """Cohen's κ for every pair of raters at once, with BCa intervals computed over a pairs axis.
 
-`judges.agreement.pairwise_cohen_kappas` is the public entry point; this module holds its machinery. A crowd project
+`stats.agreement.pairwise_cohen_kappas` is the public entry point; this module holds its machinery. A crowd project
 with R raters has R(R − 1)/2 pairs (7,503 at 123 raters, 44,850 at 300), each bootstrapped 1,000 times: done pair by
 pair in Python that took seconds, here it is a few numpy operations over arrays of pairs × resamples.
 
@@ -30,7 +30,7 @@ from statistics import NormalDist
 import numpy as np
 import numpy.typing as npt
 
-from judges import agreement as ag
+from annotate.stats import figure as ag
 
 IntArray = ag.IntArray
 FloatArray = ag.FloatArray

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('annotate', '0012_review_notes_failure_modes'),
-        ('judges', '0005_monitor'),
+        ('judges', '0006_stats_monitor_claim_and_sample_cap'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -22,7 +22,7 @@ import enum
 import numpy as np
 import numpy.typing as npt
 
-from judges import agreement
+from annotate.stats import agreement
 
 
 class Kind(enum.IntEnum):

@@ -1,0 +1,259 @@
+"""Item runs: checked item rows compared with the project's items in batches and written (COPY on PostgreSQL)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import psycopg
+from django.db import connection, transaction
+from django.utils import timezone
+from psycopg.copy import QueuedLibpqWriter
+
+from annotate.imports.checking import (
+    ItemChecker,
+    ItemRow,
+    RowError,
+)
+from annotate.imports.report import ImportInvalid, ImportReport, Progress, _ProgressEvery
+from annotate.imports.runs import PREVIEW_ROWS, _Run, _short, lock_project_writes
+from annotate.models import ImportJob, Item, Label, Project
+
+BATCH = 5000
+
+
+class _ItemRun(_Run):
+    def __init__(self, project: Project, *, update: bool, apply: bool, progress: Progress | None) -> None:
+        super().__init__(ImportJob.Kind.ITEMS, apply=apply, progress=progress)
+        self.project = project
+        self.update = update
+        self.batch: list[ItemRow] = []
+        # A project without items has nothing to compare with; under the write lock nobody can add any meanwhile.
+        self.empty_at_start = False
+        self.copy_stack: contextlib.ExitStack | None = None
+        self.copy: Any = None
+
+    def feed(self, checker: ItemChecker, line: int, row: dict[str, Any] | RowError) -> None:
+        if isinstance(row, RowError):
+            self.count_row()
+            self.error(row)
+            return
+        self.count_row()
+        checked = checker.check(line, row)
+        if isinstance(checked, list):
+            for problem in checked:
+                self.error(problem)
+            return
+        external_id = checked.external_id
+        first = self.duplicate_of(external_id, line)
+        if first is not None:
+            if external_id == checked.content_hash:  # no external_id given: the content is the id
+                message = f"the same content as line {first} (without an external_id, the content is the id)"
+            else:
+                message = f"duplicate id {external_id!r} in this file (first on line {first})"
+            self.error(RowError(line, "external_id", message))
+            return
+        if not self.n_errors:
+            self.batch.append(checked)
+            if len(self.batch) >= BATCH:
+                self.flush()
+
+    def flush(self) -> None:
+        batch, self.batch = self.batch, []
+        if not batch or self.n_errors:
+            return
+        existing = self._existing([row.external_id for row in batch])
+        new: list[ItemRow] = []
+        changed: list[Item] = []
+        for row in batch:
+            found = existing.get(row.external_id)
+            if found is None:
+                status = "new"
+                new.append(row)
+            elif found[0] == row.content_hash:
+                status = "unchanged"
+                self.report.n_unchanged += 1
+            else:
+                status = "conflict"
+                self.conflict({"line": row.line, "external_id": row.external_id})
+                if self.update:
+                    item = row.as_item(self.project)
+                    item.pk = found[1]
+                    changed.append(item)
+            if len(self.report.preview) < PREVIEW_ROWS:
+                self.report.preview.append(
+                    {
+                        "line": row.line,
+                        "status": status,
+                        "external_id": row.external_id,
+                        "fields": {name: _short(text) for name, text in row.content.items()},
+                    }
+                )
+        self.report.n_new += len(new)
+        if self.update:
+            self.report.n_updated += len(changed)
+        if self.apply:
+            self._insert(new)
+            if changed:
+                Item.objects.bulk_update(changed, [*_content_fields(self.project), "content_hash", "metadata"], 1000)
+                self.report.n_labels_kept += Label.objects.filter(item_id__in=[i.pk for i in changed]).count()
+
+    def _existing(self, external_ids: list[str]) -> dict[str, tuple[str, int]]:
+        """external_id -> (content hash, pk) of the batch's ids that the project already has."""
+        if self.empty_at_start:
+            return {}
+        if connection.vendor == "postgresql":
+            # One array parameter instead of 5,000 placeholders: cheaper to build, send and plan.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT external_id, content_hash, id FROM annotate_item WHERE project_id = %s "
+                    "AND external_id = ANY(%s)",
+                    [self.project.pk, external_ids],
+                )
+                rows = cursor.fetchall()
+        else:
+            rows = list(
+                Item.objects.filter(project=self.project, external_id__in=external_ids).values_list(
+                    "external_id", "content_hash", "pk"
+                )
+            )
+        return {external_id: (digest, pk) for external_id, digest, pk in rows}
+
+    def _insert(self, rows: list[ItemRow]) -> None:
+        """Insert new items. They join the queue as the counters say: nobody has submitted or leased them yet."""
+        if not rows:
+            return
+        if connection.vendor != "postgresql":
+            Item.objects.bulk_create([row.as_item(self.project) for row in rows], batch_size=500)
+            return
+        if self.copy is None:
+            # A thread hands the rows to the server while this one parses the next ones. Into a project that had
+            # no items the COPY stays open for the whole file (no look-ups need the connection meanwhile).
+            self.copy_stack = contextlib.ExitStack()
+            cursor = _psycopg_cursor(self.copy_stack.enter_context(connection.cursor()))
+            self.copy = self.copy_stack.enter_context(
+                cursor.copy(f"COPY annotate_item ({_ITEM_COLUMNS}) FROM STDIN", writer=QueuedLibpqWriter(cursor))
+            )
+        now = timezone.now()
+        pk = self.project.pk
+        write_row = self.copy.write_row
+        for row in rows:
+            content = row.content
+            write_row(
+                (
+                    pk,
+                    row.external_id,
+                    content["input"],
+                    content.get("output", ""),
+                    content.get("output_a", ""),
+                    content.get("output_b", ""),
+                    row.metadata_json,
+                    row.source,
+                    row.split,
+                    row.content_hash,
+                    row.order_key,
+                    0,
+                    0,
+                    0,
+                    None,
+                    now,
+                )
+            )
+        if not self.empty_at_start:
+            self.copy_end()
+
+    def copy_end(self, *exc_info: Any) -> None:
+        """Finish the open COPY (or abort it, given an exception)."""
+        stack, self.copy_stack, self.copy = self.copy_stack, None, None
+        if stack is not None:
+            stack.__exit__(*(exc_info or (None, None, None)))
+
+    def __enter__(self) -> _ItemRun:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.copy_end(*exc_info)
+
+
+def _psycopg_cursor(cursor: Any) -> psycopg.Cursor[Any]:
+    """The psycopg cursor under Django's cursor wrapper(s), for what only psycopg offers (a COPY with its own writer).
+
+    Which wrapper Django hands out depends on the settings: with DEBUG (or `force_debug_cursor`) it is a
+    CursorDebugWrapper, whose `copy()` logs the statement and takes no other argument. So psycopg's API is called on
+    psycopg's cursor, whatever wraps it.
+    """
+    raw = cursor
+    while not isinstance(raw, psycopg.Cursor):
+        raw = getattr(raw, "cursor", None)
+        if raw is None:
+            raise TypeError(f"no psycopg cursor under {type(cursor).__name__}")
+    return raw
+
+
+def _content_fields(project: Project) -> tuple[str, ...]:
+    return ("input", "output_a", "output_b") if project.is_pairwise else ("input", "output")
+
+
+_ITEM_COLUMNS = (
+    "project_id, external_id, input, output, output_a, output_b, metadata, source, split, content_hash, order_key, "
+    "n_submitted, n_leased, priority, sampled_on, created_at"
+)
+
+
+def items_import(
+    *,
+    project: Project,
+    rows: Iterable[tuple[int, dict[str, Any] | RowError]],
+    tabular: bool = False,
+    source: str = Item.Source.IMPORT,
+    update: bool = False,
+    apply: bool = True,
+    progress: Progress | None = None,
+    position: Callable[[], float] | None = None,
+) -> ImportReport:
+    """Check, compare and (with `apply`) write items from `rows`, all or nothing. Idempotent.
+
+    Raises ImportInvalid (every bad row, nothing written) or ImportRefused. An item whose external_id exists with
+    other content is a conflict: reported and left alone, or with `update` given the new content (its labels stay).
+    A CSV row set (`tabular`) starts with its header: {"__header__": [...]}.
+    """
+    with transaction.atomic(), _ItemRun(project, update=update, apply=apply, progress=progress) as run:
+        if apply:
+            lock_project_writes(project)
+        run.empty_at_start = apply and not Item.objects.filter(project=project).exists()
+        every = _ProgressEvery(progress, position)
+        checker: ItemChecker | None = None
+        for line, row in rows:
+            if checker is None:
+                header = row.get("__header__") if tabular and isinstance(row, dict) else None
+                checker = ItemChecker(project, tabular=tabular, source=source, header=header)
+                if checker.header_errors:
+                    raise ImportInvalid(checker.header_errors, len(checker.header_errors))
+                if header is not None:
+                    continue
+            run.feed(checker, line, row)
+            every.row(run.report.n_rows)
+        run.flush()
+        run.copy_end()
+        report = run.finish()
+        if apply and report.n_new >= _ANALYZE_AFTER and connection.vendor == "postgresql":
+            transaction.on_commit(_items_analyze)
+    if progress is not None:
+        progress(1.0, report.n_rows)
+    return report
+
+
+# After this many new rows, refresh the planner's statistics: with the old ones, PostgreSQL takes a large project
+# for a small one and looks ids up by scanning all its items (80 ms instead of 6 ms per batch of 5,000).
+_ANALYZE_AFTER = 10_000
+
+
+# Only the columns queries filter or sort on: the statistics of the long text columns (input, outputs, metadata) are
+# never used, and gathering them read every sampled row's text back (most of this ANALYZE's time).
+_ANALYZE_COLUMNS = "project_id, external_id, split, n_submitted, priority, order_key, sampled_on, content_hash"
+
+
+def _items_analyze() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE annotate_item ({_ANALYZE_COLUMNS})")
