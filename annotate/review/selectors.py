@@ -128,6 +128,29 @@ def mode_examples(*, mode: FailureMode) -> list[Example]:
     return out
 
 
+def few_shot_lines(*, mode: FailureMode, limit: int = 8) -> str:
+    """Few-shot candidates for the judge of a promoted mode, in the judge editor's format (`EXTERNAL_ID VERDICT |
+    reasoning` a line): train items only (dev and test stay for measuring the judge), half of them items noted with
+    the mode (fail), half items whose review passed (pass), so the examples show both answers."""
+    fails = [e for e in mode_examples(mode=mode) if e.item.split == Item.Split.TRAIN][: limit - limit // 2]
+    passes = (
+        ReviewNote.objects.filter(
+            project_id=mode.project_id, verdict=ReviewNote.Verdict.PASS, item__split=Item.Split.TRAIN
+        )
+        .select_related("item")
+        .order_by("created_at", "pk")
+    )
+    seen: set[int] = {e.item.pk for e in fails}
+    lines = [f"{e.item.external_id} fail | {' '.join(e.note.split())[:200]}" for e in fails]
+    for note in passes:
+        if len(lines) >= limit:
+            break
+        if note.item_id not in seen:
+            seen.add(note.item_id)
+            lines.append(f"{note.item.external_id} pass | The reviewer passed it.")
+    return "\n".join(lines)
+
+
 def mode_note_counts(*, project: Project) -> dict[int, int]:
     return dict(
         ReviewNote.objects.filter(project=project, failure_mode__isnull=False)

@@ -366,11 +366,7 @@ def mode_promote(request: AuthedRequest, slug: str, mode_id: int) -> HttpRespons
         "problems": problems,
         "refusal": services.review_refusal(project),
         "examples": examples,
-        "few_shot": "\n".join(
-            f"{e.item.external_id} fail | {' '.join(e.note.split())[:200]}"
-            for e in examples
-            if e.item.split == Item.Split.TRAIN
-        ),
+        "few_shot": review_selectors.few_shot_lines(mode=mode),
         "split_counts": {s: sum(1 for e in examples if e.item.split == s) for s in Item.Split.values},
     }
     status = 422 if problems and request.method == "POST" else 200

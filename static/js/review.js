@@ -46,12 +46,20 @@
 
   // --- The grouping board: J/K move, 1-9 assign, 0 unassign, N new mode from the note; drag and drop. -----------
   let focusAfterSwap = null;
+  // htmx binds the forms of new content only when it settles it (a few ms after the swap): a form submitted before
+  // would go without htmx and reload the page. So one move at a time; a key pressed meanwhile waits for the settle.
+  let busy = false;
+  let queued = null;
 
   function noteRows() {
     return Array.from(document.querySelectorAll("#board .note-row"));
   }
 
   function assign(row, modeId) {
+    if (busy) {
+      queued = [row.dataset.note, modeId];
+      return;
+    }
     const form = row.querySelector("form.assign");
     const select = form.querySelector("select[name=mode]");
     if (!Array.from(select.options).some((o) => o.value === modeId)) return;
@@ -61,6 +69,7 @@
     const next = rows[at + 1];
     focusAfterSwap = next ? next.dataset.note : row.dataset.note;
     select.value = modeId;
+    busy = true;
     form.requestSubmit();
   }
 
@@ -125,30 +134,39 @@
     if (row) assign(row, zone.dataset.dropMode);
   });
 
-  // After a swap: the review card starts again at the verdict (htmx has just moved the focus to the new note box,
-  // the old one's namesake). On the board the focused note is gone (focus falls to <body>): put it on the note that
-  // was asked for, else on the first unassigned note. htmx sends afterSwap once per new element, so a later call
-  // must not move a focus an earlier one placed.
-  function placeFocus() {
+  // After a swap: the review card starts again at the verdict once htmx has settled it (its form is bound then). On
+  // the board the focused note is gone: the focus goes to the note that was asked for (the one after it), else to
+  // the first unassigned note; once settled, a key that came meanwhile is applied.
+  function placeFocus(event) {
     if (document.getElementById("review")) {
-      focusReview();
+      if (event.type === "htmx:afterSettle") focusReview();
       return;
     }
     const board = document.getElementById("board");
     if (!board) return;
-    const wanted = focusAfterSwap && board.querySelector(`.note-row[data-note="${CSS.escape(focusAfterSwap)}"]`);
-    if (wanted) {
-      focusAfterSwap = null;
-      wanted.focus();
+    if (event.type === "htmx:afterSettle") {
+      busy = false;
+      const next = queued;
+      queued = null;
+      const row = next && board.querySelector(`.note-row[data-note="${CSS.escape(next[0])}"]`);
+      if (row) assign(row, next[1]);
       return;
     }
-    if (!document.activeElement || document.activeElement === document.body) {
-      const first = board.querySelector(".unassigned .note-row");
-      if (first) first.focus();
-    }
+    if (board.contains(document.activeElement) && document.activeElement !== board) return;
+    const wanted = focusAfterSwap && board.querySelector(`.note-row[data-note="${CSS.escape(focusAfterSwap)}"]`);
+    focusAfterSwap = null;
+    const target = wanted || board.querySelector(".unassigned .note-row");
+    if (target) target.focus();
   }
 
   document.addEventListener("htmx:afterSwap", placeFocus);
+  document.addEventListener("htmx:afterSettle", placeFocus);
+  ["htmx:responseError", "htmx:sendError"].forEach((name) =>
+    document.addEventListener(name, () => {
+      busy = false;
+      queued = null;
+    }),
+  );
 
   document.addEventListener("DOMContentLoaded", focusReview);
 })();

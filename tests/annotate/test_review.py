@@ -430,10 +430,13 @@ def test_the_promote_page_shows_the_usual_review_wording_then_saves(client, proj
     assert response.status_code == 302
     page = client.get(url).content.decode()
     assert "is a criterion" in page and "?criterion=no_hallucination" in page
-    # Few-shot candidates: only train items.
+    # Few-shot candidates: only train items, the noted one failing, the passed one passing.
     few_shot = client.get(url).context["few_shot"]
-    train = items[0].split == "train"
-    assert (items[0].external_id in few_shot) == train
+    expected = [f"{items[0].external_id} fail | Invents a citation"] if items[0].split == "train" else []
+    expected += [f"{items[1].external_id} pass | The reviewer passed it."] if items[1].split == "train" else []
+    assert few_shot.splitlines() == expected
+    judge_page = client.get(f"/p/{project.slug}/judges/new/?criterion=no_hallucination")
+    assert judge_page.context["form"].initial["examples"] == few_shot
 
 
 # --- Export and API ------------------------------------------------------------------------------------------------

@@ -133,12 +133,15 @@ def test_a_lead_walks_the_error_analysis_loop_on_the_tulu_demo(
     expect(page.locator(f"#mode-{third.pk}")).to_have_class(re.compile("drop-here"))
     drop_zone.dispatch_event("drop", {"dataTransfer": transfer})
     expect(page.locator("#unassigned-h")).to_contain_text("7 notes")
-    # The rest by keyboard: J focuses the first note, 3 files it; focus moves on to the next one.
-    page.locator("h1").click()
+    # The rest by keyboard: J and K move between notes, 3 files the focused one; the focus moves on to the next.
+    page.locator(".unassigned .note-row").first.focus()
     page.keyboard.press("j")
+    expect(page.locator(".unassigned .note-row").nth(1)).to_be_focused()
+    page.keyboard.press("k")
+    expect(page.locator(".unassigned .note-row").first).to_be_focused()
     for left in range(7, 0, -1):
         focused = page.locator(".note-row:focus")
-        expect(focused).to_contain_text("bullet format")
+        expect(focused, f"the focus with {left} notes left").to_contain_text("bullet format")
         page.keyboard.press("3")
         expect(page.locator("#unassigned-h")).to_contain_text(f"{left - 1} note")
     expect(page.locator(".unassigned")).to_contain_text("every failing note is in a mode")
@@ -187,6 +190,8 @@ def test_a_lead_walks_the_error_analysis_loop_on_the_tulu_demo(
     # --- Start its judge on dev. ----------------------------------------------------------------------------------
     page.get_by_role("link", name="Create its judge").click()
     expect(page.get_by_label("Criterion")).to_have_value("no_invented_citations")
+    # The mode's train items come as few-shot candidates: failing ones from its notes, passing ones from passed reviews.
+    expect(page.locator("textarea[name=examples]")).to_have_value(re.compile(r" fail \| Invents a citation"))
     page.get_by_label("Endpoint").select_option("standin")
     page.get_by_label("Model", exact=True).fill(MODEL)
     page.get_by_role("button", name="Save version").click()
