@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -72,6 +72,8 @@ def mode_suggest(request: AuthedRequest, slug: str) -> HttpResponse:
 @login_required
 def mode_suggest_apply(request: AuthedRequest, slug: str, suggestion_id: int, index: int) -> HttpResponse:
     project = _lead(request, slug)
+    if not ModeSuggestion.objects.filter(project=project, pk=suggestion_id).exists():
+        raise Http404("No such suggestion.")
     error = ""
     try:
         mode = suggest.suggestion_apply(project=project, suggestion_id=suggestion_id, index=index, actor=request.user)
