@@ -56,9 +56,10 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(TEST_ENV) $(VENV)/bin/mypy
 
+# The run ends with its 25 slowest tests (--durations), so a test that grows slow shows in CI's log.
 test: install lint services-check
 	$(TEST_ENV) $(MANAGE) makemigrations --check --dry-run
-	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(VENV)/bin/pytest --durations=25 $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-sqlite
 
 test-sqlite: install

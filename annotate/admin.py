@@ -1,7 +1,20 @@
+"""The annotate models in the admin: to look, not to write. Every write goes through the services, which keep the
+invariants the models alone cannot (a rubric version never changes once saved; an item's n_submitted and n_leased
+count its labels and leases; a project keeps a lead), so every page here is read-only: no add, change or delete,
+inlines included. The one action, revoking API tokens, calls the service a user's own revoke calls.
+
+judges/admin.py uses the same ReadOnlyAdmin; tests/annotate/test_admin.py fails on any registered model that can
+be written through the admin."""
+
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from annotate import tokens
 from annotate.models import (
     ApiToken,
     Assignment,
@@ -19,41 +32,66 @@ from annotate.models import (
 )
 
 
-class MembershipInline(admin.TabularInline):
-    model = Membership
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A model admin that shows rows and never writes them (Django then renders the change page as a view page)."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
     extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class MembershipInline(ReadOnlyInline):
+    model = Membership
     raw_id_fields = ["user"]
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ReadOnlyAdmin):
     list_display = ["slug", "name", "kind", "status", "overlap", "created_at"]
     list_filter = ["kind", "status"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 
 
-class CriterionInline(admin.TabularInline):
+class CriterionInline(ReadOnlyInline):
     model = Criterion
     fk_name = "rubric_version"
-    extra = 0
 
 
 @admin.register(RubricVersion)
-class RubricVersionAdmin(admin.ModelAdmin):
+class RubricVersionAdmin(ReadOnlyAdmin):
     list_display = ["project", "number", "note", "created_by", "created_at"]
     list_filter = ["project"]
     inlines = [CriterionInline]
 
 
 @admin.register(Criterion)
-class CriterionAdmin(admin.ModelAdmin):
+class CriterionAdmin(ReadOnlyAdmin):
     list_display = ["key", "name", "rubric_version", "position"]
     list_filter = ["rubric_version__project"]
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(ReadOnlyAdmin):
     list_display = ["external_id", "project", "split", "source", "created_at"]
     list_filter = ["project", "split", "source"]
     search_fields = ["external_id"]
@@ -61,49 +99,60 @@ class ItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "project", "role", "created_at"]
+class MembershipAdmin(ReadOnlyAdmin):
+    list_display = ["user", "project", "role", "created_at", "deactivated_at"]
     list_filter = ["role", "project"]
+    search_fields = ["user__username", "project__slug"]
     raw_id_fields = ["user"]
 
 
 @admin.register(Label)
-class LabelAdmin(admin.ModelAdmin):
+class LabelAdmin(ReadOnlyAdmin):
     list_display = ["item", "criterion", "annotator", "value", "rubric_version", "created_at"]
     list_filter = ["value", "rubric_version__project"]
+    search_fields = ["item__external_id", "annotator__username"]
     raw_id_fields = ["item", "criterion", "annotator", "rubric_version"]
     show_full_result_count = False
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
-    list_display = ["item", "annotator", "expires_at"]
+class AssignmentAdmin(ReadOnlyAdmin):
+    list_display = ["item", "annotator", "state", "expires_at"]
+    list_filter = ["state"]
+    search_fields = ["item__external_id", "annotator__username"]
     raw_id_fields = ["item", "annotator", "rubric_version"]
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    """Staff can see and revoke tokens; nobody can read or set a secret here (only its hash exists)."""
+class ApiTokenAdmin(ReadOnlyAdmin):
+    """Staff can see tokens and revoke them (a leaked one, say) with the action, which calls the user's own revoke
+    service; nobody can read or set a secret here (only its hash exists), and tokens are made by their user alone."""
 
     list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "prefix", "user__username"]
     raw_id_fields = ["user"]
-    readonly_fields = ["prefix", "secret_hash", "created_at", "last_used_at"]
+    actions = ["revoke"]
 
-    def has_add_permission(self, request: object) -> bool:
-        return False  # tokens are made by their user, who alone sees the secret once
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = 0
+        for token in queryset.filter(revoked_at__isnull=True).select_related("user"):
+            tokens.token_revoke(user=token.user, token_id=token.pk)
+            revoked += 1
+        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
 
 
 @admin.register(ImportJob)
-class ImportJobAdmin(admin.ModelAdmin):
+class ImportJobAdmin(ReadOnlyAdmin):
     list_display = ["project", "kind", "filename", "status", "created_by", "created_at"]
     list_filter = ["kind", "status"]
+    search_fields = ["filename", "project__slug"]
     raw_id_fields = ["project", "created_by"]
 
 
 @admin.register(ImportedUser)
-class ImportedUserAdmin(admin.ModelAdmin):
+class ImportedUserAdmin(ReadOnlyAdmin):
     list_display = ["name", "user", "project", "created_at"]
     list_select_related = ["user", "project"]
     raw_id_fields = ["user", "project"]
@@ -115,7 +164,7 @@ class ImportedUserAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProductionRecord)
-class ProductionRecordAdmin(admin.ModelAdmin):
+class ProductionRecordAdmin(ReadOnlyAdmin):
     list_display = ["project", "external_id", "received_on", "content_hash"]
     list_filter = ["received_on"]
     raw_id_fields = ["project"]
@@ -123,7 +172,7 @@ class ProductionRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(DailySample)
-class DailySampleAdmin(admin.ModelAdmin):
+class DailySampleAdmin(ReadOnlyAdmin):
     list_display = ["project", "day", "n_records", "n_added", "created_at"]
     list_filter = ["day"]
     raw_id_fields = ["project"]

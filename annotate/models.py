@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, QuerySet
+from django.db.models.deletion import CASCADE, Collector, ProtectedError
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -191,12 +194,35 @@ class Item(models.Model):
         return f"{self.project.slug}/{self.external_id}"
 
 
+def cascade_unless_only_lead(collector: Collector, field: Any, sub_objs: QuerySet[Membership], using: str) -> None:
+    """Deleting users deletes their memberships (the on_delete of Membership.user), except when that would leave a
+    project without an active lead: then the deletion is refused with ProtectedError (also from `manage.py shell`).
+    member_remove and member_set_role keep the same rule for members removed or demoted in the app."""
+    leaving = {m.user_id for m in sub_objs}
+    only: set[models.Model] = {
+        m
+        for m in sub_objs
+        if m.role == Membership.Role.LEAD
+        and m.deactivated_at is None
+        and not Membership.objects.filter(
+            project_id=m.project_id, role=Membership.Role.LEAD, user__is_active=True, deactivated_at__isnull=True
+        )
+        .exclude(user_id__in=leaving)
+        .exists()
+    }
+    if only:
+        raise ProtectedError(
+            "Deleting these users leaves a project without a lead: make someone else lead first.", only
+        )
+    CASCADE(collector, field, sub_objs, using)
+
+
 class Membership(models.Model):
     class Role(models.TextChoices):
         ANNOTATOR = "annotator", "Annotator"
         LEAD = "lead", "Lead"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=cascade_unless_only_lead, related_name="memberships")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices)
     created_at = models.DateTimeField(auto_now_add=True)

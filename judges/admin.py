@@ -1,22 +1,13 @@
 """Judges in the admin: to look, not to write. Versions, runs and verdicts are written by judges.services only (a
-version never changes once saved; a run's verdicts are the model's answers), so these pages are read-only."""
+version never changes once saved; a run's verdicts are the model's answers), so these pages are read-only
+(annotate.admin.ReadOnlyAdmin: no add, change or delete)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
+from annotate.admin import ReadOnlyAdmin
 from judges.models import CachedCompletion, Judge, JudgeRun, JudgeVersion, Verdict
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Judge)

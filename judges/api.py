@@ -21,16 +21,19 @@ from ninja import Router, Schema, Status
 from annotate import carry
 from annotate import selectors as annotate_selectors
 from annotate.models import Membership, Project
-from judges import card, monitor, selectors, services
+from judges import card, monitor, selectors
 from judges.models import JudgeRun, JudgeVersion, Monitor
+from judges.services import judge_runs, judge_versions
 
 router = Router(tags=["judges"])
 
 
 def _user(request: HttpRequest) -> User | AnonymousUser:
     """The caller: the user the API's TokenAuth returned (request.auth), else the request's user."""
-    auth = getattr(request, "auth", None)
-    return auth if isinstance(auth, User) else request.user  # type: ignore[return-value]
+    auth, user = getattr(request, "auth", None), request.user
+    if isinstance(auth, User):
+        return auth
+    return user if isinstance(user, User) else AnonymousUser()
 
 
 def _project(request: HttpRequest, slug: str) -> Project:
@@ -181,7 +184,7 @@ def version_create(request: HttpRequest, slug: str, judge_id: int, data: Version
     if data.parent_id is not None:
         parent = selectors.version_for_project(project=project, version_id=data.parent_id)
     try:
-        version = services.judge_version_create(
+        version = judge_versions.judge_version_create(
             judge=judge,
             user_template=data.user_template,
             system_template=data.system_template,
@@ -189,7 +192,7 @@ def version_create(request: HttpRequest, slug: str, judge_id: int, data: Version
             model=data.model,
             temperature=data.temperature,
             max_tokens=data.max_tokens,
-            examples=[services.ExampleData(e.external_id, e.verdict, e.reasoning) for e in data.examples],
+            examples=[judge_versions.ExampleData(e.external_id, e.verdict, e.reasoning) for e in data.examples],
             allow_alias=data.allow_alias,
             parent=parent,
             change_note=data.change_note,
@@ -208,7 +211,7 @@ def run_start(request: HttpRequest, slug: str, version_id: int, data: RunIn) -> 
     project = _project(request, slug)
     version = selectors.version_for_project(project=project, version_id=version_id)
     try:
-        run = services.judge_run_start(
+        run = judge_runs.judge_run_start(
             version=version,
             scope=data.scope,
             item_ids=data.item_ids,
@@ -231,7 +234,7 @@ def run_read(request: HttpRequest, slug: str, run_id: int) -> RunOut:
 def run_cancel(request: HttpRequest, slug: str, run_id: int) -> RunOut:
     project = _project(request, slug)
     run = selectors.run_for_project(project=project, run_id=run_id)
-    services.judge_run_cancel(run=run)
+    judge_runs.judge_run_cancel(run=run)
     return _run_out(run)
 
 

@@ -2,10 +2,10 @@
 real judge model with one of the authors' prompting strategies (judges/recorded.py), each with a finished run over
 all 419 items whose verdicts are what that model answered, in both orders.
 
-How the runs are made: each starts through judges.services.judge_run_start, like any run, and its requests are
+How the runs are made: each starts through judges.judge_runs.judge_run_start, like any run, and its requests are
 rendered by judges.selectors.plan_calls; the answer to each request is the one the stand-in's `recorded` endpoint
 gives over HTTP (judges.recorded.reply_for, the same function), read by judges.calls.judgement_of as the chunk worker
-reads it, and stored with the answer cached; then judges.services.run_finish_if_complete computes the report. Only
+reads it, and stored with the answer cached; then judges.judge_runs.run_finish_if_complete computes the report. Only
 the HTTP round trip is left out, to keep `make run` quick (16,000 requests); tests/judges/test_llmbar_demo.py checks
 that a run through the stand-in over HTTP stores the same verdicts.
 
@@ -21,8 +21,9 @@ from django.utils import timezone
 
 from annotate import demo_llmbar
 from annotate.models import Item, Project
-from judges import calls, llm, recorded, selectors, services
+from judges import calls, llm, recorded, selectors
 from judges.models import CachedCompletion, Judge, JudgeRun, JudgeVersion, RunChunk, Verdict
+from judges.services import answer_cache, judge_runs, judge_versions
 
 JUDGE_NAME = "LLMBar: follows the instruction"
 # The demo judge's bar: agreement with the experts of at least 80% on the items judged the same in both orders.
@@ -42,8 +43,8 @@ def llmbar_judges_load() -> DemoJudges:
     project = Project.objects.get(slug=demo_llmbar.SLUG)
     judge = Judge.objects.filter(project=project, criterion_key=demo_llmbar.CRITERION).first()
     if judge is None:
-        judge = services.judge_create(project=project, criterion_key=demo_llmbar.CRITERION, name=JUDGE_NAME)
-        services.judge_target_set(
+        judge = judge_versions.judge_create(project=project, criterion_key=demo_llmbar.CRITERION, name=JUDGE_NAME)
+        judge_versions.judge_target_set(
             judge=judge, target=Judge.Target.ACCURACY, numbers={"target_accuracy": TARGET_ACCURACY}
         )
     versions = {}
@@ -64,7 +65,7 @@ def llmbar_judges_load() -> DemoJudges:
 
 def _version_create(*, judge: Judge, recording: recorded.Recording, parent: JudgeVersion | None) -> JudgeVersion:
     system, user = recorded.templates(recording.strategy)
-    return services.judge_version_create(
+    return judge_versions.judge_version_create(
         judge=judge,
         system_template=system,
         user_template=user,
@@ -84,7 +85,7 @@ def replay_run(*, version: JudgeVersion) -> JudgeRun:
     docstring). The run's chunks are done before its transaction commits, so the chunk tasks it sends claim nothing."""
     if version.recording is None:
         raise ValueError(f"{version} replays no recording.")
-    run = services.judge_run_start(version=version, scope=JudgeRun.Scope.DEV)
+    run = judge_runs.judge_run_start(version=version, scope=JudgeRun.Scope.DEV)
     context = selectors.render_context(version=version, rubric_version=run.rubric_version)
     item_ids = [i for chunk in RunChunk.objects.filter(run=run) for i in chunk.item_ids]
     items = Item.objects.filter(project_id=run.project_id, pk__in=item_ids).order_by("id")
@@ -102,7 +103,9 @@ def replay_run(*, version: JudgeVersion) -> JudgeRun:
             latency_ms=0,
         )
         answers.append(
-            services.cache_row(key=call.key, endpoint=context.endpoint, model=call.request.model, completion=completion)
+            answer_cache.cache_row(
+                key=call.key, endpoint=context.endpoint, model=call.request.model, completion=completion
+            )
         )
         judged = calls.judgement_of(completion.content, kind=context.kind, order=call.order)
         verdicts.append(
@@ -126,6 +129,6 @@ def replay_run(*, version: JudgeVersion) -> JudgeRun:
     now = timezone.now()
     RunChunk.objects.filter(run=run).update(state=RunChunk.State.DONE, heartbeat_at=now)
     JudgeRun.objects.filter(pk=run.pk).update(status=JudgeRun.Status.RUNNING, started_at=now, progress_at=now)
-    services.run_finish_if_complete(run_id=run.pk)
+    judge_runs.run_finish_if_complete(run_id=run.pk)
     run.refresh_from_db()
     return run

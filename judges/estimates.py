@@ -31,7 +31,8 @@ from statistics import NormalDist
 import numpy as np
 import numpy.typing as npt
 
-from annotate.stats.agreement import CONFIDENCE, wilson_interval
+from annotate.stats.agreement import CONFIDENCE
+from annotate.stats.proportions import wilson_interval
 
 FloatArray = npt.NDArray[np.float64]
 

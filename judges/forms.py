@@ -6,8 +6,9 @@ from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from annotate.models import Project
-from judges import llm, monitor, prompts, services
+from judges import llm, monitor, prompts
 from judges.models import Judge, JudgeRun
+from judges.services import judge_versions
 
 
 def endpoint_choices() -> list[tuple[str, str]]:
@@ -23,6 +24,14 @@ def endpoint_choices() -> list[tuple[str, str]]:
             label = name
         choices.append((name, label))
     return choices
+
+
+def choice_field(form: forms.BaseForm, name: str) -> forms.ChoiceField:
+    """A form's choice field, to set its choices per request (`form.fields` holds plain Fields for the type checker)."""
+    field = form.fields[name]
+    if not isinstance(field, forms.ChoiceField):
+        raise TypeError(f"The field {name!r} of {type(form).__name__} is not a choice field.")
+    return field
 
 
 def default_endpoint() -> str:
@@ -55,9 +64,9 @@ class JudgeVersionForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.project = project
         self.needs_note = needs_note
-        self.fields["endpoint"].choices = endpoint_choices()  # type: ignore[attr-defined]
+        choice_field(self, "endpoint").choices = endpoint_choices()
         self.fields["change_note"].required = needs_note
-        self.parsed_examples: list[services.ExampleData] = []
+        self.parsed_examples: list[judge_versions.ExampleData] = []
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -65,8 +74,8 @@ class JudgeVersionForm(forms.Form):
         for field in ("system_template", "user_template"):
             for problem in prompts.template_problems(data.get(field, "") or "", kind=kind):
                 self.add_error(field, problem)
-        examples, problems = services.examples_parse(data.get("examples", "") or "")
-        for problem in problems + services.examples_problems(project=self.project, examples=examples):
+        examples, problems = judge_versions.examples_parse(data.get("examples", "") or "")
+        for problem in problems + judge_versions.examples_problems(project=self.project, examples=examples):
             self.add_error("examples", problem)
         self.parsed_examples = examples
         uses_examples = any(
@@ -92,14 +101,15 @@ class NewJudgeForm(JudgeVersionForm):
 
     def __init__(self, *args: Any, criteria: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["criterion_key"].choices = criteria  # type: ignore[attr-defined]
+        choice_field(self, "criterion_key").choices = criteria
+
+
+# The scopes a lead starts a run over, as the run form and the version page offer them.
+RUN_SCOPES = [(JudgeRun.Scope.DEV, "Dev split"), (JudgeRun.Scope.ALL, "All items"), (JudgeRun.Scope.TEST, "Test")]
 
 
 class RunStartForm(forms.Form):
-    scope = forms.ChoiceField(
-        choices=[(JudgeRun.Scope.DEV, "Dev split"), (JudgeRun.Scope.ALL, "All items"), (JudgeRun.Scope.TEST, "Test")],
-        initial=JudgeRun.Scope.DEV,
-    )
+    scope = forms.ChoiceField(choices=RUN_SCOPES, initial=JudgeRun.Scope.DEV)
     confirm_test = forms.BooleanField(required=False)
 
 
@@ -128,7 +138,7 @@ class JudgeTargetForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.judge = judge
         pairwise = judge.project.is_pairwise
-        self.fields["target"].choices = [  # type: ignore[attr-defined]
+        choice_field(self, "target").choices = [
             (value, label) for value, label in Judge.Target.choices if not (pairwise and value == Judge.Target.TPR_TNR)
         ]
         if pairwise:

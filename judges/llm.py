@@ -527,7 +527,7 @@ class Failure:
 @dataclass
 class CallResult:
     outcome: Completion | Failure
-    slot: Slot | None  # held until the caller has stored the result (see services._process_chunk); may be None
+    slot: Slot | None  # held until the caller has stored the result (see judges.services.run_chunks); may be None
 
     def release(self) -> None:
         if self.slot is not None:

@@ -89,7 +89,7 @@ class Judge(models.Model):
 class JudgeVersion(models.Model):
     """One immutable prompt + model + parameters of a judge. Editing makes version n+1 whose parent is this one.
 
-    Nothing updates a version after it is created (services.judge_version_create is the only writer), so a run's
+    Nothing updates a version after it is created (judge_versions.judge_version_create is the only writer), so a run's
     verdicts always refer to exactly the prompt that produced them.
     """
 

@@ -28,7 +28,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import User as AuthUser
@@ -38,11 +37,13 @@ from django.db import transaction
 from django.db.models import Case, Max, Q, Sum, Value, When
 from django.utils import timezone
 
+from annotate import enqueue
 from annotate import selectors as annotate_selectors
 from annotate.models import ProductionRecord, Project
 from annotate.stats import agreement
-from judges import calls, llm, prompts, selectors, services
+from judges import calls, llm, prompts, selectors
 from judges.models import CachedCompletion, Judge, JudgeRun, JudgeVersion, Monitor, MonitorDay, MonitorDayClaim, Verdict
+from judges.services import answer_cache
 
 log = logging.getLogger(__name__)
 
@@ -242,27 +243,14 @@ def plan_records(
     out = float(version.max_tokens) if tokens_out is None else tokens_out
     planned: list[Planned] = []
     limit = settings.MONITOR_MAX_RECORDS if cap is None else min(cap, settings.MONITOR_MAX_RECORDS)
-    for record in ordered[:limit]:
-        request, key = calls.request_for(
-            endpoint=context.endpoint,
-            scope=context.scope,
-            kind=context.kind,
-            system_template=version.system_template,
-            user_template=version.user_template,
-            model=version.model,
-            temperature=version.temperature,
-            max_tokens=version.max_tokens,
-            criterion_name=context.criterion.name,
-            criterion_description=context.criterion.description,
-            examples=context.examples,
-            item=record,
-            order=calls.ORDER_ONE,
-        )
+    chosen = ordered[:limit]
+    # A monitored project is pass/fail: one request per record, rendered and keyed as a run's (selectors.plan_calls).
+    for record, call in zip(chosen, selectors.plan_calls(context, chosen), strict=True):
         cost = None
         if price is not None:
-            tokens_in = Decimal(prompts.estimate_tokens(request.messages)) * ratio
+            tokens_in = Decimal(prompts.estimate_tokens(call.request.messages)) * ratio
             cost = (tokens_in * price[0] + Decimal(out) * price[1]) / Decimal(1_000_000)
-        planned.append(Planned(record, request, key, cost))
+        planned.append(Planned(record, call.request, call.key, cost))
     note = ""
     if len(ordered) > limit:
         note = (
@@ -315,7 +303,7 @@ def _call_all(context: selectors.RenderContext, to_call: dict[str, Planned]) -> 
             result = future.result()
             try:
                 if isinstance(result.outcome, llm.Completion):
-                    row = services.cache_row(
+                    row = answer_cache.cache_row(
                         key=key, endpoint=context.endpoint, model=context.version.model, completion=result.outcome
                     )
                     CachedCompletion.objects.bulk_create([row], ignore_conflicts=True)
@@ -388,7 +376,7 @@ def _compute_day(*, monitor: Monitor, day: dt.date) -> MonitorDay:
     planned, estimated, note = plan_records(
         context=context, records=records, seed=seed, budget=monitor.daily_budget_usd, cap=monitor.daily_sample_cap
     )
-    cached = services.cached_answers([p.key for p in planned])
+    cached = answer_cache.cached_answers([p.key for p in planned])
     to_call = {p.key: p for p in planned if p.key not in cached}
     fresh = _call_all(context, to_call)
     n_pass = n_ok = n_invalid = n_errors = 0
@@ -478,8 +466,6 @@ def monitors_run_due(*, now: dt.datetime | None = None) -> int:
     (a large day on a rate-limited endpoint can outlast the check period) is not sent again, and paid for twice,
     before MONITOR_RESEND_SECONDS: after that a task that died is replaced. A second message is harmless anyway:
     the task is idempotent."""
-    from judges import tasks
-
     now = timezone.localtime(now or timezone.now())
     if now.hour < settings.MONITOR_HOUR:
         return 0
@@ -502,7 +488,7 @@ def monitors_run_due(*, now: dt.datetime | None = None) -> int:
         if claimed:
             due.append(monitor.pk)
     for monitor_id in due:
-        transaction.on_commit(partial(tasks.monitor_day_run.delay, monitor_id, day.isoformat()))
+        enqueue.after_commit("judges.tasks.monitor_day_run", monitor_id, day.isoformat())
     if due:
         log.info("daily monitor of %s: %d criterion(s) sent", day, len(due))
     return len(due)

@@ -9,12 +9,13 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_http_methods
 
 from annotate import selectors as annotate_selectors
+from annotate.http import AuthedRequest
 from annotate.models import Membership, Project
 from judges import monitor as monitor_service
 from judges import selectors
@@ -126,7 +127,7 @@ def _form(judge: Judge, data: Any = None) -> Any:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def monitor_settings(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse:
+def monitor_settings(request: AuthedRequest, slug: str, judge_id: int) -> HttpResponse:
     """A lead chooses the calibrated version that monitors the criterion, its daily budget and its threshold."""
     project, _role = annotate_selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
     judge = selectors.judge_for_project(project=project, judge_id=judge_id)
@@ -141,7 +142,7 @@ def monitor_settings(request: HttpRequest, slug: str, judge_id: int) -> HttpResp
                 threshold=data["threshold"],
                 daily_sample_cap=data["daily_sample_cap"],
                 enabled=data["enabled"],
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
             )
         except ValidationError as exc:
             for message in exc.messages:

@@ -18,7 +18,7 @@ from django.db.models.functions import Length
 
 from annotate.models import Item, Project
 from annotate.stats import agreement
-from judges import estimates, selectors
+from judges import estimates, run_reference
 from judges.models import JudgeRun, Verdict
 
 # A metadata field offered for comparisons has at most this many distinct values on the records (more is an id).
@@ -44,8 +44,8 @@ class RunRows:
 
 
 def run_rows(*, run: JudgeRun) -> RunRows:
-    values, _ = selectors.judge_values(run=run)
-    references = selectors.human_reference(run=run, item_ids=values)
+    values = run_reference.judge_values(run=run).values
+    references = run_reference.human_reference(run=run, item_ids=values).labeled
     # The run's items by subquery (not a list of ids in the SQL), and only the output's length, not its text.
     items = (
         Item.objects.filter(pk__in=Verdict.objects.filter(run=run).values("item_id"))

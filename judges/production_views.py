@@ -7,19 +7,19 @@ Leads only, like every judge page: `annotate.selectors.project_for_user(..., rol
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from annotate import selectors as annotate_selectors
-from annotate.http import wants_partial
+from annotate.http import AuthedRequest, wants_partial
 from annotate.models import Membership
 from judges import production, selectors
 
 
 @require_GET
 @login_required
-def run_production(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
+def run_production(request: AuthedRequest, slug: str, run_id: int) -> HttpResponse:
     """?field=&a=&b= compares the records whose metadata `field` is `a` with those where it is `b`; the form
     re-renders only its result (htmx) or the whole page (without JavaScript)."""
     project, _role = annotate_selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)

@@ -18,12 +18,20 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 from django.http import Http404
 
-from annotate import reports
 from annotate import selectors as annotate_selectors
-from annotate.models import AgreementReport, Criterion, GoldLabel, Item, Label, Project, RubricVersion
+from annotate.models import (
+    AgreementReport,
+    Criterion,
+    GoldLabel,
+    Item,
+    Label,
+    ProductionRecord,
+    Project,
+    RubricVersion,
+)
 from annotate.stats import agreement
 from annotate.stats import reference as refkind
-from judges import calls, compare, llm, prompts
+from judges import calls, compare, llm, prompts, run_reference
 from judges.models import CachedCompletion, FewShotExample, Judge, JudgeRun, JudgeVersion, Verdict
 
 MILLION = Decimal(1_000_000)
@@ -179,8 +187,9 @@ def item_data(item: Item, order: str) -> prompts.ItemData:
     return calls.item_data(item, order)
 
 
-def plan_calls(context: RenderContext, items: Iterable[Item]) -> list[PlannedCall]:
-    """Every request of these items, in order (judges/calls.py renders them, as the card runner does)."""
+def plan_calls(context: RenderContext, items: Iterable[Item | ProductionRecord]) -> list[PlannedCall]:
+    """Every request of these items, in order (judges/calls.py renders them, as the card runner does). Runs plan their
+    items with it and the daily monitor its production records (`item_id` is then the record's id)."""
     version = context.version
     planned = []
     for item in items:
@@ -390,87 +399,7 @@ def train_items(*, project: Project, limit: int = 50) -> list[Item]:
     return list(Item.objects.filter(project=project, split=Item.Split.TRAIN).order_by("id")[:limit])
 
 
-# --- The human reference, disagreements and comparisons (the judge report pages) ---------------------------------
-
-
-@dataclass(frozen=True)
-class Reference:
-    """An item's human reference on the run's criterion: its label (None when it has none for this judge) and its
-    kind, as annotate.stats.reference names it ("gold", "majority", "single" or "unsettled")."""
-
-    value: str | None  # pass/fail or a/b/tie
-    kind: str
-
-
-def single_labels_serve(run: JudgeRun) -> bool:
-    """Whether single labels are a reference for this run: as its stored report says (the setting when it finished),
-    else as its judge is set now (a running run, or a report from before the setting existed)."""
-    stored = (run.report or {}).get("single_label_reference")
-    return bool(stored) if stored is not None else run.version.judge.single_label_reference
-
-
-def references_of_run(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -> dict[int, Reference]:
-    """Every item with a human label or a gold label on the run's criterion under the run's rubric version, with its
-    reference kind (stats.reference.kinds) and label: gold where a lead set one, else the strict majority of two or
-    more labels, else the single label where the judge lets single labels serve. Split items have kind "unsettled"
-    and no label. services.run_report and the report pages both read this, so they cannot disagree. `item_ids`
-    narrows the result (the run's items, say)."""
-    project = run.project
-    pairwise = project.kind == Project.Kind.PAIRWISE
-    codes = reports.PAIRWISE_CODES if pairwise else reports.BINARY_CODES
-    names = {code: name for name, code in codes.items()}
-    criterion = criterion_of_run(rubric_version=run.rubric_version, key=run.version.judge.criterion_key)
-    if criterion is None:
-        return {}
-    arrays = reports.labels_load(project=project, rubric_version=run.rubric_version)
-    mask = np.zeros(arrays.item.size, dtype=np.bool_)
-    if criterion.pk in arrays.criterion_ids:
-        mask = arrays.criterion == arrays.criterion_ids.index(criterion.pk)
-    labeled = arrays.item_ids[arrays.item[mask]]
-    # A gold label is a reference even on an item nobody labeled.
-    gold_rows = list(GoldLabel.objects.filter(criterion=criterion).values_list("item_id", "value"))
-    gold_ids = np.array([item_id for item_id, _ in gold_rows], dtype=np.int64)
-    ids = np.union1d(labeled, gold_ids).astype(np.int64)
-    item = np.searchsorted(ids, labeled)
-    gold = np.full(ids.size, -1, dtype=np.int64)
-    gold[np.searchsorted(ids, gold_ids)] = [codes[value] for _, value in gold_rows]
-    found = agreement.consensus(item, arrays.value[mask], 3 if pairwise else 2, gold=gold, n_items=ids.size)
-    label, kind = refkind.labels(found, single=single_labels_serve(run))
-    wanted = None if item_ids is None else set(item_ids)
-    out = {}
-    for item_id, code, k in zip(ids.tolist(), label.tolist(), kind.tolist(), strict=True):
-        name = refkind.NAMES[k]
-        if name is not None and (wanted is None or item_id in wanted):
-            out[item_id] = Reference(names[code] if code >= 0 else None, name)
-    return out
-
-
-def human_reference(*, run: JudgeRun, item_ids: Iterable[int] | None = None) -> dict[int, Reference]:
-    """The items of `references_of_run` that have a reference label for this run (value is never None)."""
-    return {i: ref for i, ref in references_of_run(run=run, item_ids=item_ids).items() if ref.value is not None}
-
-
-def judge_values(*, run: JudgeRun) -> tuple[dict[int, str], set[int]]:
-    """The run's settled verdict per item (binary: the OK verdict; pairwise: the verdict given in both orders), and
-    the pairwise items whose two orders disagree (position-inconsistent)."""
-    pairwise = run.project.kind == Project.Kind.PAIRWISE
-    by_item: dict[int, dict[str, str | None]] = {}
-    rows = Verdict.objects.filter(run=run).values_list("item_id", "order", "status", "value")
-    for item_id, order, status, value in rows.iterator(chunk_size=5000):
-        by_item.setdefault(item_id, {})[order] = value if status == Verdict.Status.OK else None
-    values: dict[int, str] = {}
-    inconsistent: set[int] = set()
-    for item_id, orders in by_item.items():
-        if pairwise:
-            first, second = orders.get(Verdict.Order.AB), orders.get(Verdict.Order.BA)
-            if first is not None and second is not None:
-                if first == second:
-                    values[item_id] = first
-                else:
-                    inconsistent.add(item_id)
-        elif orders.get(Verdict.Order.ONE):
-            values[item_id] = str(orders[Verdict.Order.ONE])
-    return values, inconsistent
+# --- Disagreements and comparisons (the judge report pages; the human reference is judges.run_reference) -------
 
 
 # The kinds of disagreement a lead filters by, per project kind: (key, label).
@@ -496,13 +425,16 @@ def disagreement_kind(*, judge: str, human: str) -> str:
 class Disagreements:
     rows: list[tuple[int, str]]  # (item id, kind), by item id
     counts: dict[str, int]
-    reference: dict[int, Reference]  # every judged item with a label or gold label, with or without a reference label
+    reference: dict[
+        int, run_reference.Reference
+    ]  # every judged item with a label or gold label, with or without a reference label
 
 
 def disagreements_of_run(*, run: JudgeRun) -> Disagreements:
     """Every item where the run's judge and the humans differ, and every position-inconsistent pairwise item."""
-    values, inconsistent = judge_values(run=run)
-    reference = references_of_run(run=run, item_ids=set(values) | inconsistent)
+    judged = run_reference.judge_values(run=run)
+    values, inconsistent = judged.values, judged.inconsistent
+    reference = run_reference.human_reference(run=run, item_ids=set(values) | inconsistent).items
     rows = []
     for item_id in sorted(set(values) | inconsistent):
         human = reference[item_id].value if item_id in reference else None
@@ -522,14 +454,14 @@ class ItemCard:
 
     item: Item
     kind: str
-    reference: Reference | None
+    reference: run_reference.Reference | None
     labels: list[Label]
     gold: GoldLabel | None
     verdicts: dict[int, list[Verdict]]  # run id -> verdicts of that run on the item, in order
 
 
 def item_cards(
-    *, runs: Sequence[JudgeRun], items: Sequence[tuple[int, str]], reference: dict[int, Reference]
+    *, runs: Sequence[JudgeRun], items: Sequence[tuple[int, str]], reference: dict[int, run_reference.Reference]
 ) -> list[ItemCard]:
     """Cards for a page of items (a handful of queries, whatever the page size)."""
     if not runs or not items:
@@ -645,7 +577,7 @@ class Comparison:
     common: list[int]  # item ids, aligned with the positions in `flips`
     n_only_a: int
     n_only_b: int
-    reference: dict[int, Reference]
+    reference: dict[int, run_reference.Reference]
     common_kinds: dict[str, int]  # the common items by reference kind (gold, majority, single)
 
 
@@ -654,10 +586,10 @@ def comparison(*, a: JudgeRun, b: JudgeRun, n_boot: int = agreement.N_BOOT) -> C
     (under run b's rubric version: one reference for both)."""
     kind = a.project.kind
     codes = {"fail": agreement.FAIL, "pass": agreement.PASS, "a": agreement.A, "b": agreement.B, "tie": agreement.TIE}
-    values_a, _ = judge_values(run=a)
-    values_b, _ = judge_values(run=b)
-    reference = human_reference(run=b, item_ids=set(values_a) | set(values_b))
-    common = sorted(set(values_a) & set(values_b) & set(reference))
+    values_a, values_b = run_reference.judge_values(run=a).values, run_reference.judge_values(run=b).values
+    found = run_reference.human_reference(run=b, item_ids=set(values_a) | set(values_b))
+    reference = found.labeled
+    common = found.compared(set(values_a) & set(values_b))
     human = np.array([codes[str(reference[i].value)] for i in common], dtype=np.int64)
     va = np.array([codes[values_a[i]] for i in common], dtype=np.int64)
     vb = np.array([codes[values_b[i]] for i in common], dtype=np.int64)

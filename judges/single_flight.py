@@ -66,7 +66,8 @@ def _client() -> redis.Redis | None:
     cache = caches["default"]
     if not isinstance(cache, BreakerRedisCache):
         return None
-    return cache._cache.get_client(write=True)  # type: ignore[no-any-return]
+    client: redis.Redis = cache._cache.get_client(write=True)
+    return client
 
 
 def _redis(command: Callable[[redis.Redis], Any]) -> Any:

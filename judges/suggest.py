@@ -24,7 +24,7 @@ from annotate.models import FailureMode, Project, ReviewNote
 from annotate.review import services as review_services
 from judges import llm, selectors, single_flight
 from judges.models import CachedCompletion, ModeSuggestion
-from judges.services import cache_row, completion_of
+from judges.services.answer_cache import cache_row, completion_of
 
 logger = logging.getLogger(__name__)
 

@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from celery import shared_task
 from celery.contrib.django.task import DjangoTask
 
-from judges import services
+from judges import monitor
+from judges.services import judge_runs, run_chunks
 
 
 @shared_task(name="judges.tasks.judge_chunk_run", base=DjangoTask, acks_late=True, reject_on_worker_lost=True)
 def judge_chunk_run(chunk_id: int) -> str:
     """Judge one chunk of a run. A redelivered or re-enqueued message finds the chunk claimed and does nothing."""
-    return services.judge_chunk_process(chunk_id=chunk_id)
+    return run_chunks.judge_chunk_process(chunk_id=chunk_id)
 
 
 @shared_task(name="judges.tasks.judge_runs_reconcile")
 def judge_runs_reconcile() -> int:
     """Re-enqueue the chunks of runs that stopped progressing (beat runs this every JUDGE_RECONCILE_SECONDS)."""
-    return services.judge_runs_reconcile()
+    return judge_runs.judge_runs_reconcile()
 
 
 @shared_task(name="judges.tasks.monitor_day_run", acks_late=True)
 def monitor_day_run(monitor_id: int, day: str) -> str:
     """Judge one day's production records for one monitor. Running it again reuses the cached answers (cost 0)."""
-    import datetime as dt
-
-    from judges import monitor
-
     try:
         row = monitor.monitor_day_compute(monitor_id=monitor_id, day=dt.date.fromisoformat(day))
     except monitor.DayBusy:
@@ -37,8 +36,6 @@ def monitor_day_run(monitor_id: int, day: str) -> str:
 @shared_task(name="judges.tasks.monitor_days_due")
 def monitor_days_due() -> int:
     """Send the monitor task of every monitor whose yesterday is not computed yet (beat, MONITOR_CHECK_SECONDS)."""
-    from judges import monitor
-
     return monitor.monitors_run_due()
 
 

@@ -16,7 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -26,17 +26,18 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefre
 
 from annotate import carry, charts
 from annotate import selectors as annotate_selectors
-from annotate.http import wants_partial
+from annotate.http import AuthedRequest, wants_partial
 from annotate.models import FailureMode, Item, Membership, Project
 from annotate.review import selectors as review_selectors
 from annotate.stats import reference
-from judges import card, compare, forms, llm, production, prompts, ranking, recorded, selectors, services, staleness
+from judges import card, compare, forms, llm, production, prompts, ranking, recorded, selectors, staleness
 from judges.models import Judge, JudgeRun, JudgeVersion
+from judges.services import judge_runs, judge_versions
 
 LEAD = Membership.Role.LEAD
 
 
-def _lead_project(request: HttpRequest, slug: str) -> Project:
+def _lead_project(request: AuthedRequest, slug: str) -> Project:
     project, _role = annotate_selectors.project_for_user(request.user, slug, role=LEAD)
     return project
 
@@ -50,7 +51,7 @@ def _errors(exc: ValidationError) -> list[str]:
 
 @require_GET
 @login_required
-def judge_list(request: HttpRequest, slug: str) -> HttpResponse:
+def judge_list(request: AuthedRequest, slug: str) -> HttpResponse:
     project = _lead_project(request, slug)
     rows = selectors.judges_for_project(project=project)
     latest = selectors.latest_alignment(project=project)
@@ -142,7 +143,7 @@ def _version_args(form: forms.JudgeVersionForm) -> dict[str, Any]:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def judge_new(request: HttpRequest, slug: str) -> HttpResponse:
+def judge_new(request: AuthedRequest, slug: str) -> HttpResponse:
     """A judge for a criterion that has none yet, with its first version."""
     project = _lead_project(request, slug)
     taken = set(Judge.objects.filter(project=project).values_list("criterion_key", flat=True))
@@ -157,13 +158,13 @@ def judge_new(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             with transaction.atomic():
-                judge = services.judge_create(
+                judge = judge_versions.judge_create(
                     project=project,
                     criterion_key=form.cleaned_data["criterion_key"],
                     name=form.cleaned_data["name"],
                     actor=request.user,
                 )
-                version = services.judge_version_create(judge=judge, actor=request.user, **_version_args(form))
+                version = judge_versions.judge_version_create(judge=judge, actor=request.user, **_version_args(form))
         except ValidationError as exc:
             for message in _errors(exc):
                 form.add_error(None, message)
@@ -177,7 +178,7 @@ def judge_new(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 @login_required
-def judge_detail(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse:
+def judge_detail(request: AuthedRequest, slug: str, judge_id: int) -> HttpResponse:
     project = _lead_project(request, slug)
     judge = selectors.judge_for_project(project=project, judge_id=judge_id)
     runs = selectors.runs_of_judge(judge=judge)
@@ -197,7 +198,7 @@ def judge_detail(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse
 
 def _target_form(judge: Judge, data: Any = None) -> forms.JudgeTargetForm:
     initial = {"target": judge.target, "single_label_reference": judge.single_label_reference} | {
-        name: getattr(judge, name) for name in services.TARGET_FIELDS
+        name: getattr(judge, name) for name in judge_versions.TARGET_FIELDS
     }
     return forms.JudgeTargetForm(data, judge=judge, initial=initial)
 
@@ -290,7 +291,7 @@ def _judge_extras(judge: Judge) -> dict[str, Any]:
 
 @require_POST
 @login_required
-def judge_target(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse:
+def judge_target(request: AuthedRequest, slug: str, judge_id: int) -> HttpResponse:
     """Set the judge's target (the bar for "calibrated")."""
     project = _lead_project(request, slug)
     judge = selectors.judge_for_project(project=project, judge_id=judge_id)
@@ -298,10 +299,10 @@ def judge_target(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse
     if form.is_valid():
         data = form.cleaned_data
         try:
-            services.judge_target_set(
+            judge_versions.judge_target_set(
                 judge=judge,
                 target=data["target"],
-                numbers={name: data.get(name) for name in services.TARGET_FIELDS},
+                numbers={name: data.get(name) for name in judge_versions.TARGET_FIELDS},
                 single_label_reference=data["single_label_reference"],
             )
         except ValidationError as exc:
@@ -328,7 +329,7 @@ def judge_target(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def version_new(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse:
+def version_new(request: AuthedRequest, slug: str, judge_id: int) -> HttpResponse:
     """Edit a version: always makes version n+1 whose parent is the version edited (?from=ID, default the latest)."""
     project = _lead_project(request, slug)
     judge = selectors.judge_for_project(project=project, judge_id=judge_id)
@@ -340,7 +341,7 @@ def version_new(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         try:
-            version = services.judge_version_create(
+            version = judge_versions.judge_version_create(
                 judge=judge, parent=parent, actor=request.user, **_version_args(form)
             )
         except ValidationError as exc:
@@ -364,11 +365,11 @@ def version_new(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse:
     return render(request, template, context, status=422 if form.errors else 200)
 
 
-def _run_and_compare(request: HttpRequest, project: Project, version: JudgeVersion) -> str:
+def _run_and_compare(request: AuthedRequest, project: Project, version: JudgeVersion) -> str:
     """Start the new version on dev and say where to go: the comparison with its parent, which shows the run's
     progress until it is done (or the run page, for a first version)."""
     try:
-        run = services.judge_run_start(version=version, scope=JudgeRun.Scope.DEV, actor=request.user)
+        run = judge_runs.judge_run_start(version=version, scope=JudgeRun.Scope.DEV, actor=request.user)
     except ValidationError as exc:
         messages.error(request, "The run did not start: " + " ".join(_errors(exc)))
         return reverse("judges:version_detail", args=[project.slug, version.pk])
@@ -379,7 +380,7 @@ def _run_and_compare(request: HttpRequest, project: Project, version: JudgeVersi
 
 @require_POST
 @login_required
-def template_check(request: HttpRequest, slug: str) -> HttpResponse:
+def template_check(request: AuthedRequest, slug: str) -> HttpResponse:
     """Check the editor's templates and show them rendered for one dev item, without saving anything."""
     project = _lead_project(request, slug)
     system = request.POST.get("system_template", "")
@@ -428,7 +429,7 @@ def _no_labels_warning(version: JudgeVersion) -> str:
 
 
 def _version_context(
-    request: HttpRequest, project: Project, version: JudgeVersion, *, scope: str = JudgeRun.Scope.DEV, error: str = ""
+    request: AuthedRequest, project: Project, version: JudgeVersion, *, scope: str = JudgeRun.Scope.DEV, error: str = ""
 ) -> dict[str, Any]:
     estimate, estimate_error = _estimate(version, scope)
     endpoint = llm.endpoints().get(version.endpoint)
@@ -450,13 +451,13 @@ def _version_context(
         "no_labels_warning": _no_labels_warning(version),
         "recorded_attribution": recorded.ATTRIBUTION,
         "recorded_prices_as_of": settings.JUDGE_RECORDED_PRICES_AS_OF,
-        "scopes": forms.RunStartForm.base_fields["scope"].choices,  # type: ignore[attr-defined]
+        "scopes": forms.RUN_SCOPES,
     }
 
 
 @require_GET
 @login_required
-def version_detail(request: HttpRequest, slug: str, version_id: int) -> HttpResponse:
+def version_detail(request: AuthedRequest, slug: str, version_id: int) -> HttpResponse:
     project = _lead_project(request, slug)
     version = selectors.version_for_project(project=project, version_id=version_id)
     scope = request.GET.get("scope", JudgeRun.Scope.DEV)
@@ -469,7 +470,7 @@ def version_detail(request: HttpRequest, slug: str, version_id: int) -> HttpResp
 
 @require_GET
 @login_required
-def version_card(request: HttpRequest, slug: str, version_id: int) -> HttpResponse:
+def version_card(request: AuthedRequest, slug: str, version_id: int) -> HttpResponse:
     """The version's judge card (judges/card.py) as a JSON download: prompt, model, examples, rubric, figures."""
     project = _lead_project(request, slug)
     version = selectors.version_for_project(project=project, version_id=version_id)
@@ -484,7 +485,7 @@ def version_card(request: HttpRequest, slug: str, version_id: int) -> HttpRespon
 
 @require_GET
 @login_required
-def card_key(request: HttpRequest, slug: str) -> HttpResponse:
+def card_key(request: AuthedRequest, slug: str) -> HttpResponse:
     """The project's card key (judges.card.card_key): the secret a pipeline checks the project's cards with."""
     project = _lead_project(request, slug)
     response = HttpResponse(card.card_key(project.slug) + "\n", content_type="text/plain; charset=utf-8")
@@ -495,7 +496,7 @@ def card_key(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def run_start(request: HttpRequest, slug: str, version_id: int) -> HttpResponse:
+def run_start(request: AuthedRequest, slug: str, version_id: int) -> HttpResponse:
     """Start a run. Dev by default; the test split only with its own confirmation, which is counted."""
     project = _lead_project(request, slug)
     version = selectors.version_for_project(project=project, version_id=version_id)
@@ -505,7 +506,7 @@ def run_start(request: HttpRequest, slug: str, version_id: int) -> HttpResponse:
         error = "Choose dev, all items or test."
     else:
         try:
-            run = services.judge_run_start(
+            run = judge_runs.judge_run_start(
                 version=version,
                 scope=form.cleaned_data["scope"],
                 confirm_test=form.cleaned_data["confirm_test"],
@@ -531,7 +532,7 @@ def run_start(request: HttpRequest, slug: str, version_id: int) -> HttpResponse:
     return redirect("judges:version_detail", slug=project.slug, version_id=version.pk)
 
 
-def _run_context(project: Project, run: JudgeRun, request: HttpRequest | None = None) -> dict[str, Any]:
+def _run_context(project: Project, run: JudgeRun, request: AuthedRequest | None = None) -> dict[str, Any]:
     totals = selectors.run_totals(run=run)
     context: dict[str, Any] = {
         "project": project,
@@ -609,7 +610,7 @@ def _report_context(project: Project, run: JudgeRun) -> dict[str, Any]:
     }
 
 
-def _disagreement_context(request: HttpRequest, run: JudgeRun) -> dict[str, Any]:
+def _disagreement_context(request: AuthedRequest, run: JudgeRun) -> dict[str, Any]:
     found = selectors.disagreements_of_run(run=run)
     kinds = selectors.DISAGREEMENT_KINDS[run.project.kind]
     wanted = request.GET.get("kind", "")
@@ -650,7 +651,7 @@ def _test_rows_apart(
 
 
 def _test_cards_context(
-    request: HttpRequest, runs: list[JudgeRun], rows: list[tuple[int, str]], reference: dict[int, Any]
+    request: AuthedRequest, runs: list[JudgeRun], rows: list[tuple[int, str]], reference: dict[int, Any]
 ) -> dict[str, Any]:
     tpage = Paginator(rows, 10).get_page(request.GET.get("tpage"))
     return {
@@ -665,7 +666,7 @@ def _test_cards_context(
 
 @require_GET
 @login_required
-def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
+def run_detail(request: AuthedRequest, slug: str, run_id: int) -> HttpResponse:
     """The run page and its report. While the run is active its progress fragment polls this URL every second
     (htmx); once the run is over the poll reloads the page, so the report and the disagreements appear."""
     project = _lead_project(request, slug)
@@ -686,10 +687,10 @@ def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def run_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
+def run_cancel(request: AuthedRequest, slug: str, run_id: int) -> HttpResponse:
     project = _lead_project(request, slug)
     run = selectors.run_for_project(project=project, run_id=run_id)
-    cancelled = services.judge_run_cancel(run=run)
+    cancelled = judge_runs.judge_run_cancel(run=run)
     if wants_partial(request):
         return render(request, "judges/run_detail.html#progress", _run_context(project, run))
     if cancelled:
@@ -699,7 +700,7 @@ def run_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     return redirect("judges:run_detail", slug=project.slug, run_id=run.pk)
 
 
-def _to(request: HttpRequest, url: str) -> HttpResponse:
+def _to(request: AuthedRequest, url: str) -> HttpResponse:
     """After a successful POST: a client-side redirect for htmx, an ordinary one otherwise."""
     if wants_partial(request):
         return HttpResponseClientRedirect(url)
@@ -711,7 +712,7 @@ def _to(request: HttpRequest, url: str) -> HttpResponse:
 FLIP_KINDS = (("fixed", "Fixed (was wrong, now right)"), ("broken", "Broken (was right, now wrong)"))
 
 
-def _compare_runs(request: HttpRequest, project: Project) -> tuple[JudgeRun | None, JudgeRun | None, list[str]]:
+def _compare_runs(request: AuthedRequest, project: Project) -> tuple[JudgeRun | None, JudgeRun | None, list[str]]:
     """The two runs named by ?a=&b= (run ids) or ?va=&vb= (version ids: their newest run on ?scope=, default dev)."""
     problems = []
     scope = request.GET.get("scope", JudgeRun.Scope.DEV)
@@ -737,12 +738,13 @@ def _compare_runs(request: HttpRequest, project: Project) -> tuple[JudgeRun | No
 
 @require_GET
 @login_required
-def compare_runs(request: HttpRequest, slug: str) -> HttpResponse:
+def compare_runs(request: AuthedRequest, slug: str) -> HttpResponse:
     """Two runs of one judge on the same items: deltas with paired intervals, flipped items, and the history of
     every version. While a run is still going, the comparison shows its progress and polls this URL (htmx)."""
     project = _lead_project(request, slug)
     a, b, problems = _compare_runs(request, project)
-    judge = (a or b).version.judge if (a or b) else None  # type: ignore[union-attr]
+    shown = a or b
+    judge = shown.version.judge if shown else None
     if judge is None:
         raise Http404("No runs to compare.")
     context: dict[str, Any] = {

@@ -7,7 +7,12 @@ PostgreSQL has and are skipped there, with the marker's reason.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+import redis
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.cache import caches
 from django.core.cache.backends.filebased import FileBasedCache
@@ -20,7 +25,23 @@ from tests.factories import ItemFactory, ProjectFactory, UserFactory, membership
 PASSWORD = "correct horse battery staple"
 
 
+# Markers by folder: every test there gets them (see pyproject's markers). Browser, fault and journey tests are also
+# slow (a browser, a gunicorn or a whole `make run` each), so `pytest -m "not slow"` is the fast loop; slow tests
+# elsewhere carry @pytest.mark.slow themselves.
+FOLDER_MARKERS = {
+    "browser": ("browser", "slow"),
+    "faults": ("fault", "slow"),
+    "journey": ("journey", "browser", "slow"),
+}
+TESTS = Path(__file__).resolve().parent
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        folder = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else ""
+        for name in FOLDER_MARKERS.get(folder, ()):
+            item.add_marker(name)
     if connection.vendor == "postgresql":
         return
     for item in items:
@@ -36,15 +57,44 @@ def fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+# The app's own keys in Redis: Django's cache (sessions, rate limits, import progress; KEY_PREFIX "json") and the
+# judges' limiter, single-flight locks and answers, and the card runner's cache ("judges:"). They are deleted before
+# every test; nothing else is. The Celery broker shares the database (its queue, "_kombu.binding.*", "unacked*") and
+# stays Celery's: the celery_worker fixture purges the queue, and a message taken but not yet acknowledged (acks_late)
+# must stay redeliverable. (FLUSHDB between tests measured harmless to routing with kombu 5.7, as Celery declares the
+# queue again when it publishes; tests/test_redis_hygiene.py checks that the narrower delete keeps the worker going.)
+APP_REDIS_PATTERNS = ("json:*", "judges:*")
+
+
+@pytest.fixture(scope="session")
+def test_redis() -> Iterator[redis.Redis | None]:
+    """A client of the Redis database REDIS_URL names, or None on the embedded default (no Redis)."""
+    url = getattr(settings, "REDIS_URL", None)
+    if not url:
+        yield None
+        return
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    yield client
+    client.close()
+
+
 @pytest.fixture(autouse=True)
-def caches_keyed_by_id_start_empty() -> None:
-    """On SQLite an id can come back in the next test: rolling a test's transaction back also rolls back the table of
-    AUTOINCREMENT counters. So whatever outlives a test keyed by an id (the per-process criteria of a rubric version,
-    the embedded default's file cache: rate limits, import progress) starts each test empty. PostgreSQL sequences
-    never go back, and Redis is left to the tests that use it."""
+def caches_keyed_by_id_start_empty(test_redis: redis.Redis | None) -> None:
+    """Every test starts with the app's caches empty, so nothing one test (or an earlier run) left behind, keyed by an
+    id or by content, shows up in the next: the per-process criteria of a rubric version, the embedded default's file
+    cache, and the app's keys in the test Redis database (only those: APP_REDIS_PATTERNS). On SQLite an id even comes
+    back in the next test, as rolling a test's transaction back rolls back the table of AUTOINCREMENT counters."""
     selectors._CRITERIA_CACHE.clear()
     if isinstance(caches["default"], FileBasedCache):
         caches["default"].clear()
+    if test_redis is not None:
+        forget_app_keys(test_redis)
+
+
+def forget_app_keys(client: redis.Redis) -> int:
+    """Delete the app's keys (APP_REDIS_PATTERNS) in the client's database, and nothing else. Returns how many."""
+    keys = [key for pattern in APP_REDIS_PATTERNS for key in client.scan_iter(match=pattern, count=1000)]
+    return client.unlink(*keys) if keys else 0
 
 
 @pytest.fixture

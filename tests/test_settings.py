@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = {
     "SECRET_KEY": "q8V2m0pXcN7rT4yB1kLzH6sJ3wE9dF5gA0uI2oP8aS7dF4gH1jK6lZ3xC9vB5nM2",
@@ -28,12 +30,14 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.mark.slow
 def test_check_deploy_passes_with_production_values():
     result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
 
+@pytest.mark.slow
 def test_production_refuses_to_start_without_a_secret_key_or_with_a_weak_one():
     missing = _manage("check", env={k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"})
     assert missing.returncode != 0 and "SECRET_KEY is not set" in missing.stderr

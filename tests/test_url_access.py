@@ -14,8 +14,8 @@ from annotate.models import ApiToken, FailureMode, GoldLabel, ImportJob, Label, 
 from annotate.review import services as review_services
 from annotate.services.projects import project_set_status
 from judges import prompts
-from judges import services as judge_services
 from judges.models import JudgeRun, ModeSuggestion
+from judges.services import judge_versions
 from tests.factories import ItemFactory, UserFactory, label, membership
 
 pytestmark = pytest.mark.django_db
@@ -61,8 +61,8 @@ def victim(project, lead, annotator):
     job = ImportJob.objects.create(
         project=project, created_by=lead, kind="items", filename="x.jsonl", file_format="jsonl"
     )
-    judge = judge_services.judge_create(project=project, criterion_key="acceptable", actor=lead)
-    version = judge_services.judge_version_create(
+    judge = judge_versions.judge_create(project=project, criterion_key="acceptable", actor=lead)
+    version = judge_versions.judge_version_create(
         judge=judge,
         system_template=prompts.DEFAULT_SYSTEM[project.kind],
         user_template=prompts.DEFAULT_USER[project.kind],

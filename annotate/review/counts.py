@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from annotate.stats.agreement import wilson_interval
+from annotate.stats.proportions import wilson_interval
 
 UNASSIGNED = 0  # the mode id that stands for "a failing note in no mode"
 

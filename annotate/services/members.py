@@ -122,3 +122,13 @@ def member_leases_release(*, project: Project, user: AuthUser) -> int:
     for item_id, n in held.items():
         Item.objects.filter(pk=item_id).update(n_leased=F("n_leased") - n)
     return len(held)
+
+
+def user_leases_release(*, user: AuthUser) -> int:
+    """Release every lease the user holds, in every project: run before the user is deleted (a pre_delete receiver,
+    annotate.apps), since the cascade would delete their leases without lowering the items' n_leased. Django's admin
+    deletes no user who holds leases; this covers `manage.py shell`. Returns how many items were leased."""
+    project_ids = set(Assignment.objects.filter(annotator=user).values_list("item__project_id", flat=True))
+    return sum(
+        member_leases_release(project=project, user=user) for project in Project.objects.filter(pk__in=project_ids)
+    )

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotate', '0012_review_notes_failure_modes'),
+        ('annotate', '0013_review_notes_failure_modes'),
         ('judges', '0006_stats_monitor_claim_and_sample_cap'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -137,6 +137,7 @@ def test_the_leads_adjudication_page_still_shows_the_external_id(client, pairwis
     assert item.external_id in html
 
 
+@pytest.mark.slow
 def test_the_demo_hides_which_models_annotators_compare(client, settings, tmp_path):
     settings.VAR_DIR = tmp_path
     demo_load()

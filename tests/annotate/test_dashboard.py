@@ -19,8 +19,8 @@ from annotate.services.leases import queue_counts_refresh
 from annotate.services.projects import project_set_status
 from annotate.services.rubrics import rubric_set_criteria
 from judges import prompts
-from judges import services as judge_services
 from judges.models import JudgeRun
+from judges.services import judge_versions
 from tests.factories import DEFAULT_CRITERIA, ItemFactory, ProjectFactory, UserFactory, label, membership
 
 pytestmark = pytest.mark.django_db
@@ -127,8 +127,8 @@ def test_the_dashboard_shows_throughput_as_a_chart_and_a_table(client, lead, lab
 
 def test_judges_show_their_latest_alignment_and_a_stale_flag_once_the_rubric_moves_on(client, lead, labeled):
     project, _ = labeled
-    judge = judge_services.judge_create(project=project, criterion_key="acceptable", actor=lead)
-    version = judge_services.judge_version_create(
+    judge = judge_versions.judge_create(project=project, criterion_key="acceptable", actor=lead)
+    version = judge_versions.judge_version_create(
         judge=judge,
         system_template=prompts.DEFAULT_SYSTEM[project.kind],
         user_template=prompts.DEFAULT_USER[project.kind],

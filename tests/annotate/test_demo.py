@@ -30,6 +30,7 @@ def _expected() -> tuple[int, int, int, int]:
     )
 
 
+@pytest.mark.slow
 def test_the_demo_loads_both_projects_with_real_labels_and_is_idempotent(settings, tmp_path):
     settings.VAR_DIR = tmp_path
     first = demo_load()
@@ -57,6 +58,7 @@ def test_the_demo_loads_both_projects_with_real_labels_and_is_idempotent(setting
     assert imported.exists() and not imported.filter(is_active=True).exists()
 
 
+@pytest.mark.slow
 def test_the_demo_lead_may_create_projects_and_the_annotators_may_not():
     from annotate.services.projects import project_may_create
 

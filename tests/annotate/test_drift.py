@@ -20,8 +20,8 @@ from annotate.services.projects import project_set_status
 from annotate.services.queue import queue_claim
 from annotate.services.rubrics import rubric_set_criteria
 from judges import prompts
-from judges import services as judge_services
 from judges.models import JudgeRun
+from judges.services import judge_versions
 from judges.staleness import Reason, judge_staleness
 from tests.factories import DEFAULT_CRITERIA, ItemFactory, label
 
@@ -189,8 +189,8 @@ def test_the_database_refuses_a_queue_priority_outside_the_known_ones(active):
 
 
 def _judge_with_done_run(project, key, lead):
-    judge = judge_services.judge_create(project=project, criterion_key=key, actor=lead)
-    version = judge_services.judge_version_create(
+    judge = judge_versions.judge_create(project=project, criterion_key=key, actor=lead)
+    version = judge_versions.judge_version_create(
         judge=judge,
         system_template=prompts.DEFAULT_SYSTEM[project.kind],
         user_template=prompts.DEFAULT_USER[project.kind],
@@ -242,7 +242,7 @@ def test_a_judge_is_current_until_the_rubric_moves_on_and_the_reason_says_what_m
     JudgeRun.objects.create(  # a later run that failed does not count as a calibration
         project=active, version=factual_version, rubric_version=active.current_rubric, status=JudgeRun.Status.FAILED
     )
-    concise = judge_services.judge_create(project=active, criterion_key="concise", actor=lead)
+    concise = judge_versions.judge_create(project=active, criterion_key="concise", actor=lead)
     found = judge_staleness(active)
     assert found[factual.pk].reason == Reason.CURRENT and not found[factual.pk].stale
     assert found[concise.pk].reason == Reason.NEVER and not found[concise.pk].stale
@@ -291,6 +291,7 @@ def test_the_outdated_list_pages_through_htmx_with_just_its_card(client, lead, d
     assert "Page 2 of 2" in body
 
 
+@pytest.mark.slow
 def test_queueing_for_relabeling_records_the_wish_and_the_page_shows_it_waiting_then_done(client, lead, drifted):
     project, _ = drifted
     client.force_login(lead)

@@ -91,6 +91,7 @@ def pairwise(db):
     return project
 
 
+@pytest.mark.slow
 def test_inspect_ai_json_dataset_loads_a_binary_export(binary, tmp_path):
     from inspect_ai.dataset import json_dataset
     from inspect_ai.model import ChatMessageSystem, ChatMessageUser
@@ -140,6 +141,7 @@ def _load_json(path, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_hugging_face_datasets_loads_the_hf_export_in_small_blocks(binary, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

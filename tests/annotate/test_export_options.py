@@ -82,6 +82,7 @@ def test_the_former_openai_evals_id_still_downloads_by_page_and_api(client, labe
     assert json.loads(api[exports.MANIFEST_HEADER])["format"] == "openai-evals-api"
 
 
+@pytest.mark.slow
 def test_the_real_demo_data_loads_in_inspect_and_hugging_face_datasets(settings, tmp_path, monkeypatch):
     """The tulu human-eval demo (real human labels): every format of each project, loaded by its tool."""
     from inspect_ai.dataset import json_dataset

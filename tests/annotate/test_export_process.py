@@ -55,6 +55,7 @@ def labeled(project, annotator, other_annotator):
     return Project.objects.select_related("current_rubric").get(pk=project.pk)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres(reason="downloads are built in a child process on PostgreSQL only (export_process.enabled)")
 def test_a_download_is_built_in_a_child_and_has_the_in_process_bytes(client, lead, labeled, settings):
     client.force_login(lead)

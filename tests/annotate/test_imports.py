@@ -664,6 +664,7 @@ def test_progress_moves_every_500_rows_in_a_file_where_1_percent_is_fewer(projec
     assert fractions == sorted(fractions) and 0 < fractions[0] < 0.25 and fractions[-1] == 1.0
 
 
+@pytest.mark.slow
 def test_progress_moves_every_1_percent_in_a_file_where_500_rows_are_fewer(project, tmp_path):
     seen = _progress_of(tmp_path, project, 80_000)  # 1% = about 800 rows
     steps = list(itertools.pairwise(seen[:-1]))

@@ -17,7 +17,7 @@ from annotate.review import counts as review_counts
 from annotate.review import selectors as review_selectors
 from annotate.review import services as review
 from annotate.services.projects import project_set_status
-from annotate.stats.agreement import wilson_interval
+from annotate.stats.proportions import wilson_interval
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, label, membership
 
 pytestmark = pytest.mark.django_db

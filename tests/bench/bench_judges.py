@@ -106,19 +106,19 @@ def _processes(port: int) -> Iterator[None]:
 
 def _run(version: Any, scope: str = "all") -> tuple[float, Any]:
     """Start a run and wait until it ends; the reconciler runs alongside, as beat would."""
-    from judges import services
     from judges.models import JudgeRun
+    from judges.services import judge_runs
 
     start = time.perf_counter()
     # Every item, the held-out test split included (confirmed): a benchmark measures speed, not the judge.
-    run = services.judge_run_start(version=version, scope=scope, confirm_test=True)
+    run = judge_runs.judge_run_start(version=version, scope=scope, confirm_test=True)
     last_reconcile = time.monotonic()
     while True:
         status = JudgeRun.objects.filter(pk=run.pk).values_list("status", flat=True).get()
         if status not in JudgeRun.ACTIVE:
             break
         if time.monotonic() - last_reconcile > 5:
-            services.judge_runs_reconcile(stale_seconds=10)
+            judge_runs.judge_runs_reconcile(stale_seconds=10)
             last_reconcile = time.monotonic()
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
@@ -132,8 +132,9 @@ def bench_judge_run() -> list[Row]:
     from annotate.celery import app
     from annotate.models import Item
     from annotate.services.items import item_build
-    from judges import prompts, selectors, services
+    from judges import prompts, selectors
     from judges.models import Verdict
+    from judges.services import judge_versions
     from tests.factories import ProjectFactory
 
     port = _free_port()
@@ -147,9 +148,9 @@ def bench_judge_run() -> list[Row]:
         item_build(project=project, fields={"input": f"Question {i}?", "output": f"Answer {i}."})
         for i in range(N_CALLS)
     )
-    judge = services.judge_create(project=project, criterion_key="acceptable")
+    judge = judge_versions.judge_create(project=project, criterion_key="acceptable")
     model = "standin-judge-2025-01-01"
-    first = services.judge_version_create(
+    first = judge_versions.judge_version_create(
         judge=judge,
         system_template=prompts.DEFAULT_SYSTEM["binary"],
         user_template=prompts.DEFAULT_USER["binary"],
@@ -182,7 +183,7 @@ def bench_judge_run() -> list[Row]:
 
         _standin(port, "/_control", {"rate_429": 0.1, "retry_after": 1})
         _standin(port, "/_reset", {})
-        second = services.judge_version_create(
+        second = judge_versions.judge_version_create(
             judge=judge,
             system_template=prompts.DEFAULT_SYSTEM["binary"] + "\nBe strict.",
             user_template=prompts.DEFAULT_USER["binary"],
@@ -218,7 +219,8 @@ def bench_judge_duplicates() -> list[Row]:
     from annotate.celery import app
     from annotate.models import Item
     from annotate.services.items import item_build
-    from judges import prompts, selectors, services
+    from judges import prompts, selectors
+    from judges.services import judge_versions
     from tests.factories import ProjectFactory
 
     port = _free_port()
@@ -238,8 +240,8 @@ def bench_judge_duplicates() -> list[Row]:
         for i, n in enumerate(source)
     )
     distinct_prompts = 2 * len(set(source))  # both orders of each distinct item
-    judge = services.judge_create(project=project, criterion_key="acceptable")
-    version = services.judge_version_create(
+    judge = judge_versions.judge_create(project=project, criterion_key="acceptable")
+    version = judge_versions.judge_version_create(
         judge=judge,
         system_template=prompts.DEFAULT_SYSTEM["pairwise"],
         user_template=prompts.DEFAULT_USER["pairwise"],

@@ -57,10 +57,11 @@ SLUG = "bench-load"
 
 
 def _judge_version(project: Any) -> Any:
-    from judges import prompts, services
+    from judges import prompts
+    from judges.services import judge_versions
 
-    judge = services.judge_create(project=project, criterion_key="acceptable")
-    return services.judge_version_create(
+    judge = judge_versions.judge_create(project=project, criterion_key="acceptable")
+    return judge_versions.judge_version_create(
         judge=judge,
         system_template=prompts.DEFAULT_SYSTEM["binary"],
         user_template=prompts.DEFAULT_USER["binary"],
@@ -94,18 +95,18 @@ class _Background(threading.Thread):
 
 def _judge_job(version: Any, item_ids: list[int]) -> Any:
     """Start the run and wait for it to end; the reconciler runs alongside, as beat would."""
-    from judges import services
     from judges.models import JudgeRun
+    from judges.services import judge_runs
 
     def job() -> Any:
         # The chosen items may include test ones (confirmed): a benchmark measures speed, not the judge.
-        run = services.judge_run_start(
+        run = judge_runs.judge_run_start(
             version=version, scope=JudgeRun.Scope.ITEMS, item_ids=item_ids, confirm_test=True
         )
         last_reconcile = time.monotonic()
         while JudgeRun.objects.filter(pk=run.pk, status__in=JudgeRun.ACTIVE).exists():
             if time.monotonic() - last_reconcile > 5:
-                services.judge_runs_reconcile(stale_seconds=10)
+                judge_runs.judge_runs_reconcile(stale_seconds=10)
                 last_reconcile = time.monotonic()
             time.sleep(0.25)
         run.refresh_from_db()

@@ -191,7 +191,7 @@ def bench_project_page() -> list[Row]:
     from annotate import reports, selectors, throughput
     from annotate.models import Label, Membership, ThroughputWatermark
     from judges import prompts
-    from judges import services as judge_services
+    from judges.services import judge_versions
     from tests.factories import ProjectFactory, UserFactory, membership
 
     project = ProjectFactory(slug="bench-page", overlap=3)
@@ -206,8 +206,8 @@ def bench_project_page() -> list[Row]:
     project.refresh_from_db()
     reports.report_refresh(project=project, force=True)
     for key in ("acceptable", "follows_instructions", "factually_correct"):
-        judge = judge_services.judge_create(project=project, criterion_key=key, actor=lead)
-        judge_services.judge_version_create(
+        judge = judge_versions.judge_create(project=project, criterion_key=key, actor=lead)
+        judge_versions.judge_version_create(
             judge=judge,
             system_template=prompts.DEFAULT_SYSTEM[project.kind],
             user_template=prompts.DEFAULT_USER[project.kind],

@@ -37,14 +37,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test under tests/browser/ is a browser test: `-m "not browser"` leaves them all out."""
-    here = Path(__file__).resolve().parent
-    for item in items:
-        if here in Path(str(item.path)).resolve().parents:
-            item.add_marker(pytest.mark.browser)
-
-
 @pytest.fixture(scope="package", autouse=True)
 def allow_django_orm_beside_playwrights_loop() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:

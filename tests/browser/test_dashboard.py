@@ -17,8 +17,8 @@ from annotate.models import Item, Label, Membership, Project
 from annotate.services.leases import queue_counts_refresh
 from annotate.services.rubrics import rubric_set_criteria
 from judges import prompts
-from judges import services as judge_services
 from judges.models import JudgeRun, Verdict
+from judges.services import judge_versions, run_reports
 from tests.browser.conftest import console_errors, screenshot
 from tests.browser.test_login_and_project import csp_problems, log_in_by_keyboard
 from tests.factories import UserFactory, membership
@@ -48,8 +48,8 @@ V2_CRITERIA = [
 def _calibrated_judge(project: Project, lead) -> None:
     """A judge on "acceptable" with one finished dev run under rubric v1: its verdicts follow the humans' labels
     except on every fifth item, and its report comes from the real report code."""
-    judge = judge_services.judge_create(project=project, criterion_key="acceptable", actor=lead)
-    version = judge_services.judge_version_create(
+    judge = judge_versions.judge_create(project=project, criterion_key="acceptable", actor=lead)
+    version = judge_versions.judge_version_create(
         judge=judge,
         system_template=prompts.DEFAULT_SYSTEM[project.kind],
         user_template=prompts.DEFAULT_USER[project.kind],
@@ -69,7 +69,7 @@ def _calibrated_judge(project: Project, lead) -> None:
         Verdict(run=run, item_id=item_id, order="one", status="ok", value=flip[v] if n % 5 == 0 else v, answer=v)
         for n, (item_id, v) in enumerate(sorted(first.items()))
     )
-    run.report = judge_services.run_report(run=run)
+    run.report = run_reports.run_report(run=run)
     run.status = JudgeRun.Status.DONE
     run.finished_at = timezone.now()
     run.save()
@@ -131,7 +131,7 @@ def demo_two_versions(settings, tmp_path):
     )
     project.refresh_from_db()
     _labels_under_v2(project)
-    judge_services.judge_create(project=project, criterion_key="concise", actor=lead)
+    judge_versions.judge_create(project=project, criterion_key="concise", actor=lead)
     reports.report_refresh(project=project, force=True)
     project.refresh_from_db()
     return project, lead

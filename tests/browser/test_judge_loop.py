@@ -117,14 +117,15 @@ def test_a_lead_walks_the_judge_loop_from_first_version_to_comparison(
 def test_a_pairwise_report_shows_position_consistency_and_the_order_filter(
     page: Page, live_server, lead, celery_worker, settings, tmp_path
 ):
-    from judges import prompts, services
+    from judges import prompts
+    from judges.services import judge_versions
 
     settings.VAR_DIR = tmp_path
     demo_load()
     project = Project.objects.get(slug="tulu-preference")
     membership(lead, project, Membership.Role.LEAD)
-    judge = services.judge_create(project=project, criterion_key="overall", actor=lead)
-    version = services.judge_version_create(
+    judge = judge_versions.judge_create(project=project, criterion_key="overall", actor=lead)
+    version = judge_versions.judge_version_create(
         judge=judge,
         system_template=prompts.DEFAULT_SYSTEM["pairwise"],
         user_template=prompts.DEFAULT_USER["pairwise"],
@@ -132,7 +133,7 @@ def test_a_pairwise_report_shows_position_consistency_and_the_order_filter(
         model=MODEL,
         actor=lead,
     )
-    services.judge_target_set(judge=judge, target="kappa", numbers={"target_kappa": 0.4})
+    judge_versions.judge_target_set(judge=judge, target="kappa", numbers={"target_kappa": 0.4})
     log_in_by_keyboard(page, live_server.url, lead.username)
     page.goto(live_server.url + reverse("judges:version_detail", args=[project.slug, version.pk]))
     page.get_by_role("button", name="Start run").click()

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from judges import selectors, services
+from judges import selectors
 from judges.models import JudgeRun, RunChunk, Verdict
+from judges.services import judge_runs, run_chunks
 from tests.faults.harness import free_port
 from tests.judges.conftest import make_item, make_version
 
@@ -19,9 +20,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _run(version) -> JudgeRun:
-    run = services.judge_run_start(version=version, scope="all")
+    run = judge_runs.judge_run_start(version=version, scope="all")
     for chunk in RunChunk.objects.filter(run=run):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
     return run
 

@@ -20,8 +20,8 @@ from django.urls import reverse
 from annotate import exports, tokens
 from annotate.models import Item, Label
 from annotate.services.projects import project_set_status
-from judges import services as judge_services
 from judges.models import RunChunk, Verdict
+from judges.services import judge_runs, judge_versions, run_chunks
 from tests.judges.conftest import make_version
 
 pytestmark = pytest.mark.django_db
@@ -107,11 +107,11 @@ def test_urls_in_user_data_are_never_fetched_by_import_labeling_judging_or_expor
     assert client.get(reverse("label_history", args=[project.slug])).status_code == 200
     assert Label.objects.filter(annotator=annotator).count() == 6 * 3
     # A judge run over every item (the stand-in model sees the text; the app fetches nothing from it).
-    version = make_version(judge_services.judge_create(project=project, criterion_key="acceptable"))
+    version = make_version(judge_versions.judge_create(project=project, criterion_key="acceptable"))
     # Test items included, confirmed as the app asks (all items leave the held-out test split out otherwise).
-    run = judge_services.judge_run_start(version=version, scope="all", confirm_test=True)
+    run = judge_runs.judge_run_start(version=version, scope="all", confirm_test=True)
     for chunk in RunChunk.objects.filter(run=run):
-        judge_services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     assert Verdict.objects.filter(run=run, status="ok").count() == 6
     # Every export format, by command and by the lead's download.
     for fmt in exports.FORMATS:

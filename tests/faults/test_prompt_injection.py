@@ -12,8 +12,9 @@ from __future__ import annotations
 import pytest
 
 from annotate import selectors as annotate_selectors
-from judges import prompts, services
+from judges import prompts
 from judges.models import CachedCompletion, JudgeRun, RunChunk, Verdict
+from judges.services import judge_runs, run_chunks
 from tests.judges.conftest import make_item
 
 pytestmark = pytest.mark.django_db
@@ -33,9 +34,9 @@ INJECTIONS = "\n".join(
 
 
 def _run(version, items) -> JudgeRun:
-    run = services.judge_run_start(version=version, scope="items", item_ids=[i.pk for i in items])
+    run = judge_runs.judge_run_start(version=version, scope="items", item_ids=[i.pk for i in items])
     for chunk in RunChunk.objects.filter(run=run):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
     return run
 

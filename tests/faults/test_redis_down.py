@@ -17,8 +17,8 @@ from annotate import tokens
 from annotate.imports.jobs import import_job_create, import_job_preview
 from annotate.middleware import CACHE_RETRY_MESSAGE
 from annotate.models import ImportJob, Item, Label
-from judges import services as judge_services
 from judges.models import JudgeRun, Verdict
+from judges.services import judge_versions
 from tests.conftest import PASSWORD
 from tests.faults.harness import (
     ROOT,
@@ -49,7 +49,7 @@ def test_with_redis_down_annotators_keep_labeling_and_queued_work_resumes_when_i
         project=project, actor=lead, kind="items", upload=SimpleUploadedFile("more.jsonl", rows.encode())
     )
     import_job_preview(job_id=job.pk)
-    version = make_version(judge_services.judge_create(project=project, criterion_key="acceptable"))
+    version = make_version(judge_versions.judge_create(project=project, criterion_key="acceptable"))
     _, secret = tokens.token_create(user=lead, name="faults")
     env = app_env(
         database_url=database_url(),

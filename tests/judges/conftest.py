@@ -12,8 +12,9 @@ import pytest
 
 from annotate.models import Item, Project
 from annotate.services.items import item_build
-from judges import llm, prompts, services
+from judges import prompts
 from judges.models import Judge, JudgeVersion
+from judges.services import judge_versions
 from judges.standin import Config, StandinServer, serve
 
 MODEL = "standin-judge-2025-01-01"
@@ -61,14 +62,7 @@ def standin(standin_server: StandinServer, settings) -> Standin:
     settings.JUDGE_BACKOFF_BASE_MS = 5
     settings.JUDGE_BACKOFF_MAX_MS = 50
     settings.JUDGE_PRICES = {**settings.JUDGE_PRICES, MODEL: (1.0, 4.0)}
-    limiter = llm.limiter()
-    if isinstance(limiter, llm.RedisLimiter):
-        for endpoint in llm.endpoints().values():
-            limiter.redis.delete(*limiter.keys(endpoint))
-        # Answers shared by single-flight outlive a test's rolled-back database, and tests send the same prompts.
-        flights = list(limiter.redis.scan_iter(match="judges:flight:*", count=1000))
-        if flights:
-            limiter.redis.delete(*flights)
+    # The limiter's slots and single-flight's answers in Redis start empty too (tests/conftest.py, before every test).
     assert asdict(standin_server.config)["latency_ms"] == 0
     return Standin(standin_server)
 
@@ -104,7 +98,7 @@ def make_item(project: Project, n: int, *, split: str = "dev", **content: str) -
 
 @pytest.fixture
 def judge(project, lead) -> Judge:
-    return services.judge_create(project=project, criterion_key="acceptable", actor=lead)
+    return judge_versions.judge_create(project=project, criterion_key="acceptable", actor=lead)
 
 
 def make_version(judge: Judge, **overrides: Any) -> JudgeVersion:
@@ -115,7 +109,7 @@ def make_version(judge: Judge, **overrides: Any) -> JudgeVersion:
         "endpoint": "standin",
         "model": MODEL,
     }
-    return services.judge_version_create(judge=judge, **(options | overrides))
+    return judge_versions.judge_version_create(judge=judge, **(options | overrides))
 
 
 @pytest.fixture

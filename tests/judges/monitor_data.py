@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from annotate import samples
 from annotate.models import Project
-from judges import services
 from judges.models import JudgeRun, JudgeVersion, RunChunk
+from judges.services import judge_runs, judge_versions, run_chunks
 from tests.factories import UserFactory, label, membership
 from tests.judges.conftest import make_item, make_version
 
@@ -31,11 +31,11 @@ def calibrated_version(project: Project) -> JudgeVersion:
         label(
             make_item(project, 1000 + n, input=f"Calibration question {n}?", output=text), labeler, "acceptable", value
         )
-    judge = services.judge_create(project=project, criterion_key="acceptable")
+    judge = judge_versions.judge_create(project=project, criterion_key="acceptable")
     version = make_version(judge)
-    run = services.judge_run_start(version=version)
+    run = judge_runs.judge_run_start(version=version)
     for chunk in RunChunk.objects.filter(run=run).order_by("number"):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     # With a Celery worker running, it may hold a chunk of this run: wait for the run to close.
     deadline = time.monotonic() + 30
     while run.status != JudgeRun.Status.DONE and time.monotonic() < deadline:

@@ -22,6 +22,7 @@ from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kap
 from statsmodels.stats.proportion import proportion_confint
 
 from annotate.stats import agreement as ag
+from annotate.stats import proportions
 from annotate.stats.agreement import FAIL, PASS, TIE, A, B, Figure
 
 # The reasons and worked examples are written with the figures' own symbols (κ, α, −), as the module writes them.
@@ -130,6 +131,7 @@ def quietly(fn: Any, *args: Any, **kwargs: Any) -> Any:
 # Against independent implementations.
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.integers(2, 4).flatmap(lambda k: st.tuples(st.just(k), aligned_pairs(k, min_size=1))))
 def test_cohen_kappa_matches_sklearn_and_is_undefined_exactly_where_sklearn_gives_nan(case):
@@ -143,6 +145,7 @@ def test_cohen_kappa_matches_sklearn_and_is_undefined_exactly_where_sklearn_give
         assert got.value == pytest.approx(expected, abs=1e-9)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(aligned_pairs(2))
 def test_the_binary_judge_report_matches_sklearn_figure_by_figure(case):
@@ -567,9 +570,9 @@ def test_every_rate_of_a_judge_report_has_the_clopper_pearson_interval_statsmode
     expected = statsmodels_exact(successes, trials)
     for figure in (report.tpr, report.accuracy):
         assert (figure.ci_low, figure.ci_high) == pytest.approx(expected, abs=1e-12)
-    assert ag.clopper_pearson_interval(successes, trials) == pytest.approx(expected, abs=1e-12)
+    assert proportions.clopper_pearson_interval(successes, trials) == pytest.approx(expected, abs=1e-12)
     # Wilson's interval stays for the production estimate's human-only rate (judges.estimates).
-    assert ag.wilson_interval(successes, trials) == pytest.approx(
+    assert proportions.wilson_interval(successes, trials) == pytest.approx(
         proportion_confint(successes, trials, alpha=0.05, method="wilson"), abs=1e-12
     )
     pairwise = ag.pairwise_judge_report(np.full(trials, A), np.array([A] * successes + [B] * (trials - successes)))
@@ -582,7 +585,7 @@ def test_every_rate_of_a_judge_report_has_the_clopper_pearson_interval_statsmode
     ("successes", "trials"), [(0, 1), (1, 3), (4, 5), (37, 300), (5_000, 12_345), (999, 1_000_000)]
 )
 def test_the_exact_interval_matches_statsmodels_at_large_counts_too(successes, trials):
-    assert ag.clopper_pearson_interval(successes, trials) == pytest.approx(
+    assert proportions.clopper_pearson_interval(successes, trials) == pytest.approx(
         statsmodels_exact(successes, trials), rel=1e-7, abs=1e-11
     )
 
@@ -590,7 +593,7 @@ def test_the_exact_interval_matches_statsmodels_at_large_counts_too(successes, t
 def test_the_exact_interval_refuses_impossible_counts():
     for successes, trials in ((1, 0), (-1, 3), (4, 3)):
         with pytest.raises(ValueError, match="successes"):
-            ag.clopper_pearson_interval(successes, trials)
+            proportions.clopper_pearson_interval(successes, trials)
 
 
 def test_a_judges_kappa_interval_is_the_wald_interval_statsmodels_gives_at_large_n():

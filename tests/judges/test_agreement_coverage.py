@@ -3,9 +3,12 @@ tests/bench/bench_coverage.py): 400 simulated projects with a fixed seed, a few 
 
 from __future__ import annotations
 
+import pytest
+
 from tests.bench.bench_coverage import SCENARIOS, simulate
 
 
+@pytest.mark.slow
 def test_at_30_items_every_interval_covers_its_true_value_at_least_94_percent_of_the_time():
     results = simulate(SCENARIOS[0], sizes=(30,), n_projects=400, seed=7)
     assert {r["figure"] for r in results} == {"fleiss_kappa", "alpha", "kappa", "tpr", "tnr", "accuracy"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from annotate import tokens
-from judges import services
 from judges.models import JudgeRun, JudgeVersion, RunChunk
+from judges.services import judge_runs, run_chunks
 from tests.judges.conftest import MODEL, make_item
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +42,7 @@ def test_a_lead_creates_a_version_starts_a_run_and_reads_its_report(client, lead
     run = started.json()
     assert (run["status"], run["scope"], run["n_calls"], run["report"]) == ("queued", "dev", 1, None)
     for chunk in RunChunk.objects.filter(run_id=run["id"]):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     read = client.get(f"{base}/judge-runs/{run['id']}", headers=headers).json()
     assert (read["status"], read["n_verdicts"], read["calls_made"], read["report"]["n_items"]) == ("done", 1, 1, 1)
 
@@ -74,7 +74,7 @@ def test_refusals_name_every_problem(client, lead, project, judge, standin):
 
 def test_annotators_and_outsiders_get_404(client, annotator, outsider, project, judge, version, standin):
     make_item(project, 1)
-    run = services.judge_run_start(version=version)
+    run = judge_runs.judge_run_start(version=version)
     base = f"/api/v1/projects/{project.slug}"
     for user in (annotator, outsider):
         headers = _auth(user)
@@ -99,6 +99,6 @@ def test_without_a_token_the_api_answers_401(client, project, judge):
 
 def test_a_lead_cancels_a_run(client, lead, project, version, standin):
     make_item(project, 1)
-    run = services.judge_run_start(version=version)
+    run = judge_runs.judge_run_start(version=version)
     response = client.post(f"/api/v1/projects/{project.slug}/judge-runs/{run.pk}/cancel", headers=_auth(lead))
     assert response.status_code == 200 and response.json()["status"] == "cancelled"

@@ -20,8 +20,9 @@ from django.core.management import call_command
 from annotate import tokens
 from annotate.models import Item, Membership
 from annotate.services.rubrics import rubric_set_criteria
-from judges import card, services
+from judges import card
 from judges.models import CachedCompletion, JudgeRun, RunChunk, Verdict
+from judges.services import judge_runs, judge_versions, run_chunks
 from tests.factories import ProjectFactory, label, membership
 from tests.judges.conftest import MODEL, make_item, make_version
 
@@ -31,9 +32,9 @@ pytestmark = pytest.mark.django_db
 
 def _run_here(version, **kwargs) -> JudgeRun:
     """Start a run and work its chunks in this process, as a worker would."""
-    run = services.judge_run_start(version=version, **kwargs)
+    run = judge_runs.judge_run_start(version=version, **kwargs)
     for chunk in RunChunk.objects.filter(run=run).order_by("number"):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
     return run
 
@@ -51,7 +52,7 @@ def calibrated(project, judge, standin, annotator, other_annotator):
         label(item, other_annotator, "acceptable", second)
     make_item(project, 50, split="test", input="Held out?", output="Fine.")
     version = make_version(
-        judge, examples=[services.ExampleData(example.external_id, "fail", "It says WRONG.")], temperature=0.0
+        judge, examples=[judge_versions.ExampleData(example.external_id, "fail", "It says WRONG.")], temperature=0.0
     )
     dev = _run_here(version)
     test = _run_here(version, scope="test", confirm_test=True)
@@ -171,7 +172,7 @@ def test_a_pairwise_card_gives_a_verdict_only_when_both_orders_agree(client, lea
     membership(lead, project, Membership.Role.LEAD)
     make_item(project, 1, input="Q1", output_a="BETTER answer", output_b="worse answer")
     make_item(project, 2, input="Q2", output_a="worse answer", output_b="BETTER answer")
-    version = make_version(services.judge_create(project=project, criterion_key="acceptable"))
+    version = make_version(judge_versions.judge_create(project=project, criterion_key="acceptable"))
     run = _run_here(version)
     client.force_login(lead)
     data = client.get(f"/p/compare/judges/versions/{version.pk}/card.json").json()
@@ -291,6 +292,7 @@ def _bare_env(**extra: str) -> dict[str, str]:
     return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8", **extra}
 
 
+@pytest.mark.slow
 def test_python_m_judges_card_runs_without_the_apps_settings_or_database(files, standin):
     data, items, tmp_path = files
     path = tmp_path / "card.json"
@@ -380,6 +382,7 @@ def separate_standin(tmp_path):
     process.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_the_runner_package_installs_alone_and_judges_an_export_without_the_app(
     client, lead, calibrated, tmp_path, separate_standin
 ):

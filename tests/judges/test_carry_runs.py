@@ -11,8 +11,8 @@ from django.urls import reverse
 
 from annotate import tokens
 from annotate.services.rubrics import rubric_set_criteria
-from judges import services
 from judges.models import RunChunk
+from judges.services import judge_runs, judge_versions, run_chunks
 from judges.staleness import Reason, judge_staleness
 from tests.factories import DEFAULT_CRITERIA, label
 from tests.judges.conftest import make_item, make_version
@@ -21,9 +21,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _run_here(version, **kwargs):
-    run = services.judge_run_start(version=version, **kwargs)
+    run = judge_runs.judge_run_start(version=version, **kwargs)
     for chunk in RunChunk.objects.filter(run=run).order_by("number"):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
     return run
 
@@ -40,7 +40,7 @@ def calibrated(project, lead, annotator, other_annotator, standin):
             label(item, other_annotator, key, "fail" if n in (0, 3) else "pass")
     versions = {}
     for key in ("acceptable", "factually_correct"):
-        judge = services.judge_create(project=project, criterion_key=key, actor=lead)
+        judge = judge_versions.judge_create(project=project, criterion_key=key, actor=lead)
         versions[key] = make_version(judge)
     runs = {key: _run_here(version) for key, version in versions.items()}
     criteria = copy.deepcopy(DEFAULT_CRITERIA)
@@ -93,7 +93,7 @@ def test_a_run_on_the_reworded_criterion_warns_before_it_starts_and_says_why_its
     assert started.status_code == 201, started.content
     assert "no human labels under its current definition (since rubric v2)" in started.json()["warning"]
     for chunk in RunChunk.objects.filter(run_id=started.json()["id"]):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run = versions["factually_correct"].runs.order_by("-id").first()
     assert run.report["n"] == 0 and run.report["criterion_defined_in"] == 2
     assert "no human labels under its current definition" in run.report["empty_reason"]

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from django.core import serializers
 
-from judges import llm, prompts, services
+from judges import llm, prompts
 from judges.models import CachedCompletion, JudgeRun, RunChunk, Verdict
+from judges.services import judge_runs, run_chunks
 from tests.judges.conftest import MODEL, make_item, make_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,6 +171,7 @@ def test_base_urls_outside_the_allowlist_are_refused(url, problem):
         llm.check_base_url(url)
 
 
+@pytest.mark.slow
 def test_bad_endpoint_settings_stop_the_app_from_starting():
     env = {**os.environ, "JUDGE_ENDPOINTS": '[{"name": "x", "base_url": "https://evil.example.com/v1"}]'}
     result = subprocess.run(
@@ -188,9 +190,9 @@ def test_the_key_reaches_the_endpoint_and_nothing_else(standin, settings, monkey
     ]
     version = make_version(judge, endpoint="keyed")
     make_item(project, 1)
-    run = services.judge_run_start(version=version)
+    run = judge_runs.judge_run_start(version=version)
     for chunk in RunChunk.objects.filter(run=run):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     assert hashlib.sha256(secret.encode()).hexdigest() in standin.stats()["key_fingerprints"]
     assert Verdict.objects.get().status == "ok"
     stored = serializers.serialize(

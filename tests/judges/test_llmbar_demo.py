@@ -15,9 +15,10 @@ from django.urls import reverse
 
 from annotate import demo_llmbar
 from annotate.models import GoldLabel, Item, Project
-from judges import llm, ranking, recorded, selectors, services
+from judges import llm, ranking, recorded, selectors
 from judges.demo import TARGET_ACCURACY, llmbar_judges_load
 from judges.models import CachedCompletion, JudgeRun, JudgeVersion, RunChunk, Verdict
+from judges.services import judge_runs, judge_versions, run_chunks
 
 pytestmark = pytest.mark.django_db
 
@@ -203,9 +204,9 @@ def test_a_run_through_the_recorded_endpoint_over_http_stores_the_preloaded_verd
         )
         preloaded = JudgeRun.objects.get(version=version)
         chosen = [by_external[items[i]["id"]] for i in _sample(line["answers"])]
-        run = services.judge_run_start(version=version, scope=JudgeRun.Scope.ITEMS, item_ids=chosen)
+        run = judge_runs.judge_run_start(version=version, scope=JudgeRun.Scope.ITEMS, item_ids=chosen)
         for chunk in RunChunk.objects.filter(run=run).order_by("number"):
-            services.judge_chunk_process(chunk_id=chunk.pk)
+            run_chunks.judge_chunk_process(chunk_id=chunk.pk)
         run.refresh_from_db()
         assert run.status == "done", pair
         live = {(v.item_id, v.order): v for v in Verdict.objects.filter(run=run)}
@@ -219,24 +220,24 @@ def test_a_run_through_the_recorded_endpoint_over_http_stores_the_preloaded_verd
 
 def test_a_prompt_without_a_recording_gets_the_plain_stand_in_and_says_so(standin, lead):
     project, _, _ = demo_llmbar.llmbar_project_load(members=[(lead, "lead")])
-    judge = services.judge_create(project=project, criterion_key=demo_llmbar.CRITERION)
+    judge = judge_versions.judge_create(project=project, criterion_key=demo_llmbar.CRITERION)
     system, user = recorded.templates("Vanilla")
-    edited = services.judge_version_create(
+    edited = judge_versions.judge_version_create(
         judge=judge,
         system_template=system,
         user_template=user + "\nThink hard.",
         endpoint=llm.RECORDED,
         model="gpt-4-0613",
     )
-    unknown_model = services.judge_version_create(
+    unknown_model = judge_versions.judge_version_create(
         judge=judge, system_template=system, user_template=user, endpoint=llm.RECORDED, model="gpt-4o-2024-08-06"
     )
     for version in (edited, unknown_model):
         assert version.recording is None and version.uses_standin
         item = Item.objects.filter(project=project).order_by("id").first()
-        run = services.judge_run_start(version=version, scope=JudgeRun.Scope.ITEMS, item_ids=[item.pk])
+        run = judge_runs.judge_run_start(version=version, scope=JudgeRun.Scope.ITEMS, item_ids=[item.pk])
         for chunk in RunChunk.objects.filter(run=run):
-            services.judge_chunk_process(chunk_id=chunk.pk)
+            run_chunks.judge_chunk_process(chunk_id=chunk.pk)
         reasons = set(Verdict.objects.filter(run=run).values_list("reasoning", flat=True))
         label = f"Plain stand-in: no recorded answer of {version.model!r} to this prompt."
         assert reasons and all(r.startswith(label) for r in reasons)

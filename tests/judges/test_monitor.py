@@ -14,8 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotate import tokens
-from judges import monitor, services
+from judges import monitor
 from judges.models import CachedCompletion, Monitor, MonitorDay, MonitorDayClaim
+from judges.services import judge_versions
 from tests.judges.conftest import make_version
 from tests.judges.monitor_data import N_PER_DAY, calibrated_version, seed_day, seed_week
 from tests.judges.test_runs import _wait
@@ -48,7 +49,7 @@ def test_the_calibration_is_the_judges_measured_tpr_and_tnr_on_human_labels(cali
 
 @pytest.mark.django_db
 def test_a_version_never_compared_with_human_labels_cannot_monitor(project, standin):
-    version = make_version(services.judge_create(project=project, criterion_key="acceptable"))
+    version = make_version(judge_versions.judge_create(project=project, criterion_key="acceptable"))
     with pytest.raises(ValidationError, match="calibrate it first"):
         monitor.monitor_set(judge=version.judge, version=version, daily_budget_usd=None, threshold=0.7)
     assert not Monitor.objects.exists()
@@ -128,6 +129,7 @@ def test_a_zero_budget_judges_nothing_and_says_why(project, calibrated, standin)
     assert row.reason == "no record was judged (40 received, 0 sampled, 0 invalid answers, 0 failed calls)"
 
 
+@pytest.mark.slow
 def test_beat_sends_one_task_per_monitor_for_yesterday_and_the_worker_computes_it(
     celery_worker, project, standin, settings
 ):
@@ -221,7 +223,7 @@ def test_a_pairwise_project_cannot_be_monitored(standin):
     from tests.factories import ProjectFactory
 
     pairwise = ProjectFactory(slug="pairs", kind="pairwise")
-    judge = services.judge_create(project=pairwise, criterion_key="acceptable")
+    judge = judge_versions.judge_create(project=pairwise, criterion_key="acceptable")
     version = make_version(judge)
     with pytest.raises(ValidationError, match="pass/fail project"):
         monitor.monitor_set(judge=judge, version=version, daily_budget_usd=None, threshold=0.5)

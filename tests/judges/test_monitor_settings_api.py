@@ -9,8 +9,9 @@ from decimal import Decimal
 import pytest
 
 from annotate import tokens
-from judges import monitor, services
+from judges import monitor
 from judges.models import Monitor, MonitorDay
+from judges.services import judge_versions
 from tests.judges.conftest import make_version
 from tests.judges.monitor_data import calibrated_version, seed_day
 
@@ -114,7 +115,7 @@ def test_bad_values_answer_400_naming_each_one_and_write_nothing(client, project
     assert _put(client, lead, {"criterion_key": "acceptable", "version_id": calibrated.pk}).status_code == 200
     before = _snapshot()
     uncalibrated = make_version(calibrated.judge)
-    other_judge = make_version(services.judge_create(project=project, criterion_key="factually_correct"))
+    other_judge = make_version(judge_versions.judge_create(project=project, criterion_key="factually_correct"))
     response = _put(
         client,
         lead,

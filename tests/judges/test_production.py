@@ -10,8 +10,9 @@ from django.urls import reverse
 
 from annotate import selectors as annotate_selectors
 from annotate.models import GoldLabel, Item
-from judges import estimates, services
+from judges import estimates
 from judges.models import JudgeRun, RunChunk
+from judges.services import judge_runs, judge_versions, run_chunks
 from judges.templatetags.judges_format import estimate as estimate_tag
 from tests.judges.conftest import make_item
 
@@ -37,9 +38,9 @@ DESIGN = [
 
 
 def _run(project, version) -> JudgeRun:
-    run = services.judge_run_start(version=version, scope=JudgeRun.Scope.ALL)
+    run = judge_runs.judge_run_start(version=version, scope=JudgeRun.Scope.ALL)
     for chunk in RunChunk.objects.filter(run=run):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
     return run
 
@@ -147,7 +148,7 @@ def test_a_pairwise_project_is_told_the_page_is_for_pass_fail_criteria(client, s
     boss = UserFactory(username="pair-lead")
     membership(boss, pairwise, "lead")
     make_item(pairwise, 1)
-    judge = services.judge_create(project=pairwise, criterion_key="acceptable", actor=boss)
+    judge = judge_versions.judge_create(project=pairwise, criterion_key="acceptable", actor=boss)
     run = _run(pairwise, make_version(Judge.objects.get(pk=judge.pk)))
     client.force_login(boss)
     page = client.get(reverse("judges:run_production", args=[pairwise.slug, run.pk])).content.decode()

@@ -14,8 +14,9 @@ from django.urls import reverse
 from annotate import exports, reports
 from annotate.models import Project
 from annotate.stats import agreement, reference
-from judges import card, selectors, services
+from judges import card, production, run_reference, selectors
 from judges.models import JudgeRun, RunChunk
+from judges.services import judge_runs, judge_versions, run_chunks
 from tests.factories import MIXED_REFERENCE, UserFactory, membership, mixed_reference_items
 
 pytestmark = pytest.mark.django_db
@@ -89,9 +90,9 @@ def mixed(project, lead, annotator, other_annotator, standin):
 
 def _run_all(version) -> JudgeRun:
     # Every split, the held-out test split included (confirmed, and so counted as a look at test).
-    run = services.judge_run_start(version=version, scope=JudgeRun.Scope.ALL, confirm_test=True)
+    run = judge_runs.judge_run_start(version=version, scope=JudgeRun.Scope.ALL, confirm_test=True)
     for chunk in RunChunk.objects.filter(run=run):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
     assert run.status == JudgeRun.Status.DONE
     return run
@@ -130,9 +131,9 @@ def test_with_single_labels_off_the_judge_is_measured_on_gold_and_majorities_onl
     assert report["figures"]["accuracy"]["value"] == pytest.approx(3 / 6)
     assert "items with one label (not used as reference)" in report["reference"]
     # The report pages read the same references: the single items have a kind and no label.
-    refs = selectors.references_of_run(run=run)
-    assert refs[mixed["one-fail"].pk] == selectors.Reference(None, "single")
-    assert mixed["one-pass"].pk not in selectors.human_reference(run=run)
+    refs = run_reference.human_reference(run=run).items
+    assert refs[mixed["one-fail"].pk] == run_reference.Reference(None, "single")
+    assert mixed["one-pass"].pk not in run_reference.human_reference(run=run).labeled
     page = client.get(reverse("judges:run_detail", args=[project.slug, run.pk])).content.decode()
     assert "6 items compared with the human reference" in page
     assert "(single labels are not used as reference for this judge)" in page
@@ -141,16 +142,18 @@ def test_with_single_labels_off_the_judge_is_measured_on_gold_and_majorities_onl
 
 def test_a_finished_run_keeps_the_setting_it_was_measured_with(version, mixed):
     run = _run_all(version)
-    services.judge_target_set(judge=version.judge, target="", numbers={}, single_label_reference=False)
+    judge_versions.judge_target_set(judge=version.judge, target="", numbers={}, single_label_reference=False)
     run = JudgeRun.objects.select_related("version__judge").get(pk=run.pk)
     # Its disagreements and cards still count single labels, as its stored figures did.
-    assert selectors.single_labels_serve(run) is True
-    assert selectors.human_reference(run=run)[mixed["one-pass"].pk] == selectors.Reference("pass", "single")
+    assert run_reference.single_labels_serve(run) is True
+    assert run_reference.human_reference(run=run).labeled[mixed["one-pass"].pk] == run_reference.Reference(
+        "pass", "single"
+    )
     disagreements = selectors.disagreements_of_run(run=run)
     assert len(disagreements.rows) == sum(sum(row) for row in run.report["confusion"]) - 5  # off the diagonal
     # A report stored before the setting existed follows the judge as it is set now.
     del run.report["single_label_reference"]
-    assert selectors.single_labels_serve(run) is False
+    assert run_reference.single_labels_serve(run) is False
 
 
 def test_the_judge_form_shows_the_setting_on_by_default(client, lead, project, version):
@@ -163,7 +166,7 @@ def test_the_judge_form_shows_the_setting_on_by_default(client, lead, project, v
 
 def test_reports_judge_figures_and_exports_never_disagree_on_an_item_s_kind(version, project, mixed):
     run = _run_all(version)
-    refs = selectors.references_of_run(run=run)
+    refs = run_reference.human_reference(run=run).items
     project = Project.objects.select_related("current_rubric").get(pk=project.pk)
     export = exports.export_prepare(project=project, options=exports.ExportOptions(criteria=("acceptable",)))
     rows = {row["external_id"]: row["labels"]["acceptable"] for row in map(json.loads, export.lines())}
@@ -191,3 +194,32 @@ def test_the_dashboard_and_the_comparison_name_the_kinds_their_judge_figures_use
     assert '<span class="muted small figure-n">n=8</span>' in page  # κ on the 8 compared items
     compared = client.get(reverse("judges:compare", args=[project.slug]), {"a": a.pk, "b": b.pk}).content.decode()
     assert "Humans' reference on those items: 3 gold, 3 majority, 2 single labels." in compared
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_the_report_comparisons_disagreements_and_estimates_read_one_human_reference(version, mixed, single):
+    # Gold labels on some items, majorities on others, single labels serving or not, a split and an unlabeled item.
+    judge_versions.judge_target_set(judge=version.judge, target="", numbers={}, single_label_reference=single)
+    run = _run_all(version)
+    found = run_reference.human_reference(run=run)
+    judged = run_reference.judge_values(run=run)
+    compared = found.compared(judged.values)
+    assert found.single is single and len(compared) == (8 if single else 6)
+    report = run.report
+    assert report["n"] == len(compared) and report["single_label_reference"] is single
+    assert report["compared_kinds"] == found.kinds(compared)
+    assert report["reference_kinds"] == found.kinds(judged.items)
+    assert report["n_unlabeled"] == len(judged.items) - len(found.items) == 1
+    confusion = [[0, 0], [0, 0]]
+    for i in compared:
+        confusion[found.items[i].value == "pass"][judged.values[i] == "pass"] += 1
+    assert report["confusion"] == confusion
+    # A comparison (here of the run with itself) is over the same items, of the same kinds.
+    comparison = selectors.comparison(a=run, b=run, n_boot=10)
+    assert comparison.common == compared
+    assert comparison.common_kinds == {name: found.kinds(compared)[name] for name in reference.SHOWN[:3]}
+    # The disagreements are the compared items off the diagonal; the production estimates use the same labels.
+    disagreements = selectors.disagreements_of_run(run=run)
+    assert [i for i, _ in disagreements.rows] == [i for i in compared if judged.values[i] != found.items[i].value]
+    assert len(disagreements.rows) == confusion[0][1] + confusion[1][0]
+    assert int(production.run_rows(run=run).labeled.sum()) == len(compared)

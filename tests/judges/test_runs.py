@@ -18,11 +18,13 @@ from django.core.management import call_command
 from django.db import IntegrityError
 from django.utils import timezone
 
+from annotate import enqueue
 from annotate.celery import app
 from annotate.models import Item, Membership
 from annotate.services.items import item_build
-from judges import selectors, services, tasks
+from judges import selectors, tasks
 from judges.models import CachedCompletion, JudgeRun, RunChunk, Verdict
+from judges.services import judge_runs, judge_versions, run_chunks
 from tests.factories import ProjectFactory, label, membership
 from tests.faults.harness import database_url, start_worker
 from tests.judges.conftest import MODEL, make_item, make_version
@@ -32,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _run_here(version, **kwargs) -> JudgeRun:
     """Start a run and work its chunks in this process, as a worker would (no broker involved)."""
-    run = services.judge_run_start(version=version, **kwargs)
+    run = judge_runs.judge_run_start(version=version, **kwargs)
     for chunk in RunChunk.objects.filter(run=run).order_by("number"):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
     return run
 
@@ -108,7 +110,7 @@ def test_runs_over_chosen_items_include_unlabeled_production_samples(project, ve
     assert run.n_items == 2 and Verdict.objects.filter(run=run).count() == 2
     assert (run.report["n"], run.report["n_without_reference"]) == (1, 1)
     with pytest.raises(ValidationError, match="not in this project"):
-        services.judge_run_start(version=version, scope="items", item_ids=[labeled.pk, 10**9])
+        judge_runs.judge_run_start(version=version, scope="items", item_ids=[labeled.pk, 10**9])
 
 
 @pytest.mark.django_db
@@ -116,10 +118,10 @@ def test_the_test_split_needs_its_own_confirmation_and_every_test_run_is_numbere
     make_item(project, 1, split="test")
     make_item(project, 2, split="dev")
     with pytest.raises(ValidationError, match="held out"):
-        services.judge_run_start(version=version, scope="test")
-    first = services.judge_run_start(version=version, scope="test", confirm_test=True)
-    dev = services.judge_run_start(version=version)
-    second = services.judge_run_start(version=version, scope="test", confirm_test=True)
+        judge_runs.judge_run_start(version=version, scope="test")
+    first = judge_runs.judge_run_start(version=version, scope="test", confirm_test=True)
+    dev = judge_runs.judge_run_start(version=version)
+    second = judge_runs.judge_run_start(version=version, scope="test", confirm_test=True)
     assert (first.test_run_number, dev.test_run_number, second.test_run_number) == (1, None, 2)
     assert selectors.test_runs_count(judge=version.judge) == 2
 
@@ -128,10 +130,10 @@ def test_the_test_split_needs_its_own_confirmation_and_every_test_run_is_numbere
 def test_a_lead_can_start_only_so_many_runs_an_hour(project, version, standin, lead, settings):
     settings.JUDGE_RUNS_PER_HOUR = 2
     make_item(project, 1)
-    services.judge_run_start(version=version, actor=lead)
-    services.judge_run_start(version=version, actor=lead)
+    judge_runs.judge_run_start(version=version, actor=lead)
+    judge_runs.judge_run_start(version=version, actor=lead)
     with pytest.raises(ValidationError, match="You started 2 runs in the last hour"):
-        services.judge_run_start(version=version, actor=lead)
+        judge_runs.judge_run_start(version=version, actor=lead)
 
 
 # --- Pairwise: both orders ------------------------------------------------------------------------------------
@@ -152,7 +154,7 @@ def test_pairwise_items_are_judged_in_both_orders_and_the_verdict_follows_the_ou
     better_b = make_item(pairwise, 2, input="Q2", output_a="worse answer", output_b="BETTER answer")
     label(better_a, annotator, "acceptable", "a", shown_order="ab")
     label(better_b, annotator, "acceptable", "a", shown_order="ba")
-    version = make_version(services.judge_create(project=pairwise, criterion_key="acceptable"))
+    version = make_version(judge_versions.judge_create(project=pairwise, criterion_key="acceptable"))
     run = _run_here(version)
     rows = set(Verdict.objects.filter(run=run).values_list("item_id", "order", "answer", "value"))
     assert rows == {
@@ -174,7 +176,7 @@ def test_a_judge_that_always_picks_the_first_output_shows_as_position_bias(pairw
     for n in range(4):
         item = make_item(pairwise, n)
         label(item, annotator, "acceptable", "a", shown_order="ab")
-    version = make_version(services.judge_create(project=pairwise, criterion_key="acceptable"))
+    version = make_version(judge_versions.judge_create(project=pairwise, criterion_key="acceptable"))
     run = _run_here(version)
     report = run.report
     assert (report["n_both_orders"], report["n_inconsistent"], report["n"]) == (4, 4, 0)
@@ -216,7 +218,7 @@ def test_another_project_sending_the_exact_same_request_gets_no_cached_answer(pr
     _run_here(version)
     other = ProjectFactory(slug="other-team", kind=project.kind)
     make_item(other, 1)  # the same item text, criterion and prompt: the same request, word for word
-    theirs = make_version(services.judge_create(project=other, criterion_key="acceptable"))
+    theirs = make_version(judge_versions.judge_create(project=other, criterion_key="acceptable"))
     run = _run_here(theirs)
     totals = selectors.run_totals(run=run)
     assert (totals.calls_made, totals.cache_hits) == (1, 0) and run.estimate["n_cached"] == 0
@@ -316,7 +318,7 @@ def test_a_second_message_for_a_finished_chunk_does_nothing(project, version, st
     make_item(project, 1)
     run = _run_here(version)
     chunk = RunChunk.objects.get(run=run)
-    assert services.judge_chunk_process(chunk_id=chunk.pk) == "not claimed"
+    assert run_chunks.judge_chunk_process(chunk_id=chunk.pk) == "not claimed"
     assert standin.stats()["requests"] == 1
 
 
@@ -334,16 +336,16 @@ def test_a_chunk_whose_worker_went_quiet_is_taken_over_and_only_its_missing_verd
 ):
     settings.JUDGE_STALE_SECONDS = 60
     items = [make_item(project, n) for n in range(4)]
-    run = services.judge_run_start(version=version)
+    run = judge_runs.judge_run_start(version=version)
     chunk = RunChunk.objects.get(run=run)
     # A worker claimed the chunk, stored two verdicts and died.
-    services.judge_chunk_process(chunk_id=chunk.pk)
+    run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     Verdict.objects.filter(run=run, item__in=items[2:]).delete()
     JudgeRun.objects.filter(pk=run.pk).update(status="running", report=None)
     long_ago = timezone.now() - dt.timedelta(hours=1)
     RunChunk.objects.filter(pk=chunk.pk).update(state="running", token="dead", heartbeat_at=long_ago)
     before = standin.stats()["requests"]
-    assert services.judge_chunk_process(chunk_id=chunk.pk).startswith("done")
+    assert run_chunks.judge_chunk_process(chunk_id=chunk.pk).startswith("done")
     run.refresh_from_db()
     assert run.status == "done" and Verdict.objects.filter(run=run).count() == 4
     assert standin.stats()["requests"] - before == 0  # the two missing ones came from the cache
@@ -355,7 +357,7 @@ def test_a_chunk_that_keeps_crashing_is_handed_back_and_finally_fails_its_run(
 ):
     settings.JUDGE_CHUNK_MAX_ATTEMPTS = 2
     make_item(project, 1)
-    run = services.judge_run_start(version=version)
+    run = judge_runs.judge_run_start(version=version)
     chunk = RunChunk.objects.get(run=run)
 
     def crash(*args, **kwargs):
@@ -364,11 +366,11 @@ def test_a_chunk_that_keeps_crashing_is_handed_back_and_finally_fails_its_run(
     monkeypatch.setattr(selectors, "plan_calls", crash)
     for attempt in (1, 2):
         with pytest.raises(RuntimeError):
-            services.judge_chunk_process(chunk_id=chunk.pk)
+            run_chunks.judge_chunk_process(chunk_id=chunk.pk)
         chunk.refresh_from_db()
         # Back in the queue, marked for the reconciler's next round.
         assert (chunk.state, chunk.attempts, chunk.enqueued_at, chunk.token) == ("queued", attempt, None, "")
-    assert services.judge_chunk_process(chunk_id=chunk.pk).startswith("fatal")
+    assert run_chunks.judge_chunk_process(chunk_id=chunk.pk).startswith("fatal")
     run.refresh_from_db()
     assert (run.status, run.error) == ("failed", "Chunk 0 was started 2 times without finishing.")
     assert standin.stats()["requests"] == 0
@@ -381,22 +383,27 @@ def test_the_reconciler_sends_again_the_chunks_of_dead_workers_and_of_stalled_ru
     settings.JUDGE_CHUNK_SIZE = 1
     for n in range(3):
         make_item(project, n)
-    run = services.judge_run_start(version=version)  # in a test transaction: nothing is enqueued
+    run = judge_runs.judge_run_start(version=version)  # in a test transaction: nothing is enqueued
     sent: list[int] = []
-    monkeypatch.setattr(tasks.judge_chunk_run, "delay", sent.append)
+
+    def send(name, chunk_id):
+        assert name == tasks.judge_chunk_run.name  # the task the reconciler sends by name is registered
+        sent.append(chunk_id)
+
+    monkeypatch.setattr(enqueue, "send", send)
     dead, lost, fresh = RunChunk.objects.filter(run=run).order_by("number")
     long_ago = run.created_at.replace(year=2000)
     RunChunk.objects.filter(pk=dead.pk).update(state="running", token="t", heartbeat_at=long_ago)
     JudgeRun.objects.filter(pk=run.pk).update(status="running", progress_at=run.created_at)
     # The run is progressing: only the chunk whose worker stopped beating is sent again.
-    assert services.judge_runs_reconcile(stale_seconds=60) == 1
+    assert judge_runs.judge_runs_reconcile(stale_seconds=60) == 1
     assert sent == [dead.pk] and RunChunk.objects.get(pk=dead.pk).state == "queued"
     # The run stops progressing: its queued chunks, whose messages may have been lost, are sent again (once).
     JudgeRun.objects.filter(pk=run.pk).update(progress_at=long_ago)
     RunChunk.objects.filter(pk=lost.pk).update(enqueued_at=long_ago)
-    assert services.judge_runs_reconcile(stale_seconds=60) == 1
+    assert judge_runs.judge_runs_reconcile(stale_seconds=60) == 1
     assert sent == [dead.pk, lost.pk]
-    assert services.judge_runs_reconcile(stale_seconds=60) == 0
+    assert judge_runs.judge_runs_reconcile(stale_seconds=60) == 0
     assert fresh.pk not in sent
 
 
@@ -408,7 +415,7 @@ def test_a_run_through_the_celery_worker_finishes_with_its_report(
 ):
     standin.configure(rule="keyword")
     _binary_items_with_labels(project, annotator, other_annotator)
-    version = make_version(services.judge_create(project=project, criterion_key="acceptable"))
+    version = make_version(judge_versions.judge_create(project=project, criterion_key="acceptable"))
     out = io.StringIO()
     call_command(
         "run_judge", project.slug, str(version.pk), "--wait", "--timeout", "30", stdout=out, stderr=io.StringIO()
@@ -419,6 +426,7 @@ def test_a_run_through_the_celery_worker_finishes_with_its_report(
     assert JudgeRun.objects.get(pk=printed["run"]).report == printed["report"]
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_running_run_and_keeps_the_calls_already_paid_for(
     celery_worker, project, lead, standin, settings
 ):
@@ -426,10 +434,10 @@ def test_cancel_stops_a_running_run_and_keeps_the_calls_already_paid_for(
     standin.configure(latency_ms=200)
     for n in range(40):
         make_item(project, n)
-    version = make_version(services.judge_create(project=project, criterion_key="acceptable"))
-    run = services.judge_run_start(version=version)
+    version = make_version(judge_versions.judge_create(project=project, criterion_key="acceptable"))
+    run = judge_runs.judge_run_start(version=version)
     _wait(lambda: Verdict.objects.filter(run=run).count() >= 4)
-    assert services.judge_run_cancel(run=run)
+    assert judge_runs.judge_run_cancel(run=run)
     time.sleep(1.5)  # the worker notices within half a second; calls in flight finish
     requests = standin.stats()["requests"]
     time.sleep(0.6)
@@ -439,9 +447,10 @@ def test_cancel_stops_a_running_run_and_keeps_the_calls_already_paid_for(
     assert run.status == "cancelled" and 4 <= stored < 40
     assert stored == standin.stats()["answered"]  # every call made is stored, none more
     assert set(RunChunk.objects.filter(run=run).values_list("state", flat=True)) == {"cancelled"}
-    assert not services.judge_run_cancel(run=run)
+    assert not judge_runs.judge_run_cancel(run=run)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_is_replaced_without_lost_or_duplicate_verdicts(
     transactional_db, project, lead, standin, settings, tmp_path
 ):
@@ -450,7 +459,7 @@ def test_a_worker_killed_mid_run_is_replaced_without_lost_or_duplicate_verdicts(
     settings.JUDGE_CHUNK_SIZE = 40
     standin.configure(latency_ms=200)
     items = [make_item(project, n) for n in range(80)]
-    version = make_version(services.judge_create(project=project, criterion_key="acceptable"))
+    version = make_version(judge_versions.judge_create(project=project, criterion_key="acceptable"))
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
@@ -466,7 +475,7 @@ def test_a_worker_killed_mid_run_is_replaced_without_lost_or_duplicate_verdicts(
     worker = start_worker(env, log, f"judges-kill-1-{os.getpid()}")
     try:
         _wait(lambda: log.read_text().count("ready.") == 1, timeout=60, every=0.2)
-        run = services.judge_run_start(version=version)
+        run = judge_runs.judge_run_start(version=version)
         _wait(lambda: Verdict.objects.filter(run=run).count() >= 20)
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
@@ -476,7 +485,7 @@ def test_a_worker_killed_mid_run_is_replaced_without_lost_or_duplicate_verdicts(
 
         def finished() -> bool:
             # What beat would do every JUDGE_RECONCILE_SECONDS, here every half second.
-            services.judge_runs_reconcile(stale_seconds=3)
+            judge_runs.judge_runs_reconcile(stale_seconds=3)
             return JudgeRun.objects.get(pk=run.pk).status == "done"
 
         _wait(finished, timeout=60, every=0.5)

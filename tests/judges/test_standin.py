@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from judges import prompts, services
+from judges import prompts
 from judges.models import JudgeRun, RunChunk, Verdict
+from judges.services import judge_runs, judge_versions, run_chunks
 from judges.standin import Config, verdict_for
 from tests.factories import ProjectFactory
 from tests.judges.conftest import make_item, make_version
@@ -80,9 +81,9 @@ def test_a_pairwise_verdict_follows_the_items_outputs_not_an_examples(output_a, 
 
 def _run_here(version) -> dict[tuple[int, str], str]:
     """Run on dev in this process through the real client over HTTP to the stand-in; the verdicts by (item, order)."""
-    run = services.judge_run_start(version=version)
+    run = judge_runs.judge_run_start(version=version)
     for chunk in RunChunk.objects.filter(run=run).order_by("number"):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
     assert run.status == JudgeRun.Status.DONE, (run.status, run.error)
     verdicts = Verdict.objects.filter(run=run)
@@ -103,7 +104,8 @@ def test_few_shot_examples_leave_the_standins_verdicts_varying_with_the_items(pr
         make_version(
             judge,
             examples=[
-                services.ExampleData(e.external_id, v, "") for e, v in zip(examples, ["pass", "fail"], strict=True)
+                judge_versions.ExampleData(e.external_id, v, "")
+                for e, v in zip(examples, ["pass", "fail"], strict=True)
             ],
         )
     )
@@ -117,8 +119,8 @@ def test_few_shot_examples_leave_the_standins_pairwise_verdicts_varying_with_the
     example = make_item(project, 100, split="train", input="Example?", output_a="First.", output_b="Second.")
     for n in range(12):
         make_item(project, n, input=f"Q{n}?", output_a=f"Left answer {n}.", output_b=f"Right answer {n}.")
-    judge = services.judge_create(project=project, criterion_key="acceptable")
+    judge = judge_versions.judge_create(project=project, criterion_key="acceptable")
     plain = _run_here(make_version(judge))
-    few_shot = _run_here(make_version(judge, examples=[services.ExampleData(example.external_id, "a", "")]))
+    few_shot = _run_here(make_version(judge, examples=[judge_versions.ExampleData(example.external_id, "a", "")]))
     assert {"a", "b"} <= set(few_shot.values())
     assert few_shot == plain

@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from judges import llm, selectors, services
+from judges import llm, selectors
 from judges.models import JudgeRun, RunChunk
+from judges.services import judge_runs, run_chunks
 from tests.judges.conftest import make_item, make_version
 
 pytestmark = pytest.mark.django_db
@@ -18,9 +19,9 @@ PRICED_MODEL = "gpt-4o-2024-08-06"  # in the default JUDGE_PRICES
 
 
 def _run_here(version) -> JudgeRun:
-    run = services.judge_run_start(version=version, scope="dev")
+    run = judge_runs.judge_run_start(version=version, scope="dev")
     for chunk in RunChunk.objects.filter(run=run).order_by("number"):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
     return run
 

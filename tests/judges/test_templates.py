@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from judges import forms, prompts, selectors, services
+from judges import forms, prompts, selectors
 from judges.models import FewShotExample, JudgeVersion, Verdict
+from judges.services import judge_versions
 from tests.factories import ProjectFactory
 from tests.judges.conftest import MODEL, make_item, make_version
 
@@ -128,7 +129,7 @@ def test_few_shot_examples_from_dev_or_test_are_refused_by_the_service_and_the_f
     make_item(project, 1, split="dev")
     make_item(project, 2, split="test")
     make_item(project, 3, split="train")
-    examples = [services.ExampleData("item-1", "pass"), services.ExampleData("item-2", "fail")]
+    examples = [judge_versions.ExampleData("item-1", "pass"), judge_versions.ExampleData("item-2", "fail")]
     with pytest.raises(ValidationError) as refused:
         make_version(judge, examples=examples)
     assert [m for m in refused.value.messages if "split" in m] == [
@@ -160,7 +161,7 @@ def test_few_shot_examples_from_dev_or_test_are_refused_by_the_service_and_the_f
 def test_few_shot_examples_from_train_are_shown_where_the_examples_placeholder_is(project, judge, standin):
     example = make_item(project, 1, split="train", input="What is 2+2?", output="5")
     item = make_item(project, 2, split="dev")
-    version = make_version(judge, examples=[services.ExampleData("item-1", "FAIL", "Arithmetic error.")])
+    version = make_version(judge, examples=[judge_versions.ExampleData("item-1", "FAIL", "Arithmetic error.")])
     assert list(version.examples.values_list("item__external_id", "verdict", "reasoning")) == [
         ("item-1", "fail", "Arithmetic error.")
     ]
@@ -176,7 +177,9 @@ def test_few_shot_examples_from_train_are_shown_where_the_examples_placeholder_i
 def test_examples_without_an_examples_placeholder_are_refused(project, judge, standin):
     make_item(project, 1, split="train")
     with pytest.raises(ValidationError, match=r"no \{\{ examples \}\} placeholder"):
-        make_version(judge, user_template="{{ input }} {{ output }}", examples=[services.ExampleData("item-1", "pass")])
+        make_version(
+            judge, user_template="{{ input }} {{ output }}", examples=[judge_versions.ExampleData("item-1", "pass")]
+        )
 
 
 @pytest.mark.django_db
@@ -211,6 +214,6 @@ def test_prompt_tokens_are_estimated_from_the_rendered_length():
 @pytest.mark.django_db
 def test_a_judge_can_only_be_made_for_a_criterion_of_the_current_rubric_and_only_once(project, judge):
     with pytest.raises(ValidationError, match="already has a judge"):
-        services.judge_create(project=project, criterion_key="acceptable")
+        judge_versions.judge_create(project=project, criterion_key="acceptable")
     with pytest.raises(ValidationError, match="no criterion 'tone'"):
-        services.judge_create(project=project, criterion_key="tone")
+        judge_versions.judge_create(project=project, criterion_key="tone")

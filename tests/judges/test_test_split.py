@@ -13,8 +13,9 @@ from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
 from annotate import tokens
-from judges import selectors, services
+from judges import selectors
 from judges.models import JudgeRun, RunChunk
+from judges.services import judge_runs, run_chunks
 from tests.factories import label, migrate_to_latest
 from tests.judges.conftest import make_item, make_version
 
@@ -38,7 +39,7 @@ def split_items(project, annotator, other_annotator, standin):
 
 def _work(run: JudgeRun) -> JudgeRun:
     for chunk in RunChunk.objects.filter(run=run):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
     return run
 
@@ -106,7 +107,7 @@ def _disagreement_parts(page: str) -> tuple[str, str]:
 def test_a_test_run_page_shows_figures_and_verdict_folds_its_disagreements_and_offers_no_new_version(
     client, lead, project, version, split_items
 ):
-    run = _work(services.judge_run_start(version=version, scope="test", confirm_test=True))
+    run = _work(judge_runs.judge_run_start(version=version, scope="test", confirm_test=True))
     client.force_login(lead)
     page = client.get(reverse("judges:run_detail", args=[project.slug, run.pk])).content.decode()
     assert "Judge vs humans" in page and 'class="chart chart-bars"' in page  # figures still shown
@@ -126,8 +127,8 @@ def test_a_test_run_page_shows_figures_and_verdict_folds_its_disagreements_and_o
 def test_a_confirmed_all_items_run_lists_dev_disagreements_openly_and_folds_the_test_ones(
     client, lead, project, version, split_items
 ):
-    run = _work(services.judge_run_start(version=version, scope="all", confirm_test=True))
-    dev_run = _work(services.judge_run_start(version=version, scope="dev"))
+    run = _work(judge_runs.judge_run_start(version=version, scope="all", confirm_test=True))
+    dev_run = _work(judge_runs.judge_run_start(version=version, scope="dev"))
     client.force_login(lead)
     page = client.get(reverse("judges:run_detail", args=[project.slug, run.pk])).content.decode()
     shown, folded = _disagreement_parts(page)
@@ -145,6 +146,7 @@ def test_the_database_refuses_a_run_with_test_items_and_no_look_number(project, 
         )
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_counts_earlier_runs_with_test_items_as_looks_in_the_order_they_were_made(
     project, version, split_items
@@ -155,10 +157,10 @@ def test_the_migration_counts_earlier_runs_with_test_items_as_looks_in_the_order
         executor.migrate([target])
 
     dev, test = split_items[0], split_items[2]
-    first = services.judge_run_start(version=version, scope="test", confirm_test=True)
-    everything = services.judge_run_start(version=version, scope="all", confirm_test=True)
-    chosen = services.judge_run_start(version=version, scope="items", item_ids=[dev.pk, test.pk], confirm_test=True)
-    dev_run = services.judge_run_start(version=version, scope="dev")
+    first = judge_runs.judge_run_start(version=version, scope="test", confirm_test=True)
+    everything = judge_runs.judge_run_start(version=version, scope="all", confirm_test=True)
+    chosen = judge_runs.judge_run_start(version=version, scope="items", item_ids=[dev.pk, test.pk], confirm_test=True)
+    dev_run = judge_runs.judge_run_start(version=version, scope="dev")
     # As runs started before test items counted as looks: only the test-split run carried a number.
     JudgeRun.objects.filter(pk__in=[everything.pk, chosen.pk]).update(n_test_items=0, test_run_number=None)
     migrate(("judges", "0003_refkinds_single_label_reference"))
@@ -199,8 +201,8 @@ def test_a_comparison_with_test_items_keeps_their_figures_folds_their_flips_and_
         change_note="Everything fails",
         user_template="<input>{{ input }}</input><output>{{ output }} WRONG</output>",
     )
-    a = _work(services.judge_run_start(version=version, scope="all", confirm_test=True))
-    b = _work(services.judge_run_start(version=child, scope="all", confirm_test=True))
+    a = _work(judge_runs.judge_run_start(version=version, scope="all", confirm_test=True))
+    b = _work(judge_runs.judge_run_start(version=child, scope="all", confirm_test=True))
     client.force_login(lead)
     url = reverse("judges:compare", args=[project.slug]) + f"?a={a.pk}&b={b.pk}"
     page = client.get(url + "&flip=broken").content.decode()
@@ -214,8 +216,8 @@ def test_a_comparison_with_test_items_keeps_their_figures_folds_their_flips_and_
     fragment = client.get(url + "&flip=broken&part=flips", headers={"HX-Request": "true"}).content.decode()
     assert "<summary>Show test items" in fragment and fragment.index("<details") < fragment.index("<code>item-2</code>")
     # Compared on dev only, nothing is folded and the next version is offered.
-    dev_a = _work(services.judge_run_start(version=version, scope="dev"))
-    dev_b = _work(services.judge_run_start(version=child, scope="dev"))
+    dev_a = _work(judge_runs.judge_run_start(version=version, scope="dev"))
+    dev_b = _work(judge_runs.judge_run_start(version=child, scope="dev"))
     dev_url = reverse("judges:compare", args=[project.slug]) + f"?a={dev_a.pk}&b={dev_b.pk}&flip=broken"
     dev_page = client.get(dev_url).content.decode()
     assert "<code>item-0</code>" in dev_page and "Show test items" not in dev_page

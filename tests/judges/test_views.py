@@ -7,8 +7,8 @@ import re
 import pytest
 from django.urls import reverse
 
-from judges import services
 from judges.models import Judge, JudgeRun, JudgeVersion, RunChunk
+from judges.services import judge_runs, judge_versions, run_chunks
 from tests.judges.conftest import MODEL, make_item
 
 pytestmark = pytest.mark.django_db
@@ -22,9 +22,9 @@ RESTORE = {**HX, "HX-History-Restore-Request": "true"}
 def done_run(project, version, standin) -> JudgeRun:
     for n in range(3):
         make_item(project, n)
-    run = services.judge_run_start(version=version)
+    run = judge_runs.judge_run_start(version=version)
     for chunk in RunChunk.objects.filter(run=run):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
     return run
 
@@ -290,8 +290,8 @@ def test_the_run_fragment_stays_within_its_query_budget(
 def test_invalid_answers_are_listed_with_their_raw_text(client, lead, project, version, standin):
     standin.configure(rate_garbage=1.0)
     make_item(project, 1)
-    run = services.judge_run_start(version=version)
-    services.judge_chunk_process(chunk_id=RunChunk.objects.get(run=run).pk)
+    run = judge_runs.judge_run_start(version=version)
+    run_chunks.judge_chunk_process(chunk_id=RunChunk.objects.get(run=run).pk)
     client.force_login(lead)
     page = client.get(reverse("judges:run_detail", args=[project.slug, run.pk]) + "?show=invalid").content.decode()
     assert "Invalid answers</dt><dd>1" in page and "I looked at this carefully" in page
@@ -299,7 +299,7 @@ def test_invalid_answers_are_listed_with_their_raw_text(client, lead, project, v
 
 def test_cancel_stops_the_run_and_answers_htmx_with_the_progress_fragment(client, lead, project, version):
     make_item(project, 1)
-    run = services.judge_run_start(version=version)
+    run = judge_runs.judge_run_start(version=version)
     client.force_login(lead)
     url = reverse("judges:run_cancel", args=[project.slug, run.pk])
     fragment = client.post(url, headers=HX).content.decode()
@@ -324,9 +324,9 @@ def test_no_page_carries_inline_script_or_style(client, lead, project, version, 
 
 
 def _run_now(version, scope: str = "dev") -> JudgeRun:
-    run = services.judge_run_start(version=version, scope=scope, confirm_test=scope == "test")
+    run = judge_runs.judge_run_start(version=version, scope=scope, confirm_test=scope == "test")
     for chunk in RunChunk.objects.filter(run=run):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     run.refresh_from_db()
     return run
 
@@ -419,7 +419,7 @@ def test_the_human_kappa_target_reads_the_stored_agreement_report(client, lead, 
     from annotate import reports
 
     run = _run_now(version)
-    services.judge_target_set(judge=version.judge, target="kappa_human", numbers={})
+    judge_versions.judge_target_set(judge=version.judge, target="kappa_human", numbers={})
     client.force_login(lead)
     url = reverse("judges:run_detail", args=[project.slug, run.pk])
     assert "No human–human κ is stored for this criterion yet." in client.get(url).content.decode()
@@ -482,7 +482,7 @@ def test_a_child_version_saved_and_run_on_dev_lands_on_the_comparison(client, le
     waiting = client.get(compare_url).content.decode()
     assert 'hx-trigger="every 1s"' in waiting and "The comparison appears here when it is done" in waiting
     for chunk in RunChunk.objects.filter(run=run):
-        services.judge_chunk_process(chunk_id=chunk.pk)
+        run_chunks.judge_chunk_process(chunk_id=chunk.pk)
     refresh = client.get(compare_url + "&poll=1", headers=HX)
     assert refresh["HX-Refresh"] == "true"
     page = client.get(compare_url).content.decode()
@@ -500,7 +500,7 @@ def test_a_child_version_saved_and_run_on_dev_lands_on_the_comparison(client, le
 
 def test_compare_refuses_runs_of_different_judges_and_missing_runs(client, lead, project, version, labeled):
     run = _run_now(version)
-    other = services.judge_create(project=project, criterion_key="factually_correct")
+    other = judge_versions.judge_create(project=project, criterion_key="factually_correct")
     from tests.judges.conftest import make_version
 
     other_run = _run_now(make_version(other))
@@ -522,7 +522,9 @@ def test_the_judge_page_picks_the_cheapest_model_that_meets_the_target(
     _run_now(version)
     small = make_version(version.judge, model="standin-small-2025-01-01", change_note="Smaller model", parent=version)
     _run_now(small)
-    services.judge_target_set(judge=version.judge, target="tpr_tnr", numbers={"target_tpr": 0.4, "target_tnr": 0.6})
+    judge_versions.judge_target_set(
+        judge=version.judge, target="tpr_tnr", numbers={"target_tpr": 0.4, "target_tnr": 0.6}
+    )
     client.force_login(lead)
     page = client.get(reverse("judges:judge_detail", args=[project.slug, version.judge_id])).content.decode()
     assert "Model choice: the same prompt on several models" in page and 'class="chart chart-scatter"' in page
@@ -571,7 +573,7 @@ def test_pairwise_disagreements_include_answers_that_change_with_the_order(clien
     standin.configure(rule="first")  # always the output shown first: inconsistent on every item
     item = make_item(pairwise, 1, input="Q1", output_a="One answer", output_b="Another answer")
     label(item, lead, "acceptable", "a", shown_order="ab")
-    version = make_version(services.judge_create(project=pairwise, criterion_key="acceptable"))
+    version = make_version(judge_versions.judge_create(project=pairwise, criterion_key="acceptable"))
     run = _run_now(version)
     client.force_login(lead)
     url = reverse("judges:run_detail", args=[pairwise.slug, run.pk])

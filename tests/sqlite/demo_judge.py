@@ -16,16 +16,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotate.settings")
 django.setup()
 
 from annotate.models import Item, Project  # noqa: E402
-from judges import prompts, services  # noqa: E402
+from judges import prompts  # noqa: E402
 from judges.models import JudgeRun, Verdict  # noqa: E402
+from judges.services import judge_runs, judge_versions  # noqa: E402
 
 TIMEOUT_SECONDS = 120
 
 
 def main() -> None:
     project = Project.objects.get(slug="tulu-acceptability")
-    judge = services.judge_create(project=project, criterion_key=project.current_rubric.criteria.first().key)
-    version = services.judge_version_create(
+    judge = judge_versions.judge_create(project=project, criterion_key=project.current_rubric.criteria.first().key)
+    version = judge_versions.judge_version_create(
         judge=judge,
         system_template=prompts.DEFAULT_SYSTEM[project.kind],
         user_template=prompts.DEFAULT_USER[project.kind],
@@ -33,7 +34,7 @@ def main() -> None:
         model="standin-judge-2025-01-01",
     )
     items = list(Item.objects.filter(project=project, split="dev").order_by("pk").values_list("pk", flat=True)[:10])
-    run = services.judge_run_start(version=version, scope=JudgeRun.Scope.ITEMS, item_ids=items)
+    run = judge_runs.judge_run_start(version=version, scope=JudgeRun.Scope.ITEMS, item_ids=items)
     deadline = time.monotonic() + TIMEOUT_SECONDS
     while run.status in JudgeRun.ACTIVE and time.monotonic() < deadline:
         time.sleep(0.5)

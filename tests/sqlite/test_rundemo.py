@@ -203,6 +203,7 @@ def _signed_in(opener: urllib.request.OpenerDirector, demo: Demo) -> bool:
         return "/login/" not in answer.geturl()
 
 
+@pytest.mark.slow
 def test_two_demos_run_side_by_side_and_a_third_on_a_taken_port_or_folder_is_refused_at_once(tmp_path, demos):
     standin_port = _free_port()  # as JUDGE_STANDIN_PORT's default would be: the same for both demos
     first = demos("first", port=_free_port(), standin_port=standin_port)
@@ -276,6 +277,7 @@ def test_two_demos_run_side_by_side_and_a_third_on_a_taken_port_or_folder_is_ref
         assert not demo.survivors()
 
 
+@pytest.mark.slow
 def test_ctrl_c_again_during_cleanup_stops_everything_at_once_without_a_traceback(tmp_path, demos):
     demo = demos("demo", port=_free_port(), standin_port=_free_port())
     demo.wait_ready()

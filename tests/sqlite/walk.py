@@ -21,8 +21,9 @@ from django.urls import reverse  # noqa: E402
 from annotate import tasks, throughput  # noqa: E402
 from annotate.demo import demo_load  # noqa: E402
 from annotate.models import Membership, Project  # noqa: E402
-from judges import prompts, services  # noqa: E402
+from judges import prompts  # noqa: E402
 from judges.models import JudgeRun, RunChunk  # noqa: E402
+from judges.services import judge_runs, judge_versions, run_chunks  # noqa: E402
 from judges.standin import Config, serve  # noqa: E402
 
 
@@ -39,10 +40,10 @@ def main() -> None:
     for project in Project.objects.order_by("slug"):
         lead = Membership.objects.filter(project=project, role="lead").select_related("user").first()
         assert lead is not None
-        judge = services.judge_create(project=project, criterion_key=project.current_rubric.criteria.first().key)
+        judge = judge_versions.judge_create(project=project, criterion_key=project.current_rubric.criteria.first().key)
         versions = []
         for note in ("", "second"):
-            version = services.judge_version_create(
+            version = judge_versions.judge_version_create(
                 judge=judge,
                 system_template=prompts.DEFAULT_SYSTEM[project.kind] + (" Be strict." if note else ""),
                 user_template=prompts.DEFAULT_USER[project.kind],
@@ -51,9 +52,9 @@ def main() -> None:
                 change_note=note,
                 parent=versions[-1] if versions else None,
             )
-            run = services.judge_run_start(version=version)
+            run = judge_runs.judge_run_start(version=version)
             for chunk in RunChunk.objects.filter(run=run):
-                services.judge_chunk_process(chunk_id=chunk.pk)
+                run_chunks.judge_chunk_process(chunk_id=chunk.pk)
             run.refresh_from_db()
             assert run.status == JudgeRun.Status.DONE, (run.status, run.error)
             versions.append(version)

@@ -8,8 +8,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotate.models import Project
-from judges import selectors, services
+from judges import selectors
 from judges.models import JudgeRun, JudgeVersion
+from judges.services import judge_runs
 
 
 class Command(BaseCommand):
@@ -39,7 +40,7 @@ class Command(BaseCommand):
         if version is None:
             raise CommandError(f"Project {project.slug!r} has no judge version {options['version_id']}.")
         try:
-            run = services.judge_run_start(
+            run = judge_runs.judge_run_start(
                 version=version,
                 scope=options["split"],
                 confirm_test=options["split"] == "test" or options["include_test"],

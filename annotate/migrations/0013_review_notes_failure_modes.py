@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotate", "0011_imports_item_project_index"),
+        ("annotate", "0012_hygiene_membership_user_only_lead"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
