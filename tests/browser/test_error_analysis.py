@@ -18,7 +18,7 @@ from annotate import samples, selectors
 from annotate.demo import demo_load
 from annotate.models import FailureMode, Item, Label, Membership, ProductionRecord, Project, ReviewNote
 from judges.models import JudgeRun
-from tests.browser.conftest import SCREENSHOTS, console_errors, wait_until
+from tests.browser.conftest import SCREENSHOTS, console_errors
 from tests.browser.test_login_and_project import csp_problems, log_in_by_keyboard
 from tests.factories import membership
 from tests.judges.conftest import MODEL, standin, standin_server  # noqa: F401 - fixtures, used by name below
@@ -197,10 +197,11 @@ def test_a_lead_walks_the_error_analysis_loop_on_the_tulu_demo(
     page.get_by_role("button", name="Save version").click()
     expect(page.get_by_role("heading", name=re.compile("version 1"))).to_be_visible()
     page.get_by_role("button", name="Start run").click()
-    wait_until(page, lambda: JudgeRun.objects.filter(project=project, status="done").exists(), timeout=60)
+    # The run page polls, then shows the report when the worker is done.
+    expect(page.get_by_role("heading", name="Judge vs humans")).to_be_visible(timeout=60_000)
     run = JudgeRun.objects.get(project=project)
-    assert run.version.judge.criterion_key == "no_invented_citations"
-    page.reload()
+    assert run.status == "done" and run.version.judge.criterion_key == "no_invented_citations"
+    assert run.version.examples.filter(verdict="fail").exists()  # the few-shot candidates were kept
     screenshot(page, "review-judge-run")
     assert not console_errors(page), console_errors(page)
     assert not csp_problems(page)
