@@ -18,7 +18,7 @@ It answers `POST /v1/chat/completions` with a judge's JSON verdict, deterministi
   decided per messages, so a garbage answer stays garbage). --script 429,500 instead fails the first attempts of
   every message in that order (also: 401, garbage).
 - With `response_format` in the request the answer is bare JSON; without it, --style json|fenced|prose.
-- A message with a <notes> block ("[n] note" per line: judges/suggest.py) gets a failure-mode grouping of its notes
+- A message "Group these N notes." with a <notes> block ("[n] note" per line: judges/suggest.py) gets a failure-mode grouping of its notes
   instead of a verdict (`grouping_for`), by the words the notes share.
 - Usage counts tokens as one per four characters.
 - `reply` (tests only, through `/_control` or the config) makes every answer a fixed text, where {system} and {user}
@@ -238,7 +238,9 @@ def grouping_for(text: str) -> dict[str, Any] | None:
     """A failure-mode grouping of the numbered notes in the message's <notes> block ("[n] text" per line), or None
     when there is none. Deterministic: each note joins the group of its word (4+ letters, not a stop word) that the
     most notes share, ties going to the alphabetically first; notes without such a word go to "Other"."""
-    block = _between(text, "notes")
+    # Only judges.suggest's request ("Group these N notes." then the block): an item that quotes a <notes> block in
+    # a judge's prompt still gets a verdict.
+    block = _between(text, "notes") if text.startswith("Group these ") else None
     if block is None:
         return None
     notes: dict[int, set[str]] = {}

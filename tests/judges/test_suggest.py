@@ -169,3 +169,17 @@ def test_the_page_asks_through_a_worker_and_the_lead_applies(
         notes[2].pk,
         notes[3].pk,
     }
+
+
+def test_the_stand_in_groups_only_a_grouping_request():
+    from judges.standin import grouping_for
+
+    block = "<notes>\n[1] Invents a citation\n[2] Another citation\n[3] Bad arithmetic\n</notes>"
+    assert grouping_for(f"<input>\nQuote: {block}\n</input>") is None  # a judge's item that quotes such a block
+    groups = grouping_for(f"Group these 3 notes.\n{block}")
+    assert groups == {
+        "groups": [
+            {"name": "Citation", "definition": "Notes that mention “citation”.", "notes": [1, 2]},
+            {"name": "Arithmetic", "definition": "Notes that mention “arithmetic”.", "notes": [3]},
+        ]
+    }
