@@ -18,8 +18,8 @@ It answers `POST /v1/chat/completions` with a judge's JSON verdict, deterministi
   decided per messages, so a garbage answer stays garbage). --script 429,500 instead fails the first attempts of
   every message in that order (also: 401, garbage).
 - With `response_format` in the request the answer is bare JSON; without it, --style json|fenced|prose.
-- A message "Group these N notes." with a <notes> block ("[n] note" per line: judges/suggest.py) gets a failure-mode grouping of its notes
-  instead of a verdict (`grouping_for`), by the words the notes share.
+- A message "Group these N notes." with a <notes> block ("[n] note" per line: judges/suggest.py) gets a
+  failure-mode grouping of its notes instead of a verdict (`grouping_for`), by the words the notes share.
 - Usage counts tokens as one per four characters.
 - `reply` (tests only, through `/_control` or the config) makes every answer a fixed text, where {system} and {user}
   become the messages received: a model talked into echoing its prompt or answering out of format.
