@@ -17,7 +17,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) HTTPS=
 # throughput) run a second time on the embedded default of `make run`: SQLite and the file-system cache and Celery
 # broker, under a throwaway VAR_DIR. Tests marked `postgres` need what only PostgreSQL has and are left out there.
 SQLITE_TESTS := $(addprefix tests/annotate/,test_queue.py test_label_views.py test_imports.py test_exports.py \
-	test_export_process.py test_reports.py test_api.py test_samples.py test_drift.py test_dashboard.py test_tasks.py \
+	test_reports.py test_api.py test_samples.py test_drift.py test_dashboard.py test_tasks.py \
 	test_reference_kinds.py test_people.py test_blind.py test_skips.py test_export_loaders.py test_export_options.py \
 	test_history.py test_adjudication.py test_rubric_carry.py) tests/judges/test_production.py tests/judges/test_monitor.py \
 	tests/judges/test_monitor_settings_api.py

@@ -33,7 +33,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
 from annotate import (
-    export_process,
     exports,
     guards,
     middleware,
@@ -738,14 +737,12 @@ def project_export(request: HttpRequest, slug: str, query: Query[ExportQuery]) -
             raise ApiError(400, str(exc)) from None
         return JsonResponse(export.manifest)
     try:
-        prepared, stream = export_process.stream(project=project, options=options)
+        export, stream = exports.export_stream(project=project, options=options)
     except exports.ExportRefused as exc:
         raise ApiError(400, str(exc)) from None
-    except export_process.ExportFailed as exc:
-        raise ApiError(503, str(exc)) from None
-    response = StreamingHttpResponse(stream, content_type=exports.CONTENT_TYPES[prepared.manifest["format"]])
-    response["Content-Disposition"] = f'attachment; filename="{prepared.filename}"'
-    response[exports.MANIFEST_HEADER] = exports.manifest_header(prepared.manifest)
+    response = StreamingHttpResponse(stream, content_type=exports.CONTENT_TYPES[export.manifest["format"]])
+    response["Content-Disposition"] = f'attachment; filename="{exports.filename(export)}"'
+    response[exports.MANIFEST_HEADER] = exports.manifest_header(export.manifest)
     response["X-Content-Type-Options"] = "nosniff"
     return response
 

@@ -10,7 +10,6 @@ from django.views.decorators.http import require_GET
 
 from annotate import (
     export_formats,
-    export_process,
     exports,
     selectors,
 )
@@ -69,17 +68,15 @@ def export_download(request: HttpRequest, slug: str) -> HttpResponseBase:
             return _export_page(request, project, form, status=400, error=str(exc))
         return JsonResponse(export.manifest, json_dumps_params={"indent": 2})
     try:
-        prepared, stream = export_process.stream(project=project, options=options)
+        export, stream = exports.export_stream(project=project, options=options)
     except exports.ExportRefused as exc:
         return _export_page(request, project, form, status=400, error=str(exc))
-    except export_process.ExportFailed as exc:
-        return _export_page(request, project, form, status=503, error=str(exc))
-    if not prepared.manifest["counts"]["rows"]:
-        for _chunk in stream:  # at most a CSV header: reading it to the end ends the snapshot or the child
+    if not export.manifest["counts"]["rows"]:
+        for _chunk in stream:  # at most a CSV header: reading it to the end ends the snapshot
             pass
-        return _export_page(request, project, form, empty=exports.empty_reason(prepared.manifest))
+        return _export_page(request, project, form, empty=exports.empty_reason(export.manifest))
     response = StreamingHttpResponse(stream, content_type=exports.CONTENT_TYPES[options.fmt])
-    response["Content-Disposition"] = f'attachment; filename="{prepared.filename}"'
-    response[exports.MANIFEST_HEADER] = exports.manifest_header(prepared.manifest)
+    response["Content-Disposition"] = f'attachment; filename="{exports.filename(export)}"'
+    response[exports.MANIFEST_HEADER] = exports.manifest_header(export.manifest)
     response["X-Content-Type-Options"] = "nosniff"
     return response

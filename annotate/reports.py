@@ -236,7 +236,8 @@ def gold_codes(criterion: Criterion, item_ids: npt.NDArray[np.int64], codes: dic
     """Gold label codes aligned with `item_ids` (-1 where a lead has set none)."""
     gold = np.full(item_ids.size, -1, dtype=np.int64)
     rows = GoldLabel.objects.filter(criterion=criterion).values_list("item_id", "value")
-    if rows:
+    # No labeled item (a version nobody has labeled yet, while leads have set gold labels): nothing to align.
+    if rows and item_ids.size:
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         vals = np.array([codes[r[1]] for r in rows], dtype=np.int64)
         pos = np.searchsorted(item_ids, ids)

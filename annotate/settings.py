@@ -225,15 +225,6 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# The worker's background work (judge runs, imports, reports, exports) yields the CPU to the web processes that
-# answer annotators: `celery worker` lowers its own priority by this many nice steps at start, and its pool processes
-# inherit it (annotate/celery.py). 0 keeps the priority it was started with. See docs/load.md.
-WORKER_NICE = env_int("WORKER_NICE", 10, minimum=0)
-# Downloads of exports are built in a child process of the web process, at this lower CPU priority, and relayed
-# (annotate/export_process.py), so that a large export neither holds a web process's GIL nor takes the CPU from the
-# annotators' requests. EXPORT_IN_CHILD=false builds them in the web process.
-EXPORT_IN_CHILD = env_bool("EXPORT_IN_CHILD", True)
-EXPORT_NICE = env_int("EXPORT_NICE", 10, minimum=0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {

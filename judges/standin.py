@@ -475,11 +475,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m judges.standin", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument(
-        "--any-port-if-taken",
-        action="store_true",
-        help="when --port is in use, listen on a free port instead (the first line of output names it)",
-    )
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--rate-429", type=float, default=0.0)
     parser.add_argument("--rate-500", type=float, default=0.0)
@@ -516,11 +511,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as error:
         if error.errno != errno.EADDRINUSE:
             raise
-        if not args.any_port_if_taken:
-            parser.exit(1, f"stand-in: port {args.port} on {args.host} is in use; choose another with --port.\n")
-        # A second demo on this machine: any free port, which the first line below announces to whoever started us.
-        server = StandinServer((args.host, 0), config)
-    # The first line of output names the port: `make run` reads it (with --any-port-if-taken the port may differ).
+        parser.exit(1, f"stand-in: port {args.port} on {args.host} is in use; choose another with --port.\n")
     print(f"stand-in model server on http://{args.host}:{server.port}/v1 (rule {args.rule})", flush=True)
     try:
         server.serve_forever()

@@ -178,7 +178,7 @@ def test_annotators_and_outsiders_get_404(client, tulu):
         url = reverse("adjudicate_queue", args=[project.slug])
         assert client.get(url).status_code == 404
         assert client.post(url, {"item": item, "c-overall": "a"}).status_code == 404
-    assert not GoldLabel.objects.exists()
+    assert not GoldLabel.objects.filter(item__project=project).exists()
 
 
 def test_without_a_report_the_page_says_so():

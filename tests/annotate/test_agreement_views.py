@@ -126,7 +126,7 @@ def test_annotators_and_outsiders_get_404_on_agreement_and_adjudication(demo, cl
             client.post(reverse("adjudicate", args=[project.slug, "overall"]), {"item": 1, "value": "a"}).status_code
             == 404
         )
-    assert not GoldLabel.objects.exists()
+    assert not GoldLabel.objects.filter(item__project=project).exists()
 
 
 def test_gold_set_refuses_items_of_other_projects(demo):

@@ -486,6 +486,21 @@ def test_without_the_snapshot_the_same_reads_would_tear(project, annotator, othe
     assert export.manifest["counts"]["rows"] == 2 and export.manifest["counts"]["individual_labels"] == 2
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_download_abandoned_midway_ends_its_snapshot(project, annotator):
+    """A streaming response closes its stream when the client goes away: the snapshot's transaction ends with it."""
+    from django.db import connection
+
+    for i in range(2000):  # more than one chunk of output
+        _item(project, f"item-{i:05d}", output="Out " * 40)
+    project = Project.objects.select_related("current_rubric").get(pk=project.pk)
+    _export, stream = exports.export_stream(project=project, options=exports.ExportOptions())
+    next(stream)
+    assert connection.in_atomic_block
+    stream.close()
+    assert not connection.in_atomic_block
+
+
 @pytest.mark.parametrize(
     "options",
     [

@@ -10,7 +10,7 @@ import pytest
 
 from annotate.demo import demo_load
 from annotate.models import Label, Project
-from annotate.reports import labels_load, report_build
+from annotate.reports import gold_codes, labels_load, report_build
 from annotate.stats import agreement
 
 pytestmark = pytest.mark.django_db
@@ -111,3 +111,17 @@ def test_fleiss_kappa_stays_the_headline_when_every_item_has_the_same_number_of_
     human = report_build(project=pairwise, n_boot=0)["criteria"]["overall"]["human"]
     assert human["ratings_per_item"] == {"2": 50}
     assert human["headline"] == "fleiss_kappa" and human["fleiss_kappa"]["n"] == 50
+
+
+def test_gold_labels_on_a_version_nobody_has_labeled_align_with_no_item(project, lead):
+    """The beat refresh of such a project's report crashed with an IndexError (found by `make run`'s LLMBar demo)."""
+    from annotate import selectors
+    from annotate.models import GoldLabel
+    from tests.factories import item_build
+
+    criterion = selectors.criteria_current(project=project).get(key="acceptable")
+    item = item_build(project=project, fields={"input": "Question?", "output": "Answer."}, external_id="gold-only")
+    item.save()
+    GoldLabel.objects.create(item=item, criterion=criterion, value="pass", set_by=lead)
+    assert gold_codes(criterion, np.array([], dtype=np.int64), {"pass": 1, "fail": 0}).size == 0
+    assert gold_codes(criterion, np.array([item.pk], dtype=np.int64), {"pass": 1, "fail": 0}).tolist() == [1]

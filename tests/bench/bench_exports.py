@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -98,40 +97,6 @@ def _worker_pid(master: int) -> int:
     return int(children[0])
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-class _ForkWatch(threading.Thread):
-    """The peak RSS of what a web worker forks for a download: its forkserver (annotate/export_process.py) and the
-    export processes that forkserver forks, polled every 20 ms (their VmHWM is gone once they exit)."""
-
-    def __init__(self, worker: int) -> None:
-        super().__init__(daemon=True)
-        self.worker = worker
-        self.stop = threading.Event()
-        self.forkserver_mb = 0.0
-        self.export_mb = 0.0
-        self.exports: set[int] = set()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            for server in _children(self.worker):
-                try:
-                    if b"forkserver" not in Path(f"/proc/{server}/cmdline").read_bytes():
-                        continue
-                    self.forkserver_mb = max(self.forkserver_mb, _hwm_mb(server))
-                    for child in _children(server):
-                        self.export_mb = max(self.export_mb, _hwm_mb(child))
-                        self.exports.add(child)
-                except (OSError, AssertionError):
-                    pass  # it exited between the listing and the read
-            self.stop.wait(0.02)
-
-
 def _hwm_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -139,9 +104,9 @@ def _hwm_mb(pid: int) -> float:
     raise AssertionError("no VmHWM")
 
 
-def _download(slug: str, cookie: str) -> tuple[float, float, tuple[float, float, float], dict[str, Any], int]:
-    """Seconds to the first byte of the body, seconds in all, the peak RSS MB of the worker, of the process that built
-    the export and of the forkserver it came from, the manifest and bytes."""
+def _download(slug: str, cookie: str) -> tuple[float, float, float, dict[str, Any], int]:
+    """Seconds to the first byte of the body, seconds in all, the worker's peak RSS MB (it builds the export), the
+    manifest and bytes."""
     # One gthread worker, so that its peak RSS is the download's, and a timeout longer than the download.
     args = ["--workers", "1", "--worker-class", "gthread", "--threads", "2", "--timeout", "300"]
     with gunicorn(args=args) as server:
@@ -153,8 +118,6 @@ def _download(slug: str, cookie: str) -> tuple[float, float, tuple[float, float,
         warm.close()
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         worker = _worker_pid(server.pid)
-        watch = _ForkWatch(worker)
-        watch.start()
         start = time.perf_counter()
         connection.request(
             "GET",
@@ -171,10 +134,7 @@ def _download(slug: str, cookie: str) -> tuple[float, float, tuple[float, float,
         elapsed = time.perf_counter() - start
         manifest = json.loads(response.getheader("X-Export-Manifest") or "{}")
         connection.close()
-        watch.stop.set()
-        watch.join()
-        assert len(watch.exports) == 1, f"the download was not built in one export process: {watch.exports}"
-        peak = (_hwm_mb(worker), watch.export_mb, watch.forkserver_mb)
+        peak = _hwm_mb(worker)
     return first_byte, elapsed, peak, manifest, size
 
 
@@ -220,9 +180,7 @@ def bench_export_labels() -> list[Row]:
         rows += [
             Row(name, scale, "labels/s", f"{n_labels / elapsed:,.0f}", "≥ 100,000"),
             Row(name, scale, "first byte s", f"{first_byte:.2f}", "≤ 1"),
-            Row(name, scale, "peak RSS MB (worker)", f"{peak[0]:.0f}", "< 300"),
-            Row(name, scale, "peak RSS MB (export process, forked for the download)", f"{peak[1]:.0f}", "< 300"),
-            Row(name, scale, "peak RSS MB (the worker's forkserver, idle between downloads)", f"{peak[2]:.0f}"),
+            Row(name, scale, "peak RSS MB (worker)", f"{peak:.0f}", "< 300"),
         ]
     cache.cleanup()
     return rows
