@@ -748,3 +748,4 @@ def project_export(request: HttpRequest, slug: str, query: Query[ExportQuery]) -
 
 
 api.add_router("/", "judges.api.router")  # judges: versions and runs (judges/api.py)
+api.add_router("/", "annotate.review.api.router")  # error analysis: review notes, failure modes

@@ -77,6 +77,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("healthz", site_views.healthz, name="healthz"),
     path("favicon.ico", site_views.favicon, name="favicon"),
+    path("", include("annotate.review.urls")),
     path("", include("judges.urls")),
     path("admin/", admin.site.urls),
 ]

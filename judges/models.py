@@ -482,3 +482,58 @@ class MonitorDayClaim(models.Model):
 
     def __str__(self) -> str:
         return f"claim of {self.monitor_id} for {self.day}"
+
+
+class ModeSuggestion(models.Model):
+    """A judge endpoint's suggested grouping of a project's unassigned review notes into failure modes.
+
+    judges.suggest writes it: the request goes through the judges' client, completion cache and single-flight lock,
+    and its tokens and cost are counted as a run's are. The groups are only shown; a lead applies each one (which
+    creates the mode and assigns its notes through annotate.review.services). A garbage answer leaves `groups` empty
+    and says so in `message`: nothing changes.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Asking the model"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="mode_suggestions")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    endpoint = models.CharField(max_length=64)
+    model = models.CharField(max_length=200)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    # The ids of the notes sent, in the order sent (the answer names notes by their position in this list).
+    note_ids = models.JSONField(default=list)
+    # [{"name", "definition", "note_ids": [...], "applied_mode_id": null}] once parsed; [] when the answer was unusable.
+    groups = models.JSONField(default=list, blank=True)
+    message = models.CharField(max_length=300, blank=True)
+    cache_key = models.CharField(max_length=64, blank=True)
+    cached = models.BooleanField(default=False)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "done", "failed"]), name="mode_suggestion_status_valid"
+            ),
+            # One suggestion at a time per project: a second click while one runs asks nothing more.
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(status__in=["queued", "running"]), name="mode_suggestion_one_open"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running"]) | Q(finished_at__isnull=False),
+                name="mode_suggestion_finished_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"mode suggestion {self.pk} of {self.project_id}: {self.status}"

@@ -18,6 +18,8 @@ It answers `POST /v1/chat/completions` with a judge's JSON verdict, deterministi
   decided per messages, so a garbage answer stays garbage). --script 429,500 instead fails the first attempts of
   every message in that order (also: 401, garbage).
 - With `response_format` in the request the answer is bare JSON; without it, --style json|fenced|prose.
+- A message "Group these N notes." with a <notes> block ("[n] note" per line: judges/suggest.py) gets a
+  failure-mode grouping of its notes instead of a verdict (`grouping_for`), by the words the notes share.
 - Usage counts tokens as one per four characters.
 - `reply` (tests only, through `/_control` or the config) makes every answer a fixed text, where {system} and {user}
   become the messages received: a model talked into echoing its prompt or answering out of format.
@@ -176,6 +178,93 @@ def verdict_for(config: Config, text: str, *, pairwise: bool) -> tuple[str, str]
     return ("A" if winner == a else "B"), "Stand-in rule 'hash' over the two outputs, in either order."
 
 
+# Words too common to name a failure mode by.
+_STOPWORDS = frozenset(
+    {
+        "about",
+        "after",
+        "again",
+        "also",
+        "because",
+        "been",
+        "being",
+        "does",
+        "doesn",
+        "from",
+        "have",
+        "into",
+        "just",
+        "more",
+        "most",
+        "much",
+        "only",
+        "other",
+        "over",
+        "same",
+        "should",
+        "some",
+        "than",
+        "that",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "very",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "with",
+        "would",
+        "your",
+        "response",
+        "answer",
+        "output",
+        "item",
+        "question",
+        "user",
+    }
+)
+_NOTE_LINE = re.compile(r"^\[(\d+)\]\s*(.*)$")
+
+
+def grouping_for(text: str) -> dict[str, Any] | None:
+    """A failure-mode grouping of the numbered notes in the message's <notes> block ("[n] text" per line), or None
+    when there is none. Deterministic: each note joins the group of its word (4+ letters, not a stop word) that the
+    most notes share, ties going to the alphabetically first; notes without such a word go to "Other"."""
+    # Only judges.suggest's request ("Group these N notes." then the block): an item that quotes a <notes> block in
+    # a judge's prompt still gets a verdict.
+    block = _between(text, "notes") if text.startswith("Group these ") else None
+    if block is None:
+        return None
+    notes: dict[int, set[str]] = {}
+    for line in block.splitlines():
+        match = _NOTE_LINE.match(line.strip())
+        if match:
+            words = {w for w in re.findall(r"[a-z]{4,}", match.group(2).lower()) if w not in _STOPWORDS}
+            notes[int(match.group(1))] = words
+    shared = Counter(w for words in notes.values() for w in words)
+    groups: dict[str, list[int]] = {}
+    for n, words in sorted(notes.items()):
+        word = min(words, key=lambda w: (-shared[w], w)) if words else ""
+        groups.setdefault(word, []).append(n)
+    out = [
+        {
+            "name": word.capitalize() if word else "Other",
+            "definition": f"Notes that mention “{word}”." if word else "Notes that share no word with the others.",
+            "notes": members,
+        }
+        for word, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0] or "~"))
+    ]
+    return {"groups": out}
+
+
 def _tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
@@ -326,6 +415,8 @@ class Handler(BaseHTTPRequestHandler):
                 content = GARBAGE
             elif from_recordings and (replay := _replay(body, messages)) is not None:
                 content, completion_tokens = replay.content, replay.tokens_out
+            elif (grouping := grouping_for(text)) is not None:
+                content = json.dumps(grouping)
             else:
                 verdict, reasoning = verdict_for(config, text, pairwise=pairwise)
                 if from_recordings:

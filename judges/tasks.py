@@ -37,3 +37,11 @@ def monitor_day_run(monitor_id: int, day: str) -> str:
 def monitor_days_due() -> int:
     """Send the monitor task of every monitor whose yesterday is not computed yet (beat, MONITOR_CHECK_SECONDS)."""
     return monitor.monitors_run_due()
+
+
+@shared_task(name="judges.tasks.mode_suggestion_run", acks_late=True)
+def mode_suggestion_run(suggestion_id: int) -> str:
+    """Ask the endpoint for one suggested failure-mode grouping. A redelivered message finds it claimed."""
+    from judges import suggest
+
+    return suggest.suggestion_run(suggestion_id=suggestion_id)

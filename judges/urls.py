@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from judges import monitor_views, production_views, views
+from judges import monitor_views, production_views, suggest_views, views
 
 app_name = "judges"
 
@@ -21,6 +21,12 @@ urlpatterns = [
     path("p/<slug:slug>/judges/versions/<int:version_id>/run/", views.run_start, name="run_start"),
     path("p/<slug:slug>/judges/runs/<int:run_id>/", views.run_detail, name="run_detail"),
     path("p/<slug:slug>/judges/runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path("p/<slug:slug>/judges/failure-modes/suggest/", suggest_views.mode_suggest, name="mode_suggest"),
+    path(
+        "p/<slug:slug>/judges/failure-modes/suggest/<int:suggestion_id>/<int:index>/apply/",
+        suggest_views.mode_suggest_apply,
+        name="mode_suggest_apply",
+    ),
     path(
         "p/<slug:slug>/judges/runs/<int:run_id>/production/",
         production_views.run_production,

@@ -27,7 +27,8 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefre
 from annotate import carry, charts
 from annotate import selectors as annotate_selectors
 from annotate.http import AuthedRequest, wants_partial
-from annotate.models import Item, Membership, Project
+from annotate.models import FailureMode, Item, Membership, Project
+from annotate.review import selectors as review_selectors
 from annotate.stats import reference
 from judges import card, compare, forms, llm, production, prompts, ranking, recorded, selectors, staleness
 from judges.models import Judge, JudgeRun, JudgeVersion
@@ -149,6 +150,10 @@ def judge_new(request: AuthedRequest, slug: str) -> HttpResponse:
     criteria = [(c.key, c.name) for c in annotate_selectors.criteria_current(project=project) if c.key not in taken]
     wanted = request.GET.get("criterion", "")
     initial = _initial(project) | ({"criterion_key": wanted} if wanted else {})
+    promoted = FailureMode.objects.filter(project=project, promoted_key=wanted).first() if wanted else None
+    if promoted is not None:
+        # A criterion promoted from a failure mode: its reviewed train items are offered as few-shot examples.
+        initial["examples"] = review_selectors.few_shot_lines(mode=promoted)
     form = forms.NewJudgeForm(request.POST or None, project=project, criteria=criteria, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:

@@ -8,11 +8,13 @@ import re
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 
-from annotate.models import ApiToken, GoldLabel, ImportJob, Label, Membership, Project
+from annotate.models import ApiToken, FailureMode, GoldLabel, ImportJob, Label, Membership, Project, ReviewNote
+from annotate.review import services as review_services
 from annotate.services.projects import project_set_status
 from judges import prompts
-from judges.models import JudgeRun
+from judges.models import JudgeRun, ModeSuggestion
 from judges.services import judge_versions
 from tests.factories import ItemFactory, UserFactory, label, membership
 
@@ -69,6 +71,21 @@ def victim(project, lead, annotator):
     )
     run = JudgeRun.objects.create(project=project, version=version, rubric_version=project.current_rubric)
     token = ApiToken.objects.create(user=lead, name="lead's", prefix="victimtok", secret_hash="0" * 64)
+    # Error analysis (annotate.review): a failing review in a failure mode, and a finished suggestion naming it.
+    note = review_services.review_submit(
+        project=project, reviewer=annotator, item_id=item.pk, verdict="fail", note="Support bot answers wrongly"
+    )
+    mode = review_services.mode_create(project=project, name="Wrong answers", actor=lead)
+    review_services.note_assign(project=project, note_id=note.pk, mode_id=mode.pk)
+    suggestion = ModeSuggestion.objects.create(
+        project=project,
+        endpoint="standin",
+        model="standin-judge-2024-01-01",
+        status=ModeSuggestion.Status.DONE,
+        note_ids=[note.pk],
+        groups=[{"name": "Theirs", "definition": "", "note_ids": [note.pk], "applied_mode_id": None}],
+        finished_at=timezone.now(),
+    )
     return {
         "slug": project.slug,
         "item_id": item.pk,
@@ -81,6 +98,10 @@ def victim(project, lead, annotator):
         "secret": "not-an-invite",
         "uidb64": "MQ",
         "token": "not-a-token",
+        "note_id": note.pk,
+        "mode_id": mode.pk,
+        "suggestion_id": suggestion.pk,
+        "index": 0,
     }
 
 
@@ -96,6 +117,7 @@ def _url(pattern: str, values: dict[str, object]) -> str:
 def test_an_outsider_gets_404_on_every_project_url_and_changes_nothing(client, victim, outsider):
     client.force_login(outsider)
     before = (Label.objects.count(), GoldLabel.objects.count(), JudgeRun.objects.count(), Project.objects.count())
+    grouping = _grouping()
     checked = 0
     for pattern in _patterns(get_resolver().url_patterns):
         if pattern.startswith(("admin/", "api/v1/")):
@@ -118,7 +140,17 @@ def test_an_outsider_gets_404_on_every_project_url_and_changes_nothing(client, v
     assert checked >= 25
     after = (Label.objects.count(), GoldLabel.objects.count(), JudgeRun.objects.count(), Project.objects.count())
     assert before == after
+    assert _grouping() == grouping
     assert Project.objects.get(slug=victim["slug"]).status == "active"
+
+
+def _grouping():
+    """The error-analysis state a stranger must not change: notes, their modes, mode names, suggestions."""
+    return (
+        sorted(ReviewNote.objects.values_list("pk", "verdict", "note", "failure_mode_id")),
+        sorted(FailureMode.objects.values_list("pk", "name", "promoted_key")),
+        sorted((s.pk, s.status, str(s.groups)) for s in ModeSuggestion.objects.all()),
+    )
 
 
 def test_an_annotator_gets_404_on_every_lead_page(client, victim, annotator):
@@ -134,6 +166,7 @@ def test_an_annotator_gets_404_on_every_lead_page(client, victim, annotator):
         "criteria/",
         "members/",
         "rubric/",
+        "failure-modes/",
     )
     for pattern in _patterns(get_resolver().url_patterns):
         if pattern.startswith("p/<slug:slug>/") and pattern.removeprefix("p/<slug:slug>/").startswith(lead_only):

@@ -50,13 +50,17 @@ def _urls(project, version, run) -> list[tuple[str, str]]:
         ("get", reverse("judges:monitor_settings", args=[slug, judge])),
         ("post", reverse("judges:monitor_settings", args=[slug, judge])),
         ("get", reverse("judges:compare", args=[slug]) + f"?a={run.pk}&b={run.pk}"),
+        ("get", reverse("judges:mode_suggest", args=[slug])),
+        ("post", reverse("judges:mode_suggest", args=[slug])),
+        # No suggestion 0 anywhere: a lead gets 404 too (tests/judges/test_suggest.py applies real ones).
+        ("post", reverse("judges:mode_suggest_apply", args=[slug, 0, 0])),
     ]
 
 
 def test_every_judges_url_is_covered_here():
     from judges.urls import urlpatterns
 
-    assert len(urlpatterns) == 15  # _urls lists each, with GET and POST where a view takes both
+    assert len(urlpatterns) == 17  # _urls lists each, with GET and POST where a view takes both
 
 
 def test_outsiders_and_annotators_get_404_on_every_judges_page(client, project, version, done_run, outsider, annotator):
@@ -75,7 +79,7 @@ def test_ids_from_another_project_are_404_even_for_its_lead(client, project, ver
     client.force_login(outsider)
     other = Project.objects.get(slug="other-team")
     for method, url in _urls(project, version, done_run):
-        if url.endswith(("/judges/", "/judges/new/", "/check/", "/card-key/")):
+        if url.endswith(("/judges/", "/judges/new/", "/check/", "/card-key/", "/failure-modes/suggest/")):
             continue  # project-level pages: the outsider's own project has them
         response = getattr(client, method)(url.replace(f"/p/{project.slug}/", f"/p/{other.slug}/"))
         assert response.status_code == 404, url
