@@ -19,7 +19,7 @@ from django.db import connection
 from django.db.models import Count
 
 from annotate import selectors
-from annotate.models import AgreementReport, Criterion, Label, RubricVersion
+from annotate.models import AgreementReport, Criterion, GoldLabel, Label, RubricVersion
 
 # Every column of the label but its id, its version and its criterion, copied as it is: the annotator, value, note and
 # the time it was first given stay the annotator's own. `carried` keeps the copy out of the throughput counts.
@@ -184,10 +184,14 @@ def no_labels_warning(*, rubric_version: RubricVersion, key: str) -> str:
     """Why a judge run on criterion `key` under `rubric_version` can have no judge–human figures, or "".
 
     A criterion added or redefined in a version has no human labels until annotators give them: a run then judges
-    every item but compares none, and this says so before it starts and on its report.
+    every item but compares none, and this says so before it starts and on its report. A lead's gold label is a
+    human reference too (judges.run_reference.human_reference counts it even on an item nobody labeled), so a
+    criterion with gold labels gets no warning.
     """
     criterion = next((c for c in selectors.criteria_of_version(rubric_version.pk) if c.key == key), None)
-    if criterion is None or Label.objects.filter(criterion=criterion).exists():
+    if criterion is None:
+        return ""
+    if Label.objects.filter(criterion=criterion).exists() or GoldLabel.objects.filter(criterion=criterion).exists():
         return ""
     since = RubricVersion.objects.filter(pk=criterion.defined_in_id).values_list("number", flat=True).first()
     return (

@@ -179,6 +179,36 @@ def _short_interval(lo: float | None, hi: float | None, digits: int) -> str:
     return "" if lo is None or hi is None else f"  [{fmt(lo, digits)}, {fmt(hi, digits)}]"
 
 
+def _label_box(x: float, y: float, text: str, anchor: str, size: int = 11) -> tuple[float, float, float, float]:
+    """The box (x0, y0, x1, y1) a text at baseline (x, y) covers, at about 0.6 em a character."""
+    w = 0.6 * size * len(text)
+    x0 = x - w if anchor == "end" else x
+    return x0, y - size, x0 + w, y + 3
+
+
+def _place_labels(
+    labels: Sequence[tuple[float, float, str]], width: float, height: float
+) -> list[tuple[float, float, str, str]]:
+    """(x, y, text, anchor) for each point's label (cx, cy, text): beside its point, at the first of a few places
+    (right above, right below, left above, left below, further up or down) that covers no point and no label placed
+    before and stays inside the chart. A label with no free place is left out: the point's tooltip and the chart's
+    description still name it."""
+    # The points themselves are in the way too: a label does not cover another point's dot.
+    placed: list[tuple[float, float, float, float]] = [(cx - 7, cy - 7, cx + 7, cy + 7) for cx, cy, _ in labels]
+    out = []
+    offsets = [(9, -7, "start"), (9, 15, "start"), (-9, -7, "end"), (-9, 15, "end")]
+    offsets += [(9, -21, "start"), (9, 29, "start"), (-9, -21, "end"), (-9, 29, "end")]
+    for cx, cy, text in labels:
+        for dx, dy, anchor in offsets:
+            box = _label_box(cx + dx, cy + dy, text, anchor)
+            inside = box[0] >= 0 and box[2] <= width and box[1] >= 0 and box[3] <= height
+            if inside and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                placed.append(box)
+                out.append((cx + dx, cy + dy, text, anchor))
+                break
+    return out
+
+
 def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
@@ -414,6 +444,7 @@ def scatter(
     if lo < 0 < hi:
         body.append(_zero_line(left, left + plot_w, py(0.0), py(0.0)))
     descs = []
+    labels: list[tuple[float, float, str]] = []
     drawn = [p for p in points if p.xv is not None and p.value is not None and not math.isnan(p.value)]
     # Points at the same place (two models at $0 with the same figure) are drawn side by side.
     spots = dict(
@@ -439,7 +470,9 @@ def scatter(
             f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{7 if p.highlight else 5}" fill="{colour}" '
             f'stroke="#fff"><title>{escape(text)}</title></circle>'
         )
-        body.append(_text(cx + 9, cy - 7, _clip(p.label, 24), size=11))
+        labels.append((cx, cy, _clip(p.label, 24)))
+    for x, y, text, anchor in _place_labels(labels, width, height):
+        body.append(_text(x, y, text, anchor=anchor, size=11))
     if target is not None:
         body.append(_target_line(left, left + plot_w, py(target), py(target), f"target {fmt(target, digits)}"))
         descs.append(f"target: {fmt(target, digits)}")

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from annotate.extensions import JudgeStatus
 from annotate.models import Project
-from judges import monitor_views, staleness
+from judges import monitor_views, selectors, staleness
 from judges.models import JudgeRun
 
 
 class JudgesOnAnnotate:
     def staleness(self, project: Project) -> list[JudgeStatus]:
-        return list(staleness.judge_staleness(project).values())
+        """Each judge's staleness, with the judges page's verdict on its latest dev run (calibrated only when that run
+        meets the judge's target), so the dashboard cannot call a judge calibrated that the judges page does not."""
+        latest = selectors.latest_alignment(project=project)
+        out: list[JudgeStatus] = []
+        for judge_id, state in staleness.judge_staleness(project).items():
+            run = latest.get(judge_id)
+            check = selectors.run_target_check(run=run) if run is not None else None
+            out.append(replace(state, check=check, checked_run=run))
+        return out
 
     def monitor_panels(self, project: Project) -> list[Any]:
         return list(monitor_views.monitor_panels(project=project))

@@ -15,6 +15,7 @@ from typing import Any
 from django.db.models import F, OuterRef, Subquery
 
 from annotate.models import Criterion, Project, RubricVersion
+from judges.compare import TargetCheck
 from judges.models import Judge, JudgeRun
 
 
@@ -41,6 +42,10 @@ class JudgeStaleness:
     latest_run: JudgeRun | None  # the judge's latest done run (its calibration)
     calibrated_on: RubricVersion | None
     reason: str
+    # Whether the judge's latest dev run meets its target, as the judges page decides it (judges.selectors.
+    # run_target_check on latest_alignment); None when not asked for or there is no such run.
+    check: TargetCheck | None = None
+    checked_run: JudgeRun | None = None
 
     @property
     def stale(self) -> bool:

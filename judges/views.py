@@ -7,6 +7,7 @@ version or run up inside that project, so an annotator, an outsider or an id fro
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -244,11 +245,22 @@ def _history_chart(judge: Judge, *, highlight: frozenset[int] | set[int] = froze
     )
 
 
+def _prompt_heading(group: Sequence[selectors.ModelChoice]) -> str:
+    """What a model-choice group has in common: the prompt (the LLMBar strategy a recorded one replays) and the
+    versions that use it."""
+    numbers = ", ".join(f"v{c.version.number}" for c in sorted(group, key=lambda c: c.version.number))
+    found = next((r for c in group if (r := c.version.recording) is not None), None)
+    first = group[0].version.number
+    name = recorded.STRATEGY_LABELS[found.strategy] if found is not None else f"The prompt of v{first}"
+    return f"{name} — {len(group)} models ({numbers})"
+
+
 def _judge_extras(judge: Judge) -> dict[str, Any]:
     groups = selectors.model_choices(judge=judge)
     ranked = ranking.configuration_ranking(judge=judge)
     scatters = []
     for group in groups:
+        heading = _prompt_heading(group)
         figure_name = (compare.target_figures(target=judge.target, kind=judge.project.kind) or ("kappa",))[0]
         points = [
             charts.Point(
@@ -265,6 +277,7 @@ def _judge_extras(judge: Judge) -> dict[str, Any]:
         line = next((ln.target for c in group for ln in c.check.lines if ln.figure == figure_name), None)
         scatters.append(
             (
+                heading,
                 group,
                 charts.scatter(
                     points,

@@ -157,7 +157,9 @@ def judge_version_create(
         system=system_template, user=user_template, kind=project.kind, n_examples=len(examples)
     )
     model = model.strip()
-    is_alias = not prompts.model_is_pinned(model)
+    # On the `recorded` endpoint the recording pins the model (a replayed answer cannot change tomorrow), and a prompt
+    # with no recording gets the deterministic stand-in: neither floats, whatever the model is called.
+    is_alias = not prompts.model_is_pinned(model) and not llm.is_recorded(endpoint)
     if not model:
         problems.append("Name the model, as a dated snapshot such as gpt-4o-2024-08-06.")
     elif is_alias and not allow_alias:

@@ -109,3 +109,22 @@ def test_a_line_chart_legend_can_hold_longer_names() -> None:
     texts = [t.text for t in short.findall(f".//{NS}text")]
     assert "Follows the i…" in texts and "Follows the instruction" not in texts
     assert "Follows the instruction" in [t.text for t in long.findall(f".//{NS}text")]
+
+
+def test_scatter_labels_of_nearby_points_do_not_overlap() -> None:
+    """Two models at nearly the same cost and figure: their labels go to different places, not one on the other."""
+    points = [
+        charts.Point("v14 llama-2-70b-chat · Vanilla", 0.61, xv=0.50),
+        charts.Point("v7 gpt-3.5-turbo-0613 · Vanilla", 0.62, xv=0.52),
+        charts.Point("v3 gpt-4-0613 · Vanilla", 0.80, xv=3.0),
+    ]
+    root = _parse(charts.scatter(points, title="t", x_title="x", y_title="y"))
+    labels = [t for t in root.findall(f".//{NS}text") if t.text and t.text.startswith("v")]
+    assert len(labels) == 3
+    boxes = [
+        charts._label_box(float(t.get("x", 0)), float(t.get("y", 0)), t.text or "", t.get("text-anchor", "start"))
+        for t in labels
+    ]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)

@@ -286,4 +286,42 @@ def test_recorded_runs_are_priced_from_the_dated_table_and_the_cheapest_meeting_
     assert "Every prompt on every model, ranked" in page and "list prices as of 2023-11-06" in page
     row = re.search(r'<tr class="best">(.*?)</tr>', page[page.index("ranking-h") :], re.DOTALL).group(1)
     assert "Vanilla (with rules)" in row and "gpt-4-0613" in row and "cheapest that meets the target" in row
-    assert page.count("recorded: GPT-4 (0613)") == 4
+    assert page.count("replays GPT-4 (0613)") == 4
+
+
+def test_the_demo_pages_count_gold_as_the_human_reference_and_say_only_what_holds(settings, tmp_path, client):
+    """The QA walkthrough of the demo: gold labels are human labels to compare with, a gold-only disagreement card
+    does not say "No labels", the dashboard calls a judge calibrated only when its run meets the target, the
+    model-choice groups have headings, and replayed models are not floating aliases."""
+    settings.VAR_DIR = tmp_path
+    call_command("load_demo", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    project = Project.objects.get(slug=demo_llmbar.SLUG)
+    lead = project.memberships.filter(role="lead").first().user
+    client.force_login(lead)
+    versions = list(JudgeVersion.objects.filter(judge__project=project).order_by("number"))
+
+    version_page = client.get(reverse("judges:version_detail", args=[project.slug, versions[1].pk])).content.decode()
+    assert "No human labels to compare with" not in version_page
+    assert "floating alias" not in version_page
+    assert not any(v.model_is_alias for v in versions)
+
+    run = JudgeRun.objects.filter(version=versions[1]).get()
+    report_page = client.get(reverse("judges:run_detail", args=[project.slug, run.pk])).content.decode()
+    assert "gold</span>" in report_page or "gold ·" in report_page
+    assert "No labels on this criterion." not in report_page
+    assert "Floating alias" not in report_page
+
+    dashboard = client.get(reverse("project_detail", args=[project.slug])).content.decode()
+    judges_card = dashboard.split('id="judges-h"')[1].split("</section>")[0]
+    latest = selectors.latest_alignment(project=project)
+    meets = {judge_id: selectors.run_target_check(run=r).status == "calibrated" for judge_id, r in latest.items()}
+    assert meets and not all(meets.values())  # the newest recording misses the 0.80 bar
+    assert "Below target" in judges_card
+    assert judges_card.count("Calibrated") == sum(meets.values())
+
+    judge_page = client.get(reverse("judges:judge_detail", args=[project.slug, versions[0].judge_id])).content.decode()
+    headings = re.findall(r'<h3 class="model-choice-h">([^<]+)</h3>', judge_page)
+    assert headings and all(" models (v" in h for h in headings)
+    assert {h.split(" — ")[0] for h in headings} <= set(recorded.STRATEGY_LABELS.values())
+    assert "recorded recorded" not in judge_page and "recorded: " not in judge_page
+    assert "floating alias" not in judge_page
