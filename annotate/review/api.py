@@ -53,7 +53,7 @@ class ReviewOut(Schema):
     item_id: str | None  # the external id; null for an annotator when the project hides ids (blind annotation)
     reviewer: str
     verdict: str
-    note: str
+    note: str  # "" when the review has none: every failure has a note, a pass may not (it is not counted as a note)
     failure_mode: str | None
     reviewed_at: str
 
