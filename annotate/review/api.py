@@ -25,7 +25,7 @@ MAX_NOTES_PAGE = 1000
 
 def _user(request: HttpRequest) -> User | AnonymousUser:
     auth = getattr(request, "auth", None)
-    return auth if isinstance(auth, User) else request.user  # type: ignore[return-value]
+    return auth if isinstance(auth, User) else request.user
 
 
 def _project(request: HttpRequest, slug: str, *, role: str | None = None) -> tuple[Project, str]:
