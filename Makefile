@@ -20,6 +20,7 @@ SQLITE_TESTS := $(addprefix tests/annotate/,test_queue.py test_label_views.py te
 	test_reports.py test_api.py test_samples.py test_drift.py test_dashboard.py test_tasks.py \
 	test_reference_kinds.py test_people.py test_blind.py test_skips.py test_export_loaders.py test_export_options.py \
 	test_history.py test_adjudication.py test_rubric_carry.py) tests/judges/test_production.py tests/judges/test_monitor.py \
+	tests/annotate/test_review.py tests/judges/test_suggest.py \
 	tests/judges/test_monitor_settings_api.py
 
 # Django 6 needs Python 3.12 or newer: take the first one we can find.

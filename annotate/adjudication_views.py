@@ -7,12 +7,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from annotate import adjudication, selectors
+from annotate.http import AuthedRequest
 from annotate.keymap import keymap
 from annotate.models import AgreementReport, Criterion, Membership, Project
 
@@ -42,7 +43,7 @@ def _int(raw: str | None) -> int | None:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def adjudicate(request: HttpRequest, slug: str, criterion_key: str | None = None) -> HttpResponse:
+def adjudicate(request: AuthedRequest, slug: str, criterion_key: str | None = None) -> HttpResponse:
     """The next unresolved item (after `?after=<id>`, wrapping round), on every criterion or on one. A POST saves the
     gold labels of one item and redirects to the next unresolved one; a refused POST shows the same item again,
     with the lead's choices and note kept."""
@@ -69,7 +70,7 @@ def adjudicate(request: HttpRequest, slug: str, criterion_key: str | None = None
                 item_id=item_id,  # type: ignore[arg-type]
                 values=chosen,
                 note=note,
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
             )
         except ValidationError as exc:
             error = " ".join(exc.messages)

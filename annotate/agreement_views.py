@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -14,13 +14,13 @@ from annotate import (
     selectors,
     tasks,
 )
-from annotate.http import wants_partial
+from annotate.http import AuthedRequest, wants_partial
 from annotate.models import AgreementReport, Membership
 
 
 @require_GET
 @login_required
-def agreement_page(request: HttpRequest, slug: str) -> HttpResponse:
+def agreement_page(request: AuthedRequest, slug: str) -> HttpResponse:
     """The stored human–human report with its definitions, per criterion and per annotator. Never computed here."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
     stored = AgreementReport.objects.filter(project=project, rubric_version_id=project.current_rubric_id).first()
@@ -39,7 +39,7 @@ def agreement_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def agreement_compute(request: HttpRequest, slug: str) -> HttpResponse:
+def agreement_compute(request: AuthedRequest, slug: str) -> HttpResponse:
     """Queue a recomputation now instead of waiting for the next beat."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
     transaction.on_commit(lambda: tasks.agreement_report_compute.delay(project.pk))

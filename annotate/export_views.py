@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict, StreamingHttpResponse
+from django.http import HttpResponse, JsonResponse, QueryDict, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -14,6 +14,7 @@ from annotate import (
     selectors,
 )
 from annotate.forms import ExportForm
+from annotate.http import AuthedRequest
 from annotate.models import Membership, Project
 
 
@@ -23,7 +24,7 @@ def _export_form(project: Project, data: QueryDict | None = None) -> ExportForm:
 
 
 def _export_page(
-    request: HttpRequest, project: Project, form: ExportForm, *, status: int = 200, error: str = "", empty: str = ""
+    request: AuthedRequest, project: Project, form: ExportForm, *, status: int = 200, error: str = "", empty: str = ""
 ) -> HttpResponse:
     formats = export_formats.for_kind(pairwise=project.is_pairwise)
     context = {"project": project, "form": form, "error": error, "empty": empty, "formats": formats}
@@ -32,7 +33,7 @@ def _export_page(
 
 @require_GET
 @login_required
-def export_page(request: HttpRequest, slug: str) -> HttpResponse:
+def export_page(request: AuthedRequest, slug: str) -> HttpResponse:
     """The export options; the form asks export_download for the file."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
     return _export_page(request, project, _export_form(project))
@@ -40,7 +41,7 @@ def export_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 @login_required
-def export_download(request: HttpRequest, slug: str) -> HttpResponseBase:
+def export_download(request: AuthedRequest, slug: str) -> HttpResponseBase:
     """The export as a download, streamed row by row from the database."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
     form = _export_form(project, request.GET)

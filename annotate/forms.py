@@ -85,7 +85,7 @@ class ExportForm(forms.Form):
         self.pairwise = pairwise
         self.fields["criterion"].choices = [(key, key) for key in criterion_keys]  # type: ignore[attr-defined]
         # Offer only the formats this project's kind can give; one asked for anyway is refused with the reason.
-        self.fields["format"].widget.choices = export_formats.choices(pairwise=pairwise)  # type: ignore[attr-defined]
+        self.fields["format"].widget.choices = export_formats.choices(pairwise=pairwise)
 
     def clean_format(self) -> str:
         fmt = export_formats.resolve(self.cleaned_data["format"])

@@ -153,8 +153,8 @@ class RequestGuardMiddleware:
         except UnreadablePostError:
             return None  # the client went away mid-body: the view meets it as before
         # What HttpRequest.body keeps after reading the stream, so that `request.body` and `request.read()` work on.
-        request._body = data  # type: ignore[attr-defined]
-        request._stream = io.BytesIO(data)  # type: ignore[attr-defined]
+        request._body = data
+        request._stream = io.BytesIO(data)
         return None
 
     def _too_large(self, request: HttpRequest) -> HttpResponse | None:

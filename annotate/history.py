@@ -139,7 +139,7 @@ def history_rows(
                 value = as_given(found)
                 given.append(Given(criterion=criterion, value=value, label=_SHOWN[value]))
         note = next((lab.note for lab in mine.values()), "")
-        revisions = {c.key: mine[c.pk].revision for c in criteria if c.pk in mine}  # type: ignore[index,operator]
+        revisions = {c.key: mine[c.pk].revision for c in criteria if c.pk in mine}  # type: ignore[index]
         shown = shown_order(annotator.pk, item.pk) if project.is_pairwise else None
         rows.append(
             HistoryRow(

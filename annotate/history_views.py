@@ -7,13 +7,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotate import history, selectors
-from annotate.http import wants_partial
+from annotate.http import AuthedRequest, wants_partial
 from annotate.models import Project
 from annotate.services.errors import QueueError
 
@@ -27,7 +27,7 @@ def _row_context(project: Project, row: history.HistoryRow, **extra: object) -> 
 
 @require_GET
 @login_required
-def label_history(request: HttpRequest, slug: str) -> HttpResponse:
+def label_history(request: AuthedRequest, slug: str) -> HttpResponse:
     """The annotator's own items in this project, newest first, 50 a page, filtered by ?value=&since=&until=."""
     project, _role = selectors.project_for_user(request.user, slug)
     bound = any(request.GET.get(name) for name in _FILTERS)
@@ -35,7 +35,7 @@ def label_history(request: HttpRequest, slug: str) -> HttpResponse:
     filters = form.cleaned_data if bound and form.is_valid() else {}
     items = history.history_items(
         project=project,
-        annotator=request.user,  # type: ignore[arg-type]
+        annotator=request.user,
         value=filters.get("value") or "",
         since=filters.get("since"),
         until=filters.get("until"),
@@ -53,7 +53,7 @@ def label_history(request: HttpRequest, slug: str) -> HttpResponse:
         "n_columns": len(criteria) + 4,
         "rows": history.history_rows(
             project=project,
-            annotator=request.user,  # type: ignore[arg-type]
+            annotator=request.user,
             items=list(page.object_list),
             criteria=criteria,
         ),
@@ -65,8 +65,8 @@ def label_history(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "annotate/history.html", context, status=status)
 
 
-def _row_or_404(request: HttpRequest, project: Project, item_id: int) -> history.HistoryRow:
-    row = history.history_row(project=project, annotator=request.user, item_id=item_id)  # type: ignore[arg-type]
+def _row_or_404(request: AuthedRequest, project: Project, item_id: int) -> history.HistoryRow:
+    row = history.history_row(project=project, annotator=request.user, item_id=item_id)
     if row is None:
         raise Http404("You have no labels on that item.")
     return row
@@ -78,7 +78,7 @@ def _edit_page(project: Project, item_id: int) -> str:
 
 @require_GET
 @login_required
-def history_row(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
+def history_row(request: AuthedRequest, slug: str, item_id: int) -> HttpResponse:
     """One history row as shown (htmx: the Cancel of an in-place edit). Without htmx: the history page."""
     project, _role = selectors.project_for_user(request.user, slug)
     row = _row_or_404(request, project, item_id)
@@ -89,7 +89,7 @@ def history_row(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def history_row_edit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
+def history_row_edit(request: AuthedRequest, slug: str, item_id: int) -> HttpResponse:
     """The in-place edit of one history row: GET swaps the row for its form; POST saves through the same service as
     the change-your-labels page (note cap, note rule, revision check) and swaps the row back, or shows the form
     again, still filled in, with the reason. Without htmx, the change-your-labels page does the job."""
@@ -103,7 +103,7 @@ def history_row_edit(request: HttpRequest, slug: str, item_id: int) -> HttpRespo
     try:
         history.label_edit_from_form(
             project=project,
-            annotator=request.user,  # type: ignore[arg-type]
+            annotator=request.user,
             item_id=item_id,
             data=request.POST,
         )

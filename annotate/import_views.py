@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -15,14 +15,14 @@ from annotate import (
     selectors,
 )
 from annotate.forms import ImportConfirmForm, ImportUploadForm
-from annotate.http import partial_target, wants_partial
+from annotate.http import AuthedRequest, partial_target, wants_partial
 from annotate.imports.jobs import import_job_confirm, import_job_create, import_job_progress, import_job_start_preview
 from annotate.imports.report import ImportRefused, ImportReport
 from annotate.models import ImportJob, Membership, Project
 
 
 def _import_page(
-    request: HttpRequest, project: Project, form: ImportUploadForm, *, status: int = 200, error: str = ""
+    request: AuthedRequest, project: Project, form: ImportUploadForm, *, status: int = 200, error: str = ""
 ) -> HttpResponse:
     jobs = list(project.import_jobs.select_related("created_by")[:10])
     context = {
@@ -45,7 +45,7 @@ def _import_page(
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def import_start(request: HttpRequest, slug: str) -> HttpResponse:
+def import_start(request: AuthedRequest, slug: str) -> HttpResponse:
     """Upload an item or label file. It is checked and previewed; nothing is written until the lead confirms."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
     if request.method == "GET":
@@ -78,7 +78,7 @@ def import_start(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect(url)
 
 
-def _render_job(request: HttpRequest, project: Project, job: ImportJob, *, partial: str = "") -> HttpResponse:
+def _render_job(request: AuthedRequest, project: Project, job: ImportJob, *, partial: str = "") -> HttpResponse:
     context = {
         "project": project,
         "job": job,
@@ -91,7 +91,7 @@ def _render_job(request: HttpRequest, project: Project, job: ImportJob, *, parti
 
 @require_GET
 @login_required
-def import_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
+def import_job(request: AuthedRequest, slug: str, job_id: int) -> HttpResponse:
     """One import: its progress while running (htmx polls this), then the preview, the bad rows, or the result."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
     job = get_object_or_404(ImportJob, project=project, pk=job_id)
@@ -100,7 +100,7 @@ def import_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def import_confirm(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
+def import_confirm(request: AuthedRequest, slug: str, job_id: int) -> HttpResponse:
     """The lead confirms a checked file. A second submit of the same form finds the job already claimed."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
     job = get_object_or_404(ImportJob, project=project, pk=job_id)

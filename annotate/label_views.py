@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -19,7 +19,7 @@ from annotate import (
     selectors,
     skips,
 )
-from annotate.http import wants_partial
+from annotate.http import AuthedRequest, wants_partial
 from annotate.keymap import keymap
 from annotate.models import Criterion, Item, Project
 from annotate.services import labels as label_services
@@ -71,10 +71,10 @@ def _card(
     )
 
 
-def _cards(request: HttpRequest, project: Project, items: list[Item]) -> list[ItemCard]:
+def _cards(request: AuthedRequest, project: Project, items: list[Item]) -> list[ItemCard]:
     """The labeling forms of `items`, each asking only for the criteria this annotator still owes on it."""
     criteria = selectors.criteria_of_version(project.current_rubric_id)
-    missing = carry.criteria_missing(criteria=criteria, annotator=request.user, item_ids=[i.pk for i in items])  # type: ignore[arg-type]
+    missing = carry.criteria_missing(criteria=criteria, annotator=request.user, item_ids=[i.pk for i in items])
     cards = []
     for item in items:
         owed = missing.get(item.pk, criteria) or criteria
@@ -90,7 +90,7 @@ def _keys(project: Project, page: str) -> dict[str, object]:
     return {"keymap": bindings, "keymap_data": [binding.as_data() for binding in bindings]}
 
 
-def _label_context(request: HttpRequest, project: Project, items: list[Item], **extra: object) -> dict[str, object]:
+def _label_context(request: AuthedRequest, project: Project, items: list[Item], **extra: object) -> dict[str, object]:
     """The labeling screen: the first item is shown, the others wait hidden (prefetched), in order."""
     criteria = selectors.criteria_of_version(project.current_rubric_id)
     cards = _cards(request, project, items)
@@ -106,7 +106,7 @@ def _label_context(request: HttpRequest, project: Project, items: list[Item], **
     }
 
 
-def _page_items(request: HttpRequest) -> set[int] | None:
+def _page_items(request: AuthedRequest) -> set[int] | None:
     """The items the labeling page says it holds (shown, prefetched, being submitted): its `page_items` fields.
 
     None when it does not say (a page from before it did, a scripted client): it is then taken to hold every lease.
@@ -122,7 +122,7 @@ def _page_items(request: HttpRequest) -> set[int] | None:
     return held
 
 
-def _next_for_page(request: HttpRequest, project: Project) -> HttpResponse:
+def _next_for_page(request: AuthedRequest, project: Project) -> HttpResponse:
     """The htmx answer to a submit, a skip or a refill: the page's next item, to wait hidden until it is shown.
 
     It is an item leased to this annotator that the page does not hold yet, or a fresh claim only when there is
@@ -130,37 +130,37 @@ def _next_for_page(request: HttpRequest, project: Project) -> HttpResponse:
     """
     item = queue_next(
         project=project,
-        annotator=request.user,  # type: ignore[arg-type]
+        annotator=request.user,
         rubric_version_id=project.current_rubric_id,  # type: ignore[arg-type]
         holding=_page_items(request),
     )
     upcoming = _cards(request, project, [item]) if item else []
     context = _label_context(request, project, [], upcoming=upcoming)
     if item is None:
-        context["skips"] = skips.skip_summary(project=project, annotator=request.user)  # type: ignore[arg-type]
+        context["skips"] = skips.skip_summary(project=project, annotator=request.user)
     return render(request, "annotate/label.html#prefetched", context)
 
 
 @require_GET
 @login_required
-def label_queue(request: HttpRequest, slug: str) -> HttpResponse:
+def label_queue(request: AuthedRequest, slug: str) -> HttpResponse:
     """The labeling screen: the current item, with the next one already claimed and rendered (hidden)."""
     project, _role = selectors.project_for_user(request.user, slug)
     if project.status != Project.Status.ACTIVE or project.current_rubric_id is None:
         return render(request, "annotate/label.html", {"project": project, "inactive": True})
-    items = queue_fill(project=project, annotator=request.user, rubric_version_id=project.current_rubric_id)  # type: ignore[arg-type]
+    items = queue_fill(project=project, annotator=request.user, rubric_version_id=project.current_rubric_id)
     # ?item=ID (a reopened skip, annotate.skip_views): that lease is shown first, the others wait behind it.
     first = request.GET.get("item", "")
     items.sort(key=lambda item: str(item.pk) != first)
     context = _label_context(request, project, items, **_keys(project, "queue"))
     if not items:
-        context["skips"] = skips.skip_summary(project=project, annotator=request.user)  # type: ignore[arg-type]
+        context["skips"] = skips.skip_summary(project=project, annotator=request.user)
     return render(request, "annotate/label.html", context)
 
 
 @require_POST
 @login_required
-def label_submit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
+def label_submit(request: AuthedRequest, slug: str, item_id: int) -> HttpResponse:
     """Save every criterion of one item. htmx gets the page's next item back; a plain POST is redirected."""
     project, _role = selectors.project_for_user(request.user, slug)
     criteria = selectors.criteria_of_version(project.current_rubric_id)
@@ -168,7 +168,7 @@ def label_submit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
         return _label_refused(request, project, item_id, "This project is not open for labeling right now.", 409)
     # Only the criteria the annotator still owes on the item (all of them when nothing was carried over); when they
     # owe none, the service recognises a repeated submit or says the item is already labeled.
-    owed = carry.criteria_missing(criteria=criteria, annotator=request.user, item_ids=[item_id])[item_id]  # type: ignore[arg-type]
+    owed = carry.criteria_missing(criteria=criteria, annotator=request.user, item_ids=[item_id])[item_id]
     criteria = owed or tuple(c for c in criteria if f"c-{c.key}" in request.POST) or criteria
     shown = shown_order(request.user.pk, item_id) if project.is_pairwise else None
     values, problems = label_values_from_form(project=project, criteria=criteria, data=request.POST, shown=shown)
@@ -178,7 +178,7 @@ def label_submit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
             raise QueueError(" ".join(problems))
         label_services.label_submit(
             project=project,
-            annotator=request.user,  # type: ignore[arg-type]
+            annotator=request.user,
             item_id=item_id,
             criteria=criteria,
             values=values,
@@ -200,7 +200,7 @@ def label_submit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def label_next(request: HttpRequest, slug: str) -> HttpResponse:
+def label_next(request: AuthedRequest, slug: str) -> HttpResponse:
     """The page has no item waiting and nothing on its way: send it the next one (htmx). Without htmx: the queue."""
     project, _role = selectors.project_for_user(request.user, slug)
     if not wants_partial(request):
@@ -211,7 +211,7 @@ def label_next(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _label_refused(
-    request: HttpRequest,
+    request: AuthedRequest,
     project: Project,
     item_id: int,
     message: str,
@@ -229,7 +229,7 @@ def _label_refused(
     context = _label_context(request, project, [item] if item else [], error=message, note=note)
     context.update(_keys(project, "queue"))
     if item is None:
-        context["skips"] = skips.skip_summary(project=project, annotator=request.user)  # type: ignore[arg-type]
+        context["skips"] = skips.skip_summary(project=project, annotator=request.user)
     context["values"] = _display_values(project, values, shown_order(request.user.pk, item_id))
     return render(request, "annotate/label.html", context, status=status)
 
@@ -237,7 +237,7 @@ def _label_refused(
 def _display_values(project: Project, data: object, shown: str) -> dict[str, str]:
     if not hasattr(data, "items"):
         return {}
-    return {key[2:]: str(value) for key, value in data.items() if key.startswith("c-")}  # type: ignore[attr-defined]
+    return {key[2:]: str(value) for key, value in data.items() if key.startswith("c-")}
 
 
 def _time_spent(raw: str | None) -> int | None:
@@ -250,10 +250,10 @@ def _time_spent(raw: str | None) -> int | None:
 
 @require_POST
 @login_required
-def label_skip(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
+def label_skip(request: AuthedRequest, slug: str, item_id: int) -> HttpResponse:
     project, _role = selectors.project_for_user(request.user, slug)
     try:
-        queue_skip(project=project, annotator=request.user, item_id=item_id)  # type: ignore[arg-type]
+        queue_skip(project=project, annotator=request.user, item_id=item_id)
     except QueueError as exc:
         return _label_refused(request, project, item_id, exc.message, exc.status)
     if not wants_partial(request):
@@ -263,19 +263,19 @@ def label_skip(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def label_heartbeat(request: HttpRequest, slug: str) -> HttpResponse:
+def label_heartbeat(request: AuthedRequest, slug: str) -> HttpResponse:
     """Keeps this annotator's leases alive while the labeling page is open."""
     project, _role = selectors.project_for_user(request.user, slug)
-    queue_renew(project=project, annotator=request.user)  # type: ignore[arg-type]
+    queue_renew(project=project, annotator=request.user)
     return HttpResponse(status=204)
 
 
 @require_GET
 @login_required
-def label_undo(request: HttpRequest, slug: str) -> HttpResponse:
+def label_undo(request: AuthedRequest, slug: str) -> HttpResponse:
     """Reopen the annotator's most recently submitted item in this project for correction."""
     project, _role = selectors.project_for_user(request.user, slug)
-    last = selectors.labels_last_item(project=project, annotator=request.user)  # type: ignore[arg-type]
+    last = selectors.labels_last_item(project=project, annotator=request.user)
     if last is None:
         messages.info(request, "Nothing to undo yet: you have not submitted an item in this project.")
         return redirect("label_queue", slug=project.slug)
@@ -284,10 +284,10 @@ def label_undo(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def label_edit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
+def label_edit(request: AuthedRequest, slug: str, item_id: int) -> HttpResponse:
     """Change one's own labels on an item (Undo and history). Never shows anyone else's labels."""
     project, _role = selectors.project_for_user(request.user, slug)
-    mine = selectors.labels_of_annotator(project=project, annotator=request.user, item_id=item_id)  # type: ignore[arg-type]
+    mine = selectors.labels_of_annotator(project=project, annotator=request.user, item_id=item_id)
     if not mine:
         raise Http404("You have no labels on that item.")
     item = mine[0].item
@@ -301,7 +301,7 @@ def label_edit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
         try:
             history.label_edit_from_form(
                 project=project,
-                annotator=request.user,  # type: ignore[arg-type]
+                annotator=request.user,
                 item_id=item.pk,
                 data=request.POST,
             )
@@ -339,8 +339,8 @@ def label_edit(request: HttpRequest, slug: str, item_id: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def label_progress(request: HttpRequest, slug: str) -> HttpResponse:
+def label_progress(request: AuthedRequest, slug: str) -> HttpResponse:
     """Labeled today, left for this annotator, project completion: loaded beside the labeling form."""
     project, _role = selectors.project_for_user(request.user, slug)
-    progress = selectors.annotator_progress(project=project, annotator=request.user)  # type: ignore[arg-type]
+    progress = selectors.annotator_progress(project=project, annotator=request.user)
     return render(request, "annotate/label.html#progress", {"project": project, "progress": progress})

@@ -27,14 +27,14 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from annotate import invites, people, selectors, visibility
 from annotate.forms import AccountCreateForm, AnnotatorFieldsForm, InviteForm, MemberAddForm, MemberRoleForm, SignupForm
-from annotate.http import wants_partial
+from annotate.http import AuthedRequest, wants_partial
 from annotate.models import Membership, Project
 from annotate.services.members import member_add, member_remove, member_set_role
 
 LEAD = Membership.Role.LEAD
 
 
-def _status(request: HttpRequest, *, failed: bool) -> int:
+def _status(request: AuthedRequest, *, failed: bool) -> int:
     """422 for a refused plain POST; 200 for htmx, which swaps only 2xx answers in and the error is in the swap."""
     return 422 if failed and not wants_partial(request) else 200
 
@@ -45,7 +45,7 @@ def _status(request: HttpRequest, *, failed: bool) -> int:
 @never_cache  # a fresh invite link is on the page once: no cache may keep it
 @require_http_methods(["GET", "POST"])
 @login_required
-def project_members(request: HttpRequest, slug: str) -> HttpResponse:
+def project_members(request: AuthedRequest, slug: str) -> HttpResponse:
     """Invite (a link, optionally for an e-mail address), add by username, change a role, deactivate or reactivate,
     remove; and choose what annotators see of each item. Removing and deactivating keep the person's labels."""
     project, _role = selectors.project_for_user(request.user, slug, role=LEAD)
@@ -123,13 +123,13 @@ def project_members(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, template, context, status=_status(request, failed=bool(error)))
 
 
-def _invite(request: HttpRequest, project: Project, form: InviteForm) -> tuple[str, str]:
+def _invite(request: AuthedRequest, project: Project, form: InviteForm) -> tuple[str, str]:
     if not form.is_valid():
         raise ValidationError(" ".join(str(e) for errors in form.errors.values() for e in errors))
     invite, secret = invites.invite_create(
         project=project,
         role=form.cleaned_data["role"],
-        created_by=request.user,  # type: ignore[arg-type]
+        created_by=request.user,
         email=form.cleaned_data["email"] or "",
     )
     link = request.build_absolute_uri(reverse("invite_open", args=[secret]))
@@ -139,7 +139,7 @@ def _invite(request: HttpRequest, project: Project, form: InviteForm) -> tuple[s
     return f"Invite link{whom} as {invite.get_role_display().lower()} created.{how}", link
 
 
-def _member_action(request: HttpRequest, project: Project, action: str, membership_id: int) -> str:
+def _member_action(request: AuthedRequest, project: Project, action: str, membership_id: int) -> str:
     name = _member_name(project, membership_id)
     if action == "role":
         role_form = MemberRoleForm(request.POST)
@@ -198,7 +198,7 @@ def invite_open(request: HttpRequest, secret: str) -> HttpResponse:
     if request.method == "POST":
         try:
             if request.user.is_authenticated:
-                invites.invite_accept(secret=secret, user=request.user)  # type: ignore[arg-type]
+                invites.invite_accept(secret=secret, user=request.user)
                 messages.success(request, f"You joined {invite.project.name}.")
                 return redirect("project_detail", slug=invite.project.slug)
             form = SignupForm(request.POST)
@@ -227,7 +227,7 @@ def invite_open(request: HttpRequest, secret: str) -> HttpResponse:
 @never_cache  # a set-password link is on the page once
 @require_http_methods(["GET", "POST"])
 @login_required
-def people_page(request: HttpRequest) -> HttpResponse:
+def people_page(request: AuthedRequest) -> HttpResponse:
     """Create accounts and make one-time set-password links. No e-mail server needed: the link is shown here."""
     if not request.user.is_staff:
         raise PermissionDenied("Only staff manage accounts; a project's lead invites people from its Members page.")
@@ -241,7 +241,7 @@ def people_page(request: HttpRequest) -> HttpResponse:
                 if not form.is_valid():
                     raise ValidationError(" ".join(str(e) for errors in form.errors.values() for e in errors))
                 user = people.account_create(
-                    actor=request.user,  # type: ignore[arg-type]
+                    actor=request.user,
                     username=form.cleaned_data["username"],
                     email=form.cleaned_data["email"] or "",
                 )
@@ -255,7 +255,7 @@ def people_page(request: HttpRequest) -> HttpResponse:
                     notice, link = _password_link(request, account, "Made a set-password link for")
                 else:
                     freed = people.account_set_active(
-                        actor=request.user,  # type: ignore[arg-type]
+                        actor=request.user,
                         user=account,
                         active=action == "activate",
                     )
@@ -280,8 +280,8 @@ def people_page(request: HttpRequest) -> HttpResponse:
     return render(request, "annotate/people.html", context, status=422 if error else 200)
 
 
-def _password_link(request: HttpRequest, user: User, done: str) -> tuple[str, str]:
-    link = request.build_absolute_uri(people.password_link(actor=request.user, user=user))  # type: ignore[arg-type]
+def _password_link(request: AuthedRequest, user: User, done: str) -> tuple[str, str]:
+    link = request.build_absolute_uri(people.password_link(actor=request.user, user=user))
     sent = people.password_link_send(user=user, url=link)
     how = " It was also e-mailed." if sent else " Copy it now and hand it over: it is shown only once."
     return f"{done} {user.get_username()}: their link sets a password, once.{how}", link

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
@@ -17,15 +17,15 @@ from annotate import (
     selectors,
 )
 from annotate.forms import ProjectStatusForm
-from annotate.http import wants_partial
+from annotate.http import AuthedRequest, wants_partial
 from annotate.models import AgreementReport, Membership, Project
 from annotate.services.projects import project_set_status
 
 
 @require_safe  # GET and HEAD: a HEAD / (a monitor, a proxy's check) answers like a GET
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
-    rows = selectors.projects_for_user(request.user)  # type: ignore[arg-type]
+def home(request: AuthedRequest) -> HttpResponse:
+    rows = selectors.projects_for_user(request.user)
     return render(
         request,
         "annotate/home.html",
@@ -38,14 +38,14 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def project_detail(request: AuthedRequest, slug: str) -> HttpResponse:
     project, role = selectors.project_for_user(request.user, slug)
     return _render_project(request, project=project, role=role)
 
 
 @require_POST
 @login_required
-def project_status(request: HttpRequest, slug: str) -> HttpResponse:
+def project_status(request: AuthedRequest, slug: str) -> HttpResponse:
     project, role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
     form = ProjectStatusForm(request.POST)
     status_error = ""
@@ -66,7 +66,7 @@ def project_status(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _render_project(
-    request: HttpRequest, *, project: Project, role: str, status_error: str = "", partial: str = ""
+    request: AuthedRequest, *, project: Project, role: str, status_error: str = "", partial: str = ""
 ) -> HttpResponse:
     """The lead's dashboard, or the annotator's own page: annotators get their progress and none of the lead's
     figures (agreement, adjudication, throughput, judges), which are not even computed for them."""
@@ -85,7 +85,7 @@ def _render_project(
     if is_lead:
         context.update(_dashboard_context(project))
     else:
-        context["progress"] = selectors.annotator_progress(project=project, annotator=request.user)  # type: ignore[arg-type]
+        context["progress"] = selectors.annotator_progress(project=project, annotator=request.user)
     return render(request, "annotate/project_detail.html", context)
 
 

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -18,11 +18,11 @@ from annotate import (
     selectors,
     tasks,
 )
-from annotate.http import wants_partial
+from annotate.http import AuthedRequest, wants_partial
 from annotate.models import Membership, Project
 
 
-def _drift_context(request: HttpRequest, project: Project) -> dict[str, object]:
+def _drift_context(request: AuthedRequest, project: Project) -> dict[str, object]:
     counts = drift.outdated_counts(project=project)
     paginator = Paginator(drift.items_outdated(project=project), 25)
     paginator.count = counts.n_outdated  # counted above, with the queued ones, in the same pass
@@ -76,7 +76,7 @@ def _drift_chart(rows: list[drift.VersionRow]) -> object:
 
 @require_GET
 @login_required
-def rubric_timeline(request: HttpRequest, slug: str) -> HttpResponse:
+def rubric_timeline(request: AuthedRequest, slug: str) -> HttpResponse:
     """Rubric versions with what changed, labels and stored agreement under each; items labeled only under older
     versions, with the action that queues them again; judges calibrated on an older rubric."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
@@ -97,7 +97,7 @@ def rubric_timeline(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def relabel_queue(request: HttpRequest, slug: str) -> HttpResponse:
+def relabel_queue(request: AuthedRequest, slug: str) -> HttpResponse:
     """Ask the worker to queue every item labeled only under an older rubric version for re-labeling under the
     current one; the page shows the request waiting, then its outcome."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
@@ -110,7 +110,7 @@ def relabel_queue(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def rubric_reports_compute(request: HttpRequest, slug: str) -> HttpResponse:
+def rubric_reports_compute(request: AuthedRequest, slug: str) -> HttpResponse:
     """Compute the agreement of the rubric versions whose report is missing or older than their labels."""
     project, _role = selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
     versions = drift.versions_needing_report(drift.rubric_timeline(project=project))

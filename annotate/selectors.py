@@ -96,8 +96,8 @@ def projects_for_user(user: User) -> list[ProjectRow]:
         ProjectRow(
             project=p,
             role=Membership.Role.LEAD if staff else roles[p.pk],
-            n_items=p.n_items,  # type: ignore[attr-defined]
-            n_labels_mine=p.n_labels_mine,  # type: ignore[attr-defined]
+            n_items=p.n_items,
+            n_labels_mine=p.n_labels_mine,
         )
         for p in projects
     ]

@@ -17,7 +17,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
@@ -26,7 +26,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from annotate import carry, selectors
 from annotate.forms import CriterionFormSet, ProjectNewForm, ProjectSettingsForm
-from annotate.http import wants_partial
+from annotate.http import AuthedRequest, wants_partial
 from annotate.models import Membership, Project
 from annotate.services.projects import (
     project_create,
@@ -41,17 +41,17 @@ LEAD = Membership.Role.LEAD
 MIN_CRITERIA = Project.MIN_CRITERIA_TO_ACTIVATE
 
 
-def _lead_project(request: HttpRequest, slug: str) -> Project:
+def _lead_project(request: AuthedRequest, slug: str) -> Project:
     project, _role = selectors.project_for_user(request.user, slug, role=LEAD)
     return project
 
 
-def _status(request: HttpRequest, *, failed: bool) -> int:
+def _status(request: AuthedRequest, *, failed: bool) -> int:
     """422 for a refused plain POST; 200 for htmx, which swaps only 2xx answers in and the error is in the swap."""
     return 422 if failed and not wants_partial(request) else 200
 
 
-def _require_creator(request: HttpRequest) -> None:
+def _require_creator(request: AuthedRequest) -> None:
     if not project_may_create(request.user):
         raise PermissionDenied("Only staff and people with the “add project” permission can create projects.")
 
@@ -77,7 +77,7 @@ def _settings_values(form: ProjectSettingsForm, project: Project | None = None) 
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def project_new(request: HttpRequest) -> HttpResponse:
+def project_new(request: AuthedRequest) -> HttpResponse:
     _require_creator(request)
     form = ProjectNewForm(
         request.POST or None,
@@ -96,7 +96,7 @@ def project_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         slug = form.cleaned_data["slug"] or slugify(form.cleaned_data["name"])[:64].strip("-")
         try:
-            project = project_create(creator=request.user, slug=slug, **_settings_values(form))  # type: ignore[arg-type]
+            project = project_create(creator=request.user, slug=slug, **_settings_values(form))
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -110,7 +110,7 @@ def project_new(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def project_new_preview(request: HttpRequest) -> HttpResponse:
+def project_new_preview(request: AuthedRequest) -> HttpResponse:
     _require_creator(request)
     return _preview(request)
 
@@ -120,7 +120,7 @@ def project_new_preview(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
+def project_settings(request: AuthedRequest, slug: str) -> HttpResponse:
     project = _lead_project(request, slug)
     kind_locked = project_kind_locked(project=project)
     initial = {f: getattr(project, f) for f in ProjectSettingsForm.base_fields}
@@ -160,16 +160,16 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def project_preview(request: HttpRequest, slug: str) -> HttpResponse:
+def project_preview(request: AuthedRequest, slug: str) -> HttpResponse:
     _lead_project(request, slug)
     return _preview(request)
 
 
-def _posted(request: HttpRequest) -> str:
+def _posted(request: AuthedRequest) -> str:
     return str(request.POST.get("instructions", ""))[:50_000]
 
 
-def _preview(request: HttpRequest) -> HttpResponse:
+def _preview(request: AuthedRequest) -> HttpResponse:
     """The instructions rendered exactly as annotators will see them (the same sanitising Markdown filter)."""
     return render(request, "annotate/setup/_preview.html", {"text": _posted(request)})
 
@@ -262,7 +262,7 @@ def _formset_data(rows: list[CriterionData]) -> dict[str, str]:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
+def project_criteria(request: AuthedRequest, slug: str) -> HttpResponse:
     """The criteria editor. Buttons edit a draft carried in the form; "Review" shows the new version's changes;
     "Save" writes them through the rubric service (only if the rubric has not moved since the review)."""
     project = _lead_project(request, slug)
@@ -307,7 +307,7 @@ def project_criteria(request: HttpRequest, slug: str) -> HttpResponse:
                     project=project,
                     criteria=rows,
                     base_number=posted_base,
-                    actor=request.user,  # type: ignore[arg-type]
+                    actor=request.user,
                 )
             except ValidationError as exc:
                 problems, reviewing = list(exc.messages), False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 
 # Train is where few-shot examples may come from; dev is where judge prompts are tuned; test is held out.
 DEFAULT_RATIOS: tuple[tuple[str, float], ...] = (("train", 0.2), ("dev", 0.4), ("test", 0.4))

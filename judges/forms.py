@@ -153,6 +153,32 @@ class JudgeTargetForm(forms.Form):
         return data
 
 
+# The judges pages' badges (templates/judges/_check_badge.html), in words a select option can hold.
+CHECK_WORDS = {
+    "calibrated": "calibrated",
+    "not_yet": "not yet calibrated: below its target",
+    "none": "no target set",
+    "unknown": "target cannot tell",
+}
+
+
+def standing_label(s: monitor.VersionStanding) -> str:
+    """A version's option on the monitor page: whether the judges pages call it calibrated (the same target check,
+    on the same run), then the TPR and TNR that would correct its pass rate."""
+    v = s.version
+    if s.run is None or s.check is None:
+        state = "no finished dev run"
+    else:
+        state = f"{CHECK_WORDS.get(s.check.status, s.check.status)} (dev run #{s.run.pk})"
+    found = s.calibration
+    rates = (
+        f"corrects with TPR {found.tpr:.2f}, TNR {found.tnr:.2f} of its {found.run.scope} run"
+        if found
+        else "cannot monitor: no run on items humans passed and failed"
+    )
+    return f"v{v.number} · {v.model} · {state} · {rates}"
+
+
 class MonitorForm(forms.Form):
     """The daily monitor of a judge's criterion: which version judges production, within what budget and sample cap,
     above what floor. The fields only parse; judges.monitor.monitor_check, which the API shares, judges the values."""
@@ -180,16 +206,14 @@ class MonitorForm(forms.Form):
         self.judge = judge
         field = self.fields["version"]
         assert isinstance(field, forms.TypedChoiceField)
-        choices = []
-        for v in judge.versions.order_by("-number"):
-            found = monitor.calibration_of(version=v)
-            state = (
-                f"TPR {found.tpr:.2f}, TNR {found.tnr:.2f} on its {found.run.scope} run"
-                if found
-                else "not calibrated yet"
-            )
-            choices.append((v.pk, f"v{v.number} · {v.model} · {state}"))
-        field.choices = choices
+        standings = monitor.version_standings(judge=judge)
+        field.choices = [(s.version.pk, standing_label(s)) for s in standings]
+        if "version" not in self.initial:
+            # Preselect the newest version that can monitor, one the judges pages call calibrated first.
+            usable = [s for s in standings if s.calibration is not None]
+            best = next((s for s in usable if s.check is not None and s.check.status == "calibrated"), None)
+            if best or usable:
+                self.initial["version"] = (best or usable[0]).version.pk
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

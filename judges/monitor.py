@@ -41,7 +41,7 @@ from annotate import enqueue
 from annotate import selectors as annotate_selectors
 from annotate.models import ProductionRecord, Project
 from annotate.stats import agreement
-from judges import calls, llm, prompts, selectors
+from judges import calls, compare, llm, prompts, selectors
 from judges.models import CachedCompletion, Judge, JudgeRun, JudgeVersion, Monitor, MonitorDay, MonitorDayClaim, Verdict
 from judges.services import answer_cache
 
@@ -80,6 +80,39 @@ def calibration_of(*, version: JudgeVersion) -> Calibration | None:
     return None
 
 
+@dataclass(frozen=True)
+class VersionStanding:
+    """A version as the monitor page offers it: `check` is the judges pages' decision on whether it is calibrated
+    (selectors.run_target_check on its newest finished dev run, None without one); `calibration` the TPR and TNR
+    that would correct its pass rate (None: it cannot monitor)."""
+
+    version: JudgeVersion
+    run: JudgeRun | None
+    check: compare.TargetCheck | None
+    calibration: Calibration | None
+
+
+def version_standings(*, judge: Judge) -> list[VersionStanding]:
+    """The judge's versions, newest first, each with its target check and its calibration."""
+    runs = selectors.latest_done_runs(judge=judge)
+    out = []
+    for version in judge.versions.order_by("-number"):
+        run = runs.get(version.pk)
+        if run is not None:
+            version.judge = judge
+            run.version = version
+        check = selectors.run_target_check(run=run) if run is not None else None
+        out.append(VersionStanding(version, run, check, calibration_of(version=version)))
+    return out
+
+
+def project_refusal(project: Project) -> str | None:
+    """Why the project's judges cannot be monitored at all, or None when they can."""
+    if project.kind != Project.Kind.BINARY:
+        return "The daily monitor tracks a pass rate: it needs a pass/fail project."
+    return None
+
+
 def daily_estimate(*, n_pass: int, n_judged: int, calibration: Calibration, seed: int) -> agreement.Figure:
     """The corrected pass rate of one day and its 95% interval: the only call of the estimator in the monitor."""
     observed = n_pass / n_judged if n_judged else 0.0
@@ -110,15 +143,16 @@ def monitor_check(
     def refuse(field: str, message: str) -> None:
         problems.setdefault(field, []).append(message)
 
-    if judge.project.kind != Project.Kind.BINARY:
-        refuse(NON_FIELD, "The daily monitor tracks a pass rate: it needs a pass/fail project.")
+    refused = project_refusal(judge.project)
+    if refused is not None:
+        refuse(NON_FIELD, refused)
     if version.judge_id != judge.pk:
         refuse("version", "That version belongs to another judge.")
     elif calibration_of(version=version) is None:
         refuse(
             "version",
             f"Version {version.number} has no finished run that compared it with items humans passed and failed: "
-            "calibrate it first, so that its pass rate can be corrected.",
+            "run it on dev or test items first, so that its TPR and TNR can correct its pass rate.",
         )
     if daily_budget_usd is not None:
         if not daily_budget_usd.is_finite():

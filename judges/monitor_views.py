@@ -131,6 +131,11 @@ def monitor_settings(request: AuthedRequest, slug: str, judge_id: int) -> HttpRe
     """A lead chooses the calibrated version that monitors the criterion, its daily budget and its threshold."""
     project, _role = annotate_selectors.project_for_user(request.user, slug, role=Membership.Role.LEAD)
     judge = selectors.judge_for_project(project=project, judge_id=judge_id)
+    refused = monitor_service.project_refusal(project)
+    if refused is not None:
+        # Said up front: no form that could only be refused.
+        context = {"project": project, "judge": judge, "refused": refused}
+        return render(request, "judges/monitor.html", context, status=422 if request.method == "POST" else 200)
     form, current = _form(judge, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

@@ -31,7 +31,7 @@ from annotate.http import AuthedRequest, wants_partial
 from annotate.models import FailureMode, Item, Membership, Project
 from annotate.review import selectors as review_selectors
 from annotate.stats import reference
-from judges import card, compare, forms, llm, production, prompts, ranking, recorded, selectors, staleness
+from judges import card, compare, forms, llm, monitor, production, prompts, ranking, recorded, selectors, staleness
 from judges.models import Judge, JudgeRun, JudgeVersion
 from judges.services import judge_runs, judge_versions
 
@@ -191,6 +191,7 @@ def judge_detail(request: AuthedRequest, slug: str, judge_id: int) -> HttpRespon
         "totals": selectors.runs_totals(runs=runs),
         "n_test_runs": selectors.test_runs_count(judge=judge),
         "staleness": staleness.judge_staleness(project).get(judge.pk),
+        "monitor_refused": monitor.project_refusal(project),
     }
     if not wants_partial(request):
         context |= _judge_extras(judge)

@@ -25,7 +25,7 @@ MAX_NOTES_PAGE = 1000
 
 def _user(request: HttpRequest) -> User | AnonymousUser:
     auth = getattr(request, "auth", None)
-    return auth if isinstance(auth, User) else request.user  # type: ignore[return-value]
+    return auth if isinstance(auth, User) else request.user
 
 
 def _project(request: HttpRequest, slug: str, *, role: str | None = None) -> tuple[Project, str]:
@@ -53,7 +53,7 @@ class ReviewOut(Schema):
     item_id: str | None  # the external id; null for an annotator when the project hides ids (blind annotation)
     reviewer: str
     verdict: str
-    note: str
+    note: str  # "" when the review has none: every failure has a note, a pass may not (it is not counted as a note)
     failure_mode: str | None
     reviewed_at: str
 

@@ -54,6 +54,7 @@ class Counts:
     periods: tuple[dt.date, ...]  # each period's first day, oldest first
     reviewed: tuple[int, ...]  # distinct items reviewed per period
     modes: tuple[ModeCounts, ...]
+    n_reviewed: int  # distinct items reviewed over all periods (an item reviewed on two days counts once)
 
 
 def period_start(day: dt.date, by: str) -> dt.date:
@@ -95,4 +96,9 @@ def failure_counts(rows: Iterable[ReviewRow], *, mode_ids: Sequence[int], by: st
             before, now = share(len(earlier_noted), len(earlier_items)), per[-1]
             rising = before is not None and now is not None and now.lo > before.hi
         out.append(ModeCounts(mode_id=mode_id, per_period=per, total=share(len(items), len(all_items)), rising=rising))
-    return Counts(periods=periods, reviewed=tuple(len(reviewed[p]) for p in periods), modes=tuple(out))
+    return Counts(
+        periods=periods,
+        reviewed=tuple(len(reviewed[p]) for p in periods),
+        modes=tuple(out),
+        n_reviewed=len(all_items),
+    )

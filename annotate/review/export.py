@@ -29,7 +29,7 @@ def mode_out(
         "mode": mode.name if mode else "(unassigned)",
         "definition": mode.definition if mode else "",
         "criterion_key": (mode.promoted_key or None) if mode else None,
-        "n_notes": len(notes),
+        "n_notes": sum(1 for n in notes if review_selectors.has_note(n)),
         "counts": _share(row.total),
         "by_day": [
             {"day": p.isoformat(), **_share(s)} for p, s in zip(periods, row.per_period, strict=True) if s is not None

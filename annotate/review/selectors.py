@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.contrib.auth.models import User
-from django.db.models import Case, Count, F, QuerySet, Value, When
+from django.db.models import Case, Count, F, Q, QuerySet, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -25,6 +25,23 @@ def notes_visible(*, project: Project, user: User, role: str) -> QuerySet[Review
     if role != Membership.Role.LEAD:
         notes = notes.filter(reviewer=user)
     return notes.order_by("-created_at", "-pk")
+
+
+@dataclass(frozen=True)
+class NoteTally:
+    n_reviews: int
+    n_notes: int  # reviews with a note text: a pass may have none
+
+
+def has_note(note: ReviewNote) -> bool:
+    """A review counts as a note when it has a note text (every failure has one; a pass may not)."""
+    return bool(note.note)
+
+
+def note_tally(notes: QuerySet[ReviewNote]) -> NoteTally:
+    """How many reviews, and how many of them carry a note (the rule of `has_note`), in one query."""
+    found = notes.order_by().aggregate(n_reviews=Count("pk"), n_notes=Count("pk", filter=~Q(note="")))
+    return NoteTally(n_reviews=found["n_reviews"], n_notes=found["n_notes"])
 
 
 def review_next(*, project: Project, reviewer: User) -> Item | None:

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from annotate import selectors
+from annotate import carry, selectors
 from annotate.models import Criterion, FailureMode, Item, Label, Project, ReviewNote, RubricVersion
 from annotate.services import leases, rubrics
 
@@ -214,14 +214,117 @@ class Promotion:
     n_pass: int
 
 
+@dataclass(frozen=True)
+class ReviewLabel:
+    """A label of the promoted criterion that one review gives."""
+
+    item_id: int
+    annotator_id: int
+    value: str
+    note: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class PromotionPlan:
+    """What promoting a mode writes: the labels its reviews give, and how many items of the project get none."""
+
+    labels: tuple[ReviewLabel, ...]
+    n_items: int  # items in the project
+
+    @property
+    def n_fail(self) -> int:
+        return sum(1 for label in self.labels if label.value == Label.Value.FAIL)
+
+    @property
+    def n_pass(self) -> int:
+        return len(self.labels) - self.n_fail
+
+    @property
+    def n_reviewed_items(self) -> int:
+        """Items that get a label of the new criterion from the reviews."""
+        return len({label.item_id for label in self.labels})
+
+    @property
+    def n_unlabeled_items(self) -> int:
+        """Items that will need a label of the new criterion from an annotator."""
+        return self.n_items - self.n_reviewed_items
+
+
+def _n(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def promotion_sentence(*, plan: PromotionPlan, name: str, kept: Sequence[carry.CriterionConsequence]) -> str:
+    """What saving the promotion does to the labels, from the numbers `mode_promote` writes: "“Avoids: X”: 12
+    reviewed items get their labels from the reviews (8 fail, 4 pass); the other 713 items will need a new label on
+    it; the other 3 criteria keep their 725 labels"."""
+    n_reviewed, n_other = plan.n_reviewed_items, plan.n_unlabeled_items
+    if n_reviewed == 1:
+        verb = "gets its label" if len(plan.labels) == 1 else "gets its labels"
+    else:
+        verb = "get their labels"
+    tally = f"({plan.n_fail:,} fail, {plan.n_pass:,} pass)"
+    parts = [f"“{name}”: {_n(n_reviewed, 'reviewed item')} {verb} from the reviews {tally}"]
+    if n_other:
+        parts.append(f"the other {_n(n_other, 'item')} will need a new label on it")
+    n_kept = _n(sum(c.n_labels for c in kept), "label")
+    if len(kept) == 1:
+        parts.append(f"“{kept[0].name}” keeps its {n_kept}")
+    elif kept:
+        parts.append(f"the other {len(kept)} criteria keep their {n_kept}")
+    return "; ".join(parts)
+
+
+def promote_name(mode: FailureMode) -> str:
+    """The suggested name of the promoted criterion, which the lead may edit: a pass means the failure is absent."""
+    return f"Avoids: {mode.name}"[:200]
+
+
 def promote_key(project: Project, mode: FailureMode) -> str:
     """A criterion key made from the mode's name that the current rubric does not use yet."""
-    base = (slugify(f"no {mode.name}").replace("-", "_") or "no_failure")[:56]
+    base = (slugify(f"avoids {mode.name}").replace("-", "_") or "avoids_failure")[:56]
     taken = {c.key for c in selectors.criteria_current(project=project)}
     key, n = base, 2
     while key in taken:
         key, n = f"{base}_{n}", n + 1
     return key
+
+
+def promote_refusal(project: Project, mode: FailureMode) -> str:
+    """Why the mode cannot become a criterion, or "" when it can."""
+    if refusal := review_refusal(project):
+        return refusal
+    if mode.promoted_key:
+        return f"“{mode.name}” is already the criterion “{mode.promoted_key}”."
+    if not ReviewNote.objects.filter(failure_mode=mode).exists():
+        return (
+            f"“{mode.name}” holds no notes: a criterion needs examples. Put at least one noted item in it on the "
+            "failure modes board first."
+        )
+    return ""
+
+
+def promotion_plan(*, project: Project, mode: FailureMode, now: dt.datetime | None = None) -> PromotionPlan:
+    """The labels the reviews give the promoted criterion: each reviewer's review noted with this mode fails it, each
+    passing review passes it; reviews that failed for another reason say nothing about it and give no label."""
+    now = now or timezone.now()
+    reviews = ReviewNote.objects.filter(project=project).filter(failure_mode=mode) | ReviewNote.objects.filter(
+        project=project, verdict=ReviewNote.Verdict.PASS
+    )
+    labels = tuple(
+        ReviewLabel(
+            item_id=item_id,
+            annotator_id=reviewer_id,
+            value=Label.Value.FAIL if mode_id == mode.pk else Label.Value.PASS,
+            note=note if mode_id == mode.pk else "",
+            created_at=created_at if created_at <= now else now,
+        )
+        for item_id, reviewer_id, mode_id, note, created_at in reviews.order_by("pk").values_list(
+            "item_id", "reviewer_id", "failure_mode_id", "note", "created_at"
+        )
+    )
+    return PromotionPlan(labels=labels, n_items=Item.objects.filter(project=project).count())
 
 
 def promote_criteria(
@@ -262,12 +365,10 @@ def mode_promote(
     label on the new criterion: a review noted with this mode fails it, a passing review passes it. Reviews that
     failed for another reason say nothing about this criterion and give no label. Items keep their splits.
     """
-    if refusal := review_refusal(project):
-        raise ValidationError(refusal)
     Project.objects.select_for_update().filter(pk=project.pk).first()
     mode = _mode(project, mode_id)
-    if mode.promoted_key:
-        raise ValidationError(f"“{mode.name}” is already the criterion “{mode.promoted_key}”.")
+    if refusal := promote_refusal(project, mode):
+        raise ValidationError(refusal)
     current = selectors.rubric_current(project=project)
     if (current.number if current else 0) != base_number:
         raise ValidationError(
@@ -280,25 +381,21 @@ def mode_promote(
     )
     assert version is not None  # a criterion was added
     criterion = version.criteria.get(key=criteria[-1]["key"])
-    reviews = ReviewNote.objects.filter(project=project).filter(failure_mode=mode) | ReviewNote.objects.filter(
-        project=project, verdict=ReviewNote.Verdict.PASS
-    )
-    now = timezone.now()
+    plan = promotion_plan(project=project, mode=mode)
     labels = [
         Label(
             item_id=r.item_id,
             criterion=criterion,
             rubric_version=version,
-            annotator_id=r.reviewer_id,
-            value=Label.Value.FAIL if r.failure_mode_id == mode.pk else Label.Value.PASS,
-            note=r.note if r.failure_mode_id == mode.pk else "",
-            created_at=r.created_at if r.created_at <= now else now,
+            annotator_id=r.annotator_id,
+            value=r.value,
+            note=r.note,
+            created_at=r.created_at,
         )
-        for r in reviews.order_by("pk")
+        for r in plan.labels
     ]
     Label.objects.bulk_create(labels, ignore_conflicts=True)
     leases.queue_counts_refresh(project=project)
     mode.promoted_key, mode.promoted_in = criterion.key, version
     mode.save(update_fields=["promoted_key", "promoted_in", "updated_at"])
-    n_fail = sum(1 for label in labels if label.value == Label.Value.FAIL)
-    return Promotion(version=version, criterion=criterion, n_fail=n_fail, n_pass=len(labels) - n_fail)
+    return Promotion(version=version, criterion=criterion, n_fail=plan.n_fail, n_pass=plan.n_pass)

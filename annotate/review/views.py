@@ -100,7 +100,8 @@ def review_notes(request: AuthedRequest, slug: str) -> HttpResponse:
     project, role = selectors.project_for_user(request.user, slug)
     notes = review_selectors.notes_visible(project=project, user=request.user, role=role)
     page = Paginator(notes, 50).get_page(request.GET.get("page"))
-    context = {"project": project, "page": page, "is_lead": role == Membership.Role.LEAD}
+    tally = review_selectors.note_tally(notes)
+    context = {"project": project, "page": page, "tally": tally, "is_lead": role == Membership.Role.LEAD}
     if wants_partial(request):
         return render(request, "annotate/review/notes.html#results", context)
     return render(request, "annotate/review/notes.html", context)
@@ -312,24 +313,31 @@ def mode_promote(request: AuthedRequest, slug: str, mode_id: int) -> HttpRespons
     current = selectors.rubric_current(project=project)
     base = current.number if current else 0
     key = request.POST.get("key") or services.promote_key(project, mode)
-    name = request.POST.get("name") or f"No {mode.name[:1].lower()}{mode.name[1:]}"
+    name = request.POST.get("name") or services.promote_name(mode)
     description = request.POST.get("description") or (
         f"Fails when the response shows this failure: {(mode.definition or mode.name).rstrip('.')}."
     )
     problems: list[str] = []
     changes = []
-    consequence = None
-    if not mode.promoted_key and not services.review_refusal(project):
+    consequence = ""
+    refusal = services.promote_refusal(project, mode)
+    if not refusal:
         try:
             saved, new = services.promote_criteria(project=project, key=key, name=name, description=description)
         except ValidationError as exc:
             problems = list(exc.messages)
         else:
             changes = rubrics.rubric_diff(old=saved, new=new)
-            if current is not None:
-                consequence = carry.rubric_consequence(
+            kept = (
+                carry.rubric_consequence(
                     current=current, new=[(c["key"], c["name"], c["description"]) for c in new]
-                )
+                ).kept
+                if current is not None
+                else []
+            )
+            # The same numbers mode_promote writes.
+            plan = services.promotion_plan(project=project, mode=mode)
+            consequence = services.promotion_sentence(plan=plan, name=new[-1]["name"], kept=kept)
     if request.method == "POST" and request.POST.get("action") == "save" and not problems:
         try:
             promotion = services.mode_promote(
@@ -365,6 +373,7 @@ def mode_promote(request: AuthedRequest, slug: str, mode_id: int) -> HttpRespons
         "consequence": consequence,
         "problems": problems,
         "refusal": services.review_refusal(project),
+        "promote_refusal": refusal,
         "examples": examples,
         "few_shot": review_selectors.few_shot_lines(mode=mode),
         "split_counts": {s: sum(1 for e in examples if e.item.split == s) for s in Item.Split.values},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -325,6 +326,14 @@ def test_a_mode_whose_share_clearly_rises_is_flagged_and_a_steady_one_is_not():
     assert weekly.periods == (dt.date(2026, 11, 16), dt.date(2026, 11, 23))
 
 
+def test_items_reviewed_over_all_periods_count_each_item_once():
+    rows = _rows(dt.date(2026, 12, 1), [("fail", 1), ("pass", None)]) + _rows(
+        dt.date(2026, 12, 2), [("pass", None), ("fail", None)], start=1
+    )
+    counted = review_counts.failure_counts(rows, mode_ids=[1], by="day")
+    assert counted.reviewed == (2, 2) and counted.n_reviewed == 3
+
+
 def test_no_reviews_give_no_periods_and_no_shares():
     counted = review_counts.failure_counts([], mode_ids=[7], by="week")
     assert counted.periods == () and all(m.total is None for m in counted.modes)
@@ -343,6 +352,9 @@ def test_the_counts_page_shows_table_chart_and_unassigned_notes(client, project,
     assert "failed for a reason no mode holds yet" in html
     counted = response.context["counts"]
     assert len(counted.periods) == 2
+    # "Items reviewed" under "All days": the five reviewed items, not the number of days.
+    row = re.search(r"Items reviewed</th><td>([^<]*)</td>", html)
+    assert row is not None and row.group(1) == "5"
     week = client.get(f"/p/{project.slug}/failure-modes/counts/?by=week", headers=HX)
     assert week.status_code == 200 and "week of" in week.content.decode()
 
@@ -375,7 +387,7 @@ def test_promotion_makes_a_rubric_version_and_turns_reviews_into_labels_in_their
         actor=lead,
     )
     assert promotion.version.number == base + 1
-    assert [c.key for c in selectors.criteria_current(project=project)][-1] == key == "no_hallucination"
+    assert [c.key for c in selectors.criteria_current(project=project)][-1] == key == "avoids_hallucination"
     new_labels = Label.objects.filter(rubric_version=promotion.version, criterion__key=key)
     assert dict(new_labels.values_list("item_id", "value")) == {
         items[0].pk: "fail",
@@ -399,6 +411,7 @@ def test_promotion_makes_a_rubric_version_and_turns_reviews_into_labels_in_their
 
 def test_promotion_refuses_a_stale_review_and_changes_nothing(project, lead, reviewed):
     mode = review.mode_create(project=project, name="Hallucination", actor=lead)
+    review.note_assign(project=project, note_id=reviewed[0].pk, mode_id=mode.pk)
     base = selectors.rubric_current(project=project).number
     with pytest.raises(ValidationError, match="while you were reviewing"):
         review.mode_promote(
@@ -416,7 +429,7 @@ def test_the_promote_page_shows_the_usual_review_wording_then_saves(client, proj
     url = f"/p/{project.slug}/failure-modes/{mode.pk}/promote/"
     html = client.get(url).content.decode()
     base = selectors.rubric_current(project=project).number
-    assert f"Saving makes rubric v{base + 1}" in html and "add “No hallucination”" in html
+    assert f"Saving makes rubric v{base + 1}" in html and "add “Avoids: Hallucination”" in html
     response = client.post(
         url,
         {
@@ -437,6 +450,70 @@ def test_the_promote_page_shows_the_usual_review_wording_then_saves(client, proj
     assert few_shot.splitlines() == expected
     judge_page = client.get(f"/p/{project.slug}/judges/new/?criterion=no_hallucination")
     assert judge_page.context["form"].initial["examples"] == few_shot
+
+
+def test_the_promote_page_suggests_an_editable_name_and_says_what_the_reviews_give(
+    client, project, lead, annotator, other_annotator, items
+):
+    extra = [ItemFactory(project=project) for _ in range(3)]  # eight items, three of them never reviewed
+    notes = _reviews(project, annotator, items, ["Skips the word limit", "Too long", "Wrong year", None, None])
+    theirs = _reviews(project, other_annotator, items[:1], [None])
+    mode = review.mode_create(project=project, name="Ignores constraints", actor=lead)
+    for note in notes[:2]:
+        review.note_assign(project=project, note_id=note.pk, mode_id=mode.pk)
+    client.force_login(lead)
+    url = f"/p/{project.slug}/failure-modes/{mode.pk}/promote/"
+    response = client.get(url)
+    html = response.content.decode()
+    assert "No ignores" not in html
+    assert 'value="Avoids: Ignores constraints"' in html and 'value="avoids_ignores_constraints"' in html
+    # Items 0, 1, 3 and 4 get labels (item 0 twice: the annotator fails it, the other annotator passes it); item 2
+    # failed for another reason and the three extra items were never reviewed: four items still need a label.
+    plan = review.promotion_plan(project=project, mode=mode)
+    assert (plan.n_reviewed_items, plan.n_fail, plan.n_pass, plan.n_unlabeled_items) == (4, 2, 3, 4)
+    assert (
+        "“Avoids: Ignores constraints”: 4 reviewed items get their labels from the reviews (2 fail, 3 pass); "
+        "the other 4 items will need a new label on it"
+    ) in html.replace("&ldquo;", "“").replace("&rdquo;", "”")
+    assert "will need 0 new labels" not in html and "The reviews become labels" not in html
+    # The name is the lead's to edit: the review and the saved criterion use the edited one.
+    edited = {"key": "follows_constraints", "name": "Follows the constraints", "description": "Obeys limits."}
+    base = selectors.rubric_current(project=project).number
+    again = client.post(url, {**edited, "action": "review", "base": base}).content.decode()
+    assert "add “Follows the constraints”" in again and "“Follows the constraints”: 4 reviewed items" in again
+    assert client.post(url, {**edited, "action": "save", "base": base}).status_code == 302
+    criterion = list(selectors.criteria_current(project=project))[-1]
+    assert (criterion.key, criterion.name) == ("follows_constraints", "Follows the constraints")
+    written = Label.objects.filter(criterion=criterion)
+    assert written.count() == len(plan.labels) == 5
+    assert written.values("item_id").distinct().count() == plan.n_reviewed_items
+    assert not written.filter(item__in=[items[2], *extra]).exists()
+    assert written.get(item=items[0], annotator=other_annotator).value == "pass" and theirs
+
+
+def test_a_mode_without_notes_cannot_be_promoted(client, project, lead, reviewed):
+    empty = review.mode_create(project=project, name="Rambles", actor=lead)
+    base = selectors.rubric_current(project=project).number
+    with pytest.raises(ValidationError, match="needs examples"):
+        review.mode_promote(
+            project=project,
+            mode_id=empty.pk,
+            key="avoids_rambles",
+            name="Avoids: Rambles",
+            description="d",
+            base_number=base,
+            actor=lead,
+        )
+    client.force_login(lead)
+    url = f"/p/{project.slug}/failure-modes/{empty.pk}/promote/"
+    html = client.get(url).content.decode()
+    assert "needs examples" in html and 'value="save"' not in html
+    body = {"action": "save", "base": base, "key": "avoids_rambles", "name": "Avoids: Rambles", "description": "d"}
+    response = client.post(url, body)
+    assert response.status_code == 422 and "needs examples" in response.content.decode()
+    assert selectors.rubric_current(project=project).number == base
+    empty.refresh_from_db()
+    assert not empty.promoted_key and not Label.objects.filter(criterion__key="avoids_rambles").exists()
 
 
 # --- Export and API ------------------------------------------------------------------------------------------------
@@ -503,6 +580,19 @@ def test_a_deactivated_reviewer_keeps_their_notes_but_loses_access(client, proje
     client.force_login(annotator)
     assert client.get(f"/p/{project.slug}/review/notes/").status_code == 404
     assert ReviewNote.objects.filter(reviewer=annotator).count() == 5
+
+
+def test_notes_count_reviews_with_a_note_text_on_the_page_the_api_and_the_export(
+    client, project, lead, annotator, items
+):
+    _reviews(project, annotator, items[:3], ["Invents a citation", "Wrong year", None])  # the pass has no note
+    client.force_login(lead)
+    html = client.get(f"/p/{project.slug}/review/notes/").content.decode()
+    assert "3 reviews, 2 notes" in html and "3 notes" not in html
+    listed = client.get(f"/api/v1/projects/{project.slug}/review-notes", headers=_bearer(lead)).json()
+    assert len(listed) == 3 and sum(1 for n in listed if n["note"]) == 2
+    unassigned = client.get(f"/api/v1/projects/{project.slug}/failure-modes", headers=_bearer(lead)).json()[-1]
+    assert unassigned["n_notes"] == 2 == len(unassigned["notes"])
 
 
 def test_a_new_user_has_no_notes(client, project):

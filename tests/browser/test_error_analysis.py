@@ -177,19 +177,20 @@ def test_a_lead_walks_the_error_analysis_loop_on_the_tulu_demo(
     page.goto(base + reverse("failure_modes", args=[project.slug]))
     page.locator(f"#mode-{citation.pk}").get_by_role("link", name="Promote to a criterion").click()
     expect(page.get_by_role("heading", name=f"Saving makes rubric v{before + 1}. v{before + 1} will:")).to_be_visible()
-    expect(page.locator(".changes")).to_contain_text("add “No invented citations”")
+    expect(page.locator(".changes")).to_contain_text("add “Avoids: Invented citations”")
+    expect(page.locator(".consequence")).to_contain_text("from the reviews (8 fail, 6 pass)")
     screenshot(page, "review-promote")
     page.get_by_role("button", name=f"Save as v{before + 1}").click()
     expect(page.get_by_role("heading", name=re.compile("is a criterion"))).to_be_visible()
     assert selectors.rubric_current(project=project).number == before + 1
-    labels = Label.objects.filter(rubric_version__number=before + 1, criterion__key="no_invented_citations")
+    labels = Label.objects.filter(rubric_version__number=before + 1, criterion__key="avoids_invented_citations")
     assert labels.filter(value="fail").count() == 8 and labels.filter(value="pass").count() == 6
 
     assert not console_errors(page), ("promote", console_errors(page))
 
     # --- Start its judge on dev. ----------------------------------------------------------------------------------
     page.get_by_role("link", name="Create its judge").click()
-    expect(page.get_by_label("Criterion")).to_have_value("no_invented_citations")
+    expect(page.get_by_label("Criterion")).to_have_value("avoids_invented_citations")
     # The mode's train items come as few-shot candidates: failing ones from its notes, passing ones from passed reviews.
     expect(page.locator("textarea[name=examples]")).to_have_value(re.compile(r" fail \| Invents a citation"))
     page.get_by_label("Endpoint").select_option("standin")
@@ -200,7 +201,7 @@ def test_a_lead_walks_the_error_analysis_loop_on_the_tulu_demo(
     # The run page polls, then shows the report when the worker is done.
     expect(page.get_by_role("heading", name="Judge vs humans")).to_be_visible(timeout=60_000)
     run = JudgeRun.objects.get(project=project)
-    assert run.status == "done" and run.version.judge.criterion_key == "no_invented_citations"
+    assert run.status == "done" and run.version.judge.criterion_key == "avoids_invented_citations"
     assert run.version.examples.filter(verdict="fail").exists()  # the few-shot candidates were kept
     screenshot(page, "review-judge-run")
     assert not console_errors(page), console_errors(page)

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotate import tokens
-from judges import monitor
+from judges import monitor, selectors
 from judges.models import CachedCompletion, Monitor, MonitorDay, MonitorDayClaim
 from judges.services import judge_versions
 from tests.judges.conftest import make_version
@@ -50,7 +50,7 @@ def test_the_calibration_is_the_judges_measured_tpr_and_tnr_on_human_labels(cali
 @pytest.mark.django_db
 def test_a_version_never_compared_with_human_labels_cannot_monitor(project, standin):
     version = make_version(judge_versions.judge_create(project=project, criterion_key="acceptable"))
-    with pytest.raises(ValidationError, match="calibrate it first"):
+    with pytest.raises(ValidationError, match="run it on dev or test items first"):
         monitor.monitor_set(judge=version.judge, version=version, daily_budget_usd=None, threshold=0.7)
     assert not Monitor.objects.exists()
 
@@ -229,6 +229,51 @@ def test_a_pairwise_project_cannot_be_monitored(standin):
         monitor.monitor_set(judge=judge, version=version, daily_budget_usd=None, threshold=0.5)
 
 
+@pytest.mark.django_db
+def test_the_monitor_page_calls_a_version_calibrated_exactly_when_the_judges_pages_do(
+    client, project, lead, calibrated
+):
+    """One decision: the judges pages' target check on the version's newest dev run (TPR = TNR = 0.96 there)."""
+    judge = calibrated.judge
+    run = calibrated.runs.get()
+    client.force_login(lead)
+    url = reverse("judges:monitor_settings", args=[project.slug, judge.pk])
+    cases = (
+        (0.9, "calibrated", '<span class="badge good">calibrated</span>'),
+        (0.97, "not yet calibrated: below its target", '<span class="badge bad">not yet</span>'),
+    )
+    for tpr, word, badge in cases:
+        judge_versions.judge_target_set(judge=judge, target="tpr_tnr", numbers={"target_tpr": tpr, "target_tnr": 0.9})
+        assert selectors.run_target_check(run=run).status == ("calibrated" if tpr < 0.96 else "not_yet")
+        page = client.get(url).content.decode()
+        assert f"v1 · standin-judge-2025-01-01 · {word} (dev run #{run.pk}) · corrects with TPR 0.96" in page
+        listing = client.get(reverse("judges:judge_list", args=[project.slug])).content.decode()
+        assert f"v1 · #{run.pk}</a> {badge}" in listing
+    # A version below its target still monitors: its TPR and TNR correct the pass rate all the same.
+    assert client.post(url, {"version": calibrated.pk, "threshold": "0.8"}).status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_pairwise_judge_offers_no_monitor_and_its_page_says_why_up_front(client, lead, standin):
+    from tests.factories import ProjectFactory, membership
+
+    pairwise = ProjectFactory(slug="pairs", kind="pairwise")
+    membership(lead, pairwise, "lead")
+    judge = judge_versions.judge_create(project=pairwise, criterion_key="acceptable")
+    version = make_version(judge)
+    client.force_login(lead)
+    detail = client.get(reverse("judges:judge_detail", args=[pairwise.slug, judge.pk])).content.decode()
+    url = reverse("judges:monitor_settings", args=[pairwise.slug, judge.pk])
+    assert url not in detail and "Daily monitor" not in detail
+    page = client.get(url)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "it needs a pass/fail project" in html and "<form" not in html.split("<main")[-1]
+    refused = client.post(url, {"version": version.pk, "threshold": "0.5", "enabled": "on"})
+    assert refused.status_code == 422 and "it needs a pass/fail project" in refused.content.decode()
+    assert not Monitor.objects.exists()
+
+
 # --- Pages and the API ----------------------------------------------------------------------------------------
 
 
@@ -274,7 +319,14 @@ def test_a_lead_chooses_the_version_budget_and_threshold_on_the_monitor_page(cli
     client.force_login(lead)
     url = reverse("judges:monitor_settings", args=[project.slug, calibrated.judge_id])
     page = client.get(url).content.decode()
-    assert "v1 · standin-judge-2025-01-01 · TPR 0.96, TNR 0.96 on its dev run" in page
+    run_id = calibrated.runs.get().pk
+    assert (
+        f"v1 · standin-judge-2025-01-01 · no target set (dev run #{run_id}) · corrects with TPR 0.96, TNR 0.96 of its "
+        "dev run" in page
+    )
+    # The box sits in its label, box first (templates/_field.html), not alone under a detached label.
+    assert '<label class="inline" for="id_enabled"><input type="checkbox" name="enabled"' in page
+    assert "Run every day</label>" in page
     response = client.post(
         url, {"version": calibrated.pk, "daily_budget_usd": "0.25", "threshold": "0.8", "enabled": "on"}
     )
@@ -290,11 +342,16 @@ def test_an_uncalibrated_version_or_a_bad_threshold_is_refused_with_the_typed_va
     client.force_login(lead)
     newer = make_version(calibrated.judge, change_note="not run yet")
     url = reverse("judges:monitor_settings", args=[project.slug, calibrated.judge_id])
+    # Before any monitor, the page preselects the newest version that can monitor, not the newest one.
+    assert f'<option value="{calibrated.pk}" selected>' in client.get(url).content.decode()
     response = client.post(url, {"version": newer.pk, "daily_budget_usd": "1.5", "threshold": "0.8"})
     assert response.status_code == 422
     html = response.content.decode()
-    assert "calibrate it first" in html and 'value="1.5"' in html
-    assert "v2 · standin-judge-2025-01-01 · not calibrated yet" in html
+    assert "run it on dev or test items first" in html and 'value="1.5"' in html
+    assert (
+        "v2 · standin-judge-2025-01-01 · no finished dev run · cannot monitor: no run on items humans passed and "
+        "failed" in html
+    )
     response = client.post(url, {"version": calibrated.pk, "threshold": "1.5"})
     assert response.status_code == 422 and "The threshold is a pass rate between 0 and 1." in response.content.decode()
     assert not Monitor.objects.exists()
