@@ -470,7 +470,10 @@ def test_a_lead_imports_runs_a_judge_iterates_and_exports(app: MakeRun, page: Pa
     expect(page.locator("table.deltas tbody tr").first).to_be_visible()
     parent, examples = app.db.rows(
         "SELECT p.number, (SELECT COUNT(*) FROM judges_fewshotexample e WHERE e.version_id = v.id) "
-        "FROM judges_judgeversion v JOIN judges_judgeversion p ON p.id = v.parent_id WHERE v.number = 2"
+        "FROM judges_judgeversion v JOIN judges_judgeversion p ON p.id = v.parent_id "
+        "JOIN judges_judge j ON j.id = v.judge_id JOIN annotate_project pr ON pr.id = j.project_id "
+        "WHERE v.number = 2 AND pr.slug = %s",
+        [BINARY],
     )[0]
     assert (parent, examples) == (1, 2)
 

@@ -24,7 +24,7 @@ def test_every_page_of_the_loop_answers_on_the_embedded_default(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-4000:]
     pages = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert len(pages) == 32  # 16 pages of each of the two demo projects
+    assert len(pages) == 60  # 20 pages of each of the three demo projects
     failed = [p for p in pages if p["status"] != 200]
     assert not failed, failed
     assert all(p["bytes"] > 200 for p in pages)

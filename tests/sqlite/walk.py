@@ -75,8 +75,12 @@ def main() -> None:
             ("lead", reverse("judges:run_detail", args=[slug, runs[1].pk])),
             ("lead", reverse("judges:compare", args=[slug]) + f"?a={runs[0].pk}&b={runs[1].pk}"),
             ("lead", reverse("judges:version_card", args=[slug, versions[1].pk])),
+            ("lead", reverse("failure_modes", args=[slug])),
+            ("lead", reverse("failure_counts", args=[slug])),
+            ("lead", reverse("review_notes", args=[slug])),
             ("annotator1", reverse("project_detail", args=[slug])),
             ("annotator1", reverse("label_queue", args=[slug])),
+            ("annotator1", reverse("review_page", args=[slug])),
         ]
     clients = {}
     for username in ("lead", "annotator1"):
