@@ -7,7 +7,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from annotate.models import Project
 from judges import llm, monitor, prompts
-from judges.models import Judge, JudgeRun
+from judges.models import Judge, JudgeRun, JudgeVersion
 from judges.services import judge_versions
 
 
@@ -236,3 +236,46 @@ class MonitorForm(forms.Form):
                 for message in messages:
                     self.add_error(None if field == NON_FIELD_ERRORS else field, message)
         return data
+
+
+def version_initial(project: Project, version: JudgeVersion | None = None) -> dict[str, Any]:
+    """The version form's initial values: the defaults for a new judge, or a copy of `version` to edit into a child."""
+    if version is None:
+        return {
+            "system_template": prompts.DEFAULT_SYSTEM[project.kind],
+            "user_template": prompts.DEFAULT_USER[project.kind],
+            "endpoint": default_endpoint(),
+            "model": "gpt-4o-2024-08-06",
+            "temperature": 0,
+            "max_tokens": 400,
+        }
+    examples = "\n".join(
+        f"{ex.item.external_id} {ex.verdict}" + (f" | {ex.reasoning}" if ex.reasoning else "")
+        for ex in version.examples.select_related("item").order_by("position")
+    )
+    return {
+        "system_template": version.system_template,
+        "user_template": version.user_template,
+        "endpoint": version.endpoint,
+        "model": version.model,
+        "allow_alias": version.model_is_alias,
+        "temperature": version.temperature,
+        "max_tokens": version.max_tokens,
+        "examples": examples,
+    }
+
+
+def version_args(form: JudgeVersionForm) -> dict[str, Any]:
+    """A valid version form's values as judge_version_create takes them."""
+    data = form.cleaned_data
+    return {
+        "system_template": data["system_template"],
+        "user_template": data["user_template"],
+        "endpoint": data["endpoint"],
+        "model": data["model"],
+        "allow_alias": data["allow_alias"],
+        "temperature": data["temperature"],
+        "max_tokens": data["max_tokens"],
+        "examples": form.parsed_examples,
+        "change_note": data.get("change_note", ""),
+    }

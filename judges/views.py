@@ -101,47 +101,6 @@ def _editor_context(project: Project, form: forms.JudgeVersionForm, **extra: Any
     }
 
 
-def _initial(project: Project, version: JudgeVersion | None = None) -> dict[str, Any]:
-    if version is None:
-        return {
-            "system_template": prompts.DEFAULT_SYSTEM[project.kind],
-            "user_template": prompts.DEFAULT_USER[project.kind],
-            "endpoint": forms.default_endpoint(),
-            "model": "gpt-4o-2024-08-06",
-            "temperature": 0,
-            "max_tokens": 400,
-        }
-    examples = "\n".join(
-        f"{ex.item.external_id} {ex.verdict}" + (f" | {ex.reasoning}" if ex.reasoning else "")
-        for ex in version.examples.select_related("item").order_by("position")
-    )
-    return {
-        "system_template": version.system_template,
-        "user_template": version.user_template,
-        "endpoint": version.endpoint,
-        "model": version.model,
-        "allow_alias": version.model_is_alias,
-        "temperature": version.temperature,
-        "max_tokens": version.max_tokens,
-        "examples": examples,
-    }
-
-
-def _version_args(form: forms.JudgeVersionForm) -> dict[str, Any]:
-    data = form.cleaned_data
-    return {
-        "system_template": data["system_template"],
-        "user_template": data["user_template"],
-        "endpoint": data["endpoint"],
-        "model": data["model"],
-        "allow_alias": data["allow_alias"],
-        "temperature": data["temperature"],
-        "max_tokens": data["max_tokens"],
-        "examples": form.parsed_examples,
-        "change_note": data.get("change_note", ""),
-    }
-
-
 @require_http_methods(["GET", "POST"])
 @login_required
 def judge_new(request: AuthedRequest, slug: str) -> HttpResponse:
@@ -150,7 +109,7 @@ def judge_new(request: AuthedRequest, slug: str) -> HttpResponse:
     taken = set(Judge.objects.filter(project=project).values_list("criterion_key", flat=True))
     criteria = [(c.key, c.name) for c in annotate_selectors.criteria_current(project=project) if c.key not in taken]
     wanted = request.GET.get("criterion", "")
-    initial = _initial(project) | ({"criterion_key": wanted} if wanted else {})
+    initial = forms.version_initial(project) | ({"criterion_key": wanted} if wanted else {})
     promoted = FailureMode.objects.filter(project=project, promoted_key=wanted).first() if wanted else None
     if promoted is not None:
         # A criterion promoted from a failure mode: its reviewed train items are offered as few-shot examples.
@@ -165,7 +124,9 @@ def judge_new(request: AuthedRequest, slug: str) -> HttpResponse:
                     name=form.cleaned_data["name"],
                     actor=request.user,
                 )
-                version = judge_versions.judge_version_create(judge=judge, actor=request.user, **_version_args(form))
+                version = judge_versions.judge_version_create(
+                    judge=judge, actor=request.user, **forms.version_args(form)
+                )
         except ValidationError as exc:
             for message in _errors(exc):
                 form.add_error(None, message)
@@ -351,12 +312,15 @@ def version_new(request: AuthedRequest, slug: str, judge_id: int) -> HttpRespons
     versions = JudgeVersion.objects.filter(judge=judge)
     parent = (versions.filter(pk=int(parent_id)) if parent_id.isdigit() else versions.order_by("-number")).first()
     form = forms.JudgeVersionForm(
-        request.POST or None, project=project, needs_note=parent is not None, initial=_initial(project, parent)
+        request.POST or None,
+        project=project,
+        needs_note=parent is not None,
+        initial=forms.version_initial(project, parent),
     )
     if request.method == "POST" and form.is_valid():
         try:
             version = judge_versions.judge_version_create(
-                judge=judge, parent=parent, actor=request.user, **_version_args(form)
+                judge=judge, parent=parent, actor=request.user, **forms.version_args(form)
             )
         except ValidationError as exc:
             for message in _errors(exc):

@@ -49,6 +49,8 @@ def _calibrated_judge(project: Project, lead) -> None:
     """A judge on "acceptable" with one finished dev run under rubric v1: its verdicts follow the humans' labels
     except on every fifth item, and its report comes from the real report code."""
     judge = judge_versions.judge_create(project=project, criterion_key="acceptable", actor=lead)
+    # A bar the run below clears (its accuracy is about 0.8), so the dashboard calls the judge calibrated.
+    judge_versions.judge_target_set(judge=judge, target="accuracy", numbers={"target_accuracy": 0.5})
     version = judge_versions.judge_version_create(
         judge=judge,
         system_template=prompts.DEFAULT_SYSTEM[project.kind],
@@ -154,7 +156,7 @@ def test_the_lead_reads_the_dashboard_and_queues_drifted_items_for_relabeling(
     expect(page.locator("svg.chart-columns")).to_have_count(2)
     # The "acceptable" judge was calibrated under v1, but v2 did not change its criterion: it is not stale.
     expect(page.locator(".judge-list .badge.stale")).to_have_count(0)
-    expect(page.locator(".judge-list .badge.fresh")).to_have_text(["Calibrated on v1"])
+    expect(page.locator(".judge-list .badge.fresh")).to_have_text(["Calibrated (rubric v1)"])
     screenshot(page, "dashboard-lead")
 
     page.get_by_role("link", name="Rubric & drift").click()

@@ -149,7 +149,7 @@ def test_bad_values_answer_400_naming_each_one_and_write_nothing(client, project
         (
             "criteria.3.version_id",
             f"Version {other_judge.number} has no finished run that compared it with items humans passed and failed: "
-            "calibrate it first, so that its pass rate can be corrected.",
+            "run it on dev or test items first, so that its TPR and TNR can correct its pass rate.",
         ),
         ("criteria.4.version_id", "No judge version 999999 here."),
     }
@@ -167,7 +167,7 @@ def test_an_uncalibrated_version_or_a_mistyped_value_is_refused_like_on_the_page
         {
             "field": "criteria.0.version_id",
             "message": f"Version {uncalibrated.number} has no finished run that compared it with items humans passed "
-            "and failed: calibrate it first, so that its pass rate can be corrected.",
+            "and failed: run it on dev or test items first, so that its TPR and TNR can correct its pass rate.",
         }
     ]
     typed = _put(client, lead, {"criterion_key": "acceptable", "version_id": calibrated.pk, "threshold": "high"})
