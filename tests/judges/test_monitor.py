@@ -367,6 +367,9 @@ def test_annotators_and_outsiders_get_404_on_the_monitor_page(client, project, a
     assert not Monitor.objects.exists()
 
 
+# Two threads writing at once: the SQLite test database is in memory with a shared cache, where a second writer gets
+# "database table is locked" at once (no busy timeout applies), unlike `make run`'s file, where it waits its turn.
+@pytest.mark.postgres(reason="two writers at once: the in-memory shared-cache SQLite test database cannot wait")
 @pytest.mark.django_db(transaction=True)
 def test_two_computations_of_the_same_day_started_together_judge_and_pay_once(project, standin):
     # Beat's task and a manual re-run (or a redelivered message on a second worker) start at the same moment. The
