@@ -7,7 +7,7 @@ from typing import Any
 
 from annotate.extensions import JudgeStatus
 from annotate.models import Project
-from judges import monitor_views, selectors, staleness
+from judges import staleness
 from judges.models import JudgeRun
 
 
@@ -15,6 +15,8 @@ class JudgesOnAnnotate:
     def staleness(self, project: Project) -> list[JudgeStatus]:
         """Each judge's staleness, with the judges page's verdict on its latest dev run (calibrated only when that run
         meets the judge's target), so the dashboard cannot call a judge calibrated that the judges page does not."""
+        from judges import selectors  # see monitor_panels
+
         latest = selectors.latest_alignment(project=project)
         out: list[JudgeStatus] = []
         for judge_id, state in staleness.judge_staleness(project).items():
@@ -24,6 +26,11 @@ class JudgesOnAnnotate:
         return out
 
     def monitor_panels(self, project: Project) -> list[Any]:
+        # Imported here, not at the top: JudgesConfig.ready() imports this module in every process, and the monitor
+        # and the selectors bring the LLM client and openai (half a second), which commands such as import_items
+        # never use.
+        from judges import monitor_views
+
         return list(monitor_views.monitor_panels(project=project))
 
     def run_reports(self, *, project_id: int, rubric_version_id: int) -> list[tuple[str, int, dict[str, Any]]]:

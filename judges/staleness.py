@@ -10,13 +10,16 @@ rubric. A change to other criteria leaves it calibrated: its criterion's labels 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import F, OuterRef, Subquery
 
 from annotate.models import Criterion, Project, RubricVersion
-from judges.compare import TargetCheck
 from judges.models import Judge, JudgeRun
+
+if TYPE_CHECKING:
+    # Only a type here: judges.compare brings numpy, and every process imports this module at start (JudgesConfig).
+    from judges.compare import TargetCheck
 
 
 class Reason:
