@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring
 
 # Train is where few-shot examples may come from; dev is where judge prompts are tuned; test is held out.
@@ -26,8 +27,28 @@ def split_and_order_key(
     project_key: str, external_id: str, ratios: tuple[tuple[str, float], ...] = DEFAULT_RATIOS
 ) -> tuple[str, int]:
     """(split_for(...), order_key(...)) from the one hash both read: what an import computes for every row."""
-    digest = _digest(project_key, external_id)
-    return _split_of(digest, ratios), int.from_bytes(digest[8:16], "big", signed=True)
+    digest = hashlib.sha256(f"{project_key}\x1f{external_id}".encode()).digest()
+    key = int.from_bytes(digest[8:16], "big", signed=True)
+    if ratios is DEFAULT_RATIOS:
+        # _split_of with its sums done once: the same float arithmetic, so the same split for every id.
+        point = int.from_bytes(digest[:8], "big") / _SCALE * _DEFAULT_TOTAL
+        for name, cumulative in _DEFAULT_CUMULATIVE:
+            if point < cumulative:
+                return name, key
+        return DEFAULT_RATIOS[-1][0], key
+    return _split_of(digest, ratios), key
+
+
+def _cumulative(ratios: tuple[tuple[str, float], ...]) -> tuple[tuple[str, float], ...]:
+    out, cumulative = [], 0.0
+    for name, share in ratios:
+        cumulative += share
+        out.append((name, cumulative))
+    return tuple(out)
+
+
+_DEFAULT_TOTAL = sum(share for _, share in DEFAULT_RATIOS)
+_DEFAULT_CUMULATIVE = _cumulative(DEFAULT_RATIOS)
 
 
 def _digest(project_key: str, external_id: str) -> bytes:
@@ -58,6 +79,20 @@ def content_hash(fields: Mapping[str, object]) -> str:
     else:
         canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def content_hash_of_texts(names: tuple[str, ...], texts: Sequence[str]) -> str:
+    """content_hash(dict(zip(names, texts))) where `names` are sorted and every value is text: what an import computes
+    for every row, without building a dictionary, sorting it or encoding its keys (a test holds the two equal)."""
+    pairs = ",".join(map(str.__add__, _key_prefixes(names), map(encode_basestring, texts)))
+    return hashlib.sha256(("{" + pairs + "}").encode()).hexdigest()
+
+
+@functools.cache
+def _key_prefixes(names: tuple[str, ...]) -> tuple[str, ...]:
+    if list(names) != sorted(names):
+        raise ValueError("content_hash_of_texts takes the names in sorted order")
+    return tuple(encode_basestring(name) + ":" for name in names)
 
 
 def order_key(project_key: str, external_id: str) -> int:

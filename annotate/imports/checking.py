@@ -18,7 +18,7 @@ from django.conf import settings
 from annotate.guards import MAX_JSON_DEPTH, json_problem, text_problem
 from annotate.models import Item, Project
 from annotate.services.items import item_content
-from annotate.splits import content_hash, split_and_order_key
+from annotate.splits import content_hash, content_hash_of_texts, split_and_order_key
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,26 @@ def item_values(
 
 # allow_nan=False: Python reads NaN and Infinity, but they are not JSON and PostgreSQL refuses them. One encoder for
 # every row: json.dumps with options builds a new one per call.
-_metadata_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_metadata_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+_metadata_dumps = _metadata_encoder.encode
+# The same encoder's C part, made once: JSONEncoder.encode makes it again for every call, which costs more than
+# encoding small metadata. Without the circular-reference check, which JSON read from a file or a request cannot need
+# (a cycle would end in RecursionError, which the caller takes as "not plain"). The public encoder where there is no C
+# part (another Python implementation).
+_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_iterencode = (
+    None
+    if _make_encoder is None
+    else _make_encoder(
+        None, _metadata_encoder.default, json.encoder.encode_basestring, None, ": ", ", ", False, False, False
+    )
+)
+
+
+def _metadata_text(metadata: dict[str, Any]) -> str:
+    if _iterencode is None:
+        return _metadata_dumps(metadata)
+    return "".join(_iterencode(metadata, 0))
 
 
 def _metadata_json(metadata: dict[str, Any]) -> str | None:
@@ -162,7 +181,7 @@ def _metadata_json(metadata: dict[str, Any]) -> str | None:
     is such, and this costs one encoding instead of a walk over every value.
     """
     try:
-        text = _metadata_dumps(metadata)
+        text = _metadata_text(metadata)
     except (ValueError, RecursionError):
         return None
     if text.isascii() and text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
@@ -224,10 +243,13 @@ class ItemChecker:
             errors.append(RowError(line, "metadata", "contains a NUL character, which cannot be stored"))
         if errors:
             return errors
-        content, digest, external_id, split, key = item_values(
-            project=self.project, fields=fields, external_id=external_id or None, split=split
+        # What item_values computes (item_content's fields are self.content, every one text here), without its
+        # keyword calls and dictionaries: this runs for every row.
+        digest = content_hash_of_texts(self.content, [fields[name] for name in self.content])
+        own_split, key = split_and_order_key(self.project.slug, external_id or digest)
+        return ItemRow(
+            line, external_id or digest, fields, metadata, metadata_json, split or own_split, digest, key, self.source
         )
-        return ItemRow(line, external_id, content, metadata, metadata_json, split, digest, key, self.source)
 
     def _metadata(self, line: int, row: dict[str, Any]) -> tuple[dict[str, Any], list[RowError]]:
         if not self.tabular:

@@ -113,7 +113,7 @@ def _jsonl_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | RowEr
             continue
         if line == 1:
             raw = raw.removeprefix(_BOM)
-        if not raw.strip():
+        if not raw or raw.isspace():  # `not raw.strip()` without copying every line
             continue
         try:
             text = raw.decode("utf-8")

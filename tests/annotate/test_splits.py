@@ -7,7 +7,14 @@ from collections import Counter
 
 import pytest
 
-from annotate.splits import DEFAULT_RATIOS, content_hash, order_key, split_and_order_key, split_for
+from annotate.splits import (
+    DEFAULT_RATIOS,
+    content_hash,
+    content_hash_of_texts,
+    order_key,
+    split_and_order_key,
+    split_for,
+)
 
 
 def test_the_split_is_a_stable_function_of_project_and_external_id():
@@ -57,10 +64,18 @@ def test_the_content_hash_is_the_sha256_of_the_canonical_json_it_always_was():
         for fields in ({"input": a, "output": b}, {"output_b": c, "input": a, "output_a": b}):
             reference = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
             assert content_hash(fields) == hashlib.sha256(reference.encode()).hexdigest()
+            names = tuple(sorted(fields))
+            # What imports compute per row, from the texts alone.
+            assert content_hash_of_texts(names, [fields[n] for n in names]) == content_hash(fields)
+
+
+def test_the_content_hash_of_texts_refuses_names_out_of_order():
+    with pytest.raises(ValueError, match="sorted order"):
+        content_hash_of_texts(("output", "input"), ["b", "a"])
 
 
 def test_split_and_order_key_together_are_split_for_and_order_key():
     ratios = (("train", 0.5), ("test", 0.5))
-    for i in range(500):
+    for i in range(5000):
         assert split_and_order_key("p", f"id-{i}") == (split_for("p", f"id-{i}"), order_key("p", f"id-{i}"))
         assert split_and_order_key("q", str(i), ratios)[0] == split_for("q", str(i), ratios)

@@ -1,0 +1,106 @@
+"""Imports against what earlier imports stored: hashes computed the way they always were, and the statistics that
+keep a large project's look-ups on its index."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from annotate.imports import items as import_items
+from annotate.imports.files import file_import
+from annotate.models import Item, Project
+from annotate.splits import order_key, split_for
+from tests.factories import ProjectFactory
+
+pytestmark = pytest.mark.django_db
+
+TEXTS = [
+    "plain ascii",
+    'quotes " and \\ backslashes \\n',
+    "controls \x01\x1f\t\n\r\x7f",
+    "line separators \u2028\u2029",
+    "accents é, CJK 漢字, emoji 👍🏽, RTL עברית",
+]
+
+
+def _stored_as_before(project: Project, fields: dict[str, str], external_id: str | None) -> Item:
+    """An item as an import stored it before the per-row shortcuts: the hash of json.dumps over the sorted fields."""
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    eid = external_id or digest
+    return Item.objects.create(
+        project=project,
+        external_id=eid,
+        content_hash=digest,
+        split=split_for(project.slug, eid),
+        order_key=order_key(project.slug, eid),
+        **fields,
+    )
+
+
+@pytest.mark.parametrize("kind", ["binary", "pairwise"])
+def test_a_file_imported_before_is_unchanged_when_imported_again(kind, tmp_path):
+    project = ProjectFactory(slug=f"stored-{kind}", kind=kind)
+    names = ("input", "output_a", "output_b") if kind == "pairwise" else ("input", "output")
+    rows = []
+    for n, text in enumerate(TEXTS):
+        fields = {name: f"{text} {name} {n}" for name in names}
+        external_id = f"row-{n}" if n % 2 else None  # without an id, the content hash is the id
+        before = _stored_as_before(project, fields, external_id)
+        rows.append({**({"external_id": external_id} if external_id else {}), **fields})
+        assert before.external_id == (external_id or before.content_hash)
+    path = tmp_path / "again.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=n % 2 == 0) + "\n" for n, row in enumerate(rows)))
+    report = file_import(project=project, kind="items", path=path)
+    assert (report.n_new, report.n_unchanged, report.n_conflicts) == (0, len(TEXTS), 0)
+    # And one changed character under the same id is a conflict, not "unchanged".
+    rows[1][names[-1]] += "!"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert file_import(project=project, kind="items", path=path).n_conflicts == 1
+
+
+@pytest.mark.postgres(reason="the statistics and the plan are PostgreSQL's")
+def test_after_a_large_import_the_look_ups_use_the_unique_index_from_a_small_sample(
+    django_capture_on_commit_callbacks, tmp_path: Path
+):
+    project = ProjectFactory(slug="large", kind="binary")
+    n = import_items._ANALYZE_AFTER
+    path = tmp_path / "large.jsonl"
+    rows = ({"external_id": f"x-{i}", "input": "Q", "output": f"A{i}"} for i in range(n))
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert file_import(project=project, kind="items", path=path).n_new == n
+    assert callbacks, "no ANALYZE after a large import"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n_distinct, array_length(histogram_bounds::text::text[], 1) FROM pg_stats "
+            "WHERE tablename = 'annotate_item' AND attname = 'order_key'"
+        )
+        n_distinct, bounds = cursor.fetchone()
+        # A histogram of target + 1 bounds: the cheap sample, not the default one (101 bounds).
+        assert (n_distinct, bounds) == (-1, import_items._ANALYZE_STATISTICS_TARGET + 1)
+        cursor.execute(
+            "EXPLAIN SELECT external_id, content_hash, id FROM annotate_item WHERE project_id = %s "
+            "AND external_id = ANY(%s)",
+            [project.pk, [f"x-{i}" for i in range(0, n, n // 10)]],
+        )
+        plan = cursor.fetchone()[0]
+    assert "item_external_id_unique" in plan, plan[:200]
+
+
+def test_metadata_text_is_what_the_json_encoder_writes_and_refuses_nan_as_it_does():
+    from annotate.imports.checking import _metadata_text
+
+    for metadata in (
+        {},
+        {"model": "gpt", "trace": 12, "score": 0.1 + 0.2, "big": 10**30, "ok": True, "none": None},
+        {"nested": {"list": [1, "two", {"three": [3.5e-9]}]}, "é": "漢字 👍🏽", "quote": '"\\\n\x01'},
+    ):
+        assert _metadata_text(metadata) == json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+    for bad in ({"x": float("nan")}, {"x": [float("inf")]}):
+        with pytest.raises(ValueError):
+            _metadata_text(bad)
