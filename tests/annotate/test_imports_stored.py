@@ -104,3 +104,49 @@ def test_metadata_text_is_what_the_json_encoder_writes_and_refuses_nan_as_it_doe
     for bad in ({"x": float("nan")}, {"x": [float("inf")]}):
         with pytest.raises(ValueError):
             _metadata_text(bad)
+
+
+def _rows(n: int, *, start: int = 0, suffix: str = "") -> str:
+    return "".join(
+        json.dumps({"external_id": f"r-{i}", "input": f"Q{i}", "output": f"A{i}{suffix}"}) + "\n"
+        for i in range(start, start + n)
+    )
+
+
+def test_into_a_project_with_items_batches_write_while_the_next_is_checked_updates_included(monkeypatch, tmp_path):
+    """Each batch's COPY stays open until the next look-up; updates and a bad row at the end still behave."""
+    monkeypatch.setattr(import_items, "BATCH", 10)
+    project = ProjectFactory(slug="batches", kind="binary")
+    path = tmp_path / "items.jsonl"
+    path.write_text(_rows(25))
+    assert file_import(project=project, kind="items", path=path).n_new == 25
+    # 35 rows in 4 batches: 5 changed (conflicts, updated), 20 unchanged, 10 new.
+    path.write_text(_rows(5, suffix="!") + _rows(20, start=5) + _rows(10, start=25))
+    report = file_import(project=project, kind="items", path=path, update=True)
+    assert (report.n_new, report.n_unchanged, report.n_conflicts, report.n_updated) == (10, 20, 5, 5)
+    outputs = dict(Item.objects.filter(project=project).values_list("external_id", "output"))
+    assert len(outputs) == 35 and outputs["r-0"] == "A0!" and outputs["r-34"] == "A34"
+    # A bad last row after three written batches: nothing of the file stays.
+    path.write_text(_rows(30, start=100) + '{"input": ""}\n')
+    with pytest.raises(import_items.ImportInvalid):
+        file_import(project=project, kind="items", path=path)
+    assert Item.objects.filter(project=project).count() == 35
+
+
+@pytest.mark.postgres(reason="the plan is PostgreSQL's")
+def test_the_look_up_probes_the_unique_index_per_id_for_a_project_the_statistics_do_not_know(tmp_path):
+    known = ProjectFactory(slug="known", kind="binary")
+    path = tmp_path / "items.jsonl"
+    path.write_text(_rows(2000))
+    file_import(project=known, kind="items", path=path)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotate_item")
+    # A new project, filled after the ANALYZE: the statistics expect it to hold next to nothing.
+    fresh = ProjectFactory(slug="fresh", kind="binary")
+    file_import(project=fresh, kind="items", path=path)
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + import_items._EXISTING_SQL, [[f"r-{i}" for i in range(1000)], fresh.pk])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Nested Loop" in plan and "(external_id)::text = wanted.external_id" in plan, plan[:1000]
+    report = file_import(project=fresh, kind="items", path=path)
+    assert (report.n_new, report.n_unchanged) == (0, 2000)
