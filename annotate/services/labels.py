@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from annotate import selectors
 from annotate.models import Assignment, Criterion, Item, Label, Project
+from annotate.rawsql import columns
 from annotate.services.errors import ItemNotNeeded, QueueError
 from annotate.services.leases import queue_counts_refresh
 from annotate.splits import shown_order
@@ -89,7 +90,7 @@ def _needs_note(project: Project, values: dict[str, str], shown: str | None) -> 
 
 
 _SUBMIT_LOCK_SQL = """
-SELECT i.*, a.state AS my_state, a.expires_at AS my_expiry,
+SELECT {item_columns}, a.state AS my_state, a.expires_at AS my_expiry,
     (SELECT count(*) FROM annotate_label l
      WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s) AS my_n,
     (SELECT count(*) FROM annotate_label l
@@ -101,7 +102,7 @@ SELECT i.*, a.state AS my_state, a.expires_at AS my_expiry,
 FROM annotate_item i
 LEFT JOIN annotate_assignment a ON a.item_id = i.id AND a.annotator_id = %(user)s
 WHERE i.project_id = %(project)s AND i.id = %(item)s
-"""
+""".replace("{item_columns}", columns(Item, "i"))
 
 
 def _from_db(model: type[models.Model], field_name: str, value: Any) -> Any:

@@ -383,6 +383,60 @@ def test_the_submit_round_trips_statements_are_prepared_once_a_connection_has_ru
     assert not any(f"= {annotator.pk} " in sql for sql in prepared)
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres(reason="prepared statements are PostgreSQL's")
+def test_a_migration_adding_columns_while_the_app_serves_breaks_no_prepared_statement(client, active, annotator):
+    # A rolling deploy migrates while the previous release still serves, on connections that prepared the hot path's
+    # statements: those list their columns, so a column added meanwhile does not change what they return.
+    import psycopg
+
+    for _ in range(20):
+        ItemFactory(project=active)
+    client.force_login(annotator)
+    page = client.get(reverse("label_queue", args=[active.slug]))
+    current, upcoming = page.context["current"], page.context["upcoming"][0]
+
+    def submit():
+        nonlocal current, upcoming
+        response = client.post(
+            reverse("label_submit", args=[active.slug, current.item.pk]),
+            {**FORM, "form_key": current.form_key, "page_items": [current.item.pk, upcoming.item.pk]},
+            headers={"HX-Request": "true"},
+        )
+        assert response.status_code == 200, response.content[:300]
+        current, upcoming = upcoming, response.context["upcoming"][0]
+
+    for _ in range(6):
+        submit()
+    params = connection.get_connection_params()
+    other = psycopg.connect(
+        **{k: v for k, v in params.items() if k not in {"cursor_factory", "context", "prepare_threshold"}},
+        autocommit=True,
+    )
+    try:
+        for table in ("annotate_item", "annotate_project"):
+            other.execute(f"ALTER TABLE {table} ADD COLUMN added_by_a_later_release integer")
+        for _ in range(3):
+            submit()
+    finally:
+        for table in ("annotate_item", "annotate_project"):
+            other.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS added_by_a_later_release")
+        other.close()
+
+
+def test_a_statement_prepared_before_a_migration_changed_its_result_answers_retry_and_reconnects(db):
+    # The safety net for raw SQL that still selects `*`: PostgreSQL refuses the stale prepared statement; the request
+    # gets the retry answer and the connection is closed, so the next request prepares the statement afresh.
+    from django.db import NotSupportedError
+
+    from annotate.middleware import outage_message
+
+    connection.ensure_connection()
+    assert outage_message(NotSupportedError("cached plan must not change result type")) == RETRY_MESSAGE
+    assert connection.connection is None or connection.connection.closed
+    assert outage_message(NotSupportedError("something else")) is None
+
+
 def test_pairwise_item_text_with_html_is_inert_and_markdown_tricks_render_safely(client, db):
     from tests.factories import ProjectFactory, membership
 
