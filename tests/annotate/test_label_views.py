@@ -424,6 +424,7 @@ def test_a_migration_adding_columns_while_the_app_serves_breaks_no_prepared_stat
         other.close()
 
 
+@pytest.mark.postgres(reason="prepared statements are PostgreSQL's; closing SQLite's in-memory test database loses it")
 def test_a_statement_prepared_before_a_migration_changed_its_result_answers_retry_and_reconnects(db):
     # The safety net for raw SQL that still selects `*`: PostgreSQL refuses the stale prepared statement; the request
     # gets the retry answer and the connection is closed, so the next request prepares the statement afresh.
