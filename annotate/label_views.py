@@ -123,7 +123,7 @@ def _page_items(request: AuthedRequest) -> set[int] | None:
 
 
 def _next_for_page(request: AuthedRequest, project: Project) -> HttpResponse:
-    """The htmx answer to a submit, a skip or a refill: the page's next item, to wait hidden until it is shown.
+    """The htmx answer to a skip or a refill: the page's next item, to wait hidden until it is shown.
 
     It is an item leased to this annotator that the page does not hold yet, or a fresh claim only when there is
     none, so answers that cross on a slow link never leave an item leased to someone whose page does not have it.
@@ -134,6 +134,10 @@ def _next_for_page(request: AuthedRequest, project: Project) -> HttpResponse:
         rubric_version_id=project.current_rubric_id,  # type: ignore[arg-type]
         holding=_page_items(request),
     )
+    return _render_next(request, project, item)
+
+
+def _render_next(request: AuthedRequest, project: Project, item: Item | None) -> HttpResponse:
     upcoming = _cards(request, project, [item]) if item else []
     context = _label_context(request, project, [], upcoming=upcoming)
     if item is None:
@@ -173,19 +177,34 @@ def label_submit(request: AuthedRequest, slug: str, item_id: int) -> HttpRespons
     shown = shown_order(request.user.pk, item_id) if project.is_pairwise else None
     values, problems = label_values_from_form(project=project, criteria=criteria, data=request.POST, shown=shown)
     note = request.POST.get("note", "")
+    time_spent, key = _time_spent(request.POST.get("time_spent_ms")), request.POST.get("form_key", "")
     try:
         if problems:
             raise QueueError(" ".join(problems))
-        label_services.label_submit(
-            project=project,
-            annotator=request.user,
-            item_id=item_id,
-            criteria=criteria,
-            values=values,
-            note=note,
-            time_spent_ms=_time_spent(request.POST.get("time_spent_ms")),
-            submission_key=request.POST.get("form_key", ""),
-        )
+        if wants_partial(request):
+            # htmx: the answer is the page's next item, leased in the labels' own transaction (one commit).
+            _outcome, item = label_services.label_submit_then_next(
+                project=project,
+                annotator=request.user,
+                item_id=item_id,
+                criteria=criteria,
+                values=values,
+                note=note,
+                time_spent_ms=time_spent,
+                submission_key=key,
+                holding=_page_items(request),
+            )
+        else:
+            label_services.label_submit(
+                project=project,
+                annotator=request.user,
+                item_id=item_id,
+                criteria=criteria,
+                values=values,
+                note=note,
+                time_spent_ms=time_spent,
+                submission_key=key,
+            )
     except ItemNotNeeded as exc:
         if not wants_partial(request):
             messages.warning(request, exc.message)
@@ -195,7 +214,7 @@ def label_submit(request: AuthedRequest, slug: str, item_id: int) -> HttpRespons
         return _label_refused(request, project, item_id, exc.message, exc.status, values=request.POST, note=note)
     if not wants_partial(request):
         return redirect("label_queue", slug=project.slug)
-    return _next_for_page(request, project)
+    return _render_next(request, project, item)
 
 
 @require_POST

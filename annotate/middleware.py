@@ -20,7 +20,7 @@ from typing import Any
 import kombu.exceptions
 import redis.exceptions
 from django.core.signals import got_request_exception
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, NotSupportedError, OperationalError, connection
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -37,7 +37,12 @@ _MARK = "_annotate_unavailable"
 
 
 def is_database_outage(exc: BaseException | None) -> bool:
-    """True for the errors a lost or refused database connection raises (not for bad SQL or constraint errors)."""
+    """True for the errors a lost or refused database connection raises (not for bad SQL or constraint errors), and
+    for a statement this connection prepared before a migration changed what it returns: the connection is closed,
+    so the next request prepares it afresh."""
+    if isinstance(exc, NotSupportedError) and "cached plan must not change result type" in str(exc):
+        connection.close()
+        return True
     return isinstance(exc, OperationalError | InterfaceError)
 
 

@@ -28,6 +28,7 @@ from annotate.models import (
     ThroughputWatermark,
     shown_username,
 )
+from annotate.rawsql import columns
 
 
 def project_role(user: User | AnonymousUser, project: Project) -> str | None:
@@ -44,10 +45,10 @@ def project_role(user: User | AnonymousUser, project: Project) -> str | None:
 
 
 _PROJECT_FOR_USER_SQL = """
-SELECT p.*, m.role AS my_role FROM annotate_project p
+SELECT {project_columns}, m.role AS my_role FROM annotate_project p
 LEFT JOIN annotate_membership m ON m.project_id = p.id AND m.user_id = %s AND m.deactivated_at IS NULL
 WHERE p.slug = %s
-"""
+""".replace("{project_columns}", columns(Project, "p"))
 
 
 def project_for_user(user: User | AnonymousUser, slug: str, *, role: str | None = None) -> tuple[Project, str]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +15,10 @@ from django.utils import timezone
 
 from annotate import selectors
 from annotate.models import Assignment, Criterion, Item, Label, Project
+from annotate.rawsql import columns
 from annotate.services.errors import ItemNotNeeded, QueueError
 from annotate.services.leases import queue_counts_refresh
+from annotate.services.queue import queue_next
 from annotate.splits import shown_order
 
 
@@ -89,7 +92,7 @@ def _needs_note(project: Project, values: dict[str, str], shown: str | None) -> 
 
 
 _SUBMIT_LOCK_SQL = """
-SELECT i.*, a.state AS my_state, a.expires_at AS my_expiry,
+SELECT {item_columns}, a.state AS my_state, a.expires_at AS my_expiry,
     (SELECT count(*) FROM annotate_label l
      WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s) AS my_n,
     (SELECT count(*) FROM annotate_label l
@@ -101,7 +104,7 @@ SELECT i.*, a.state AS my_state, a.expires_at AS my_expiry,
 FROM annotate_item i
 LEFT JOIN annotate_assignment a ON a.item_id = i.id AND a.annotator_id = %(user)s
 WHERE i.project_id = %(project)s AND i.id = %(item)s
-"""
+""".replace("{item_columns}", columns(Item, "i"))
 
 
 def _from_db(model: type[models.Model], field_name: str, value: Any) -> Any:
@@ -145,6 +148,7 @@ def label_submit(
     note: str = "",
     time_spent_ms: int | None = None,
     submission_key: str = "",
+    _within: bool = False,
 ) -> SubmitOutcome:
     """Save one annotator's labels for an item, at once: every criterion of the version they have no label on yet
     (all of them, or only the added or redefined ones when their other labels were carried over a rubric change:
@@ -171,7 +175,8 @@ def label_submit(
     if not note and _needs_note(project, values, shown):
         raise QueueError("This project asks for a note whenever something fails: say why.")
     now = timezone.now()
-    with transaction.atomic():
+    # `_within`: label_submit_then_next's transaction holds this one (no savepoint of its own: two statements less).
+    with nullcontext() if _within else transaction.atomic():
         # Raw SQL on the hottest path: the ORM's compile time for this query was a fifth of the request.
         lock = " FOR UPDATE OF i" if connection.vendor == "postgresql" else ""
         # The criteria ids are integers from the database, so formatting them into the statement is safe.
@@ -253,6 +258,44 @@ def label_submit(
             )
             Assignment.objects.filter(item_id=item.pk, annotator=annotator).delete()
     return SubmitOutcome(item=item, duplicate=False)
+
+
+def label_submit_then_next(
+    *,
+    project: Project,
+    annotator: AuthUser,
+    item_id: int,
+    criteria: Sequence[Criterion],
+    values: dict[str, str],
+    holding: Collection[int] | None,
+    note: str = "",
+    time_spent_ms: int | None = None,
+    submission_key: str = "",
+) -> tuple[SubmitOutcome, Item | None]:
+    """`label_submit`, then the labeling page's next item (`queue_next`, which may lease one), in one transaction.
+
+    One commit instead of two: each commit waits for PostgreSQL to flush its WAL to disk, and the lease's own commit
+    was the slowest step of the annotator's round trip. A lease is only written with the labels that precede it.
+    """
+    with transaction.atomic():
+        outcome = label_submit(
+            project=project,
+            annotator=annotator,
+            item_id=item_id,
+            criteria=criteria,
+            values=values,
+            note=note,
+            time_spent_ms=time_spent_ms,
+            submission_key=submission_key,
+            _within=True,
+        )
+        item = queue_next(
+            project=project,
+            annotator=annotator,
+            rubric_version_id=project.current_rubric_id,  # type: ignore[arg-type]
+            holding=holding,
+        )
+    return outcome, item
 
 
 def _release(item: Item, annotator: AuthUser) -> None:

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from annotate import selectors, skips
 from annotate.models import Assignment, Item, Label, Project, RubricVersion
+from annotate.rawsql import columns
 from annotate.services.errors import QueueError
 
 # --- The labeling queue ---------------------------------------------------------------------------------------
@@ -47,12 +48,12 @@ cand AS (
     LIMIT 1
     FOR UPDATE OF i SKIP LOCKED
 ), bumped AS (
-    UPDATE annotate_item i SET n_leased = i.n_leased + 1 FROM cand WHERE i.id = cand.id RETURNING i.*
+    UPDATE annotate_item i SET n_leased = i.n_leased + 1 FROM cand WHERE i.id = cand.id RETURNING {item_columns}
 ), leased AS (
     INSERT INTO annotate_assignment (item_id, annotator_id, rubric_version_id, state, expires_at, created_at)
     SELECT id, %(user)s, %(version)s, 'leased', %(expires)s, %(now)s FROM bumped
     RETURNING item_id
-)"""
+)""".replace("{item_columns}", columns(Item, "i"))
 _CLAIM_SQL = "\n".join(
     (
         "WITH",
@@ -74,11 +75,11 @@ _NEXT_SQL = "\n".join(
     (
         _NEXT_MINE,
         _CLAIM_STEPS.replace("/*unless*/", "AND NOT EXISTS (SELECT 1 FROM mine)"),
-        "SELECT i.* FROM mine JOIN annotate_item i ON i.id = mine.id",
+        "SELECT {item_columns} FROM mine JOIN annotate_item i ON i.id = mine.id",
         "UNION ALL",
         "SELECT bumped.* FROM bumped JOIN leased ON leased.item_id = bumped.id",
     )
-)
+).replace("{item_columns}", columns(Item, "i"))
 
 
 def queue_claim(*, project: Project, annotator: AuthUser, rubric_version_id: int) -> Item | None:

@@ -27,6 +27,16 @@ def test_the_redis_cache_round_trips_plain_data_as_json_text():
     cache.delete("dash2:roundtrip")
 
 
+def test_the_redis_cache_makes_its_client_once_instead_of_for_every_command():
+    # Django's cache objects are per thread; within one, every command used to build a new redis-py client.
+    client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+    cache.set("dash2:shared", {"ok": True}, 30)
+    assert cache.get("dash2:shared") == {"ok": True}
+    assert cache._cache.get_client(write=True) is client  # type: ignore[attr-defined]
+    assert cache._cache.get_client(write=False) is cache._cache.get_client(write=False)  # type: ignore[attr-defined]
+    cache.delete("dash2:shared")
+
+
 def test_counters_stay_atomic_integers_in_redis():
     cache.set("dash2:counter", 1, 30)
     assert cache.incr("dash2:counter") == 2 and cache.get("dash2:counter") == 2

@@ -356,6 +356,88 @@ def test_a_submit_from_the_page_finds_its_next_item_in_one_statement(client, act
     assert sorted(leased) == sorted([prefetched.pk, fresh.pk])
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres(reason="prepared statements are PostgreSQL's; SQLite has none to ask about")
+def test_the_submit_round_trips_statements_are_prepared_once_a_connection_has_run_them(client, active, annotator):
+    # Planning each statement anew was over a tenth of the round trip: with DB_PREPARED_STATEMENTS (the default) the
+    # server binds the parameters and keeps a plan per statement once a connection has run it five times.
+    for _ in range(20):
+        ItemFactory(project=active)
+    client.force_login(annotator)
+    page = client.get(reverse("label_queue", args=[active.slug]))
+    current, upcoming = page.context["current"], page.context["upcoming"][0]
+    for _ in range(7):
+        response = client.post(
+            reverse("label_submit", args=[active.slug, current.item.pk]),
+            {**FORM, "form_key": current.form_key, "page_items": [current.item.pk, upcoming.item.pk]},
+            headers={"HX-Request": "true"},
+        )
+        assert response.status_code == 200
+        current, upcoming = upcoming, response.context["upcoming"][0]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
+        prepared = [row[0] for row in cursor.fetchall()]
+    for marker in ("FROM annotate_project p", "FOR UPDATE OF i", "INSERT INTO annotate_label", "SKIP LOCKED"):
+        assert any(marker in sql for sql in prepared), (marker, prepared)
+    # Parameters, not values, are in what the server keeps: one plan serves every annotator and item.
+    assert not any(f"= {annotator.pk} " in sql for sql in prepared)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres(reason="prepared statements are PostgreSQL's")
+def test_a_migration_adding_columns_while_the_app_serves_breaks_no_prepared_statement(client, active, annotator):
+    # A rolling deploy migrates while the previous release still serves, on connections that prepared the hot path's
+    # statements: those list their columns, so a column added meanwhile does not change what they return.
+    import psycopg
+
+    for _ in range(20):
+        ItemFactory(project=active)
+    client.force_login(annotator)
+    page = client.get(reverse("label_queue", args=[active.slug]))
+    current, upcoming = page.context["current"], page.context["upcoming"][0]
+
+    def submit():
+        nonlocal current, upcoming
+        response = client.post(
+            reverse("label_submit", args=[active.slug, current.item.pk]),
+            {**FORM, "form_key": current.form_key, "page_items": [current.item.pk, upcoming.item.pk]},
+            headers={"HX-Request": "true"},
+        )
+        assert response.status_code == 200, response.content[:300]
+        current, upcoming = upcoming, response.context["upcoming"][0]
+
+    for _ in range(6):
+        submit()
+    params = connection.get_connection_params()
+    other = psycopg.connect(
+        **{k: v for k, v in params.items() if k not in {"cursor_factory", "context", "prepare_threshold"}},
+        autocommit=True,
+    )
+    try:
+        for table in ("annotate_item", "annotate_project"):
+            other.execute(f"ALTER TABLE {table} ADD COLUMN added_by_a_later_release integer")
+        for _ in range(3):
+            submit()
+    finally:
+        for table in ("annotate_item", "annotate_project"):
+            other.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS added_by_a_later_release")
+        other.close()
+
+
+@pytest.mark.postgres(reason="prepared statements are PostgreSQL's; closing SQLite's in-memory test database loses it")
+def test_a_statement_prepared_before_a_migration_changed_its_result_answers_retry_and_reconnects(db):
+    # The safety net for raw SQL that still selects `*`: PostgreSQL refuses the stale prepared statement; the request
+    # gets the retry answer and the connection is closed, so the next request prepares the statement afresh.
+    from django.db import NotSupportedError
+
+    from annotate.middleware import outage_message
+
+    connection.ensure_connection()
+    assert outage_message(NotSupportedError("cached plan must not change result type")) == RETRY_MESSAGE
+    assert connection.connection is None or connection.connection.closed
+    assert outage_message(NotSupportedError("something else")) is None
+
+
 def test_pairwise_item_text_with_html_is_inert_and_markdown_tricks_render_safely(client, db):
     from tests.factories import ProjectFactory, membership
 

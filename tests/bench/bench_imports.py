@@ -1,7 +1,7 @@
 """Import speed: 100,000 pairwise items from JSON Lines through `manage.py import_items` (its own process, start-up
 included, bytecode compiled beforehand as in the Docker image), twice; the same rows through the token API in batches
-of API_MAX_BATCH; the peak memory of the command on a file of about 1 GB; and, when a Label Studio is at hand, Label
-Studio's own import of the same rows."""
+of API_MAX_BATCH; the peak memory of the command on a file of about 1 GB; and, when Label Studio is installed (or one
+is running: tests/bench/label_studio.py), Label Studio's own import of the same rows."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.bench import peak_rss
 from tests.bench.bench_exports import _bytecode_env
+from tests.bench.label_studio import SKIPPED, label_studio
 from tests.bench.run import ROOT, Row
 
 _WORDS = (
@@ -125,56 +124,6 @@ def _api_import(slug: str, path: Path, raw_token: str) -> tuple[float, float, st
     return elapsed, cpu, ""
 
 
-# --- Label Studio, side by side ---------------------------------------------------------------------------------
-
-_LS_CONFIG = """<View>
-  <Text name="input" value="$input"/><Text name="output_a" value="$output_a"/><Text name="output_b" value="$output_b"/>
-  <Choices name="better" toName="input"><Choice value="A"/><Choice value="B"/><Choice value="Tie"/></Choices>
-</View>"""
-
-
-def _label_studio() -> tuple[str, str] | None:
-    """(base URL, API key) of a running Label Studio (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY), or None."""
-    url, key = os.environ.get("LABEL_STUDIO_URL", ""), os.environ.get("LABEL_STUDIO_API_KEY", "")
-    if not url or not key:
-        return None
-    try:
-        urllib.request.urlopen(url.rstrip("/") + "/health", timeout=5).close()
-    except (urllib.error.URLError, OSError):
-        return None
-    return url.rstrip("/"), key
-
-
-def _ls_call(base: str, key: str, method: str, path: str, body: bytes | None = None) -> dict:
-    request = urllib.request.Request(
-        base + path,
-        data=body,
-        method=method,
-        headers={"Authorization": f"Token {key}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=600) as response:
-        return json.loads(response.read() or b"{}")
-
-
-def _label_studio_import(base: str, key: str, path: Path, n: int, batch_size: int) -> float:
-    """Label Studio's own import API (POST /api/projects/<id>/import), same rows, same batch size, until its
-    project counts every task; returns seconds."""
-    project = _ls_call(
-        base,
-        key,
-        "POST",
-        "/api/projects",
-        json.dumps({"title": f"bench-{os.getpid()}", "label_config": _LS_CONFIG}).encode(),
-    )
-    start = time.perf_counter()
-    for batch in _batches(path, batch_size):
-        tasks = b"[" + b",".join(b'{"data": ' + line + b"}" for line in batch) + b"]"
-        _ls_call(base, key, "POST", f"/api/projects/{project['id']}/import", tasks)
-    while _ls_call(base, key, "GET", f"/api/projects/{project['id']}").get("task_number", 0) < n:
-        time.sleep(0.2)  # newer versions import in the background
-    return time.perf_counter() - start
-
-
 def bench_import_items() -> list[Row]:
     from django.conf import settings
 
@@ -219,15 +168,17 @@ def bench_import_items() -> list[Row]:
                 assert Item.objects.filter(project=api_project).count() == n
                 rows.append(Row(name, api_scale, "rows per CPU second of the server", f"{n / cpu:,.0f}"))
 
-        found = _label_studio()
         ls_name = "Import items, side by side: Label Studio (its import API, same rows)"
-        if found is None:
-            message = "skipped: Label Studio is not installed here (set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)"
-            print(f"  {message}", flush=True)
-            rows.append(Row(ls_name, f"{n:,} pairwise items, batches of {batch:,}", "rows/s", message))
+        with label_studio() as ls:
+            if ls is not None:
+                ls_project = ls.create_project(f"bench-import-{os.getpid()}")
+                ls_seconds = ls.import_tasks(ls_project, _batches(path, batch), n)
+                ls_scale = f"{n:,} pairwise items, batches of {batch:,}; {ls.served_by}"
+        if ls is None:
+            print(f"  {SKIPPED}", flush=True)
+            rows.append(Row(ls_name, f"{n:,} pairwise items, batches of {batch:,}", "rows/s", SKIPPED))
         else:
-            ls_seconds = _label_studio_import(*found, path, n, batch)
-            rows.append(Row(ls_name, f"{n:,} pairwise items, batches of {batch:,}", "rows/s", f"{n / ls_seconds:,.0f}"))
+            rows.append(Row(ls_name, ls_scale, "rows/s", f"{n / ls_seconds:,.0f}"))
             command_rate = float(rows[0].value.replace(",", ""))  # the first-time command's rows/s
             rows.append(
                 Row(

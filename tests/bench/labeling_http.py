@@ -167,9 +167,10 @@ class Session:
 class Annotator(Session):
     """An annotator: log in, open the labeling page, submit what it shows and take the item the app gives next."""
 
-    def __init__(self, port: int, username: str, slug: str) -> None:
+    def __init__(self, port: int, username: str, slug: str, form: dict[str, str] | None = None) -> None:
         super().__init__(port, username)
         self.slug = slug
+        self.form = FORM if form is None else form  # the criteria fields posted with each submit
         self.shown_at = time.monotonic()
 
     def start(self) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
@@ -190,7 +191,7 @@ class Annotator(Session):
             "csrfmiddlewaretoken": self.cookies["csrftoken"],
             "form_key": current[1],
             "time_spent_ms": str(int((time.monotonic() - self.shown_at) * 1000)),
-            **FORM,
+            **self.form,
         }
         answer = self.request("POST", f"/p/{self.slug}/label/{current[0]}/", fields, htmx=True)
         self.shown_at = time.monotonic()
