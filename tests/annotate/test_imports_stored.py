@@ -131,22 +131,3 @@ def test_into_a_project_with_items_batches_write_while_the_next_is_checked_updat
     with pytest.raises(import_items.ImportInvalid):
         file_import(project=project, kind="items", path=path)
     assert Item.objects.filter(project=project).count() == 35
-
-
-@pytest.mark.postgres(reason="the plan is PostgreSQL's")
-def test_the_look_up_probes_the_unique_index_per_id_for_a_project_the_statistics_do_not_know(tmp_path):
-    known = ProjectFactory(slug="known", kind="binary")
-    path = tmp_path / "items.jsonl"
-    path.write_text(_rows(2000))
-    file_import(project=known, kind="items", path=path)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE annotate_item")
-    # A new project, filled after the ANALYZE: the statistics expect it to hold next to nothing.
-    fresh = ProjectFactory(slug="fresh", kind="binary")
-    file_import(project=fresh, kind="items", path=path)
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + import_items._EXISTING_SQL, [[f"r-{i}" for i in range(1000)], fresh.pk])
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "Nested Loop" in plan and "(external_id)::text = wanted.external_id" in plan, plan[:1000]
-    report = file_import(project=fresh, kind="items", path=path)
-    assert (report.n_new, report.n_unchanged) == (0, 2000)
