@@ -92,6 +92,34 @@ def test_after_a_large_import_the_look_ups_use_the_unique_index_from_a_small_sam
     assert "item_external_id_unique" in plan, plan[:200]
 
 
+@pytest.mark.postgres(reason="the statistics are PostgreSQL's")
+def test_a_new_projects_first_import_refreshes_the_statistics_but_a_small_top_up_does_not(
+    django_capture_on_commit_callbacks, tmp_path: Path
+):
+    # Found beside Label Studio: a fresh project of 2,000 items (under the 10,000 of a large import) kept the
+    # planner's idea that it was empty, and each claim scanned and sorted every candidate (50 ms a submit).
+    project = ProjectFactory(slug="fresh", kind="binary")
+    path = tmp_path / "first.jsonl"
+    path.write_text(
+        "".join(json.dumps({"external_id": f"x-{i}", "input": "Q", "output": f"A{i}"}) + "\n" for i in range(2000))
+    )
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert file_import(project=project, kind="items", path=path).n_new == 2000
+    assert callbacks, "no ANALYZE after a new project's first import"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'annotate_item' AND attname = 'project_id'"
+        )
+        (common,) = cursor.fetchone()
+    assert str(project.pk) in common  # the planner now knows the project is large
+    path.write_text(
+        "".join(json.dumps({"external_id": f"y-{i}", "input": "Q", "output": f"B{i}"}) + "\n" for i in range(50))
+    )
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert file_import(project=project, kind="items", path=path).n_new == 50
+    assert not callbacks, "50 items more do not change what the planner should think"
+
+
 def test_metadata_text_is_what_the_json_encoder_writes_and_refuses_nan_as_it_does():
     from annotate.imports.checking import _metadata_text
 
