@@ -181,30 +181,19 @@ def label_submit(request: AuthedRequest, slug: str, item_id: int) -> HttpRespons
     try:
         if problems:
             raise QueueError(" ".join(problems))
-        if wants_partial(request):
-            # htmx: the answer is the page's next item, leased in the labels' own transaction (one commit).
-            _outcome, item = label_services.label_submit_then_next(
-                project=project,
-                annotator=request.user,
-                item_id=item_id,
-                criteria=criteria,
-                values=values,
-                note=note,
-                time_spent_ms=time_spent,
-                submission_key=key,
-                holding=_page_items(request),
-            )
-        else:
-            label_services.label_submit(
-                project=project,
-                annotator=request.user,
-                item_id=item_id,
-                criteria=criteria,
-                values=values,
-                note=note,
-                time_spent_ms=time_spent,
-                submission_key=key,
-            )
+        # The page's next item is leased in the labels' own transaction (one commit). A plain POST is redirected to
+        # the queue, which shows that lease next, as it would have leased it itself.
+        _outcome, item = label_services.label_submit_then_next(
+            project=project,
+            annotator=request.user,
+            item_id=item_id,
+            criteria=criteria,
+            values=values,
+            note=note,
+            time_spent_ms=time_spent,
+            submission_key=key,
+            holding=_page_items(request),
+        )
     except ItemNotNeeded as exc:
         if not wants_partial(request):
             messages.warning(request, exc.message)

@@ -42,6 +42,24 @@ def _current_item(client, project):
     return page.context["current"].item, page.context["current"].form_key
 
 
+def _page_submitter(client, project):
+    """Submits as label.js does (the page says which items it holds), each time taking the item the answer gives."""
+    page = client.get(reverse("label_queue", args=[project.slug]))
+    held = [page.context["current"], page.context["upcoming"][0]]
+
+    def submit():
+        current = held[0]
+        response = client.post(
+            reverse("label_submit", args=[project.slug, current.item.pk]),
+            {**FORM, "form_key": current.form_key, "page_items": [card.item.pk for card in held]},
+            headers={"HX-Request": "true"},
+        )
+        assert response.status_code == 200, response.content[:300]
+        held[:] = [held[1], response.context["upcoming"][0]]
+
+    return submit
+
+
 def test_every_labeling_url_is_404_for_an_outsider(client, active, items, outsider, annotator):
     item = items[0]
     label(item, annotator, "acceptable", "pass")
@@ -364,16 +382,9 @@ def test_the_submit_round_trips_statements_are_prepared_once_a_connection_has_ru
     for _ in range(20):
         ItemFactory(project=active)
     client.force_login(annotator)
-    page = client.get(reverse("label_queue", args=[active.slug]))
-    current, upcoming = page.context["current"], page.context["upcoming"][0]
+    submit = _page_submitter(client, active)
     for _ in range(7):
-        response = client.post(
-            reverse("label_submit", args=[active.slug, current.item.pk]),
-            {**FORM, "form_key": current.form_key, "page_items": [current.item.pk, upcoming.item.pk]},
-            headers={"HX-Request": "true"},
-        )
-        assert response.status_code == 200
-        current, upcoming = upcoming, response.context["upcoming"][0]
+        submit()
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
         prepared = [row[0] for row in cursor.fetchall()]
@@ -393,19 +404,7 @@ def test_a_migration_adding_columns_while_the_app_serves_breaks_no_prepared_stat
     for _ in range(20):
         ItemFactory(project=active)
     client.force_login(annotator)
-    page = client.get(reverse("label_queue", args=[active.slug]))
-    current, upcoming = page.context["current"], page.context["upcoming"][0]
-
-    def submit():
-        nonlocal current, upcoming
-        response = client.post(
-            reverse("label_submit", args=[active.slug, current.item.pk]),
-            {**FORM, "form_key": current.form_key, "page_items": [current.item.pk, upcoming.item.pk]},
-            headers={"HX-Request": "true"},
-        )
-        assert response.status_code == 200, response.content[:300]
-        current, upcoming = upcoming, response.context["upcoming"][0]
-
+    submit = _page_submitter(client, active)
     for _ in range(6):
         submit()
     params = connection.get_connection_params()

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.bench.labeling_http import free_port
+from tests.bench.run import fresh_database
 
 SKIPPED = (
     "skipped: Label Studio is not installed here (set LABEL_STUDIO_BIN to its label-studio, installed in its own "
@@ -118,23 +119,10 @@ def label_studio(*, start_timeout: float = 900) -> Iterator[LabelStudio | None]:
     if executable is None:
         yield None
         return
-    import psycopg
-    import psycopg.sql
-
     # The server of the configured database (the bench's own is in DATABASE_URL once run.py started).
     db = urllib.parse.urlsplit(os.environ.get("ORIGINAL_DATABASE_URL") or os.environ["DATABASE_URL"])
     name = f"label_studio_bench_{os.getpid()}"
-    admin = db._replace(path="/postgres").geturl()
-
-    def drop() -> None:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name))
-            )
-
-    drop()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    drop = fresh_database(db._replace(path="/postgres").geturl(), name)
     data_dir = tempfile.mkdtemp(prefix="label-studio-bench-")
     port = free_port()
     token = secrets.token_hex(20)  # its Token model's key: 40 characters

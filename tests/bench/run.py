@@ -40,15 +40,11 @@ class Row:
     target: str = ""
 
 
-def _bench_database() -> str:
-    """A fresh database beside the configured one, so benchmarks never touch real data."""
+def fresh_database(admin: str, name: str) -> Callable[[], None]:
+    """Create the database `name` on the server of the connection URL `admin` (dropping one an earlier run left);
+    returns what drops it again."""
     import psycopg
     import psycopg.sql
-
-    base = os.environ["DATABASE_URL"]
-    # One database per run, so two runs on one machine never drop each other's data; dropped again at exit.
-    name = base.rsplit("/", 1)[1].split("?")[0] + f"_bench_{os.getpid()}"
-    admin = base.rsplit("/", 1)[0] + "/postgres"
 
     def drop() -> None:
         with psycopg.connect(admin, autocommit=True) as conn:
@@ -59,7 +55,15 @@ def _bench_database() -> str:
     drop()
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    atexit.register(drop)
+    return drop
+
+
+def _bench_database() -> str:
+    """A fresh database beside the configured one, so benchmarks never touch real data."""
+    base = os.environ["DATABASE_URL"]
+    # One database per run, so two runs on one machine never drop each other's data; dropped again at exit.
+    name = base.rsplit("/", 1)[1].split("?")[0] + f"_bench_{os.getpid()}"
+    atexit.register(fresh_database(base.rsplit("/", 1)[0] + "/postgres", name))
     return base.rsplit("/", 1)[0] + "/" + name
 
 
