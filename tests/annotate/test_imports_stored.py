@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -118,6 +119,34 @@ def test_a_new_projects_first_import_refreshes_the_statistics_but_a_small_top_up
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert file_import(project=project, kind="items", path=path).n_new == 50
     assert not callbacks, "50 items more do not change what the planner should think"
+
+
+@pytest.mark.postgres(reason="the statistics are PostgreSQL's")
+def test_an_import_of_a_fifth_of_what_the_planner_knows_refreshes_the_statistics_without_counting_the_project(
+    django_capture_on_commit_callbacks, django_assert_max_num_queries, tmp_path: Path
+):
+    project = ProjectFactory(slug="known", kind="binary")
+    path = tmp_path / "items.jsonl"
+    path.write_text(_rows(2000))
+    file_import(project=project, kind="items", path=path)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotate_item")
+    assert import_items._planned_items(project) == 2000  # every row sampled: the estimate is exact
+    # 500 new items are a fifth of the 2,500: refreshed. None of the statements reads the project's items to say so.
+    path.write_text(_rows(500, start=2000))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks, connection.execute_wrapper(_no_count):
+        assert file_import(project=project, kind="items", path=path).n_new == 500
+    assert callbacks, "no ANALYZE after an import of a fifth of the project"
+    # 400 more are not: under a fifth of the 2,900 (the planner scales its 2,000 by the table's growth).
+    path.write_text(_rows(400, start=2500))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert file_import(project=project, kind="items", path=path).n_new == 400
+    assert not callbacks
+
+
+def _no_count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+    assert "COUNT(" not in sql.upper(), sql
+    return execute(sql, params, many, context)
 
 
 def test_metadata_text_is_what_the_json_encoder_writes_and_refuses_nan_as_it_does():
