@@ -644,7 +644,11 @@ def items_push(request: HttpRequest, slug: str, payload: ItemBatchIn) -> dict[st
     _check_batch(payload.items, "items")
     try:
         report = items_import(
-            project=project, rows=api_rows(payload.items), source=Item.Source.API, update=payload.update
+            project=project,
+            rows=list(api_rows(payload.items)),
+            source=Item.Source.API,
+            update=payload.update,
+            look_up_first=True,
         )
     except ImportInvalid as exc:
         raise _import_errors(exc, "items") from None

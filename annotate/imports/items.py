@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import psycopg
@@ -16,10 +16,15 @@ from annotate.imports.checking import (
     ItemChecker,
     ItemRow,
     RowError,
+    external_id_checked,
 )
 from annotate.imports.report import ImportInvalid, ImportReport, Progress, _ProgressEvery
 from annotate.imports.runs import PREVIEW_ROWS, _Run, _short, lock_project_writes
 from annotate.models import ImportJob, Item, Label, Project
+
+# Rows compared at once when nothing needs looking up (a first import, an API batch whose ids were looked up first):
+# few enough that the server stores them while the next ones are checked.
+_READY = 500
 
 # Rows compared with the project's items per look-up. Into a project that has items, each batch's COPY stays open
 # while the next batch is checked and ends only when the connection is needed again (its look-up, or the end).
@@ -36,8 +41,22 @@ class _ItemRun(_Run):
         self.batch: list[ItemRow] = []
         # A project without items has nothing to compare with; under the write lock nobody can add any meanwhile.
         self.empty_at_start = False
+        # Ids looked up before their rows were checked (an API batch: look_up_first), and what the project had of
+        # them. A row with such an id is compared and written as soon as it is checked, not a batch later.
+        self.looked_up: set[str] = set()
+        self.found_first: dict[str, tuple[str, int]] = {}
+        self.ready: list[ItemRow] = []
+        # The lines of the first PREVIEW_ROWS rows that reach the comparison: rows looked up first are compared
+        # before rows fed earlier that are not, and the preview stays the file's first rows all the same.
+        self.preview_lines: set[int] = set()
         self.copy_stack: contextlib.ExitStack | None = None
         self.copy: Any = None
+
+    def look_up_first(self, external_ids: Iterable[str]) -> None:
+        """Look these ids up now, before their rows are checked. Call before feeding any row."""
+        self.looked_up = set(external_ids)
+        if self.looked_up and not self.empty_at_start:
+            self.found_first = self._existing(list(self.looked_up))
 
     def feed(self, checker: ItemChecker, line: int, row: dict[str, Any] | RowError) -> None:
         if isinstance(row, RowError):
@@ -60,17 +79,34 @@ class _ItemRun(_Run):
             self.error(RowError(line, "external_id", message))
             return
         if not self.n_errors:
+            if len(self.preview_lines) < PREVIEW_ROWS:
+                self.preview_lines.add(line)
+            if self.empty_at_start or external_id in self.looked_up:
+                # Nothing to look up: compared now, and written while the next rows are checked.
+                self.ready.append(checked)
+                if len(self.ready) >= _READY:
+                    self._compare(self.ready, self.found_first)
+                    self.ready = []
+                return
             self.batch.append(checked)
             if len(self.batch) >= BATCH:
                 self.flush()
 
     def flush(self) -> None:
+        """Compare and write the rows fed so far."""
+        ready, self.ready = self.ready, []
         batch, self.batch = self.batch, []
-        if not batch or self.n_errors:
+        if self.n_errors:
             return
-        if not self.empty_at_start:
-            self.copy_end()  # the last batch's COPY: the look-up needs the connection
-        existing = self._existing([row.external_id for row in batch])
+        if ready:
+            self._compare(ready, self.found_first)
+        if not batch:
+            return
+        self.copy_end()  # the last batch's COPY: the look-up needs the connection
+        self._compare(batch, self._existing([row.external_id for row in batch]))
+
+    def _compare(self, batch: list[ItemRow], existing: dict[str, tuple[str, int]]) -> None:
+        """Sort checked rows into new, unchanged and conflicting by what the project has (`existing`), and write."""
         new: list[ItemRow] = []
         changed: list[Item] = []
         for row in batch:
@@ -88,7 +124,7 @@ class _ItemRun(_Run):
                     item = row.as_item(self.project)
                     item.pk = found[1]
                     changed.append(item)
-            if len(self.report.preview) < PREVIEW_ROWS:
+            if row.line in self.preview_lines:
                 self.report.preview.append(
                     {
                         "line": row.line,
@@ -218,18 +254,27 @@ def items_import(
     apply: bool = True,
     progress: Progress | None = None,
     position: Callable[[], float] | None = None,
+    look_up_first: bool = False,
 ) -> ImportReport:
     """Check, compare and (with `apply`) write items from `rows`, all or nothing. Idempotent.
 
     Raises ImportInvalid (every bad row, nothing written) or ImportRefused. An item whose external_id exists with
     other content is a conflict: reported and left alone, or with `update` given the new content (its labels stay).
     A CSV row set (`tabular`) starts with its header: {"__header__": [...]}.
+
+    `look_up_first`: `rows` is a list (an API batch, in memory) whose ids are looked up before any row is checked,
+    so that each row is written as soon as it is checked, while the server stores the rows before it (else an API
+    batch would be checked whole, then looked up, then written, with the server idle until the end).
     """
     with transaction.atomic(), _ItemRun(project, update=update, apply=apply, progress=progress) as run:
         if apply:
             lock_project_writes(project)
         run.empty_at_start = apply and not Item.objects.filter(project=project).exists()
-        planned = 0 if run.empty_at_start or not apply else _planned_items(project)
+        postgresql = connection.vendor == "postgresql"
+        planned = _planned_items(project) if apply and postgresql and not run.empty_at_start else 0
+        if look_up_first:
+            rows = list(rows)
+            run.look_up_first(_given_ids(rows))
         every = _ProgressEvery(progress, position)
         checker: ItemChecker | None = None
         for line, row in rows:
@@ -245,11 +290,23 @@ def items_import(
         run.flush()
         run.copy_end()
         report = run.finish()
-        if apply and report.n_new and _statistics_stale(report.n_new, planned):
+        report.preview.sort(key=lambda entry: entry["line"])
+        report.conflicts.sort(key=lambda entry: entry["line"])
+        if apply and report.n_new and postgresql and _statistics_stale(report.n_new, planned):
             transaction.on_commit(_items_analyze)
     if progress is not None:
         progress(1.0, report.n_rows)
     return report
+
+
+def _given_ids(rows: Iterable[tuple[int, dict[str, Any] | RowError]]) -> Iterator[str]:
+    """The ids that rows give as their external_id, as the checks will read them (a row without one has its content
+    hash as its id, known only once checked; a bad one is an error anyway)."""
+    for _line, row in rows:
+        if isinstance(row, dict):
+            external_id, problem = external_id_checked(row.get("external_id"))
+            if external_id and not problem:
+                yield external_id
 
 
 # After this many new rows, refresh the planner's statistics: with the old ones, PostgreSQL takes a large project
@@ -257,13 +314,11 @@ def items_import(
 _ANALYZE_AFTER = 10_000
 
 
-def _planned_items(project: Project) -> int | None:
-    """How many items the planner believes the project has (its estimate, from the statistics); None on SQLite.
+def _planned_items(project: Project) -> int:
+    """How many items PostgreSQL's planner believes the project has (its estimate, from the statistics).
 
     Asked before the import writes: the planner scales its estimates by the table's current size, which the import's
     own rows would grow."""
-    if connection.vendor != "postgresql":
-        return None
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN (FORMAT JSON) SELECT 1 FROM annotate_item WHERE project_id = %s", [project.pk])
         (plan,) = cursor.fetchone()
@@ -272,19 +327,17 @@ def _planned_items(project: Project) -> int | None:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-def _statistics_stale(n_new: int, planned: int | None) -> bool:
+def _statistics_stale(n_new: int, planned: int) -> bool:
     """Whether an import changed the project enough for the planner's statistics to mislead it: many rows, or a
-    fifth or more of the project's items as the planner saw them before the import (`planned`; None: not PostgreSQL,
-    which has no such statistics). A new project (the statistics do not know it yet) is analyzed after each import
-    until it is well known: otherwise its first 2,000 items were claimed through a bitmap scan and a sort of every
-    candidate (50 ms a submit), and API batches into it looked ids up by scanning the project.
+    fifth or more of the project's items as the planner saw them before the import (`planned`: 0 for a project
+    that had none). A new project (the statistics do not know it yet) is analyzed after each import until it is
+    well known: otherwise its first 2,000 items were claimed through a bitmap scan and a sort of every candidate
+    (50 ms a submit), and API batches into it looked ids up by scanning the project.
 
     The planner's own estimate, not a count: counting even a bounded number of the project's items read each of them
     (their pages hold rows too new for the visibility map), 50 ms per API batch of 5,000 into a growing project. An
     estimate that is too high only delays a refresh that changes no plan (a project taken for larger than it is
     still has its ids looked up through the unique index); one that is too low, as for a new project, refreshes."""
-    if planned is None:
-        return False
     return n_new >= _ANALYZE_AFTER or n_new * 4 >= planned
 
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 from django.apps import apps
-from django.db import OperationalError, models
+from django.db import OperationalError, connection, models
+from django.test.utils import CaptureQueriesContext
 
 from annotate import api, tokens
 from annotate.middleware import RETRY_MESSAGE
@@ -138,6 +139,43 @@ def test_pushing_the_same_items_twice_changes_nothing_and_a_single_object_is_a_b
     assert (stored.source, stored.metadata) == ("api", {"trace": "x"})
     conflict = _post(client, "/projects/support-bot/items", {**item, "output": "B"}, raw).json()
     assert conflict["conflicts"] == 1 and conflict["conflict_details"] == [{"line": 0, "external_id": "t-1"}]
+
+
+def test_a_batch_into_a_project_with_items_compares_each_row_whether_it_names_its_id_or_not(
+    client, project, lead, monkeypatch
+):
+    """The ids a batch names are looked up before its rows are checked, and those rows are written in small runs as
+    they are checked; rows without an id (their content is their id) are looked up after. Same outcome either way."""
+    from annotate.imports import items as import_items
+
+    monkeypatch.setattr(import_items, "_READY", 2)  # several runs of written rows in one small batch
+    raw = _token(lead)
+    before = [{"external_id": f"t-{i}", "input": f"Q{i}", "output": "A"} for i in range(4)]
+    before.append({"input": "Q no id", "output": "A"})
+    assert _post(client, "/projects/support-bot/items", {"items": before}, raw).json()["new"] == 5
+    batch = [
+        {"input": "Q new, no id", "output": "A"},  # line 0: new, looked up after the others
+        {"external_id": "t-0", "input": "Q0", "output": "A"},  # unchanged
+        {"external_id": "t-1", "input": "Q1", "output": "changed"},  # conflict, updated
+        {"input": "Q no id", "output": "A"},  # unchanged, found by its content
+        {"external_id": "t-9", "input": "Q9", "output": "A"},  # new
+        {"external_id": "t-2", "input": "Q2", "output": "changed too"},  # conflict, updated
+        {"external_id": "t-10", "input": "Q10", "output": "A"},  # new
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        body = _post(client, "/projects/support-bot/items", {"items": batch, "update": True}, raw).json()
+    # One look-up for every id the batch names, one for the rows without: the runs of written rows add none.
+    look_ups = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and "content_hash" in q["sql"]]
+    assert len(look_ups) == 2, look_ups
+    assert (body["new"], body["unchanged"], body["conflicts"], body["updated"]) == (3, 2, 2, 2)
+    assert body["conflict_details"] == [{"line": 2, "external_id": "t-1"}, {"line": 5, "external_id": "t-2"}]
+    outputs = dict(Item.objects.filter(project=project).values_list("input", "output"))
+    assert len(outputs) == 8
+    assert (outputs["Q1"], outputs["Q2"], outputs["Q new, no id"]) == ("changed", "changed too", "A")
+    # A bad row after rows already written: nothing of the batch stays.
+    bad = [{"external_id": f"u-{i}", "input": "Q", "output": "A"} for i in range(5)] + [{"input": " ", "output": "A"}]
+    assert _post(client, "/projects/support-bot/items", {"items": bad}, raw).status_code == 400
+    assert Item.objects.filter(project=project).count() == 8
 
 
 def test_pushing_labels_counts_them_and_creates_imported_users(client, lead):
