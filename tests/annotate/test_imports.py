@@ -751,3 +751,35 @@ def test_counts_agree_in_number_in_import_messages(client, project, lead, tmp_pa
         "2 annotator names that are not members of this project would be added as its own inactive imported users."
         in (two.summary())
     )
+
+
+def test_each_jsonl_line_reads_as_json_loads_reads_it_and_a_bad_one_says_what_json_loads_says():
+    from annotate.imports.parsing import rows_read
+
+    lines = [
+        '{"a": 1}',
+        ' {"a": 2} \t',
+        '{"a": 3}\r',
+        '{"a": 4}\x0c',  # form feed: white space to Python, not to JSON
+        '{"a": 5} {"b": 6}',
+        '\ufeff{"a": 7}',  # a BOM is only taken off the first line
+        '{"a": [1.5e300, null, true], "b": "\\u00e9"}',
+        '{"a": 8',
+        '["not", "an object"]',
+        "[" * 100_000,
+    ]
+    read = dict(rows_read(io.BytesIO("".join(line + "\n" for line in lines).encode()), fmt="jsonl"))
+    for n, text in enumerate(lines, 1):
+        try:
+            expected: object = json.loads(text + "\n")
+        except json.JSONDecodeError as exc:
+            expected = f"line {n}: not valid JSON: {exc.msg} (column {exc.colno})"
+        except RecursionError:
+            expected = f"line {n}: not valid JSON: nested too deeply"
+        got = read[n]
+        if isinstance(expected, list):
+            assert str(got).endswith("each line must be a JSON object, not a list")
+        elif isinstance(expected, str):
+            assert str(got) == expected
+        else:
+            assert got == expected
