@@ -10,7 +10,7 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,8 +83,9 @@ def _code_sql(kind: str) -> str:
 # Labels per chunk: a chunk holds the labels whose ids share id // LABELS_CHUNK, so at most this many.
 LABELS_CHUNK = 65_536
 INT8_ARRAY_OID = 1016  # bigint[], one- or two-dimensional
-# From this many labels on, a second connection reads half of them (connecting costs a few milliseconds).
-PARALLEL_MIN_LABELS = 4 * LABELS_CHUNK
+# From ids this far apart on, a second connection reads half of the chunks (connecting costs a few milliseconds).
+PARALLEL_MIN_IDS = 4 * LABELS_CHUNK
+_NO_LABELS = np.zeros((0, 6), dtype=np.int64)
 
 
 class _RawArray(Loader):
@@ -106,24 +107,32 @@ def _array_values(raw: bytes) -> npt.NDArray[np.int64]:
     return np.frombuffer(raw, dtype=_ELEMENT, offset=12 + 8 * ndim)["value"].astype(np.int64)
 
 
-def _read_chunks(raw: Any, sql: str, params: list[Any], store: Callable[[npt.NDArray[np.int64]], None]) -> None:
-    """Run the chunk query on the psycopg connection `raw` and hand each chunk's labels to `store` as an array of
-    rows × 6. A named (server-side) cursor hands over a few chunks per round trip."""
+# What one connection read: its chunks in order, each rows × 6, and the latest change among them.
+_Chunks = tuple[list[npt.NDArray[np.int64]], dt.datetime | None]
+
+
+def _read_chunks(raw: Any, sql: str, params: list[Any]) -> _Chunks:
+    """Run the chunk query on the psycopg connection `raw`: each chunk's labels as an array of rows × 6, and the
+    latest change among them. A named (server-side) cursor hands over a few chunks per round trip."""
+    tables: list[npt.NDArray[np.int64]] = []
+    latest: dt.datetime | None = None
     with raw.cursor(name=f"labels_{uuid.uuid4().hex}", binary=True) as cursor:
         cursor.adapters.register_loader(INT8_ARRAY_OID, _RawArray)
         cursor.execute(sql, params)
         while rows := cursor.fetchmany(4):
-            for (data,) in rows:
+            for data, changed in rows:
                 if data is not None:  # a range without labels of this version
-                    store(_array_values(data).reshape(-1, 6))
+                    tables.append(_array_values(data).reshape(-1, 6))
+                    latest = changed if latest is None else max(latest, changed)
+    return tables, latest
 
 
-def _read_chunks_in_snapshot(snapshot: str, sql: str, params: list[Any], store: Callable[..., None]) -> None:
+def _read_chunks_in_snapshot(snapshot: str, sql: str, params: list[Any]) -> _Chunks:
     """_read_chunks on a connection of its own that sees what the transaction which exported `snapshot` sees."""
     with psycopg.connect(**connection.get_connection_params()) as other:
         other.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         other.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(psycopg.sql.Literal(snapshot)))
-        _read_chunks(other, sql, params, store)
+        return _read_chunks(other, sql, params)
 
 
 def _labels_binary_chunks(kind: str, rubric_version_id: int) -> tuple[list[npt.NDArray[np.int64]], dt.datetime | None]:
@@ -131,26 +140,25 @@ def _labels_binary_chunks(kind: str, rubric_version_id: int) -> tuple[list[npt.N
     server-side cursor as binary bigint arrays, and the latest time one of them was given or changed.
 
     Each chunk is one two-dimensional array of up to LABELS_CHUNK labels × 6 (one numpy read, no Python object per
-    label: a row-by-row COPY spent most of its time in per-row overhead), copied into preallocated columns, so memory
-    holds the result plus a chunk or two. A chunk is the labels of one id range, read through the primary key: no
-    GROUP BY over the labels (its sort spilled 57 MB to disk at a million labels), and no text to format or parse.
-    The ranges span this version's smallest to largest id, so a version whose labels are spread thin among other
-    projects' reads theirs too: at worst the table once, through its primary key. The hour comes from date_part (a
-    double), not extract (a numeric, several times slower here).
+    label: a row-by-row COPY spent most of its time in per-row overhead), and no text to format or parse. A chunk is
+    the labels of one id range, read through label_version_id_idx: no GROUP BY over the labels (its sort spilled 57
+    MB to disk at a million labels), and only this version's labels however thin they are spread among other
+    projects'. The ranges span this version's smallest to largest id, which that index gives at once; the labels are
+    not counted first (a pass over them: a tenth of the report's time), so memory holds the chunks and the columns
+    once each. The hour comes from date_part (a double), not extract (a numeric, several times slower here).
 
     PostgreSQL runs a query on one core, and building the arrays is most of the report's time, so unless the caller
     holds a transaction open, the later half of the ranges is read on a second connection at the same time, in the
-    same snapshot (REPEATABLE READ, pg_export_snapshot): its chunks fill the columns from the end while this
-    connection's fill them from the start, in the order one connection would have read them.
+    same snapshot (REPEATABLE READ, pg_export_snapshot). The labels come in the order one connection reads them.
     """
     values = (
         f"ARRAY[criterion_id, item_id, annotator_id, {_code_sql(kind)}, COALESCE(time_spent_ms, -1), "
         "floor(date_part('epoch', created_at) / 3600)]::bigint[]"
     )
     sql = (
-        f"SELECT (SELECT array_agg({values}) FROM annotate_label "  # noqa: S608 - constant SQL
-        f"WHERE rubric_version_id = %s AND id >= c * {LABELS_CHUNK} AND id < (c + 1) * {LABELS_CHUNK}) "
-        "FROM unnest(%s::bigint[]) AS c"
+        f"SELECT chunk.labels, chunk.latest FROM unnest(%s::bigint[]) AS c, LATERAL (SELECT array_agg({values}) AS "  # noqa: S608 - constant SQL
+        f"labels, max(updated_at) AS latest FROM annotate_label WHERE rubric_version_id = %s "
+        f"AND id >= c * {LABELS_CHUNK} AND id < (c + 1) * {LABELS_CHUNK}) AS chunk"
     )
     # Inside a caller's transaction the isolation level is set already, and a second connection would not see
     # what that transaction wrote.
@@ -159,69 +167,49 @@ def _labels_binary_chunks(kind: str, rubric_version_id: int) -> tuple[list[npt.N
         with connection.cursor() as cursor:
             if own_snapshot:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            # How many, the id ranges to read and the latest change: one pass, no sort (a GROUP BY on the range sorted
-            # every label). In one snapshot with the chunks, the count is exact.
             cursor.execute(
-                "SELECT count(*), min(id), max(id), max(updated_at) FROM annotate_label WHERE rubric_version_id = %s",
-                [rubric_version_id],
+                "SELECT min(id), max(id) FROM annotate_label WHERE rubric_version_id = %s", [rubric_version_id]
             )
-            size, low, high, latest = cursor.fetchone()
-        chunks = list(range(low // LABELS_CHUNK, high // LABELS_CHUNK + 1)) if size else []
-        out = [np.empty(size, dtype=np.int64) for _ in range(6)]
-        filled = 0
-        end = size  # the second connection's chunks fill out[end:]
-
-        def store_front(table: npt.NDArray[np.int64]) -> None:
-            nonlocal filled, size, out
-            n = table.shape[0]
-            if filled + n > size:
-                # Labels added since the count (the caller's transaction may take a snapshot per statement): grow.
-                size = filled + n + size // 4
-                out = [np.concatenate([column[:filled], np.empty(size - filled, np.int64)]) for column in out]
-            for column, column_values in zip(out, table.T, strict=True):
-                column[filled : filled + n] = column_values
-            filled += n
-
-        def store_back(table: npt.NDArray[np.int64]) -> None:
-            nonlocal end
-            n = table.shape[0]
-            if n > end:
-                raise RuntimeError("more labels than counted in the same snapshot")
-            for column, column_values in zip(out, table.T, strict=True):
-                column[end - n : end] = column_values
-            end -= n
-
+            low, high = cursor.fetchone()
+        chunks = list(range(low // LABELS_CHUNK, high // LABELS_CHUNK + 1)) if low is not None else []
         raw = connection.connection
         assert raw is not None
-        half = len(chunks) // 2 if own_snapshot and size >= PARALLEL_MIN_LABELS else 0
+        half = len(chunks) // 2 if own_snapshot and high - low >= PARALLEL_MIN_IDS else 0
         if not half:
-            _read_chunks(raw, sql, [rubric_version_id, chunks], store_front)
+            parts = [_read_chunks(raw, sql, [chunks, rubric_version_id])]
         else:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_export_snapshot()")
                 (snapshot,) = cursor.fetchone()
-            # The later ranges, last first, so that filling from the end leaves them in their order.
-            later = [rubric_version_id, chunks[half:][::-1]]
+            later: list[_Chunks] = []
             failed: list[BaseException] = []
 
             def read_later() -> None:
                 try:
-                    _read_chunks_in_snapshot(snapshot, sql, later, store_back)
-                except BaseException as error:  # re-raised below, in the caller's thread
+                    later.append(_read_chunks_in_snapshot(snapshot, sql, [chunks[half:], rubric_version_id]))
+                except BaseException as error:  # raised again below, in the caller's thread
                     failed.append(error)
 
             reader = threading.Thread(target=read_later, name="report-labels")
             reader.start()
             try:
-                _read_chunks(raw, sql, [rubric_version_id, chunks[:half]], store_front)
+                parts = [_read_chunks(raw, sql, [chunks[:half], rubric_version_id])]
             finally:
                 reader.join()
             if failed:
                 raise failed[0]
-            if filled != end:
-                raise RuntimeError("the two halves of the labels do not add up to their count")
-            filled = size
-    return [column[:filled] for column in out], latest
+            parts += later
+    tables = [table for part_tables, _ in parts for table in part_tables]
+    latest = max((part_latest for _, part_latest in parts if part_latest is not None), default=None)
+    size = sum(table.shape[0] for table in tables)
+    out = [np.empty(size, dtype=np.int64) for _ in range(6)]
+    filled = 0
+    for n in range(len(tables)):
+        table, tables[n] = tables[n], _NO_LABELS  # each chunk freed once copied
+        for column, column_values in zip(out, table.T, strict=True):
+            column[filled : filled + table.shape[0]] = column_values
+        filled += table.shape[0]
+    return out, latest
 
 
 def dense_codes(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

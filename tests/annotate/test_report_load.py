@@ -89,7 +89,7 @@ def test_the_second_connection_reads_the_later_half_in_the_same_snapshot(monkeyp
     as they were, as both connections read the snapshot of the count: the report's count and figures
     agree."""
     monkeypatch.setattr(reports, "LABELS_CHUNK", 4)
-    monkeypatch.setattr(reports, "PARALLEL_MIN_LABELS", 1)
+    monkeypatch.setattr(reports, "PARALLEL_MIN_IDS", 1)
     project, other = ProjectFactory(), ProjectFactory()
     people = [UserFactory() for _ in range(3)]
     for i in range(8):
@@ -106,7 +106,7 @@ def test_the_second_connection_reads_the_later_half_in_the_same_snapshot(monkeyp
     read_chunks = reports._read_chunks
     changed_meanwhile = threading.Event()
 
-    def labels_changed_meanwhile(raw, sql, params, store):
+    def labels_changed_meanwhile(raw, sql, params):
         # Committed on a connection of its own once the count is taken and its snapshot exported, before either
         # connection reads a chunk.
         if threading.current_thread() is threading.main_thread():
@@ -120,8 +120,8 @@ def test_the_second_connection_reads_the_later_half_in_the_same_snapshot(monkeyp
             changed_meanwhile.set()
         else:
             assert changed_meanwhile.wait(10)
-            second_halves.append(params[1])
-        read_chunks(raw, sql, params, store)
+            second_halves.append(params[0])
+        return read_chunks(raw, sql, params)
 
     monkeypatch.setattr(reports, "_read_chunks", labels_changed_meanwhile)
     arrays = reports.labels_load(project=project, rubric_version=version)
