@@ -85,9 +85,9 @@ def test_the_binary_chunks_hold_what_the_orm_reads(kind, monkeypatch):
 @pytest.mark.django_db(transaction=True)
 def test_the_second_connection_reads_the_later_half_in_the_same_snapshot(monkeypatch):
     """Outside a transaction the later id ranges are read on a second connection: the labels come back as one
-    connection reads them, in id order, and labels changed or deleted while they are read (after the count) are read
-    as they were, as both connections read the snapshot of the count: the report's count and figures
-    agree."""
+    connection reads them, in id order, and labels changed or deleted while they are read (after the id ranges are
+    taken) are read as they were, as both connections read one snapshot: the report's count, latest change and
+    figures agree."""
     monkeypatch.setattr(reports, "LABELS_CHUNK", 4)
     monkeypatch.setattr(reports, "PARALLEL_MIN_IDS", 1)
     project, other = ProjectFactory(), ProjectFactory()
@@ -107,7 +107,7 @@ def test_the_second_connection_reads_the_later_half_in_the_same_snapshot(monkeyp
     changed_meanwhile = threading.Event()
 
     def labels_changed_meanwhile(raw, sql, params):
-        # Committed on a connection of its own once the count is taken and its snapshot exported, before either
+        # Committed on a connection of its own once the id ranges are taken and the snapshot exported, before either
         # connection reads a chunk.
         if threading.current_thread() is threading.main_thread():
             with psycopg.connect(**connection.get_connection_params()) as writer:
