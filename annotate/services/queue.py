@@ -37,10 +37,12 @@ cand AS (
       AND i.n_submitted < %(overlap)s  -- a bound on item_queue_idx: complete items are never scanned
       AND i.n_submitted + i.n_leased < %(overlap)s
       -- Items this annotator has not labeled on every criterion: none yet, or only the criteria carried over. A scalar
-      -- subquery stays a per-candidate probe of label_one_per_annotator: PostgreSQL cannot turn it into an anti join
-      -- that, trusting statistics taken when the annotator had no labels yet, reads all of their labels per candidate.
-      AND (SELECT count(*) FROM annotate_label l
-           WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s) < %(n_criteria)s
+      -- subquery stays a per-candidate probe: PostgreSQL cannot turn it into an anti join. Only the item is an index
+      -- condition (annotator and version are a FILTER): statistics taken before this annotator or this rubric version
+      -- had labels (a new project's labels are too few to trigger autovacuum's ANALYZE on a large table) would
+      -- otherwise have each probe read every label of the annotator or of the version, a cost that grows with them.
+      AND (SELECT count(*) FILTER (WHERE l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s)
+           FROM annotate_label l WHERE l.item_id = i.id) < %(n_criteria)s
       AND NOT EXISTS (
           SELECT 1 FROM annotate_assignment a WHERE a.item_id = i.id AND a.annotator_id = %(user)s)
       /*unless*/
