@@ -7,7 +7,7 @@ import threading
 from collections import Counter
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from annotate import selectors
@@ -471,3 +471,42 @@ def test_fifty_annotators_claiming_at_once_never_exceed_the_overlap_or_share_a_l
     assert leases == per_item
     assert dict(Item.objects.filter(n_leased__gt=0).values_list("pk", "n_leased")) == dict(leases)
     assert connection.vendor == "postgresql"
+
+
+@pytest.mark.postgres(reason="row locks held by another connection: SQLite locks the whole database instead")
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_that_only_meets_locked_rows_waits_for_them_instead_of_saying_the_queue_is_empty(monkeypatch):
+    project = ProjectFactory(overlap=1)
+    project_set_status(project=project, status="active")
+    project.refresh_from_db()
+    only = ItemFactory(project=project)
+    annotator = UserFactory()
+    locked, release, released = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_the_row():  # as another annotator's submit or claim holds it for a moment
+        try:
+            with transaction.atomic():
+                Item.objects.select_for_update().get(pk=only.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+            released.set()
+
+    sleeps = []
+
+    def sleep(seconds):  # the claim's pause before it tries again: the other transaction ends meanwhile
+        sleeps.append(seconds)
+        release.set()
+        released.wait(10)
+
+    monkeypatch.setattr(queue_sql.time, "sleep", sleep)
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(10)
+    claimed = _claim(project, annotator)
+    holder.join(10)
+    assert claimed is not None and claimed.pk == only.pk
+    assert len(sleeps) == 1  # the first try skipped the locked row, saw the item still wanted, and tried again
+    # Nothing waits: an empty queue answers at once, without pausing.
+    assert _claim(project, UserFactory()) is None and len(sleeps) == 1
