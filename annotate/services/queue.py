@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Collection
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User as AuthUser
@@ -77,7 +78,7 @@ _WANTED_SQL = "SELECT EXISTS (SELECT 1 FROM annotate_item i{where})".replace(
 _CLAIM_ATTEMPTS = 4
 
 
-def _claim_pg(sql: str, params: dict[str, object]) -> Item | None:
+def _claim_pg(sql: str, params: dict[str, Any]) -> Item | None:
     """Run a claim statement; when it finds nothing but an item still waits behind another transaction's row lock
     (held for a few milliseconds), try again shortly, a few times, rather than tell the annotator the queue is empty."""
     for attempt in range(_CLAIM_ATTEMPTS):
