@@ -510,3 +510,17 @@ def test_a_claim_that_only_meets_locked_rows_waits_for_them_instead_of_saying_th
     assert len(sleeps) == 1  # the first try skipped the locked row, saw the item still wanted, and tried again
     # Nothing waits: an empty queue answers at once, without pausing.
     assert _claim(project, UserFactory()) is None and len(sleeps) == 1
+
+
+@pytest.mark.postgres(reason="autovacuum settings of PostgreSQL tables")
+def test_the_hot_tables_are_analyzed_after_a_hundredth_of_them_changed_not_a_tenth(db):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN "
+            "('annotate_label', 'annotate_item', 'annotate_assignment')"
+        )
+        options = dict(cursor.fetchall())
+    assert set(options) == {"annotate_label", "annotate_item", "annotate_assignment"}
+    for table, reloptions in options.items():
+        assert "autovacuum_analyze_scale_factor=0.01" in reloptions, table
+        assert "autovacuum_analyze_threshold=1000" in reloptions, table
