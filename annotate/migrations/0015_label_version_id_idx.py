@@ -7,7 +7,7 @@ FK_INDEX = "annotate_label_rubric_version_id_f91bcd62"
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotate", "0013_review_notes_failure_modes"),
+        ("annotate", "0014_analyze_hot_tables_sooner"),
     ]
 
     operations = [
