@@ -174,7 +174,7 @@ def _labels_binary_chunks(kind: str, rubric_version_id: int) -> tuple[list[npt.N
         chunks = list(range(low // LABELS_CHUNK, high // LABELS_CHUNK + 1)) if low is not None else []
         raw = connection.connection
         assert raw is not None
-        half = len(chunks) // 2 if own_snapshot and high - low >= PARALLEL_MIN_IDS else 0
+        half = len(chunks) // 2 if own_snapshot and chunks and high - low >= PARALLEL_MIN_IDS else 0
         if not half:
             parts = [_read_chunks(raw, sql, [chunks, rubric_version_id])]
         else:

@@ -138,3 +138,11 @@ def test_the_second_connection_reads_the_later_half_in_the_same_snapshot(monkeyp
     )
     assert got == want and len(want) == 24 and arrays.last_label_at == latest
     assert Label.objects.filter(rubric_version=version).count() == 23
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_version_without_labels_loads_as_empty_outside_a_transaction(monkeypatch):
+    monkeypatch.setattr(reports, "PARALLEL_MIN_IDS", 1)
+    project = ProjectFactory()
+    arrays = reports.labels_load(project=project, rubric_version=project.current_rubric)
+    assert arrays.value.size == 0 and arrays.item_ids.size == 0 and arrays.last_label_at is None
