@@ -8,7 +8,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import push_url, reswap, retarget
+from django_htmx.http import push_url, reswap, retarget, trigger_client_event
 
 from annotate import (
     ratelimit,
@@ -74,7 +74,8 @@ def import_start(request: AuthedRequest, slug: str) -> HttpResponse:
     url = reverse("import_job", args=[project.slug, job.pk])
     if wants_partial(request):
         job.refresh_from_db()
-        return push_url(_render_job(request, project, job, partial="job"), url)
+        # The page's Recent imports card reloads itself on this event, so it lists the new job at once.
+        return trigger_client_event(push_url(_render_job(request, project, job, partial="job"), url), "importsChanged")
     return redirect(url)
 
 
@@ -108,5 +109,5 @@ def import_confirm(request: AuthedRequest, slug: str, job_id: int) -> HttpRespon
     import_job_confirm(job=job, update=form.is_valid() and form.cleaned_data["update"])
     if wants_partial(request):
         job.refresh_from_db()
-        return _render_job(request, project, job, partial="job")
+        return trigger_client_event(_render_job(request, project, job, partial="job"), "importsChanged")
     return redirect("import_job", slug=project.slug, job_id=job.pk)

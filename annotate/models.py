@@ -320,7 +320,8 @@ class Label(models.Model):
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="labels")
     criterion = models.ForeignKey(Criterion, on_delete=models.PROTECT, related_name="labels")
-    rubric_version = models.ForeignKey(RubricVersion, on_delete=models.PROTECT, related_name="labels")
+    # Indexed by label_version_id_idx, which leads with it.
+    rubric_version = models.ForeignKey(RubricVersion, on_delete=models.PROTECT, related_name="labels", db_index=False)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="labels")
     value = models.CharField(max_length=8, choices=Value.choices)
     note = models.TextField(blank=True)
@@ -360,7 +361,10 @@ class Label(models.Model):
             models.CheckConstraint(condition=Q(revision__gte=1), name="label_revision_positive"),
         ]
         indexes = [
-            # Serves the per-version reads: agreement reports and exports load one rubric version's labels.
+            # Serves the agreement report's load (annotate.reports._labels_binary_chunks): a version's smallest and
+            # largest label id at once, then its labels range by range of ids without reading other versions'.
+            models.Index(fields=["rubric_version", "id"], name="label_version_id_idx"),
+            # Serves the per-version reads: exports load one rubric version's labels.
             models.Index(fields=["rubric_version", "criterion"], name="label_version_criterion_idx"),
             models.Index(fields=["annotator", "created_at"], name="label_annotator_created_idx"),
             # Serves the lead dashboard's throughput (labels per annotator per day in a recent window, read from the

@@ -7,6 +7,7 @@ every figure comes from the pure functions in stats.agreement, which are tested 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import psycopg
+import psycopg.sql
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Count, Max
@@ -66,6 +69,9 @@ class LabelArrays:
     value: npt.NDArray[np.int64]
     time_ms: npt.NDArray[np.int64]  # time_spent_ms, -1 where unknown
     hour: npt.NDArray[np.int64]  # hours since the epoch when the label was given
+    # The latest time one of these labels was given or changed: with their number, what tells a report made from them
+    # that it is stale (report_stale).
+    last_label_at: dt.datetime | None
 
 
 def _code_sql(kind: str) -> str:
@@ -77,6 +83,9 @@ def _code_sql(kind: str) -> str:
 # Labels per chunk: a chunk holds the labels whose ids share id // LABELS_CHUNK, so at most this many.
 LABELS_CHUNK = 65_536
 INT8_ARRAY_OID = 1016  # bigint[], one- or two-dimensional
+# From ids this far apart on, a second connection reads half of the chunks (connecting costs a few milliseconds).
+PARALLEL_MIN_IDS = 4 * LABELS_CHUNK
+_NO_LABELS = np.zeros((0, 6), dtype=np.int64)
 
 
 class _RawArray(Loader):
@@ -98,59 +107,109 @@ def _array_values(raw: bytes) -> npt.NDArray[np.int64]:
     return np.frombuffer(raw, dtype=_ELEMENT, offset=12 + 8 * ndim)["value"].astype(np.int64)
 
 
-def _labels_binary_chunks(kind: str, rubric_version_id: int) -> list[npt.NDArray[np.int64]]:
+# What one connection read: its chunks in order, each rows × 6, and the latest change among them.
+_Chunks = tuple[list[npt.NDArray[np.int64]], dt.datetime | None]
+
+
+def _read_chunks(raw: Any, sql: str, params: list[Any]) -> _Chunks:
+    """Run the chunk query on the psycopg connection `raw`: each chunk's labels as an array of rows × 6, and the
+    latest change among them. A named (server-side) cursor hands over a few chunks per round trip."""
+    tables: list[npt.NDArray[np.int64]] = []
+    latest: dt.datetime | None = None
+    with raw.cursor(name=f"labels_{uuid.uuid4().hex}", binary=True) as cursor:
+        cursor.adapters.register_loader(INT8_ARRAY_OID, _RawArray)
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(4):
+            for data, changed in rows:
+                if data is not None:  # a range without labels of this version
+                    tables.append(_array_values(data).reshape(-1, 6))
+                    latest = changed if latest is None else max(latest, changed)
+    return tables, latest
+
+
+def _read_chunks_in_snapshot(snapshot: str, sql: str, params: list[Any]) -> _Chunks:
+    """_read_chunks on a connection of its own that sees what the transaction which exported `snapshot` sees."""
+    with psycopg.connect(**connection.get_connection_params()) as other:
+        other.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        other.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(psycopg.sql.Literal(snapshot)))
+        return _read_chunks(other, sql, params)
+
+
+def _labels_binary_chunks(kind: str, rubric_version_id: int) -> tuple[list[npt.NDArray[np.int64]], dt.datetime | None]:
     """The labels as six columns (criterion id, item id, annotator id, code, time ms, hour), read in chunks from a
-    server-side cursor as binary bigint arrays.
+    server-side cursor as binary bigint arrays, and the latest time one of them was given or changed.
 
     Each chunk is one two-dimensional array of up to LABELS_CHUNK labels × 6 (one numpy read, no Python object per
-    label: a row-by-row COPY spent most of its time in per-row overhead), scattered into preallocated columns, so
-    memory holds the result plus one chunk. A chunk is the labels of one id range, read through the primary key: no
-    GROUP BY over the labels (its sort spilled 57 MB to disk at a million labels), and no text to format or parse.
-    The ranges span this version's smallest to largest id, so a version whose labels are spread thin among other
-    projects' reads theirs too: at worst the table once, through its primary key. The hour comes from date_part (a
-    double), not extract (a numeric, several times slower here).
+    label: a row-by-row COPY spent most of its time in per-row overhead), and no text to format or parse. A chunk is
+    the labels of one id range, read through label_version_id_idx: no GROUP BY over the labels (its sort spilled 57
+    MB to disk at a million labels), and only this version's labels however thin they are spread among other
+    projects'. The ranges span this version's smallest to largest id, which that index gives at once; the labels are
+    not counted first (a pass over them: a tenth of the report's time), so memory holds the chunks and the columns
+    once each. The hour comes from date_part (a double), not extract (a numeric, several times slower here).
+
+    PostgreSQL runs a query on one core, and building the arrays is most of the report's time, so unless the caller
+    holds a transaction open, the later half of the ranges is read on a second connection at the same time, in the
+    same snapshot (REPEATABLE READ, pg_export_snapshot). The labels come in the order one connection reads them.
     """
     values = (
         f"ARRAY[criterion_id, item_id, annotator_id, {_code_sql(kind)}, COALESCE(time_spent_ms, -1), "
         "floor(date_part('epoch', created_at) / 3600)]::bigint[]"
     )
     sql = (
-        f"SELECT (SELECT array_agg({values}) FROM annotate_label "  # noqa: S608 - constant SQL
-        f"WHERE rubric_version_id = %s AND id >= c * {LABELS_CHUNK} AND id < (c + 1) * {LABELS_CHUNK}) "
-        "FROM unnest(%s::bigint[]) AS c"
+        f"SELECT chunk.labels, chunk.latest FROM unnest(%s::bigint[]) AS c, LATERAL (SELECT array_agg({values}) AS "  # noqa: S608 - constant SQL
+        f"labels, max(updated_at) AS latest FROM annotate_label WHERE rubric_version_id = %s "
+        f"AND id >= c * {LABELS_CHUNK} AND id < (c + 1) * {LABELS_CHUNK}) AS chunk"
     )
+    # Inside a caller's transaction the isolation level is set already, and a second connection would not see
+    # what that transaction wrote.
+    own_snapshot = not connection.in_atomic_block
     with transaction.atomic():
         with connection.cursor() as cursor:
-            # How many, and the id ranges to read: one pass, no sort (a GROUP BY on the range sorted every label).
+            if own_snapshot:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cursor.execute(
-                "SELECT count(*), min(id), max(id) FROM annotate_label WHERE rubric_version_id = %s",
-                [rubric_version_id],
+                "SELECT min(id), max(id) FROM annotate_label WHERE rubric_version_id = %s", [rubric_version_id]
             )
-            size, low, high = cursor.fetchone()
-        chunks = list(range(low // LABELS_CHUNK, high // LABELS_CHUNK + 1)) if size else []
-        out = [np.empty(size, dtype=np.int64) for _ in range(6)]
-        filled = 0
+            low, high = cursor.fetchone()
+        chunks = list(range(low // LABELS_CHUNK, high // LABELS_CHUNK + 1)) if low is not None else []
         raw = connection.connection
         assert raw is not None
-        # A named (server-side) cursor hands over a few chunks per round trip.
-        with raw.cursor(name=f"labels_{uuid.uuid4().hex}", binary=True) as cursor:
-            cursor.adapters.register_loader(INT8_ARRAY_OID, _RawArray)
-            cursor.execute(sql, [rubric_version_id, chunks])
-            while rows := cursor.fetchmany(4):
-                for (data,) in rows:
-                    if data is None:  # a range without labels of this version
-                        continue
-                    table = _array_values(data).reshape(-1, 6)
-                    n = table.shape[0]
-                    if filled + n > size:
-                        # Labels added since the count (outside a REPEATABLE READ snapshot the two statements can
-                        # see different data): grow.
-                        size = filled + n + size // 4
-                        out = [np.concatenate([column[:filled], np.empty(size - filled, np.int64)]) for column in out]
-                    for column, column_values in zip(out, table.T, strict=True):
-                        column[filled : filled + n] = column_values
-                    filled += n
-    return [column[:filled] for column in out]
+        half = len(chunks) // 2 if own_snapshot and chunks and high - low >= PARALLEL_MIN_IDS else 0
+        if not half:
+            parts = [_read_chunks(raw, sql, [chunks, rubric_version_id])]
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_export_snapshot()")
+                (snapshot,) = cursor.fetchone()
+            later: list[_Chunks] = []
+            failed: list[BaseException] = []
+
+            def read_later() -> None:
+                try:
+                    later.append(_read_chunks_in_snapshot(snapshot, sql, [chunks[half:], rubric_version_id]))
+                except BaseException as error:  # raised again below, in the caller's thread
+                    failed.append(error)
+
+            reader = threading.Thread(target=read_later, name="report-labels")
+            reader.start()
+            try:
+                parts = [_read_chunks(raw, sql, [chunks[:half], rubric_version_id])]
+            finally:
+                reader.join()
+            if failed:
+                raise failed[0]
+            parts += later
+    tables = [table for part_tables, _ in parts for table in part_tables]
+    latest = max((part_latest for _, part_latest in parts if part_latest is not None), default=None)
+    size = sum(table.shape[0] for table in tables)
+    out = [np.empty(size, dtype=np.int64) for _ in range(6)]
+    filled = 0
+    for n in range(len(tables)):
+        table, tables[n] = tables[n], _NO_LABELS  # each chunk freed once copied
+        for column, column_values in zip(out, table.T, strict=True):
+            column[filled : filled + table.shape[0]] = column_values
+        filled += table.shape[0]
+    return out, latest
 
 
 def dense_codes(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -175,16 +234,17 @@ def labels_load(*, project: Project, rubric_version: RubricVersion) -> LabelArra
     criteria = list(Criterion.objects.filter(rubric_version=rubric_version).order_by("position"))
     criterion_ids = [c.pk for c in criteria]
     if connection.vendor == "postgresql":
-        columns = _labels_binary_chunks(project.kind, rubric_version.pk)
+        columns, last_label_at = _labels_binary_chunks(project.kind, rubric_version.pk)
     else:
         codes = PAIRWISE_CODES if project.is_pairwise else BINARY_CODES
         rows = Label.objects.filter(rubric_version=rubric_version).values_list(
-            "criterion_id", "item_id", "annotator_id", "value", "time_spent_ms", "created_at"
+            "criterion_id", "item_id", "annotator_id", "value", "time_spent_ms", "created_at", "updated_at"
         )
+        last_label_at = max((row[-1] for row in rows), default=None)
         table = np.array(
             [
                 (c, i, a, codes[v], -1 if t is None else t, int(created.timestamp() // 3600))
-                for c, i, a, v, t, created in rows
+                for c, i, a, v, t, created, _ in rows
             ],
             dtype=np.int64,
         ).reshape(-1, 6)
@@ -212,6 +272,7 @@ def labels_load(*, project: Project, rubric_version: RubricVersion) -> LabelArra
         value=value,
         time_ms=time_ms,
         hour=hour,
+        last_label_at=last_label_at,
     )
 
 
@@ -312,10 +373,17 @@ def _annotators(
 
 
 def human_report(
-    *, project: Project, rubric_version: RubricVersion, n_boot: int = agreement.N_BOOT, min_shared: int = 10
+    *,
+    project: Project,
+    rubric_version: RubricVersion,
+    n_boot: int = agreement.N_BOOT,
+    min_shared: int = 10,
+    arrays: LabelArrays | None = None,
 ) -> dict[str, Any]:
-    """The human–human section of the report for every criterion of one rubric version."""
-    arrays = labels_load(project=project, rubric_version=rubric_version)
+    """The human–human section of the report for every criterion of one rubric version, from its labels as
+    labels_load reads them (read here unless given)."""
+    if arrays is None:
+        arrays = labels_load(project=project, rubric_version=rubric_version)
     k = 3 if project.is_pairwise else 2
     codes = PAIRWISE_CODES if project.is_pairwise else BINARY_CODES
     names = _usernames(arrays.rater_ids.tolist())
@@ -390,10 +458,14 @@ def human_report(
 
 
 def report_build(
-    *, project: Project, n_boot: int = agreement.N_BOOT, rubric_version: RubricVersion | None = None
+    *,
+    project: Project,
+    n_boot: int = agreement.N_BOOT,
+    rubric_version: RubricVersion | None = None,
+    arrays: LabelArrays | None = None,
 ) -> dict[str, Any]:
     """The whole report for a rubric version (the project's current one unless given), in the shape
-    `agreement_report --json` prints."""
+    `agreement_report --json` prints; `arrays`, when given, are that version's labels as labels_load reads them."""
     version = rubric_version or project.current_rubric
     if version is None:
         return {"project": project.slug, "rubric_version": None, "criteria": {}, "computed_at": _now()}
@@ -402,7 +474,7 @@ def report_build(
         "rubric_version": version.number,
         "computed_at": _now(),
         "definitions": DEFINITIONS,
-        "criteria": human_report(project=project, rubric_version=version, n_boot=n_boot),
+        "criteria": human_report(project=project, rubric_version=version, n_boot=n_boot, arrays=arrays),
     }
 
 
@@ -434,12 +506,15 @@ def report_refresh(*, project: Project, force: bool = False, n_boot: int = agree
 
 def report_store(*, project: Project, rubric_version: RubricVersion, n_boot: int = agreement.N_BOOT) -> AgreementReport:
     """Compute and store the report of one rubric version of the project (the current one or an older one), with
-    the label and gold counts that tell later whether it is stale."""
-    found = Label.objects.filter(rubric_version=rubric_version).aggregate(n=Count("id"), latest=Max("updated_at"))
-    latest, n_labels = found["latest"], found["n"]
+    the label and gold counts that tell later whether it is stale: the labels' number and latest change are those of
+    the labels the figures come from (on PostgreSQL one snapshot holds both; counting them apart cost a pass over the
+    labels)."""
     n_gold = GoldLabel.objects.filter(criterion__rubric_version=rubric_version).count()
     started = time.perf_counter()
-    data = report_build(project=project, n_boot=n_boot, rubric_version=rubric_version)
+    arrays = labels_load(project=project, rubric_version=rubric_version)
+    n_labels, latest = int(arrays.value.size), arrays.last_label_at
+    data = report_build(project=project, n_boot=n_boot, rubric_version=rubric_version, arrays=arrays)
+    del arrays
     report, _ = AgreementReport.objects.update_or_create(
         project=project,
         rubric_version=rubric_version,

@@ -91,16 +91,18 @@ def _needs_note(project: Project, values: dict[str, str], shown: str | None) -> 
     return any(v == "fail" for v in values.values())
 
 
+# The label counts read this item's labels by item id alone, the annotator and the version being FILTERs: statistics
+# taken before the annotator or the version had labels cannot then make PostgreSQL read all of theirs (services.queue).
 _SUBMIT_LOCK_SQL = """
 SELECT {item_columns}, a.state AS my_state, a.expires_at AS my_expiry,
-    (SELECT count(*) FROM annotate_label l
-     WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s) AS my_n,
-    (SELECT count(*) FROM annotate_label l
-     WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s
-       AND l.submission_key = %(key)s AND l.submission_key <> '') AS my_dup,
-    (SELECT count(*) FROM annotate_label l
-     WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s
-       AND l.criterion_id IN ({criteria})) AS my_clash
+    (SELECT count(*) FILTER (WHERE l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s)
+     FROM annotate_label l WHERE l.item_id = i.id) AS my_n,
+    (SELECT count(*) FILTER (WHERE l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s
+                               AND l.submission_key = %(key)s AND l.submission_key <> '')
+     FROM annotate_label l WHERE l.item_id = i.id) AS my_dup,
+    (SELECT count(*) FILTER (WHERE l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s
+                               AND l.criterion_id IN ({criteria}))
+     FROM annotate_label l WHERE l.item_id = i.id) AS my_clash
 FROM annotate_item i
 LEFT JOIN annotate_assignment a ON a.item_id = i.id AND a.annotator_id = %(user)s
 WHERE i.project_id = %(project)s AND i.id = %(item)s

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Collection
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User as AuthUser
@@ -29,21 +31,28 @@ def _lease_seconds() -> int:
     return int(settings.ASSIGNMENT_LEASE_SECONDS)
 
 
-# The claim's steps, shared by queue_claim and queue_next; `/*unless*/` stands for a condition that stops the claim.
-_CLAIM_STEPS = """
-cand AS (
-    SELECT i.id FROM annotate_item i
+# Which of the project's items this annotator could be given now (the claim takes the first, in queue order);
+# `/*unless*/` stands for a condition that stops the claim.
+_CANDIDATE_WHERE = """
     WHERE i.project_id = %(project)s
       AND i.n_submitted < %(overlap)s  -- a bound on item_queue_idx: complete items are never scanned
       AND i.n_submitted + i.n_leased < %(overlap)s
       -- Items this annotator has not labeled on every criterion: none yet, or only the criteria carried over. A scalar
-      -- subquery stays a per-candidate probe of label_one_per_annotator: PostgreSQL cannot turn it into an anti join
-      -- that, trusting statistics taken when the annotator had no labels yet, reads all of their labels per candidate.
-      AND (SELECT count(*) FROM annotate_label l
-           WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s) < %(n_criteria)s
+      -- subquery stays a per-candidate probe: PostgreSQL cannot turn it into an anti join. Only the item is an index
+      -- condition (annotator and version are a FILTER): statistics taken before this annotator or this rubric version
+      -- had labels (a new project's labels are too few to trigger autovacuum's ANALYZE on a large table) would
+      -- otherwise have each probe read every label of the annotator or of the version, a cost that grows with them.
+      AND (SELECT count(*) FILTER (WHERE l.annotator_id = %(user)s AND l.rubric_version_id = %(version)s)
+           FROM annotate_label l WHERE l.item_id = i.id) < %(n_criteria)s
       AND NOT EXISTS (
           SELECT 1 FROM annotate_assignment a WHERE a.item_id = i.id AND a.annotator_id = %(user)s)
       /*unless*/
+"""
+# The claim's steps, shared by queue_claim and queue_next.
+_CLAIM_STEPS = """
+cand AS (
+    SELECT i.id FROM annotate_item i
+{candidate_where}
     ORDER BY i.n_submitted DESC, i.priority DESC, i.order_key
     LIMIT 1
     FOR UPDATE OF i SKIP LOCKED
@@ -53,7 +62,7 @@ cand AS (
     INSERT INTO annotate_assignment (item_id, annotator_id, rubric_version_id, state, expires_at, created_at)
     SELECT id, %(user)s, %(version)s, 'leased', %(expires)s, %(now)s FROM bumped
     RETURNING item_id
-)""".replace("{item_columns}", columns(Item, "i"))
+)""".replace("{item_columns}", columns(Item, "i")).replace("{candidate_where}", _CANDIDATE_WHERE.strip("\n"))
 _CLAIM_SQL = "\n".join(
     (
         "WITH",
@@ -61,6 +70,30 @@ _CLAIM_SQL = "\n".join(
         "SELECT bumped.* FROM bumped JOIN leased ON leased.item_id = bumped.id",
     )
 )
+# Whether an item waits for this annotator, locked or not. A claim skips the rows other claims and submits hold for a
+# moment (SKIP LOCKED), so it can find nothing while items still want labels: that must not read as an empty queue.
+_WANTED_SQL = "SELECT EXISTS (SELECT 1 FROM annotate_item i{where})".replace(
+    "{where}", _CANDIDATE_WHERE.replace("/*unless*/", "")
+)
+_CLAIM_ATTEMPTS = 4
+
+
+def _claim_pg(sql: str, params: dict[str, Any]) -> Item | None:
+    """Run a claim statement; when it finds nothing but an item still waits behind another transaction's row lock
+    (held for a few milliseconds), try again shortly, a few times, rather than tell the annotator the queue is empty."""
+    for attempt in range(_CLAIM_ATTEMPTS):
+        found = next(iter(Item.objects.raw(sql, params)), None)
+        if found is not None:
+            return found
+        with connection.cursor() as cursor:
+            cursor.execute(_WANTED_SQL, params)
+            (waiting,) = cursor.fetchone()
+        if not waiting or attempt == _CLAIM_ATTEMPTS - 1:
+            return None
+        time.sleep(0.005 * (attempt + 1))
+    return None
+
+
 # queue_next in one statement (one round trip on the hottest path): the annotator's oldest live lease that the page
 # does not hold, else a fresh claim, which the found lease stops (all CTEs share one snapshot; at most one row).
 _NEXT_MINE = """WITH mine AS (
@@ -105,7 +138,7 @@ def queue_claim(*, project: Project, annotator: AuthUser, rubric_version_id: int
     }
     if connection.vendor == "postgresql":
         # One statement, so atomic on its own: no transaction block needed around it.
-        fresh = next(iter(Item.objects.raw(_CLAIM_SQL, params)), None)
+        fresh = _claim_pg(_CLAIM_SQL, params)
         if fresh is not None:
             return fresh
         return skips.skip_claim_due(project=project, annotator=annotator, rubric_version_id=rubric_version_id)
@@ -185,7 +218,7 @@ def queue_next(
             "held": sorted(set(holding)),
             "n_criteria": len(selectors.criteria_of_version(rubric_version_id)),
         }
-        found = next(iter(Item.objects.raw(_NEXT_SQL, params)), None)
+        found = _claim_pg(_NEXT_SQL, params)
         if found is not None:
             return found
         # No lease and no fresh item: the annotator's skipped items whose delay has passed (annotate.skips).

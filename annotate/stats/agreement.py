@@ -102,7 +102,10 @@ def _labels(
         key = item_ * n_raters + rater_
         n_cells = (int(item_.max()) + 1) * n_raters
         if n_cells <= 8 * item_.size + 4096:
-            duplicated = bool(np.bincount(key, minlength=n_cells).max() > 1)
+            # A flag per (item, rater) cell: a byte each, where counting them took eight (several times faster).
+            seen = np.zeros(n_cells, dtype=np.bool_)
+            seen[key] = True
+            duplicated = int(np.count_nonzero(seen)) != key.size
         else:
             key = np.sort(key)
             duplicated = bool((key[1:] == key[:-1]).any())

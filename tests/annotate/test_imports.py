@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.backends.utils import CursorDebugWrapper
@@ -703,7 +704,7 @@ def test_the_recent_imports_card_polls_while_a_job_runs_and_its_badge_matches_th
         project=project, kind="items", filename="big.jsonl", file_format="jsonl", status="applying", size_bytes=10
     )
     page = lead_client.get(url).content.decode()
-    assert 'id="import-jobs"' in page and 'hx-trigger="every 2s"' in page
+    assert 'id="import-jobs"' in page and 'hx-trigger="importsChanged from:body, every 2s"' in page
     assert '<label for="job-progress-' in page and "Importing</label>" in page
     # The card asks for itself: the answer is the card alone, with the progress the worker wrote.
     from django.core.cache import cache
@@ -723,6 +724,26 @@ def test_the_recent_imports_card_polls_while_a_job_runs_and_its_badge_matches_th
     ImportJob.objects.filter(pk=job.pk).update(status="done")
     card = lead_client.get(url, headers={"HX-Request": "true", "HX-Target": "import-jobs"}).content.decode()
     assert "every 2s" not in card and '<span class="badge">Imported</span>' in card
+    assert 'hx-trigger="importsChanged from:body"' in card  # still reloads when the page starts another import
+
+
+def test_an_upload_and_a_confirm_tell_the_page_to_reload_its_recent_imports(lead_client, project):
+    upload = SimpleUploadedFile("three.jsonl", _jsonl([{"input": f"Q{i}", "output": "A"} for i in range(3)]).encode())
+    answer = lead_client.post(
+        reverse("import_start", args=[project.slug]),
+        {"kind": "items", "file": upload, "file_format": ""},
+        headers={"HX-Request": "true"},
+    )
+    assert answer.status_code == 200 and answer.headers["HX-Trigger"] == '{"importsChanged": {}}'
+    job = ImportJob.objects.get(project=project)
+    confirmed = lead_client.post(
+        reverse("import_confirm", args=[project.slug, job.pk]), {}, headers={"HX-Request": "true"}
+    )
+    assert confirmed.status_code == 200 and confirmed.headers["HX-Trigger"] == '{"importsChanged": {}}'
+    card = lead_client.get(
+        reverse("import_start", args=[project.slug]), headers={"HX-Request": "true", "HX-Target": "import-jobs"}
+    ).content.decode()
+    assert "three.jsonl" in card
 
 
 def test_counts_agree_in_number_in_import_messages(client, project, lead, tmp_path):

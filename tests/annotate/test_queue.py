@@ -7,11 +7,12 @@ import threading
 from collections import Counter
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from annotate import selectors
 from annotate.models import Assignment, Item, Label, Project, RubricVersion
+from annotate.services import labels as labels_sql
 from annotate.services import queue as queue_sql
 from annotate.services.errors import ItemNotNeeded, QueueError
 from annotate.services.labels import label_edit, label_submit, label_values_from_form
@@ -260,6 +261,97 @@ def test_a_claim_checks_the_annotators_labels_per_candidate_item_whatever_the_st
     assert label_scans == ["SubPlan"]
 
 
+def _label_probes(plan_json):
+    """The scans of annotate_label in an EXPLAIN ANALYZE plan: (rows read per loop, loops, index used)."""
+    plan = plan_json if isinstance(plan_json, list) else __import__("json").loads(plan_json)
+    return [
+        (
+            (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)),
+            node["Actual Loops"],
+            node.get("Index Name"),
+        )
+        for node, _parent in _plan_nodes(plan[0]["Plan"])
+        if node.get("Relation Name") == "annotate_label" and node.get("Actual Loops")
+    ]
+
+
+@pytest.mark.postgres(reason="pins what PostgreSQL reads under statistics taken before a rubric version had labels")
+def test_claims_and_submits_read_one_items_labels_per_probe_when_the_statistics_are_stale(active, annotator):
+    # A large label table seldom gets ANALYZEd by autovacuum (a tenth of it must change first), so a new project's
+    # version, or a new annotator, can have "no labels" in the statistics long after they have thousands. A probe that
+    # trusted them read every label of the version (or of the annotator) for each candidate item: claims and submits
+    # slowed down with each label given, 157 ms a submit after 1,000 in an overlap-2 project.
+    now = timezone.now()
+    other = ProjectFactory(overlap=2)
+    project_set_status(project=other, status="active")
+    other.refresh_from_db()
+    stranger = UserFactory()
+    other_criteria = selectors.criteria_of_version(other.current_rubric_id)
+    Label.objects.bulk_create(
+        Label(
+            item=item,
+            criterion=c,
+            rubric_version_id=other.current_rubric_id,
+            annotator=stranger,
+            value="pass",
+            created_at=now,
+        )
+        for item in ItemFactory.create_batch(1000, project=other)
+        for c in other_criteria
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotate_label")  # statistics: this version and this annotator have no labels
+    criteria = selectors.criteria_of_version(active.current_rubric_id)
+    mine = ItemFactory.create_batch(600, project=active)
+    Label.objects.bulk_create(
+        Label(
+            item=item,
+            criterion=c,
+            rubric_version_id=active.current_rubric_id,
+            annotator=annotator,
+            value="pass",
+            created_at=now,
+        )
+        for item in mine
+        for c in criteria
+    )
+    Item.objects.filter(pk__in=[i.pk for i in mine]).update(n_submitted=1)  # half complete: first in the queue
+    wanted = ItemFactory(project=active)
+    params = {
+        "project": active.pk,
+        "overlap": active.overlap,
+        "user": annotator.pk,
+        "version": active.current_rubric_id,
+        "now": now,
+        "expires": now + dt.timedelta(minutes=5),
+        "held": [],
+        "n_criteria": len(criteria),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("SAVEPOINT explain")
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + queue_sql._CLAIM_SQL, params)
+        claim_probes = _label_probes(cursor.fetchone()[0])
+        cursor.execute("ROLLBACK TO SAVEPOINT explain")
+        lock_sql = labels_sql._SUBMIT_LOCK_SQL.replace("{criteria}", ", ".join(str(c.pk) for c in criteria))
+        cursor.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + lock_sql,
+            {
+                "user": annotator.pk,
+                "version": active.current_rubric_id,
+                "project": active.pk,
+                "item": mine[0].pk,
+                "key": "k",
+            },
+        )
+        lock_probes = _label_probes(cursor.fetchone()[0])
+    # The claim probed each of the 600 items the annotator finished before reaching the one they have not.
+    assert sum(loops for _rows, loops, _index in claim_probes) >= 600
+    # Each probe reads the candidate's own labels (3 here), not the 1,800 of the version or of the annotator.
+    assert claim_probes and all(rows <= 3 for rows, _loops, _index in claim_probes), claim_probes
+    assert lock_probes and all(rows <= 3 for rows, _loops, _index in lock_probes), lock_probes
+    assert _claim(active, annotator).pk == wanted.pk
+
+
 def test_an_item_id_from_another_project_is_refused(active, annotator):
     foreign = ItemFactory(project=ProjectFactory())
     with pytest.raises(QueueError, match="not in this project"):
@@ -379,3 +471,56 @@ def test_fifty_annotators_claiming_at_once_never_exceed_the_overlap_or_share_a_l
     assert leases == per_item
     assert dict(Item.objects.filter(n_leased__gt=0).values_list("pk", "n_leased")) == dict(leases)
     assert connection.vendor == "postgresql"
+
+
+@pytest.mark.postgres(reason="row locks held by another connection: SQLite locks the whole database instead")
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_that_only_meets_locked_rows_waits_for_them_instead_of_saying_the_queue_is_empty(monkeypatch):
+    project = ProjectFactory(overlap=1)
+    project_set_status(project=project, status="active")
+    project.refresh_from_db()
+    only = ItemFactory(project=project)
+    annotator = UserFactory()
+    locked, release, released = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_the_row():  # as another annotator's submit or claim holds it for a moment
+        try:
+            with transaction.atomic():
+                Item.objects.select_for_update().get(pk=only.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+            released.set()
+
+    sleeps = []
+
+    def sleep(seconds):  # the claim's pause before it tries again: the other transaction ends meanwhile
+        sleeps.append(seconds)
+        release.set()
+        released.wait(10)
+
+    monkeypatch.setattr(queue_sql.time, "sleep", sleep)
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(10)
+    claimed = _claim(project, annotator)
+    holder.join(10)
+    assert claimed is not None and claimed.pk == only.pk
+    assert len(sleeps) == 1  # the first try skipped the locked row, saw the item still wanted, and tried again
+    # Nothing waits: an empty queue answers at once, without pausing.
+    assert _claim(project, UserFactory()) is None and len(sleeps) == 1
+
+
+@pytest.mark.postgres(reason="autovacuum settings of PostgreSQL tables")
+def test_the_hot_tables_are_analyzed_after_a_hundredth_of_them_changed_not_a_tenth(db):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN "
+            "('annotate_label', 'annotate_item', 'annotate_assignment')"
+        )
+        options = dict(cursor.fetchall())
+    assert set(options) == {"annotate_label", "annotate_item", "annotate_assignment"}
+    for table, reloptions in options.items():
+        assert "autovacuum_analyze_scale_factor=0.01" in reloptions, table
+        assert "autovacuum_analyze_threshold=1000" in reloptions, table

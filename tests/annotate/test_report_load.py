@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import numpy as np
+import psycopg
 import pytest
 from django.db import connection
 
@@ -61,7 +63,7 @@ def test_the_binary_chunks_hold_what_the_orm_reads(kind, monkeypatch):
         for _ in range(5):  # a run of the other project's labels: a range with none of this version's
             label(ItemFactory(project=other), people[0], "acceptable", values[0])
     version = project.current_rubric
-    got = reports._labels_binary_chunks(kind, version.pk)
+    got, latest = reports._labels_binary_chunks(kind, version.pk)
     codes = reports.PAIRWISE_CODES if kind == "pairwise" else reports.BINARY_CODES
     want = sorted(
         (
@@ -76,3 +78,71 @@ def test_the_binary_chunks_hold_what_the_orm_reads(kind, monkeypatch):
     )
     assert len(want) == 36 and connection.vendor == "postgresql"
     assert sorted(zip(*(c.tolist() for c in got), strict=True)) == want
+    assert latest == max(x.updated_at for x in Label.objects.filter(rubric_version=version))
+
+
+@pytest.mark.postgres(reason="the second connection and its snapshot are PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_the_second_connection_reads_the_later_half_in_the_same_snapshot(monkeypatch):
+    """Outside a transaction the later id ranges are read on a second connection: the labels come back as one
+    connection reads them, in id order, and labels changed or deleted while they are read (after the id ranges are
+    taken) are read as they were, as both connections read one snapshot: the report's count, latest change and
+    figures agree."""
+    monkeypatch.setattr(reports, "LABELS_CHUNK", 4)
+    monkeypatch.setattr(reports, "PARALLEL_MIN_IDS", 1)
+    project, other = ProjectFactory(), ProjectFactory()
+    people = [UserFactory() for _ in range(3)]
+    for i in range(8):
+        item = ItemFactory(project=project)
+        for n, person in enumerate(people):
+            label(item, person, "acceptable", "pass" if (i + n) % 3 else "fail", time_spent_ms=100 * i + n)
+        label(ItemFactory(project=other), people[0], "acceptable", "pass")
+    version = project.current_rubric
+    labels = Label.objects.filter(rubric_version=version).order_by("id")
+    want = list(labels.values_list("criterion_id", "item_id", "annotator_id", "value", "time_spent_ms"))
+    latest = max(x.updated_at for x in labels)
+    changed, deleted = labels.first(), labels.last()  # one in each half
+    second_halves = []
+    read_chunks = reports._read_chunks
+    changed_meanwhile = threading.Event()
+
+    def labels_changed_meanwhile(raw, sql, params):
+        # Committed on a connection of its own once the id ranges are taken and the snapshot exported, before either
+        # connection reads a chunk.
+        if threading.current_thread() is threading.main_thread():
+            with psycopg.connect(**connection.get_connection_params()) as writer:
+                writer.execute(
+                    "UPDATE annotate_label SET value = CASE value WHEN 'pass' THEN 'fail' ELSE 'pass' END, "
+                    "updated_at = now() WHERE id = %s",
+                    [changed.pk],
+                )
+                writer.execute("DELETE FROM annotate_label WHERE id = %s", [deleted.pk])
+            changed_meanwhile.set()
+        else:
+            assert changed_meanwhile.wait(10)
+            second_halves.append(params[0])
+        return read_chunks(raw, sql, params)
+
+    monkeypatch.setattr(reports, "_read_chunks", labels_changed_meanwhile)
+    arrays = reports.labels_load(project=project, rubric_version=version)
+    assert len(second_halves) == 1 and len(second_halves[0]) >= 2
+    got = list(
+        zip(
+            (arrays.criterion_ids[c] for c in arrays.criterion.tolist()),
+            arrays.item_ids[arrays.item].tolist(),
+            arrays.rater_ids[arrays.rater].tolist(),
+            ("fail" if v == reports.agreement.FAIL else "pass" for v in arrays.value.tolist()),
+            arrays.time_ms.tolist(),
+            strict=True,
+        )
+    )
+    assert got == want and len(want) == 24 and arrays.last_label_at == latest
+    assert Label.objects.filter(rubric_version=version).count() == 23
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_version_without_labels_loads_as_empty_outside_a_transaction(monkeypatch):
+    monkeypatch.setattr(reports, "PARALLEL_MIN_IDS", 1)
+    project = ProjectFactory()
+    arrays = reports.labels_load(project=project, rubric_version=project.current_rubric)
+    assert arrays.value.size == 0 and arrays.item_ids.size == 0 and arrays.last_label_at is None

@@ -166,7 +166,7 @@ def _one_over_http(port: int, username: str, slug: str, log: Path, scale: str) -
     for _ in range(HTTP_SUBMITS):
         assert current is not None, "the queue ran out"
         start = time.perf_counter()
-        status, text = client.submit(current)
+        status, text = client.submit(current, prefetched)
         latencies.append((time.perf_counter() - start) * 1000)
         assert status == 200, (status, text[:200])
         current, prefetched = prefetched, form_fields(text)
@@ -204,7 +204,7 @@ def _concurrent(project, annotators, single, scale: str) -> list[Row]:
             while time.monotonic() < stop and current:
                 start = time.perf_counter()
                 try:
-                    status, text = client.submit(current)
+                    status, text = client.submit(current, prefetched)
                 except OSError as exc:
                     errors.append(repr(exc))
                     return

@@ -207,7 +207,7 @@ def bench_load() -> list[Row]:
                         time.sleep(random.uniform(0.5, 1.5) * THINK_MS / 1000)
                     start = time.perf_counter()
                     try:
-                        status, text = client.submit(current)
+                        status, text = client.submit(current, prefetched)
                     except OSError as exc:
                         errors.append(f"{client.username}: {exc!r}")
                         return

@@ -143,7 +143,7 @@ def bench_round_trip_side_by_side() -> list[Row]:
             def annotate_one() -> None:
                 nonlocal current, prefetched
                 assert current is not None, "annotate's queue ran out"
-                status, text = ours.submit(current)
+                status, text = ours.submit(current, prefetched)
                 assert status == 200, (status, text[:300])
                 current, prefetched = prefetched, form_fields(text)
 

@@ -129,9 +129,9 @@ class Session:
             headers["HX-Request"] = "true"
         return headers
 
-    def open(self, method: str, path: str, body: dict[str, str] | None = None, htmx: bool = False):
+    def open(self, method: str, path: str, body: dict[str, str | list[str]] | None = None, htmx: bool = False):
         """Send a request and return the response with its headers read (the body is left to the caller)."""
-        data = None if body is None else urllib.parse.urlencode(body)
+        data = None if body is None else urllib.parse.urlencode(body, doseq=True)
         headers = self._headers(data, htmx)
         try:
             self.conn.request(method, path, body=data, headers=headers)
@@ -149,7 +149,7 @@ class Session:
                 self.cookies[name] = rest.split(";", 1)[0]
         return response
 
-    def request(self, method: str, path: str, body: dict[str, str] | None = None, htmx: bool = False):
+    def request(self, method: str, path: str, body: dict[str, str | list[str]] | None = None, htmx: bool = False):
         response = self.open(method, path, body, htmx)
         return response.status, response.read().decode()
 
@@ -182,15 +182,18 @@ class Annotator(Session):
         self.shown_at = time.monotonic()
         return form_fields(forms[0]), form_fields(forms[1])
 
-    def submit(self, current: tuple[int, str]) -> tuple[int, str]:
+    def submit(self, current: tuple[int, str], prefetched: tuple[int, str] | None) -> tuple[int, str]:
         """Post the form as htmx does (its fields and its per-form key); the answer renders the next prefetched item.
 
-        time_spent_ms is what the page's script fills in: the time since this item's form was shown.
+        time_spent_ms and page_items are what the page's script fills in: the time since this item's form was shown,
+        and the items the page holds (the one submitted and the prefetched one), so the server answers with a lease
+        the page lacks or a fresh claim, in one statement (label.js; services.queue.queue_next).
         """
-        fields = {
+        fields: dict[str, str | list[str]] = {
             "csrfmiddlewaretoken": self.cookies["csrftoken"],
             "form_key": current[1],
             "time_spent_ms": str(int((time.monotonic() - self.shown_at) * 1000)),
+            "page_items": [str(current[0])] + ([str(prefetched[0])] if prefetched else []),
             **self.form,
         }
         answer = self.request("POST", f"/p/{self.slug}/label/{current[0]}/", fields, htmx=True)

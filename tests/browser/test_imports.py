@@ -40,10 +40,12 @@ def test_a_lead_uploads_items_sees_the_preview_and_confirms_by_click(page: Page,
     page.get_by_role("button", name="Check the file").click()
     expect(page.locator("#job")).to_contain_text("3 new items would be added")
     expect(page).to_have_url(re.compile(rf"/p/{project.slug}/import/\d+/$"))  # htmx pushed the job's own URL
+    expect(page.locator("#import-jobs")).to_contain_text("items.jsonl")  # the card lists the upload, no reload
     screenshot(page, "import-preview")
     assert not Item.objects.exists()
     page.get_by_role("button", name="Import 3 new items").click()
     expect(page.locator("#job")).to_contain_text("3 new items added")
+    expect(page.locator("#import-jobs li").first).to_contain_text("Imported")
     screenshot(page, "import-done")
     assert Item.objects.filter(project=project).count() == 3
     assert csp_problems(page) == [] and console_errors(page) == []
