@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -100,7 +100,8 @@ def rows_read(stream: IO[bytes], *, fmt: str) -> Iterator[tuple[int, dict[str, A
     raise ImportRefused(f"Unknown format {fmt!r}: use jsonl or csv.")
 
 
-_scan_once = json.JSONDecoder().scan_once
+# What json.loads's decoder calls: set by JSONDecoder.__init__, which the type stubs do not declare.
+_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _json_loads(text: str) -> Any:
