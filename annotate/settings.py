@@ -242,6 +242,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotate.tasks.assignments_expire",
         "schedule": env_int("ASSIGNMENT_SWEEP_SECONDS", 60, minimum=5),
     },
+    # ANALYZEs the hot tables where autovacuum is off or behind (annotate.dbstats; PostgreSQL only).
+    "statistics-refresh": {
+        "task": "annotate.tasks.statistics_refresh",
+        "schedule": env_int("STATISTICS_REFRESH_SECONDS", 60, minimum=5),
+    },
     # Re-enqueues the chunks of judge runs that stopped progressing (a worker died mid-run).
     "judge-runs-reconcile": {
         "task": "judges.tasks.judge_runs_reconcile",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from annotate import samples
+from annotate import dbstats, samples
 from annotate.imports import jobs as import_jobs
 from annotate.services import leases
 
@@ -13,6 +13,12 @@ from annotate.services import leases
 def assignments_expire() -> int:
     """Return expired leases to the queue (beat runs this every ASSIGNMENT_SWEEP_SECONDS)."""
     return leases.assignments_expire()
+
+
+@shared_task(name="annotate.tasks.statistics_refresh")
+def statistics_refresh() -> list[str]:
+    """ANALYZE the hot tables whose statistics autovacuum should have refreshed and has not (beat, every minute)."""
+    return dbstats.statistics_refresh()
 
 
 @shared_task(name="annotate.tasks.import_job_preview")

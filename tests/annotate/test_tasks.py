@@ -11,6 +11,7 @@ from annotate import tasks
 from annotate.models import Assignment, Item
 from annotate.services.leases import assignments_expire
 from annotate.services.queue import queue_claim
+from tests.factories import UserFactory
 
 
 def _lease(project, user, minutes: float) -> Assignment:
@@ -46,3 +47,54 @@ def test_the_worker_expires_leases_when_beat_enqueues_the_sweep(celery_worker, p
         time.sleep(0.1)
     assert not Assignment.objects.exists()
     assert Item.objects.get(pk=lease.item_id).n_leased == 0
+
+
+def _analyzed(table: str):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")  # this backend's counts, now (PostgreSQL 15+)
+        cursor.execute("SELECT last_analyze, n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = %s", [table])
+        return cursor.fetchone()
+
+
+@pytest.mark.postgres(reason="PostgreSQL's planner statistics and their counters")
+@pytest.mark.django_db(transaction=True)
+def test_beat_analyzes_the_hot_tables_when_autovacuum_has_not(project, items, annotator, settings):
+    from django.db import connection
+
+    from annotate import dbstats, selectors
+    from annotate.models import Label
+
+    assert settings.CELERY_BEAT_SCHEDULE["statistics-refresh"]["task"] == tasks.statistics_refresh.name
+    with connection.cursor() as cursor:  # autovacuum must not get there first (it is off on some machines only)
+        for table in dbstats.HOT_TABLES:
+            cursor.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE annotate_label")
+        assert dbstats.statistics_refresh() == []  # nothing changed since
+        criteria = selectors.criteria_of_version(project.current_rubric_id)
+        raters = [annotator, *UserFactory.create_batch(400)]
+        Label.objects.bulk_create(  # 1,203 labels: past the 1,000 (+ 1%) changed rows that call for an ANALYZE
+            Label(
+                item=items[0],
+                criterion=criterion,
+                rubric_version_id=project.current_rubric_id,
+                annotator=rater,
+                value="pass",
+                created_at=timezone.now(),
+            )
+            for rater in raters
+            for criterion in criteria
+        )
+        last, changed = _analyzed("annotate_label")
+        assert changed > 1000
+        assert "annotate_label" in dbstats.statistics_refresh()
+        after, changed = _analyzed("annotate_label")
+        assert changed == 0 and (last is None or after > last)
+        assert dbstats.statistics_refresh() == []  # fresh now: nothing to do
+    finally:
+        with connection.cursor() as cursor:
+            for table in dbstats.HOT_TABLES:
+                cursor.execute(f"ALTER TABLE {table} RESET (autovacuum_enabled)")
