@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, Route, expect
 
 from annotate import selectors
@@ -125,6 +126,9 @@ def held(page: Page) -> Iterator[HeldRoutes]:
     try:
         yield routes
     finally:
+        # A handler still fetching when the page closes would raise into the next test: let it end quietly.
+        with contextlib.suppress(Exception):
+            page.unroute_all(behavior="ignoreErrors")
         routes.release_all()
 
 
@@ -141,7 +145,10 @@ def slow_link(page: Page, held: HeldRoutes, mode: str, delays: list[float]) -> N
         if mode == "requests":
             held.later(delay, route.continue_)
         else:
-            response = route.fetch()
+            try:
+                response = route.fetch()
+            except PlaywrightError:  # the page closed while the answer was on its way: the test is over
+                return
             held.later(delay, lambda: route.fulfill(response=response))
 
     page.route("**/label/**", handle)
