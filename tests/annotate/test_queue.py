@@ -233,6 +233,39 @@ def _plan_nodes(node, parent=""):
         yield from _plan_nodes(child, "SubPlan" if parent == "SubPlan" else relationship)
 
 
+def _claim_params(project, annotator) -> dict:
+    """The claim statements' parameters, as services.queue passes them."""
+    now = timezone.now()
+    return {
+        "project": project.pk,
+        "overlap": project.overlap,
+        "user": annotator.pk,
+        "version": project.current_rubric_id,
+        "now": now,
+        "expires": now + dt.timedelta(minutes=5),
+        "held": [],
+        "n_criteria": len(selectors.criteria_of_version(project.current_rubric_id)),
+    }
+
+
+def _all_pass(project, annotator, items) -> None:
+    """The annotator's pass on every criterion of each item, written at once (no queue counts kept)."""
+    criteria = selectors.criteria_of_version(project.current_rubric_id)
+    now = timezone.now()
+    Label.objects.bulk_create(
+        Label(
+            item=i,
+            criterion=c,
+            rubric_version_id=c.rubric_version_id,
+            annotator=annotator,
+            value="pass",
+            created_at=now,
+        )
+        for i in items
+        for c in criteria
+    )
+
+
 @pytest.mark.postgres(reason="pins PostgreSQL's plan of the claim statements")
 @pytest.mark.parametrize("statement", ["_CLAIM_SQL", "_NEXT_SQL"])
 def test_a_claim_checks_the_annotators_labels_per_candidate_item_whatever_the_statistics_say(
@@ -240,19 +273,8 @@ def test_a_claim_checks_the_annotators_labels_per_candidate_item_whatever_the_st
 ):
     # As an anti join, the planner may read all of an annotator's labels once per candidate when its statistics say
     # they have none (a new annotator): the claim then slows down with every submit. A SubPlan is always a probe.
-    now = timezone.now()
-    params = {
-        "project": active.pk,
-        "overlap": active.overlap,
-        "user": annotator.pk,
-        "version": active.current_rubric_id,
-        "now": now,
-        "expires": now,
-        "held": [],
-        "n_criteria": 3,
-    }
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + getattr(queue_sql, statement), params)
+        cursor.execute("EXPLAIN (FORMAT JSON) " + getattr(queue_sql, statement), _claim_params(active, annotator))
         plan = cursor.fetchone()[0]
     plan = plan if isinstance(plan, list) else __import__("json").loads(plan)
     label_scans = [
@@ -281,52 +303,19 @@ def test_claims_and_submits_read_one_items_labels_per_probe_when_the_statistics_
     # version, or a new annotator, can have "no labels" in the statistics long after they have thousands. A probe that
     # trusted them read every label of the version (or of the annotator) for each candidate item: claims and submits
     # slowed down with each label given, 157 ms a submit after 1,000 in an overlap-2 project.
-    now = timezone.now()
     other = ProjectFactory(overlap=2)
     project_set_status(project=other, status="active")
     other.refresh_from_db()
     stranger = UserFactory()
-    other_criteria = selectors.criteria_of_version(other.current_rubric_id)
-    Label.objects.bulk_create(
-        Label(
-            item=item,
-            criterion=c,
-            rubric_version_id=other.current_rubric_id,
-            annotator=stranger,
-            value="pass",
-            created_at=now,
-        )
-        for item in ItemFactory.create_batch(1000, project=other)
-        for c in other_criteria
-    )
+    _all_pass(other, stranger, ItemFactory.create_batch(1000, project=other))
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE annotate_label")  # statistics: this version and this annotator have no labels
     criteria = selectors.criteria_of_version(active.current_rubric_id)
     mine = ItemFactory.create_batch(600, project=active)
-    Label.objects.bulk_create(
-        Label(
-            item=item,
-            criterion=c,
-            rubric_version_id=active.current_rubric_id,
-            annotator=annotator,
-            value="pass",
-            created_at=now,
-        )
-        for item in mine
-        for c in criteria
-    )
+    _all_pass(active, annotator, mine)
     Item.objects.filter(pk__in=[i.pk for i in mine]).update(n_submitted=1)  # half complete: first in the queue
     wanted = ItemFactory(project=active)
-    params = {
-        "project": active.pk,
-        "overlap": active.overlap,
-        "user": annotator.pk,
-        "version": active.current_rubric_id,
-        "now": now,
-        "expires": now + dt.timedelta(minutes=5),
-        "held": [],
-        "n_criteria": len(criteria),
-    }
+    params = _claim_params(active, annotator)
     with connection.cursor() as cursor:
         cursor.execute("SAVEPOINT explain")
         cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + queue_sql._CLAIM_SQL, params)
